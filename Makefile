@@ -1,0 +1,50 @@
+# The two commands: `make demo` and `make test`. Everything else is a helper they call.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+RUST_SRC := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+
+.PHONY: demo test test-rust test-py lint bench soak clean setup build
+
+# Python deps from pyproject.toml (runtime + test + bench extras), into a local venv.
+$(VENV)/.deps: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 'maturin>=1.5,<2'
+	$(PY) -m pip install -q $$($(PY) -c "import tomllib;p=tomllib.load(open('pyproject.toml','rb'))['project'];print(' '.join(repr(d) for d in p['dependencies']+p['optional-dependencies']['test']+p['optional-dependencies']['bench']))" | tr -d "'")
+	touch $@
+
+# The extension in release mode, installed editable into the venv (crates from Cargo.lock).
+$(VENV)/.built: $(VENV)/.deps $(RUST_SRC) pyproject.toml
+	$(VENV)/bin/maturin develop --release --locked -q
+	touch $@
+
+setup: $(VENV)/.built
+build: setup
+
+demo: setup
+	$(PY) -m ledgerx.demo
+
+test: setup test-rust test-py
+
+test-rust:
+	cargo test --locked --release -q
+
+test-py: setup
+	$(PY) -m pytest -q -x -p no:cacheprovider tests
+
+lint: setup
+	cargo fmt --check
+	cargo clippy --locked --release --all-targets -- -D warnings
+	cargo clippy --locked --release --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+
+bench: setup
+	$(PY) -m pytest benches -q -p no:cacheprovider --benchmark-columns=min,median,max,mean,ops,rounds -s
+
+soak: setup
+	$(PY) -m pytest -q -m slow tests
+
+clean:
+	rm -rf $(VENV) target data

@@ -1,0 +1,337 @@
+//! Part files on disk: day directories, part allocation with O_CREAT|O_EXCL, adoption of a
+//! non-full part under an exclusive advisory lock (after cutting a torn tail to quarantine),
+//! single-write appends, fdatasync, and directory fsyncs after every create.
+
+use super::clock;
+use super::error::{Error, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub const QUARANTINE_DIR: &str = "_quarantine";
+const ABANDONED_SUFFIX: &str = ".abandoned";
+
+/// An open part file owned (advisory-locked) by one writer.
+#[derive(Debug)]
+pub struct Part {
+    pub path: PathBuf,
+    /// Path relative to the events directory, e.g. `day=2026-11-25/part-000001.jsonl`.
+    pub rel: String,
+    pub day: String,
+    pub file: File,
+    abandoned: AtomicBool,
+}
+
+impl Part {
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
+    }
+
+    /// Never trust this part again: no more writes, and a marker so no one adopts it.
+    pub fn abandon(&self, reason: &str) {
+        if !self.abandoned.swap(true, Ordering::AcqRel) {
+            let mut marker = self.path.clone().into_os_string();
+            marker.push(ABANDONED_SUFFIX);
+            let _ = fs::write(&marker, format!("{reason}\n"));
+            if let Some(dir) = self.path.parent() {
+                let _ = fsync_dir(dir);
+            }
+        }
+    }
+
+    /// Append whole lines with exactly one write(); a short write is an error, and the part is
+    /// cut back to where it was so no partial line stays behind.
+    pub fn append(&self, buf: &[u8], at: u64) -> Result<()> {
+        let n = unsafe { libc::write(self.file.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(Error::io(&self.path, io::Error::last_os_error()));
+        }
+        if n as usize != buf.len() {
+            let _ = self.file.set_len(at);
+            return Err(Error::io(
+                &self.path,
+                io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("short write: {n} of {} bytes", buf.len()),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn datasync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// fsync a directory so entries created in it survive a power loss.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn part_number(name: &str) -> Option<u32> {
+    name.strip_prefix("part-")?.strip_suffix(".jsonl")?.parse().ok()
+}
+
+fn lock_nb(f: &File) -> bool {
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Create `dir` if missing (refusing a symlink or non-directory in its place) and fsync its
+/// parent when it was created.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => {
+            return Err(Error::io(
+                dir,
+                io::Error::new(io::ErrorKind::InvalidInput, "exists and is not a directory"),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    if let Some(parent) = dir.parent() {
+        ensure_dir(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return ensure_dir(dir),
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    if let Some(parent) = dir.parent() {
+        fsync_dir(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    Ok(())
+}
+
+/// Open a part for `day` under `events`: adopt an unlocked, trusted part with room for `need`
+/// more bytes, or create the next number with O_EXCL. Returns the part and its current size.
+pub fn open_part(events: &Path, day: &str, max_part_bytes: u64, need: u64) -> Result<(Part, u64)> {
+    let rel_dir = format!("day={day}");
+    let dir = events.join(&rel_dir);
+    ensure_dir(&dir)?;
+    let mut numbers = Vec::new();
+    let mut abandoned = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = part_number(&name) {
+            numbers.push(n);
+        } else if let Some(stem) = name.strip_suffix(ABANDONED_SUFFIX) {
+            if let Some(n) = part_number(stem) {
+                abandoned.push(n);
+            }
+        }
+    }
+    numbers.sort_unstable();
+    for &n in &numbers {
+        if abandoned.contains(&n) {
+            continue;
+        }
+        let name = format!("part-{n:06}.jsonl");
+        let path = dir.join(&name);
+        if let Some((file, size)) = try_adopt(events, &path, day, max_part_bytes.saturating_sub(need))? {
+            let part = Part {
+                path,
+                rel: format!("{rel_dir}/{name}"),
+                day: day.to_string(),
+                file,
+                abandoned: AtomicBool::new(false),
+            };
+            return Ok((part, size));
+        }
+    }
+    let mut n = numbers.last().copied().unwrap_or(0) + 1;
+    loop {
+        let name = format!("part-{n:06}.jsonl");
+        let path = dir.join(&name);
+        let opened = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o644)
+            .open(&path);
+        match opened {
+            Ok(file) => {
+                fsync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+                // Someone may adopt an empty part between create and lock: then take the next.
+                if lock_nb(&file) {
+                    let part = Part {
+                        path,
+                        rel: format!("{rel_dir}/{name}"),
+                        day: day.to_string(),
+                        file,
+                        abandoned: AtomicBool::new(false),
+                    };
+                    return Ok((part, 0));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        n += 1;
+    }
+}
+
+/// Lock and prepare an existing part for appending, or None when it is busy, not below
+/// `below` bytes, or not a regular file.
+fn try_adopt(events: &Path, path: &Path, day: &str, below: u64) -> Result<Option<(File, u64)>> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(_) => return Ok(None),
+    };
+    if !meta.file_type().is_file() || meta.len() >= below {
+        return Ok(None);
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(_) => return Ok(None),
+    };
+    let ft = file.metadata().map_err(|e| Error::io(path, e))?.file_type();
+    if !ft.is_file() || ft.is_fifo() || !lock_nb(&file) {
+        return Ok(None);
+    }
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if size >= below {
+        return Ok(None);
+    }
+    let good = cut_torn_tail(events, path, &file, day, size)?;
+    Ok(Some((file, good)))
+}
+
+/// If the file does not end with `\n`, move the bytes after the last `\n` to quarantine and
+/// truncate. Returns the new size.
+fn cut_torn_tail(events: &Path, path: &Path, file: &File, day: &str, size: u64) -> Result<u64> {
+    if size == 0 {
+        return Ok(0);
+    }
+    let mut f = file;
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(size - 1)).map_err(|e| Error::io(path, e))?;
+    f.read_exact(&mut last).map_err(|e| Error::io(path, e))?;
+    if last[0] == b'\n' {
+        return Ok(size);
+    }
+    // Scan backwards in chunks for the last newline.
+    let mut end = size;
+    let mut keep = 0u64;
+    let mut chunk = vec![0u8; 1 << 16];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
+        f.read_exact(buf).map_err(|e| Error::io(path, e))?;
+        if let Some(i) = memchr::memrchr(b'\n', buf) {
+            keep = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    let mut torn = Vec::with_capacity((size - keep) as usize);
+    f.seek(SeekFrom::Start(keep)).map_err(|e| Error::io(path, e))?;
+    f.take(size - keep)
+        .read_to_end(&mut torn)
+        .map_err(|e| Error::io(path, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    quarantine(
+        events,
+        &format!("day={day}/{name}"),
+        keep,
+        &torn,
+        "torn tail: bytes after the last newline, cut before adopting the part",
+    )?;
+    file.set_len(keep).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    Ok(keep)
+}
+
+/// Save cut bytes under `events/_quarantine/` with a reason file; both are fsynced.
+pub fn quarantine(events: &Path, rel: &str, offset: u64, bytes: &[u8], reason: &str) -> Result<PathBuf> {
+    let qdir = events.join(QUARANTINE_DIR);
+    ensure_dir(&qdir)?;
+    let stem = format!(
+        "{}@{offset}.{}",
+        rel.replace('/', "__"),
+        clock::now_us()
+    );
+    let data_path = qdir.join(format!("{stem}.bin"));
+    let reason_path = qdir.join(format!("{stem}.reason.json"));
+    let mut reason_json = Vec::new();
+    reason_json.extend_from_slice(b"{\"file\":");
+    super::json::write_str(&mut reason_json, rel);
+    reason_json.extend_from_slice(b",\"offset\":");
+    reason_json.extend_from_slice(offset.to_string().as_bytes());
+    reason_json.extend_from_slice(b",\"bytes\":");
+    reason_json.extend_from_slice(bytes.len().to_string().as_bytes());
+    reason_json.extend_from_slice(b",\"reason\":");
+    super::json::write_str(&mut reason_json, reason);
+    reason_json.extend_from_slice(b"}\n");
+    for (p, content) in [(&data_path, bytes), (&reason_path, &reason_json[..])] {
+        let mut f = File::create(p).map_err(|e| Error::io(p, e))?;
+        f.write_all(content).map_err(|e| Error::io(p, e))?;
+        f.sync_all().map_err(|e| Error::io(p, e))?;
+    }
+    fsync_dir(&qdir).map_err(|e| Error::io(&qdir, e))?;
+    Ok(data_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ledgerx-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn creates_then_numbers_parts_exclusively() {
+        let ev = tmp("create");
+        let (a, _) = open_part(&ev, "2026-01-02", 1000, 1).unwrap();
+        let (b, _) = open_part(&ev, "2026-01-02", 1000, 1).unwrap();
+        assert!(a.rel.ends_with("part-000001.jsonl"));
+        assert!(b.rel.ends_with("part-000002.jsonl"), "locked part must not be shared");
+        drop(a);
+        let (c, _) = open_part(&ev, "2026-01-02", 1000, 1).unwrap();
+        assert!(c.rel.ends_with("part-000001.jsonl"), "unlocked part is adopted");
+    }
+
+    #[test]
+    fn adoption_cuts_torn_tail_to_quarantine() {
+        let ev = tmp("torn");
+        let dir = ev.join("day=2026-01-02");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("part-000001.jsonl"), b"{\"a\":1}\n{\"b\":").unwrap();
+        let (p, size) = open_part(&ev, "2026-01-02", 1000, 1).unwrap();
+        assert_eq!(size, 8);
+        assert_eq!(fs::read(&p.path).unwrap(), b"{\"a\":1}\n");
+        let q: Vec<_> = fs::read_dir(ev.join(QUARANTINE_DIR)).unwrap().collect();
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn abandoned_and_full_parts_are_skipped() {
+        let ev = tmp("skip");
+        let (a, _) = open_part(&ev, "2026-01-02", 10, 1).unwrap();
+        a.abandon("test");
+        drop(a);
+        let (b, _) = open_part(&ev, "2026-01-02", 10, 1).unwrap();
+        assert!(b.rel.ends_with("part-000002.jsonl"));
+        b.append(b"0123456789\n", 0).unwrap();
+        drop(b);
+        let (c, _) = open_part(&ev, "2026-01-02", 10, 1).unwrap();
+        assert!(c.rel.ends_with("part-000003.jsonl"));
+    }
+}

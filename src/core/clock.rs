@@ -1,0 +1,172 @@
+//! Time: microseconds since the Unix epoch, RFC 3339 formatting and parsing, UTC day names.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const US_PER_DAY: i64 = 86_400_000_000;
+
+pub fn now_us() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
+
+/// Days since 1970-01-01 -> (year, month, day). Howard Hinnant's civil_from_days.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) -> days since 1970-01-01.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn put2(out: &mut [u8], v: u32) {
+    out[0] = b'0' + (v / 10) as u8;
+    out[1] = b'0' + (v % 10) as u8;
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (27 bytes) for years 0..=9999.
+pub fn format_ts(us: i64) -> [u8; 27] {
+    let days = us.div_euclid(US_PER_DAY);
+    let rem = us.rem_euclid(US_PER_DAY);
+    let (y, mo, d) = civil_from_days(days);
+    let y = y.clamp(0, 9999) as u32;
+    let secs = (rem / 1_000_000) as u32;
+    let frac = (rem % 1_000_000) as u32;
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    put2(&mut b[0..2], y / 100);
+    put2(&mut b[2..4], y % 100);
+    put2(&mut b[5..7], mo);
+    put2(&mut b[8..10], d);
+    put2(&mut b[11..13], secs / 3600);
+    put2(&mut b[14..16], secs / 60 % 60);
+    put2(&mut b[17..19], secs % 60);
+    put2(&mut b[20..22], frac / 10_000);
+    put2(&mut b[22..24], frac / 100 % 100);
+    put2(&mut b[24..26], frac % 100);
+    b
+}
+
+/// The UTC day of a timestamp, `YYYY-MM-DD`.
+pub fn day_of(us: i64) -> String {
+    String::from_utf8_lossy(&format_ts(us)[..10]).into_owned()
+}
+
+fn digits(s: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as u32;
+    }
+    Some(v)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Parse an RFC 3339 timestamp (any offset, any fraction length) to UTC microseconds.
+/// Returns None for anything that is not a valid RFC 3339 date-time.
+pub fn parse_ts(s: &[u8]) -> Option<i64> {
+    if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || s[13] != b':' || s[16] != b':' {
+        return None;
+    }
+    if !matches!(s[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let y = digits(&s[0..4])? as i64;
+    let mo = digits(&s[5..7])?;
+    let d = digits(&s[8..10])?;
+    let h = digits(&s[11..13])?;
+    let mi = digits(&s[14..16])?;
+    let se = digits(&s[17..19])?;
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_us: i64 = 0;
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        let mut scale = 100_000;
+        while i < s.len() && s[i].is_ascii_digit() {
+            frac_us += (s[i] - b'0') as i64 * scale;
+            scale /= 10;
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let offset_s: i64 = match s.get(i) {
+        Some(b'Z' | b'z') if i + 1 == s.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if i + 6 == s.len() && s[i + 3] == b':' => {
+            let oh = digits(&s[i + 1..i + 3])? as i64;
+            let om = digits(&s[i + 4..i + 6])? as i64;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + (h * 3600 + mi * 60 + se) as i64 - offset_s;
+    Some(secs * 1_000_000 + frac_us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_and_parse_round_trip() {
+        for us in [0i64, 1_700_000_000_123_456, 951_782_400_000_001, 4_102_444_799_999_999] {
+            let s = format_ts(us);
+            assert_eq!(parse_ts(&s), Some(us), "{}", String::from_utf8_lossy(&s));
+        }
+        assert_eq!(&format_ts(0), b"1970-01-01T00:00:00.000000Z");
+        assert_eq!(day_of(1_700_000_000_000_000), "2023-11-14");
+    }
+
+    #[test]
+    fn parse_rejects_bad_dates() {
+        assert!(parse_ts(b"2023-02-29T00:00:00Z").is_none());
+        assert!(parse_ts(b"2024-02-29T00:00:00Z").is_some());
+        assert!(parse_ts(b"2023-01-01T24:00:00Z").is_none());
+        assert!(parse_ts(b"2023-01-01T00:00:00").is_none());
+        assert_eq!(
+            parse_ts(b"2023-01-01T01:00:00+01:00"),
+            parse_ts(b"2023-01-01T00:00:00Z")
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! UUIDv7 event ids and writer ids, from a per-writer PRNG seeded by the OS.
+
+use std::fs::File;
+use std::io::Read;
+
+/// wyrand: tiny and fast; seeded from /dev/urandom so writers never collide in practice.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_os() -> Self {
+        let mut seed = [0u8; 8];
+        if File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut seed))
+            .is_err()
+        {
+            // Fall back to time and address entropy; ids stay unique by their timestamp part.
+            let t = super::clock::now_us() as u64;
+            seed = (t ^ (&seed as *const _ as u64).rotate_left(32)).to_le_bytes();
+        }
+        Rng(u64::from_le_bytes(seed))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = (self.0 as u128).wrapping_mul((self.0 ^ 0xe703_7ed1_a0b4_28db) as u128);
+        ((t >> 64) ^ t) as u64
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Format 16 bytes as a canonical lowercase UUID string (36 bytes).
+pub fn format_uuid(b: &[u8; 16]) -> [u8; 36] {
+    let mut out = [b'-'; 36];
+    let mut j = 0;
+    for (i, &x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            j += 1;
+        }
+        out[j] = HEX[(x >> 4) as usize];
+        out[j + 1] = HEX[(x & 15) as usize];
+        j += 2;
+    }
+    out
+}
+
+/// UUIDv7 bytes from a millisecond timestamp and 74 bits of randomness.
+pub fn uuid7_bytes(unix_ms: u64, rand_a: u16, rand_b: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
+    let a = (rand_a & 0x0fff) | 0x7000;
+    b[6..8].copy_from_slice(&a.to_be_bytes());
+    let rb = (rand_b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    b[8..].copy_from_slice(&rb.to_be_bytes());
+    b
+}
+
+pub fn uuid7(unix_ms: u64, rng: &mut Rng) -> [u8; 36] {
+    let r = rng.next_u64();
+    format_uuid(&uuid7_bytes(unix_ms, (r >> 48) as u16, rng.next_u64()))
+}
+
+/// A short random id for a writer instance: `w-` + 16 hex digits.
+pub fn writer_id(rng: &mut Rng) -> String {
+    format!("w-{:016x}", rng.next_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid7_layout() {
+        let mut rng = Rng::from_os();
+        let u = uuid7(0x0123_4567_89ab, &mut rng);
+        let s = std::str::from_utf8(&u).unwrap();
+        assert_eq!(&s[..13], "01234567-89ab");
+        assert_eq!(&s[14..15], "7");
+        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"));
+        assert_eq!(s.len(), 36);
+    }
+}

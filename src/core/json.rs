@@ -1,0 +1,352 @@
+//! JSON text: an escaping writer for the appender and a strict, allocation-light checker for
+//! the scanner. The checker enforces I-JSON (RFC 7493): valid UTF-8, no lone surrogates in
+//! escapes, no duplicate keys, bounded nesting; NaN/Infinity are not JSON and fail as syntax.
+
+pub const MAX_DEPTH: usize = 128;
+
+/// Append `s` as a JSON string literal (quotes included).
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(c >> 4) as usize]);
+            out.push(HEX[(c & 15) as usize]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Append a finite float the way JSON expects (shortest round-trip form).
+pub fn write_f64(out: &mut Vec<u8>, v: f64) {
+    let mut buf = ryu::Buffer::new();
+    out.extend_from_slice(buf.format_finite(v).as_bytes());
+}
+
+pub fn write_i64(out: &mut Vec<u8>, v: i64) {
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(v).as_bytes());
+}
+
+/// A byte range `[start, end)` inside the checked text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Checks one JSON text; for a top-level object, records each member's key and value spans.
+pub struct Checker<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+pub type Members = Vec<(Span, Span)>;
+
+impl<'a> Checker<'a> {
+    /// Check that `b` is exactly one JSON object (surrounding whitespace allowed) and return
+    /// its members. Error: a short reason.
+    pub fn object_members(b: &'a [u8]) -> Result<Members, String> {
+        let mut c = Checker { b, i: 0 };
+        c.ws();
+        if c.peek() != Some(b'{') {
+            return Err("not a JSON object".into());
+        }
+        let mut members = Vec::with_capacity(12);
+        c.object(1, Some(&mut members))?;
+        c.ws();
+        if c.i != b.len() {
+            return Err(format!("trailing bytes at column {}", c.i + 1));
+        }
+        Ok(members)
+    }
+
+    /// Check that `b` is exactly one JSON value.
+    pub fn value_only(b: &'a [u8]) -> Result<(), String> {
+        let mut c = Checker { b, i: 0 };
+        c.ws();
+        c.value(0)?;
+        c.ws();
+        if c.i != b.len() {
+            return Err(format!("trailing bytes at column {}", c.i + 1));
+        }
+        Ok(())
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn err<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("{what} at column {}", self.i + 1))
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), String> {
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1, None),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => self.string(),
+            Some(b't') => self.lit(b"true"),
+            Some(b'f') => self.lit(b"false"),
+            Some(b'n') => self.lit(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => self.err("unexpected character"),
+            None => self.err("unexpected end"),
+        }
+    }
+
+    fn lit(&mut self, word: &[u8]) -> Result<(), String> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            self.err("invalid literal")
+        }
+    }
+
+    fn number(&mut self) -> Result<(), String> {
+        let b = self.b;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while matches!(self.peek(), Some(b'0'..=b'9')) {
+                    self.i += 1;
+                }
+            }
+            _ => return self.err("invalid number"),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            let s = self.i;
+            while matches!(self.peek(), Some(b'0'..=b'9')) {
+                self.i += 1;
+            }
+            if s == self.i {
+                return self.err("invalid number");
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            let s = self.i;
+            while matches!(b.get(self.i), Some(b'0'..=b'9')) {
+                self.i += 1;
+            }
+            if s == self.i {
+                return self.err("invalid number");
+            }
+        }
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let Some(h) = self.b.get(self.i..self.i + 4) else {
+            return self.err("bad \\u escape");
+        };
+        let mut v = 0u32;
+        for &c in h {
+            let d = (c as char).to_digit(16);
+            match d {
+                Some(d) => v = v * 16 + d,
+                None => return self.err("bad \\u escape"),
+            }
+        }
+        self.i += 4;
+        Ok(v)
+    }
+
+    fn string(&mut self) -> Result<(), String> {
+        self.i += 1; // opening quote
+        loop {
+            let rest = &self.b[self.i..];
+            let Some(k) = memchr::memchr3(b'"', b'\\', b'\n', rest) else {
+                return self.err("unterminated string");
+            };
+            if rest[..k].iter().any(|&c| c < 0x20) {
+                return self.err("control character in string");
+            }
+            self.i += k;
+            match self.b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                b'\n' => return self.err("control character in string"),
+                _ => {
+                    self.i += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                        Some(b'u') => {
+                            self.i += 1;
+                            let u = self.hex4()?;
+                            if (0xDC00..0xE000).contains(&u) {
+                                return self.err("lone surrogate");
+                            }
+                            if (0xD800..0xDC00).contains(&u) {
+                                if !self.b[self.i..].starts_with(b"\\u") {
+                                    return self.err("lone surrogate");
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return self.err("lone surrogate");
+                                }
+                            }
+                        }
+                        _ => return self.err("bad escape"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return self.err("nesting too deep");
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected , or ]"),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize, mut out: Option<&mut Members>) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return self.err("nesting too deep");
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        let mut keys: Vec<Span> = Vec::new();
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return self.err("expected string key");
+            }
+            let ks = self.i;
+            self.string()?;
+            let key = Span { start: ks, end: self.i };
+            let kb = &self.b[ks..self.i];
+            // Escaped keys are compared decoded so "a" and "\u0061" count as the same key.
+            let dup = keys.iter().any(|k| {
+                let other = &self.b[k.start..k.end];
+                other == kb || (other.contains(&b'\\') || kb.contains(&b'\\')) && unescape(other) == unescape(kb)
+            });
+            if dup {
+                return self.err("duplicate key");
+            }
+            keys.push(key);
+            self.ws();
+            if self.peek() != Some(b':') {
+                return self.err("expected :");
+            }
+            self.i += 1;
+            self.ws();
+            let vs = self.i;
+            self.value(depth)?;
+            if let Some(m) = out.as_deref_mut() {
+                m.push((key, Span { start: vs, end: self.i }));
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected , or }"),
+            }
+        }
+    }
+}
+
+/// Decode a checked JSON string literal (quotes included) to a Rust string.
+pub fn unescape(lit: &[u8]) -> String {
+    let inner = &lit[1..lit.len() - 1];
+    if !inner.contains(&b'\\') {
+        return String::from_utf8_lossy(inner).into_owned();
+    }
+    serde_json::from_slice::<String>(lit).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_controls_and_quotes() {
+        let mut v = Vec::new();
+        write_str(&mut v, "a\"b\\c\n\u{1}é");
+        assert_eq!(std::str::from_utf8(&v).unwrap(), "\"a\\\"b\\\\c\\n\\u0001é\"");
+        assert_eq!(serde_json::from_slice::<String>(&v).unwrap(), "a\"b\\c\n\u{1}é");
+    }
+
+    #[test]
+    fn checker_accepts_and_rejects() {
+        let m = Checker::object_members(br#"{"a":1,"b":{"c":[1,2.5e3,"x"]},"d":null}"#).unwrap();
+        assert_eq!(m.len(), 3);
+        for bad in [
+            &br#"{"a":1,"a":2}"#[..],
+            br#"{"a":NaN}"#,
+            br#"{"a":"\ud800"}"#,
+            br#"{"a":1"#,
+            br#"{"a":01}"#,
+            br#"[1]"#,
+            br#"{"a":1} x"#,
+            br#"{"a":"\u0061","\u0061":2}"#,
+        ] {
+            assert!(Checker::object_members(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(Checker::value_only(deep.as_bytes()).is_err());
+        assert!(Checker::value_only(br#""\ud83d\ude00""#).is_ok());
+    }
+}

@@ -1,0 +1,14 @@
+//! The Python-free core: log format, appender, schema validation and scanner.
+//! Everything here is tested by `cargo test` without an interpreter.
+
+pub mod appender;
+pub mod builtin;
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod json;
+pub mod scanner;
+pub mod schema;
+pub mod writer;
+
+pub use error::{Error, Result};

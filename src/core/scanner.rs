@@ -1,0 +1,380 @@
+//! The JSONL scanner: reads a part from a byte offset, splits complete lines, checks I-JSON and
+//! crc, extracts the envelope into columns (no per-event objects), and reports bad lines.
+//! An unterminated last line is never returned: a writer may still be writing it.
+
+use super::clock;
+use super::error::{Error, Result};
+use super::json::{unescape, Checker, Members, Span};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// A UTF-8 column in Arrow layout: i32 offsets, values, optional validity bitmap.
+#[derive(Debug, Default, Clone)]
+pub struct StrColumn {
+    pub offsets: Vec<i32>,
+    pub values: Vec<u8>,
+    /// One bit per row, 1 = valid; None when every row is valid.
+    pub validity: Option<Vec<u8>>,
+    pub len: usize,
+}
+
+impl StrColumn {
+    fn new() -> Self {
+        StrColumn {
+            offsets: vec![0],
+            ..Default::default()
+        }
+    }
+
+    fn push(&mut self, s: &[u8]) {
+        self.values.extend_from_slice(s);
+        self.offsets.push(self.values.len() as i32);
+        if let Some(v) = &mut self.validity {
+            set_bit(v, self.len, true);
+        }
+        self.len += 1;
+    }
+
+    fn push_null(&mut self) {
+        let v = self.validity.get_or_insert_with(|| {
+            let mut bits = Vec::new();
+            for i in 0..self.len {
+                set_bit(&mut bits, i, true);
+            }
+            bits
+        });
+        set_bit(v, self.len, false);
+        self.offsets.push(self.values.len() as i32);
+        self.len += 1;
+    }
+
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        if let Some(v) = &self.validity {
+            if v[i / 8] & (1 << (i % 8)) == 0 {
+                return None;
+            }
+        }
+        Some(&self.values[self.offsets[i] as usize..self.offsets[i + 1] as usize])
+    }
+}
+
+fn set_bit(bits: &mut Vec<u8>, i: usize, on: bool) {
+    if bits.len() <= i / 8 {
+        bits.resize(i / 8 + 1, 0);
+    }
+    if on {
+        bits[i / 8] |= 1 << (i % 8);
+    } else {
+        bits[i / 8] &= !(1 << (i % 8));
+    }
+}
+
+/// The envelope of every good event, column by column.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    pub event_id: StrColumn,
+    pub event_type: StrColumn,
+    pub schema_version: Vec<i64>,
+    pub ts_us: Vec<i64>,
+    pub run_id: StrColumn,
+    pub writer: StrColumn,
+    pub seq: Vec<i64>,
+    pub data: StrColumn,
+    pub offset: Vec<i64>,
+    pub line_bytes: Vec<i64>,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns {
+            event_id: StrColumn::new(),
+            event_type: StrColumn::new(),
+            schema_version: Vec::new(),
+            ts_us: Vec::new(),
+            run_id: StrColumn::new(),
+            writer: StrColumn::new(),
+            seq: Vec::new(),
+            data: StrColumn::new(),
+            offset: Vec::new(),
+            line_bytes: Vec::new(),
+        }
+    }
+}
+
+impl Columns {
+    pub fn len(&self) -> usize {
+        self.offset.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offset.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub offset: u64,
+    pub len: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    /// Refuse lines without `crc` (third-party lines are accepted otherwise).
+    pub strict: bool,
+    /// Read at most this many bytes per call (whole lines; a longer single line is still read).
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    pub columns: Columns,
+    pub bad: Vec<BadLine>,
+    /// Offset just past the last complete line examined.
+    pub end_offset: u64,
+    /// Bytes after `end_offset` (an unterminated tail, or more to read next call).
+    pub pending_bytes: u64,
+    pub file_size: u64,
+}
+
+/// Open a part for reading, refusing symlinks, FIFOs and other non-regular files.
+fn open_regular(path: &Path) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let m = f.metadata().map_err(|e| Error::io(path, e))?;
+    if !m.file_type().is_file() {
+        return Err(Error::io(
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    Ok(f)
+}
+
+/// Scan one part file from `start`.
+pub fn scan_file(path: &Path, start: u64, opts: ScanOptions) -> Result<ScanResult> {
+    let mut f = open_regular(path)?;
+    let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut res = ScanResult {
+        end_offset: start,
+        file_size: size,
+        ..Default::default()
+    };
+    if start >= size {
+        return Ok(res);
+    }
+    let budget = if opts.max_bytes == 0 { u64::MAX } else { opts.max_bytes };
+    let mut want = (size - start).min(budget.max(1 << 16));
+    let mut buf = Vec::new();
+    loop {
+        buf.resize(want as usize, 0);
+        f.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
+        let got = read_full(&mut f, &mut buf).map_err(|e| Error::io(path, e))?;
+        buf.truncate(got);
+        // A line longer than the budget: read further until it ends or the file does.
+        if memchr::memchr(b'\n', &buf).is_none() && start + (got as u64) < size {
+            want = (want * 2).min(size - start);
+            continue;
+        }
+        break;
+    }
+    let consumed = scan_buffer(&buf, start, opts, &mut res.columns, &mut res.bad);
+    res.end_offset = start + consumed as u64;
+    res.pending_bytes = size - res.end_offset;
+    Ok(res)
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Scan complete lines of `buf` (which starts at file offset `base`). Returns bytes consumed
+/// (up to and including the last `\n`).
+pub fn scan_buffer(
+    buf: &[u8],
+    base: u64,
+    opts: ScanOptions,
+    cols: &mut Columns,
+    bad: &mut Vec<BadLine>,
+) -> usize {
+    let mut pos = 0;
+    while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
+        let line = &buf[pos..pos + nl];
+        let off = base + pos as u64;
+        if let Err(reason) = take_line(line, off, opts, cols) {
+            // A valid event glued behind a torn prefix (a writer died mid-line and another
+            // appended after it): recover the event, report the prefix.
+            match glued_start(line).filter(|&k| take_line(&line[k..], off + k as u64, opts, cols).is_ok()) {
+                Some(k) => bad.push(BadLine {
+                    offset: off,
+                    len: k as u64,
+                    reason: format!("torn prefix before a valid event ({reason})"),
+                }),
+                None => bad.push(BadLine {
+                    offset: off,
+                    len: nl as u64 + 1,
+                    reason,
+                }),
+            }
+        }
+        pos += nl + 1;
+    }
+    pos
+}
+
+fn glued_start(line: &[u8]) -> Option<usize> {
+    let pat = b"{\"event_id\":";
+    memchr::memmem::rfind(line, pat).filter(|&k| k > 0)
+}
+
+fn member<'a>(line: &'a [u8], members: &Members, key: &str) -> Option<(Span, &'a [u8])> {
+    members.iter().find_map(|(k, v)| {
+        let kb = &line[k.start + 1..k.end - 1];
+        (kb == key.as_bytes()).then(|| (*k, &line[v.start..v.end]))
+    })
+}
+
+fn json_string(v: &[u8]) -> Option<String> {
+    (v.first() == Some(&b'"')).then(|| unescape(v))
+}
+
+fn json_int(v: &[u8]) -> Option<i64> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Check one line and append its envelope to the columns; Err(reason) if it is bad.
+fn take_line(line: &[u8], off: u64, opts: ScanOptions, cols: &mut Columns) -> std::result::Result<(), String> {
+    if line.is_empty() {
+        return Err("empty line".into());
+    }
+    if std::str::from_utf8(line).is_err() {
+        return Err("not valid UTF-8".into());
+    }
+    let members = Checker::object_members(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    match member(line, &members, "crc") {
+        Some((key, v)) => {
+            let last = members.last().is_some_and(|(k, _)| *k == key);
+            if !last || key.start == 0 || line[key.start - 1] != b',' {
+                return Err("crc is not the last member".into());
+            }
+            let want = json_string(v).filter(|s| s.len() == 8 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+            let Some(want) = want else {
+                return Err("crc is not 8 lowercase hex digits".into());
+            };
+            let got = format!("{:08x}", crc32c::crc32c(&line[..key.start - 1]));
+            if got != want {
+                return Err(format!("crc mismatch: line has {want}, bytes give {got}"));
+            }
+        }
+        None if opts.strict => return Err("missing crc (strict mode)".into()),
+        None => {}
+    }
+    let event_id = member(line, &members, "event_id")
+        .and_then(|(_, v)| json_string(v))
+        .filter(|s| !s.is_empty())
+        .ok_or("missing or non-string event_id")?;
+    let event_type = member(line, &members, "event_type")
+        .and_then(|(_, v)| json_string(v))
+        .filter(|s| !s.is_empty())
+        .ok_or("missing or non-string event_type")?;
+    let version = match member(line, &members, "schema_version") {
+        None => 1,
+        Some((_, v)) => json_int(v).filter(|&n| n >= 1).ok_or("schema_version is not a positive integer")?,
+    };
+    let ts = member(line, &members, "ts")
+        .and_then(|(_, v)| json_string(v))
+        .and_then(|s| clock::parse_ts(s.as_bytes()))
+        .ok_or("missing or invalid ts (RFC 3339)")?;
+    let run_id = match member(line, &members, "run_id") {
+        None => None,
+        Some((_, b"null")) => None,
+        Some((_, v)) => Some(json_string(v).ok_or("run_id is neither a string nor null")?),
+    };
+    let writer = match member(line, &members, "writer") {
+        None => String::new(),
+        Some((_, v)) => json_string(v).ok_or("writer is not a string")?,
+    };
+    let seq = match member(line, &members, "seq") {
+        None => 0,
+        Some((_, v)) => json_int(v).ok_or("seq is not an integer")?,
+    };
+    let data = member(line, &members, "data")
+        .map(|(_, v)| v)
+        .filter(|v| v.first() == Some(&b'{'))
+        .ok_or("missing or non-object data")?;
+    cols.event_id.push(event_id.as_bytes());
+    cols.event_type.push(event_type.as_bytes());
+    cols.schema_version.push(version);
+    cols.ts_us.push(ts);
+    match run_id {
+        Some(r) => cols.run_id.push(r.as_bytes()),
+        None => cols.run_id.push_null(),
+    }
+    cols.writer.push(writer.as_bytes());
+    cols.seq.push(seq);
+    cols.data.push(data);
+    cols.offset.push(off as i64);
+    cols.line_bytes.push(line.len() as i64 + 1);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good_line(seq: u64) -> Vec<u8> {
+        let mut l = format!(
+            "{{\"event_id\":\"0190c1f0-0000-7000-8000-00000000000{seq}\",\"event_type\":\"run.heartbeat\",\"schema_version\":1,\"ts\":\"2026-01-02T03:04:05.000006Z\",\"run_id\":\"r\",\"writer\":\"w\",\"seq\":{seq},\"data\":{{}}"
+        )
+        .into_bytes();
+        let crc = crc32c::crc32c(&l);
+        l.extend_from_slice(format!(",\"crc\":\"{crc:08x}\"}}\n").as_bytes());
+        l
+    }
+
+    fn scan(buf: &[u8], strict: bool) -> (Columns, Vec<BadLine>, usize) {
+        let mut c = Columns::default();
+        let mut b = Vec::new();
+        let n = scan_buffer(buf, 0, ScanOptions { strict, max_bytes: 0 }, &mut c, &mut b);
+        (c, b, n)
+    }
+
+    #[test]
+    fn good_bad_torn_and_glued() {
+        let mut buf = good_line(1);
+        let l2 = good_line(2);
+        buf.extend_from_slice(&l2[..40]); // torn, then glued to the next event
+        buf.extend_from_slice(&good_line(3));
+        let mut flipped = good_line(4);
+        flipped[60] ^= 1;
+        buf.extend_from_slice(&flipped);
+        buf.extend_from_slice(b"{\"event_id\":\"x\",\"event_type\":\"t\",\"ts\":\"2026-01-02T00:00:00Z\",\"data\":{}}\n");
+        let tail = good_line(5);
+        buf.extend_from_slice(&tail[..tail.len() - 1]); // unterminated
+        let (c, bad, n) = scan(&buf, false);
+        assert_eq!(c.seq, vec![1, 3, 0]);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad[0].reason.contains("torn prefix"));
+        assert!(bad[1].reason.contains("crc") || bad[1].reason.contains("JSON"), "{bad:?}");
+        assert_eq!(n, buf.len() - (tail.len() - 1));
+        assert_eq!(c.ts_us[0], clock::parse_ts(b"2026-01-02T03:04:05.000006Z").unwrap());
+        assert_eq!(c.run_id.get(2), None);
+        let (c, bad, _) = scan(&buf, true);
+        assert_eq!(c.len(), 2);
+        assert_eq!(bad.len(), 3);
+    }
+}
