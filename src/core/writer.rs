@@ -213,26 +213,50 @@ impl Writer {
         if let Some(r) = head.run_id {
             check_run_id(r)?;
         }
-        let mut st = lock(&self.shared.state);
-        if st.closed {
+        let mut guard = lock(&self.shared.state);
+        if guard.closed {
             return Err(Error::Closed);
         }
-        if let Some(e) = st.error.take() {
+        if let Some(e) = guard.error.take() {
             return Err(e);
         }
         let ts = head
             .ts_us
-            .unwrap_or_else(|| st.fake_now_us.unwrap_or_else(clock::now_us));
-        let st = &mut *st;
+            .unwrap_or_else(|| guard.fake_now_us.unwrap_or_else(clock::now_us));
+        let st = &mut *guard;
         let mut line = std::mem::take(&mut st.scratch);
         line.clear();
         build_line(&mut line, st, head, ts, data);
         let result = self.place(st, &line, ts);
         st.scratch = line;
-        result
+        drop(guard);
+        let (pos, backpressure, to_sync) = result?;
+        if let Some(part) = to_sync {
+            self.sync_part(&part)?;
+        }
+        Ok((pos, backpressure))
     }
 
-    fn place(&self, st: &mut State, line: &[u8], ts: i64) -> Result<(Position, bool)> {
+    /// fsync mode: fdatasync without the state lock; a failure abandons the part.
+    fn sync_part(&self, part: &Arc<Part>) -> Result<()> {
+        if let Err(e) = part.datasync() {
+            part.abandon(&format!("fdatasync failed: {e}"));
+            let mut st = lock(&self.shared.state);
+            if st.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, part)) {
+                st.current = None;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn place(
+        &self,
+        st: &mut State,
+        line: &[u8],
+        ts: i64,
+    ) -> Result<(Position, bool, Option<Arc<Part>>)> {
         if line.len() > self.cfg.max_event_bytes {
             st.seq -= 1;
             return Err(Error::schema(format!(
@@ -290,7 +314,7 @@ impl Writer {
                 if self.shared.flusher_idle.load(Ordering::Acquire) {
                     self.shared.work.notify_one();
                 }
-                Ok((pos, st.pending_bytes > MAX_PENDING_BYTES))
+                Ok((pos, st.pending_bytes > MAX_PENDING_BYTES, None))
             }
             Durability::Fsync | Durability::Os => {
                 if let Err(e) = part.append(line, offset) {
@@ -300,29 +324,10 @@ impl Writer {
                 }
                 st.size += line.len() as u64;
                 st.done_seq = st.seq;
-                Ok((pos, false))
+                let sync = (self.cfg.durability == Durability::Fsync).then_some(part);
+                Ok((pos, false, sync))
             }
         }
-    }
-
-    /// fsync mode: make the part holding `pos` durable. Call without the state lock (and,
-    /// from Python, without the GIL).
-    pub fn sync_current(&self) -> Result<()> {
-        if self.cfg.durability != Durability::Fsync {
-            return Ok(());
-        }
-        let part = lock(&self.shared.state).current.clone();
-        if let Some(part) = part {
-            if let Err(e) = part.datasync() {
-                part.abandon(&format!("fdatasync failed: {e}"));
-                let mut st = lock(&self.shared.state);
-                if st.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &part)) {
-                    st.current = None;
-                }
-                return Err(e);
-            }
-        }
-        Ok(())
     }
 
     /// Block until every event emitted so far is durable (group), or on disk (os: fsync).
@@ -584,7 +589,6 @@ mod tests {
             let w = Writer::open(cfg).unwrap();
             for i in 0..100 {
                 let (pos, _) = w.emit(&head("run.heartbeat"), format!("{{\"i\":{i}}}").as_bytes()).unwrap();
-                w.sync_current().unwrap();
                 assert!(pos.file.starts_with("day="));
             }
             w.close().unwrap();

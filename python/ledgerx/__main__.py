@@ -1,0 +1,3 @@
+from ledgerx.cli import main
+
+raise SystemExit(main())

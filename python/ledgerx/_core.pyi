@@ -1,0 +1,96 @@
+"""Type stubs for the Rust extension `ledgerx._core`."""
+
+from typing import Any
+
+BUILTIN_REGISTRY: str
+"""JSON text of the built-in registry (`{"ledgerx_registry": 1, "types": {...}}`)."""
+
+SUPPORTED_KEYWORDS: list[str]
+ANNOTATIONS: list[str]
+
+class SchemaError(ValueError):
+    """An event or schema is invalid (type, field, rule, I-JSON, size, run id)."""
+
+class LedgerIOError(OSError):
+    """A disk fault; the message names the path."""
+
+class ClosedError(LedgerIOError):
+    """emit() or flush() on a closed ledger."""
+
+class SchemaValidator:
+    """One JSON Schema of the supported subset, compiled once."""
+
+    def __init__(self, schema_json: str) -> None:
+        """Raises SchemaError naming any keyword outside the subset."""
+    def is_valid(self, document: Any) -> bool:
+        """Validate a Python object (dict, list, str, int, float, bool, None)."""
+    def validate(self, document: Any, label: str = "data") -> None:
+        """Raise SchemaError `label.path: rule` on the first violation."""
+    def is_valid_json(self, text: str | bytes) -> bool:
+        """Validate a JSON document given as text."""
+
+class Writer:
+    """One writer instance: owns at most one part file at a time."""
+
+    def __init__(
+        self,
+        root: str,
+        durability: str = "group",
+        commit_interval_ms: int = 2,
+        max_part_bytes: int = 100_000_000,
+        max_event_bytes: int = 16 * 1024 * 1024,
+        writer_id: str | None = None,
+    ) -> None: ...
+    @property
+    def writer_id(self) -> str: ...
+    @property
+    def durability(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def emit(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        run_id: str | None = None,
+        schema_version: int | None = None,
+        event_id: str | None = None,
+        ts_us: int | None = None,
+    ) -> tuple[str, int]:
+        """Validate, serialize and append; returns (file relative to events/, offset)."""
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+    def reload_schemas(self) -> None:
+        """Re-read events/_schema.json now (also done on unknown types and every second)."""
+    def _set_fake_now(self, us: int | None) -> None:
+        """Tests only: fix the clock to `us` microseconds since the epoch."""
+
+class ScanBatch:
+    """Columns of good events from one part, exported through the Arrow C data interface."""
+
+    file: str
+    start_offset: int
+    end_offset: int
+    pending_bytes: int
+    file_size: int
+    bad_lines: list[tuple[int, int, str]]
+    num_rows: int
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
+
+def scan_files(
+    events_dir: str,
+    files: list[tuple[str, int]],
+    strict: bool = False,
+    max_bytes: int = 64 * 1024 * 1024,
+    threads: int = 0,
+) -> list[ScanBatch]:
+    """Scan each (relative path, start offset) in parallel without the GIL. Columns:
+    event_id, event_type, schema_version (int64), ts (timestamp[us, UTC]), run_id (nullable),
+    writer, seq (int64), data (JSON text), offset (int64), line_bytes (int64)."""
+
+def to_json(obj: Any) -> bytes:
+    """Serialize like emit() does (I-JSON checks included)."""
+
+def day_of(ts_us: int) -> str: ...
+def format_ts(ts_us: int) -> str: ...
+def parse_ts(ts: str) -> int | None: ...
+def crc32c(data: bytes) -> int: ...

@@ -1,0 +1,26 @@
+"""Where a ledger lives: `--root` / `ledgerx.open(root)`, else `$LEDGERX_ROOT`, else ./data/ledger."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_ROOT = "data/ledger"
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    if root is None or str(root) == "":
+        root = os.environ.get("LEDGERX_ROOT") or DEFAULT_ROOT
+    return Path(root).expanduser().absolute()
+
+
+def events_dir(root: Path) -> Path:
+    return root / "events"
+
+
+def index_dir(root: Path) -> Path:
+    return root / "index"
+
+
+def artifacts_dir(root: Path) -> Path:
+    return root / "artifacts" / "runs"

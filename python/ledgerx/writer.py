@@ -1,0 +1,453 @@
+"""The write API: `Ledger` (one Rust writer per process), runs, phases and trials.
+
+`emit()` goes straight to the Rust extension: the Python object is validated and serialized
+in Rust, and write/fsync happen there without the GIL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ledgerx import _core
+from ledgerx.config import events_dir, resolve_root
+from ledgerx.errors import ClosedError, SchemaError
+
+Position = tuple[str, int]
+"""Where an event landed: (part file relative to `events/`, byte offset of its line)."""
+
+DURABILITY_MODES = ("fsync", "group", "os")
+
+_LIVE: weakref.WeakSet[Ledger] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def new_run_id() -> str:
+    """A fresh, sortable run id: `run-YYYYMMDDTHHMMSS-<8 hex>` (UTC)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"run-{stamp}-{secrets.token_hex(4)}"
+
+
+def _seed_registry(events: Path) -> None:
+    """Make sure `_schema.json` exists (the schema package owns its format)."""
+    try:
+        from ledgerx.schema import ensure_registry
+    except ImportError:  # pragma: no cover - schema package always ships
+        return
+    ensure_registry(events)
+
+
+class Ledger:
+    """An open ledger root. One per process is enough; it is safe to share across threads.
+
+    Durability: "group" (default: emit queues, a background flusher fdatasyncs within
+    `commit_interval_ms`), "fsync" (emit returns once the line is fdatasynced) or "os".
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        durability: str = "group",
+        commit_interval_ms: int = 2,
+        max_part_bytes: int = 100_000_000,
+        max_event_bytes: int = 16 * 1024 * 1024,
+        writer_id: str | None = None,
+    ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise SchemaError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
+        self.root = resolve_root(root)
+        self.events_dir = events_dir(self.root)
+        self.durability = durability
+        self._options = dict(
+            durability=durability,
+            commit_interval_ms=commit_interval_ms,
+            max_part_bytes=max_part_bytes,
+            max_event_bytes=max_event_bytes,
+            writer_id=writer_id,
+        )
+        self._closed = False
+        self._writer: _core.Writer | None = None
+        self._open_writer()
+        _seed_registry(self.events_dir)
+        self._schema: Any = None
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        _install_process_hooks()
+
+    def _open_writer(self) -> _core.Writer:
+        w = _core.Writer(str(self.root), **self._options)
+        self._writer = w
+        # Bind the Rust method directly: no Python frame on the hot path.
+        self.emit = w.emit  # type: ignore[method-assign]
+        return w
+
+    # The signature users see; replaced per instance by the Rust bound method above.
+    def emit(  # type: ignore[no-redef]
+        self,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        schema_version: int | None = None,
+    ) -> Position:
+        """Validate and append one event; returns its position (file, offset)."""
+        return self._live_writer().emit(event_type, data, run_id, schema_version)
+
+    def _live_writer(self) -> _core.Writer:
+        if self._closed:
+            raise ClosedError("ledger is closed")
+        return self._writer if self._writer is not None else self._open_writer()
+
+    def _after_fork_in_child(self) -> None:
+        # The child must never share its parent's writer: drop it (the Rust side leaves the
+        # parent's part alone) and open a fresh writer lazily on the first emit.
+        self._writer = None
+        if not self._closed:
+            self.emit = self._emit_after_fork  # type: ignore[method-assign]
+
+    def _emit_after_fork(self, event_type: str, data: Any, run_id: str | None = None,
+                         schema_version: int | None = None) -> Position:
+        return self._live_writer().emit(event_type, data, run_id, schema_version)
+
+    @property
+    def writer_id(self) -> str:
+        return self._live_writer().writer_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def schema(self) -> Any:
+        """The schema registry of this root (`register`, `get`, `list`)."""
+        if self._schema is None:
+            from ledgerx.schema import SchemaRegistry
+
+            self._schema = SchemaRegistry(self.events_dir, on_change=self._reload_schemas)
+        return self._schema
+
+    def _reload_schemas(self) -> None:
+        if self._writer is not None and not self._closed:
+            self._writer.reload_schemas()
+
+    def flush(self) -> None:
+        """Block until every event emitted so far is durable; raises a pending disk error."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and release the part file. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        w, self._writer = self._writer, None
+        self.emit = self._emit_closed  # type: ignore[method-assign]
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        if w is not None:
+            w.close()
+
+    def _emit_closed(self, *args: Any, **kwargs: Any) -> Position:
+        raise ClosedError(f"ledger at {self.root} is closed")
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_indexed(self, position: Position, timeout: float = 60.0) -> None:
+        """Read-your-writes: block until the index includes the event at `position`."""
+        from ledgerx.reader import wait_indexed
+
+        self.flush()
+        wait_indexed(self.root, position, timeout=timeout)
+
+    def run(
+        self,
+        *,
+        run_id: str | None = None,
+        run_kind: str,
+        config: Mapping[str, Any],
+        data_fingerprint: str,
+        tags: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """A run as a context manager: created+started on enter, completed or failed on exit."""
+        rid = run_id if run_id is not None else new_run_id()
+        return Run(self, rid, run_kind, config, data_fingerprint, tags)
+
+    # The seed's names, kept for code that emitted these events by hand.
+    def emit_run_created(
+        self, run_id: str, run_kind: str, config: Mapping[str, Any], data_fingerprint: str,
+        tags: Mapping[str, Any] | None = None,
+    ) -> Position:
+        data: dict[str, Any] = {"run_kind": run_kind, "config": config,
+                                "data_fingerprint": data_fingerprint}
+        if tags is not None:
+            data["tags"] = tags
+        return self.emit("run.created", data, run_id=run_id)
+
+    def emit_run_started(self, run_id: str) -> Position:
+        return self.emit("run.started", {"host": socket.gethostname(), "pid": os.getpid()},
+                         run_id=run_id)
+
+    def emit_run_completed(
+        self, run_id: str, summary: Mapping[str, Any], artifact_paths: list[str] | None = None
+    ) -> Position:
+        return self.emit("run.completed",
+                         {"summary": summary, "artifact_paths": list(artifact_paths or [])},
+                         run_id=run_id)
+
+    def emit_run_failed(self, run_id: str, error: str, traceback: str | None = None) -> Position:
+        return self.emit("run.failed", {"error": error, "traceback": traceback}, run_id=run_id)
+
+    def emit_phase_started(self, run_id: str, phase: str, phase_index: int) -> Position:
+        return self.emit("phase.started", {"phase": phase, "phase_index": phase_index},
+                         run_id=run_id)
+
+    def emit_phase_completed(
+        self, run_id: str, phase: str, duration_ms: float,
+        output_summary: Mapping[str, Any] | None = None,
+    ) -> Position:
+        data: dict[str, Any] = {"phase": phase, "duration_ms": duration_ms}
+        if output_summary is not None:
+            data["output_summary"] = output_summary
+        return self.emit("phase.completed", data, run_id=run_id)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self.durability
+        return f"<ledgerx.Ledger {self.root} ({state})>"
+
+
+class Phase:
+    """A timed phase; set `output_summary` inside the block to record it."""
+
+    def __init__(self, run: Run, name: str, index: int) -> None:
+        self.run = run
+        self.name = name
+        self.index = index
+        self.output_summary: dict[str, Any] = {}
+        self.duration_ms: float | None = None
+
+
+class Run:
+    """One run's events. Use through `ledger.run(...)`."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        run_id: str,
+        run_kind: str,
+        config: Mapping[str, Any],
+        data_fingerprint: str,
+        tags: Mapping[str, Any] | None,
+    ) -> None:
+        _core_check_run_id(run_id)
+        self.ledger = ledger
+        self.run_id = run_id
+        self.run_kind = run_kind
+        self.config = config
+        self.data_fingerprint = data_fingerprint
+        self.tags = tags
+        self.summary: dict[str, Any] = {}
+        self.artifact_paths: list[str] = []
+        self._phase_index = 0
+        self._artifacts: Any = None
+
+    def __enter__(self) -> Run:
+        self.ledger.emit_run_created(self.run_id, self.run_kind, self.config,
+                                     self.data_fingerprint, self.tags)
+        self.ledger.emit_run_started(self.run_id)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.ledger.emit_run_completed(self.run_id, self.summary, self.artifact_paths)
+        else:
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            self.ledger.emit_run_failed(self.run_id, f"{exc_type.__name__}: {exc}"
+                                        if exc_type else str(exc), text)
+        # A run boundary: make everything of this run durable before moving on.
+        self.ledger.flush()
+
+    def emit(self, event_type: str, data: Mapping[str, Any],
+             schema_version: int | None = None) -> Position:
+        return self.ledger.emit(event_type, data, run_id=self.run_id,
+                                schema_version=schema_version)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[Phase]:
+        """phase.started on enter; phase.completed with the measured duration on success.
+        A phase that raises gets no phase.completed: the run.failed event explains it."""
+        p = Phase(self, name, self._phase_index)
+        self._phase_index += 1
+        self.ledger.emit_phase_started(self.run_id, name, p.index)
+        start = time.perf_counter()
+        yield p
+        p.duration_ms = (time.perf_counter() - start) * 1000.0
+        self.ledger.emit_phase_completed(self.run_id, name, p.duration_ms, p.output_summary)
+
+    def trial(self, trial_id: int | str, params: Mapping[str, Any],
+              metrics: Mapping[str, float]) -> Position:
+        return self.emit("trial.recorded",
+                         {"trial_id": trial_id, "params": params, "metrics": metrics})
+
+    def baseline(self, baseline: str, metrics: Mapping[str, float]) -> Position:
+        return self.emit("baseline.completed", {"baseline": baseline, "metrics": metrics})
+
+    def heartbeat(self) -> Position:
+        return self.emit("run.heartbeat", {})
+
+    @property
+    def artifacts(self) -> Any:
+        """Artifact files of this run (`write_table`, `write_json`)."""
+        if self._artifacts is None:
+            from ledgerx.artifacts import RunArtifacts
+
+            self._artifacts = RunArtifacts(self)
+        return self._artifacts
+
+
+def _core_check_run_id(run_id: str) -> None:
+    import re
+
+    if not isinstance(run_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id):
+        raise SchemaError(
+            f"invalid run_id {run_id!r}: must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}"
+        )
+
+
+# --- process hooks: flush at exit and on SIGTERM, fresh writers after fork -----------------
+
+_HOOKS_INSTALLED = False
+
+
+def _close_all() -> None:
+    with _LIVE_LOCK:
+        ledgers = list(_LIVE)
+    for ledger in ledgers:
+        try:
+            ledger.close()
+        except Exception:  # noqa: BLE001 - at exit, report and keep closing the others
+            traceback.print_exc()
+
+
+def _flush_all() -> None:
+    with _LIVE_LOCK:
+        ledgers = list(_LIVE)
+    for ledger in ledgers:
+        try:
+            ledger.flush()
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _flush_all()
+    # Then die of SIGTERM as the sender intended (exit status and all).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _after_fork_in_child() -> None:
+    with _LIVE_LOCK:
+        ledgers = list(_LIVE)
+    for ledger in ledgers:
+        ledger._after_fork_in_child()
+    global _DEFAULT
+    _DEFAULT = None
+
+
+def _install_process_hooks() -> None:
+    global _HOOKS_INSTALLED
+    if _HOOKS_INSTALLED:
+        return
+    _HOOKS_INSTALLED = True
+    atexit.register(_close_all)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    # Only take SIGTERM when nobody else did, and only from the main thread (Python's rule).
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):
+            pass
+
+
+# --- module-level default ledger ------------------------------------------------------------
+
+_DEFAULT: Ledger | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def open(  # noqa: A001 - mirrors the builtin on purpose: ledgerx.open(root)
+    root: str | os.PathLike[str] | None = None, **options: Any
+) -> Ledger:
+    """Open a ledger at `root` (default `$LEDGERX_ROOT`, else ./data/ledger)."""
+    return Ledger(root, **options)
+
+
+def default_ledger() -> Ledger:
+    """The process-wide ledger behind `ledgerx.emit`, opened from `$LEDGERX_ROOT` on first use."""
+    global _DEFAULT
+    led = _DEFAULT
+    if led is None or led.closed:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None or _DEFAULT.closed:
+                _DEFAULT = Ledger(None)
+            led = _DEFAULT
+    return led
+
+
+def emit(event_type: str, data: Mapping[str, Any], *, run_id: str | None = None,
+         schema_version: int | None = None) -> Position:
+    """Emit on the default ledger (`$LEDGERX_ROOT`)."""
+    return default_ledger().emit(event_type, data, run_id=run_id, schema_version=schema_version)
+
+
+def flush() -> None:
+    """Flush the default ledger, if one is open."""
+    if _DEFAULT is not None:
+        _DEFAULT.flush()
+
+
+def emit_run_created(run_id: str, run_kind: str, config: Mapping[str, Any],
+                     data_fingerprint: str) -> Position:
+    return default_ledger().emit_run_created(run_id, run_kind, config, data_fingerprint)
+
+
+def emit_run_started(run_id: str) -> Position:
+    return default_ledger().emit_run_started(run_id)
+
+
+def emit_run_completed(run_id: str, summary: Mapping[str, Any],
+                       artifact_paths: list[str] | None = None) -> Position:
+    return default_ledger().emit_run_completed(run_id, summary, artifact_paths)
+
+
+def emit_phase_started(run_id: str, phase: str, phase_index: int) -> Position:
+    return default_ledger().emit_phase_started(run_id, phase, phase_index)
+
+
+def emit_phase_completed(run_id: str, phase: str, duration_ms: float,
+                         output_summary: Mapping[str, Any] | None = None) -> Position:
+    return default_ledger().emit_phase_completed(run_id, phase, duration_ms, output_summary)

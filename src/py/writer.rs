@@ -1,0 +1,253 @@
+//! `Writer`: validates and serializes `data` from Python objects, then hands the line to the
+//! core appender. Blocking work (write, fdatasync, waiting on the flusher) runs without the GIL.
+
+use super::convert::{write_obj, PyNode};
+use super::{to_py, SchemaError};
+use crate::core::schema::Registry;
+use crate::core::writer::{self as cw, Config, Durability, EventHead};
+use crate::core::Error;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How often emit() looks at `_schema.json` for registrations by other processes.
+const REGISTRY_CHECK_MS: i64 = 1000;
+
+thread_local! {
+    static DATA_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+}
+
+struct RegistryState {
+    registry: Arc<Registry>,
+    mtime: Option<SystemTime>,
+}
+
+#[pyclass(frozen, module = "ledgerx._core")]
+pub struct Writer {
+    inner: cw::Writer,
+    schema_path: PathBuf,
+    registry: RwLock<RegistryState>,
+    next_check_ms: AtomicI64,
+    durability: &'static str,
+    /// The part's relative path as a Python string, reused while the part does not change.
+    last_file: RwLock<Option<(String, Py<PyString>)>>,
+}
+
+fn mtime_of(p: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn load_registry(path: &PathBuf) -> Result<Registry, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Registry::from_json(&text).map_err(|e| Error::schema(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Registry::from_json(crate::core::builtin::BUILTIN_REGISTRY).map_err(Error::schema)
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Writer {
+    fn registry(&self) -> Arc<Registry> {
+        let now = now_ms();
+        if now >= self.next_check_ms.load(Ordering::Relaxed) {
+            self.next_check_ms.store(now + REGISTRY_CHECK_MS, Ordering::Relaxed);
+            let m = mtime_of(&self.schema_path);
+            let stale = self.registry.read().map(|r| r.mtime != m).unwrap_or(true);
+            if stale {
+                let _ = self.reload();
+            }
+        }
+        match self.registry.read() {
+            Ok(r) => Arc::clone(&r.registry),
+            Err(p) => Arc::clone(&p.into_inner().registry),
+        }
+    }
+
+    fn reload(&self) -> Result<(), Error> {
+        let mtime = mtime_of(&self.schema_path);
+        let reg = load_registry(&self.schema_path)?;
+        if let Ok(mut w) = self.registry.write() {
+            *w = RegistryState {
+                registry: Arc::new(reg),
+                mtime,
+            };
+        }
+        Ok(())
+    }
+
+    fn file_str(&self, py: Python<'_>, rel: &str) -> Py<PyString> {
+        if let Ok(g) = self.last_file.read() {
+            if let Some((s, obj)) = g.as_ref() {
+                if s == rel {
+                    return obj.clone_ref(py);
+                }
+            }
+        }
+        let obj: Py<PyString> = PyString::new(py, rel).unbind();
+        if let Ok(mut g) = self.last_file.write() {
+            *g = Some((rel.to_string(), obj.clone_ref(py)));
+        }
+        obj
+    }
+}
+
+#[pymethods]
+impl Writer {
+    #[new]
+    #[pyo3(signature = (root, durability = "group", commit_interval_ms = 2, max_part_bytes = 100_000_000, max_event_bytes = 16 * 1024 * 1024, writer_id = None))]
+    fn new(
+        py: Python<'_>,
+        root: PathBuf,
+        durability: &str,
+        commit_interval_ms: u64,
+        max_part_bytes: u64,
+        max_event_bytes: usize,
+        writer_id: Option<String>,
+    ) -> PyResult<Self> {
+        let mode = Durability::parse(durability).ok_or_else(|| {
+            SchemaError::new_err(format!(
+                "durability must be 'fsync', 'group' or 'os', not {durability:?}"
+            ))
+        })?;
+        if max_part_bytes == 0 || max_event_bytes == 0 {
+            return Err(SchemaError::new_err("max_part_bytes and max_event_bytes must be positive"));
+        }
+        let events = cw::events_dir(&root);
+        let mut cfg = Config::new(&events);
+        cfg.durability = mode;
+        cfg.commit_interval = std::time::Duration::from_millis(commit_interval_ms.max(1));
+        cfg.max_part_bytes = max_part_bytes;
+        cfg.max_event_bytes = max_event_bytes;
+        cfg.writer_id = writer_id;
+        let schema_path = events.join("_schema.json");
+        let (inner, reg) = py
+            .allow_threads(|| Ok::<_, Error>((cw::Writer::open(cfg)?, load_registry(&schema_path)?)))
+            .map_err(to_py)?;
+        Ok(Writer {
+            inner,
+            registry: RwLock::new(RegistryState {
+                registry: Arc::new(reg),
+                mtime: mtime_of(&schema_path),
+            }),
+            schema_path,
+            next_check_ms: AtomicI64::new(now_ms() + REGISTRY_CHECK_MS),
+            durability: match mode {
+                Durability::Fsync => "fsync",
+                Durability::Group => "group",
+                Durability::Os => "os",
+            },
+            last_file: RwLock::new(None),
+        })
+    }
+
+    #[getter]
+    fn writer_id(&self) -> String {
+        self.inner.writer_id()
+    }
+
+    #[getter]
+    fn durability(&self) -> &'static str {
+        self.durability
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    #[pyo3(signature = (event_type, data, run_id = None, schema_version = None, event_id = None, ts_us = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn emit<'py>(
+        &self,
+        py: Python<'py>,
+        event_type: &str,
+        data: &Bound<'py, PyAny>,
+        run_id: Option<&str>,
+        schema_version: Option<u32>,
+        event_id: Option<&str>,
+        ts_us: Option<i64>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        if let Some(r) = run_id {
+            cw::check_run_id(r).map_err(to_py)?;
+        }
+        let mut reg = self.registry();
+        if !reg.contains(event_type) {
+            // Maybe registered by another process since we last looked.
+            self.reload().map_err(to_py)?;
+            reg = self.registry();
+        }
+        let (version, schema) = reg
+            .get(event_type, schema_version)
+            .map_err(SchemaError::new_err)?;
+        let data = data.downcast::<PyDict>().map_err(|_| {
+            SchemaError::new_err(format!(
+                "{event_type}: data must be a dict, not {}",
+                data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        if let Some(id) = event_id {
+            if id.len() != 36 || !id.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-') {
+                return Err(SchemaError::new_err(format!("event_id {id:?} is not a UUID")));
+            }
+        }
+        DATA_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            write_obj(&mut buf, data.as_any(), 0).map_err(|e| {
+                SchemaError::new_err(format!("{event_type} v{version}: {}", e.render("data")))
+            })?;
+            schema.validate(&PyNode(data.as_any().clone())).map_err(|v| {
+                SchemaError::new_err(format!("{event_type} v{version}: {}", v.render("data")))
+            })?;
+            let head = EventHead {
+                event_type,
+                schema_version: version,
+                run_id,
+                event_id,
+                ts_us,
+            };
+            let bytes: &[u8] = &buf;
+            let (pos, backpressure) = match self.durability {
+                "group" => {
+                    let r = self.inner.emit(&head, bytes).map_err(to_py)?;
+                    if r.1 {
+                        py.allow_threads(|| self.inner.wait_drained());
+                    }
+                    r
+                }
+                _ => py.allow_threads(|| self.inner.emit(&head, bytes)).map_err(to_py)?,
+            };
+            let _ = backpressure;
+            let file = self.file_str(py, &pos.file);
+            PyTuple::new(py, [file.into_any(), pos.offset.into_pyobject(py)?.into_any().unbind()])
+        })
+    }
+
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        py.allow_threads(|| self.inner.flush()).map_err(to_py)
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.allow_threads(|| self.inner.close()).map_err(to_py)
+    }
+
+    fn reload_schemas(&self, py: Python<'_>) -> PyResult<()> {
+        py.allow_threads(|| self.reload()).map_err(to_py)
+    }
+
+    fn _set_fake_now(&self, us: Option<i64>) {
+        self.inner.set_fake_now(us);
+    }
+}
