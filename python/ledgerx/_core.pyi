@@ -61,6 +61,8 @@ class Writer:
     def close(self) -> None: ...
     def reload_schemas(self) -> None:
         """Re-read events/_schema.json now (also done on unknown types and every second)."""
+    def commit_stats(self) -> dict[str, Any]:
+        """Group mode: batches, events, max_latency_us (emit to durable), latency_log2_us."""
     def _set_fake_now(self, us: int | None) -> None:
         """Tests only: fix the clock to `us` microseconds since the epoch."""
 

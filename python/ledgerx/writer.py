@@ -24,7 +24,7 @@ from typing import Any
 
 from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
-from ledgerx.errors import ClosedError, SchemaError
+from ledgerx.errors import ClosedError, LedgerIOError, SchemaError
 
 Position = tuple[str, int]
 """Where an event landed: (part file relative to `events/`, byte offset of its line)."""
@@ -45,9 +45,15 @@ def _seed_registry(events: Path) -> None:
     """Make sure `_schema.json` exists (the schema package owns its format)."""
     try:
         from ledgerx.schema import ensure_registry
-    except ImportError:  # pragma: no cover - schema package always ships
+    except ImportError:  # the writer falls back to the built-in schemas
         return
-    ensure_registry(events)
+    try:
+        ensure_registry(events)
+    except OSError as e:
+        if isinstance(e, LedgerIOError):
+            raise
+        path = e.filename or events / "_schema.json"
+        raise LedgerIOError(e.errno or 5, f"{path}: {e.strerror or e}", str(path)) from None
 
 
 class Ledger:
@@ -143,6 +149,10 @@ class Ledger:
     def _reload_schemas(self) -> None:
         if self._writer is not None and not self._closed:
             self._writer.reload_schemas()
+
+    def commit_stats(self) -> dict[str, Any]:
+        """Group mode: batches, events and emit-to-durable latency of each batch's oldest event."""
+        return self._live_writer().commit_stats()
 
     def flush(self) -> None:
         """Block until every event emitted so far is durable; raises a pending disk error."""

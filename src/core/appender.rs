@@ -73,7 +73,10 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn part_number(name: &str) -> Option<u32> {
-    name.strip_prefix("part-")?.strip_suffix(".jsonl")?.parse().ok()
+    name.strip_prefix("part-")?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
 }
 
 fn lock_nb(f: &File) -> bool {
@@ -135,7 +138,9 @@ pub fn open_part(events: &Path, day: &str, max_part_bytes: u64, need: u64) -> Re
         }
         let name = format!("part-{n:06}.jsonl");
         let path = dir.join(&name);
-        if let Some((file, size)) = try_adopt(events, &path, day, max_part_bytes.saturating_sub(need))? {
+        if let Some((file, size)) =
+            try_adopt(events, &path, day, max_part_bytes.saturating_sub(need))?
+        {
             let part = Part {
                 path,
                 rel: format!("{rel_dir}/{name}"),
@@ -218,7 +223,8 @@ fn cut_torn_tail(events: &Path, path: &Path, file: &File, day: &str, size: u64) 
     }
     let mut f = file;
     let mut last = [0u8; 1];
-    f.seek(SeekFrom::Start(size - 1)).map_err(|e| Error::io(path, e))?;
+    f.seek(SeekFrom::Start(size - 1))
+        .map_err(|e| Error::io(path, e))?;
     f.read_exact(&mut last).map_err(|e| Error::io(path, e))?;
     if last[0] == b'\n' {
         return Ok(size);
@@ -230,7 +236,8 @@ fn cut_torn_tail(events: &Path, path: &Path, file: &File, day: &str, size: u64) 
     while end > 0 {
         let start = end.saturating_sub(chunk.len() as u64);
         let buf = &mut chunk[..(end - start) as usize];
-        f.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
+        f.seek(SeekFrom::Start(start))
+            .map_err(|e| Error::io(path, e))?;
         f.read_exact(buf).map_err(|e| Error::io(path, e))?;
         if let Some(i) = memchr::memrchr(b'\n', buf) {
             keep = start + i as u64 + 1;
@@ -239,11 +246,15 @@ fn cut_torn_tail(events: &Path, path: &Path, file: &File, day: &str, size: u64) 
         end = start;
     }
     let mut torn = Vec::with_capacity((size - keep) as usize);
-    f.seek(SeekFrom::Start(keep)).map_err(|e| Error::io(path, e))?;
+    f.seek(SeekFrom::Start(keep))
+        .map_err(|e| Error::io(path, e))?;
     f.take(size - keep)
         .read_to_end(&mut torn)
         .map_err(|e| Error::io(path, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     quarantine(
         events,
         &format!("day={day}/{name}"),
@@ -257,14 +268,16 @@ fn cut_torn_tail(events: &Path, path: &Path, file: &File, day: &str, size: u64) 
 }
 
 /// Save cut bytes under `events/_quarantine/` with a reason file; both are fsynced.
-pub fn quarantine(events: &Path, rel: &str, offset: u64, bytes: &[u8], reason: &str) -> Result<PathBuf> {
+pub fn quarantine(
+    events: &Path,
+    rel: &str,
+    offset: u64,
+    bytes: &[u8],
+    reason: &str,
+) -> Result<PathBuf> {
     let qdir = events.join(QUARANTINE_DIR);
     ensure_dir(&qdir)?;
-    let stem = format!(
-        "{}@{offset}.{}",
-        rel.replace('/', "__"),
-        clock::now_us()
-    );
+    let stem = format!("{}@{offset}.{}", rel.replace('/', "__"), clock::now_us());
     let data_path = qdir.join(format!("{stem}.bin"));
     let reason_path = qdir.join(format!("{stem}.reason.json"));
     let mut reason_json = Vec::new();
@@ -302,10 +315,16 @@ mod tests {
         let (a, _) = open_part(&ev, "2026-01-02", 1000, 1).unwrap();
         let (b, _) = open_part(&ev, "2026-01-02", 1000, 1).unwrap();
         assert!(a.rel.ends_with("part-000001.jsonl"));
-        assert!(b.rel.ends_with("part-000002.jsonl"), "locked part must not be shared");
+        assert!(
+            b.rel.ends_with("part-000002.jsonl"),
+            "locked part must not be shared"
+        );
         drop(a);
         let (c, _) = open_part(&ev, "2026-01-02", 1000, 1).unwrap();
-        assert!(c.rel.ends_with("part-000001.jsonl"), "unlocked part is adopted");
+        assert!(
+            c.rel.ends_with("part-000001.jsonl"),
+            "unlocked part is adopted"
+        );
     }
 
     #[test]

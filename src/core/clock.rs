@@ -150,7 +150,12 @@ mod tests {
 
     #[test]
     fn format_and_parse_round_trip() {
-        for us in [0i64, 1_700_000_000_123_456, 951_782_400_000_001, 4_102_444_799_999_999] {
+        for us in [
+            0i64,
+            1_700_000_000_123_456,
+            951_782_400_000_001,
+            4_102_444_799_999_999,
+        ] {
             let s = format_ts(us);
             assert_eq!(parse_ts(&s), Some(us), "{}", String::from_utf8_lossy(&s));
         }

@@ -4,31 +4,44 @@
 
 pub const MAX_DEPTH: usize = 128;
 
+/// Bytes that need an escape inside a JSON string: controls, `"` and `\\`.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// Append `s` as a JSON string literal (quotes included).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     for (i, &c) in bytes.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
+        if !NEEDS_ESCAPE[c as usize] {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        if esc.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(c >> 4) as usize]);
-            out.push(HEX[(c & 15) as usize]);
-        } else {
-            out.extend_from_slice(esc);
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 15) as usize]);
+            }
         }
         start = i + 1;
     }
@@ -273,12 +286,17 @@ impl<'a> Checker<'a> {
             }
             let ks = self.i;
             self.string()?;
-            let key = Span { start: ks, end: self.i };
+            let key = Span {
+                start: ks,
+                end: self.i,
+            };
             let kb = &self.b[ks..self.i];
             // Escaped keys are compared decoded so "a" and "\u0061" count as the same key.
             let dup = keys.iter().any(|k| {
                 let other = &self.b[k.start..k.end];
-                other == kb || (other.contains(&b'\\') || kb.contains(&b'\\')) && unescape(other) == unescape(kb)
+                other == kb
+                    || (other.contains(&b'\\') || kb.contains(&b'\\'))
+                        && unescape(other) == unescape(kb)
             });
             if dup {
                 return self.err("duplicate key");
@@ -293,7 +311,13 @@ impl<'a> Checker<'a> {
             let vs = self.i;
             self.value(depth)?;
             if let Some(m) = out.as_deref_mut() {
-                m.push((key, Span { start: vs, end: self.i }));
+                m.push((
+                    key,
+                    Span {
+                        start: vs,
+                        end: self.i,
+                    },
+                ));
             }
             self.ws();
             match self.peek() {
@@ -325,8 +349,14 @@ mod tests {
     fn escapes_controls_and_quotes() {
         let mut v = Vec::new();
         write_str(&mut v, "a\"b\\c\n\u{1}é");
-        assert_eq!(std::str::from_utf8(&v).unwrap(), "\"a\\\"b\\\\c\\n\\u0001é\"");
-        assert_eq!(serde_json::from_slice::<String>(&v).unwrap(), "a\"b\\c\n\u{1}é");
+        assert_eq!(
+            std::str::from_utf8(&v).unwrap(),
+            "\"a\\\"b\\\\c\\n\\u0001é\""
+        );
+        assert_eq!(
+            serde_json::from_slice::<String>(&v).unwrap(),
+            "a\"b\\c\n\u{1}é"
+        );
     }
 
     #[test]
@@ -343,10 +373,194 @@ mod tests {
             br#"{"a":1} x"#,
             br#"{"a":"\u0061","\u0061":2}"#,
         ] {
-            assert!(Checker::object_members(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                Checker::object_members(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         assert!(Checker::value_only(deep.as_bytes()).is_err());
         assert!(Checker::value_only(br#""\ud83d\ude00""#).is_ok());
+    }
+}
+
+/// A flat token tape of one JSON text: validation reads it instead of Python objects, so it
+/// needs no GIL and no allocation per node (the tape is reused between events).
+#[derive(Debug, Default)]
+pub struct Tape {
+    pub toks: Vec<Tok>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Tok {
+    pub kind: TokKind,
+    pub start: u32,
+    pub end: u32,
+    /// Index of the token after this value (after its whole subtree for containers).
+    pub next: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokKind {
+    Null,
+    True,
+    False,
+    Int,
+    Float,
+    Str,
+    /// A string that contains escapes (decode before comparing).
+    StrEsc,
+    Arr,
+    Obj,
+}
+
+impl Tape {
+    /// Tokenize `src`, which must be one valid JSON value (as written by our serializer or
+    /// accepted by `Checker`).
+    pub fn parse(&mut self, src: &[u8]) -> Result<(), String> {
+        self.toks.clear();
+        let mut i = 0;
+        skip_ws(src, &mut i);
+        self.value(src, &mut i, 0)?;
+        skip_ws(src, &mut i);
+        if i != src.len() {
+            return Err("trailing bytes".into());
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, kind: TokKind, start: usize, end: usize) -> usize {
+        let idx = self.toks.len();
+        self.toks.push(Tok {
+            kind,
+            start: start as u32,
+            end: end as u32,
+            next: idx as u32 + 1,
+        });
+        idx
+    }
+
+    fn value(&mut self, s: &[u8], i: &mut usize, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("nesting too deep".into());
+        }
+        let start = *i;
+        match s.get(*i) {
+            Some(b'{') => {
+                let me = self.push(TokKind::Obj, start, start);
+                *i += 1;
+                skip_ws(s, i);
+                if s.get(*i) == Some(&b'}') {
+                    *i += 1;
+                } else {
+                    loop {
+                        skip_ws(s, i);
+                        if s.get(*i) != Some(&b'"') {
+                            return Err("expected key".into());
+                        }
+                        self.string(s, i)?;
+                        skip_ws(s, i);
+                        if s.get(*i) != Some(&b':') {
+                            return Err("expected :".into());
+                        }
+                        *i += 1;
+                        skip_ws(s, i);
+                        self.value(s, i, depth + 1)?;
+                        skip_ws(s, i);
+                        match s.get(*i) {
+                            Some(b',') => *i += 1,
+                            Some(b'}') => {
+                                *i += 1;
+                                break;
+                            }
+                            _ => return Err("expected , or }".into()),
+                        }
+                    }
+                }
+                self.toks[me].end = *i as u32;
+                self.toks[me].next = self.toks.len() as u32;
+            }
+            Some(b'[') => {
+                let me = self.push(TokKind::Arr, start, start);
+                *i += 1;
+                skip_ws(s, i);
+                if s.get(*i) == Some(&b']') {
+                    *i += 1;
+                } else {
+                    loop {
+                        skip_ws(s, i);
+                        self.value(s, i, depth + 1)?;
+                        skip_ws(s, i);
+                        match s.get(*i) {
+                            Some(b',') => *i += 1,
+                            Some(b']') => {
+                                *i += 1;
+                                break;
+                            }
+                            _ => return Err("expected , or ]".into()),
+                        }
+                    }
+                }
+                self.toks[me].end = *i as u32;
+                self.toks[me].next = self.toks.len() as u32;
+            }
+            Some(b'"') => self.string(s, i)?,
+            Some(b't') if s[*i..].starts_with(b"true") => {
+                *i += 4;
+                self.push(TokKind::True, start, *i);
+            }
+            Some(b'f') if s[*i..].starts_with(b"false") => {
+                *i += 5;
+                self.push(TokKind::False, start, *i);
+            }
+            Some(b'n') if s[*i..].starts_with(b"null") => {
+                *i += 4;
+                self.push(TokKind::Null, start, *i);
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let mut float = false;
+                while let Some(&c) = s.get(*i) {
+                    match c {
+                        b'0'..=b'9' | b'-' | b'+' => {}
+                        b'.' | b'e' | b'E' => float = true,
+                        _ => break,
+                    }
+                    *i += 1;
+                }
+                let kind = if float { TokKind::Float } else { TokKind::Int };
+                self.push(kind, start, *i);
+            }
+            _ => return Err(format!("unexpected byte at {start}")),
+        }
+        Ok(())
+    }
+
+    fn string(&mut self, s: &[u8], i: &mut usize) -> Result<(), String> {
+        let start = *i;
+        *i += 1;
+        let mut esc = false;
+        loop {
+            let rest = &s[*i..];
+            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+                return Err("unterminated string".into());
+            };
+            *i += k;
+            if s[*i] == b'"' {
+                *i += 1;
+                break;
+            }
+            esc = true;
+            *i += 2;
+        }
+        let kind = if esc { TokKind::StrEsc } else { TokKind::Str };
+        self.push(kind, start, *i);
+        Ok(())
+    }
+}
+
+fn skip_ws(s: &[u8], i: &mut usize) {
+    while let Some(b' ' | b'\t' | b'\r' | b'\n') = s.get(*i) {
+        *i += 1;
     }
 }

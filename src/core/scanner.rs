@@ -168,12 +168,17 @@ pub fn scan_file(path: &Path, start: u64, opts: ScanOptions) -> Result<ScanResul
     if start >= size {
         return Ok(res);
     }
-    let budget = if opts.max_bytes == 0 { u64::MAX } else { opts.max_bytes };
+    let budget = if opts.max_bytes == 0 {
+        u64::MAX
+    } else {
+        opts.max_bytes
+    };
     let mut want = (size - start).min(budget.max(1 << 16));
     let mut buf = Vec::new();
     loop {
         buf.resize(want as usize, 0);
-        f.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
+        f.seek(SeekFrom::Start(start))
+            .map_err(|e| Error::io(path, e))?;
         let got = read_full(&mut f, &mut buf).map_err(|e| Error::io(path, e))?;
         buf.truncate(got);
         // A line longer than the budget: read further until it ends or the file does.
@@ -218,7 +223,9 @@ pub fn scan_buffer(
         if let Err(reason) = take_line(line, off, opts, cols) {
             // A valid event glued behind a torn prefix (a writer died mid-line and another
             // appended after it): recover the event, report the prefix.
-            match glued_start(line).filter(|&k| take_line(&line[k..], off + k as u64, opts, cols).is_ok()) {
+            match glued_start(line)
+                .filter(|&k| take_line(&line[k..], off + k as u64, opts, cols).is_ok())
+            {
                 Some(k) => bad.push(BadLine {
                     offset: off,
                     len: k as u64,
@@ -257,7 +264,12 @@ fn json_int(v: &[u8]) -> Option<i64> {
 }
 
 /// Check one line and append its envelope to the columns; Err(reason) if it is bad.
-fn take_line(line: &[u8], off: u64, opts: ScanOptions, cols: &mut Columns) -> std::result::Result<(), String> {
+fn take_line(
+    line: &[u8],
+    off: u64,
+    opts: ScanOptions,
+    cols: &mut Columns,
+) -> std::result::Result<(), String> {
     if line.is_empty() {
         return Err("empty line".into());
     }
@@ -271,7 +283,9 @@ fn take_line(line: &[u8], off: u64, opts: ScanOptions, cols: &mut Columns) -> st
             if !last || key.start == 0 || line[key.start - 1] != b',' {
                 return Err("crc is not the last member".into());
             }
-            let want = json_string(v).filter(|s| s.len() == 8 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+            let want = json_string(v).filter(|s| {
+                s.len() == 8 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+            });
             let Some(want) = want else {
                 return Err("crc is not 8 lowercase hex digits".into());
             };
@@ -293,7 +307,9 @@ fn take_line(line: &[u8], off: u64, opts: ScanOptions, cols: &mut Columns) -> st
         .ok_or("missing or non-string event_type")?;
     let version = match member(line, &members, "schema_version") {
         None => 1,
-        Some((_, v)) => json_int(v).filter(|&n| n >= 1).ok_or("schema_version is not a positive integer")?,
+        Some((_, v)) => json_int(v)
+            .filter(|&n| n >= 1)
+            .ok_or("schema_version is not a positive integer")?,
     };
     let ts = member(line, &members, "ts")
         .and_then(|(_, v)| json_string(v))
@@ -349,7 +365,16 @@ mod tests {
     fn scan(buf: &[u8], strict: bool) -> (Columns, Vec<BadLine>, usize) {
         let mut c = Columns::default();
         let mut b = Vec::new();
-        let n = scan_buffer(buf, 0, ScanOptions { strict, max_bytes: 0 }, &mut c, &mut b);
+        let n = scan_buffer(
+            buf,
+            0,
+            ScanOptions {
+                strict,
+                max_bytes: 0,
+            },
+            &mut c,
+            &mut b,
+        );
         (c, b, n)
     }
 
@@ -369,9 +394,15 @@ mod tests {
         assert_eq!(c.seq, vec![1, 3, 0]);
         assert_eq!(bad.len(), 2, "{bad:?}");
         assert!(bad[0].reason.contains("torn prefix"));
-        assert!(bad[1].reason.contains("crc") || bad[1].reason.contains("JSON"), "{bad:?}");
+        assert!(
+            bad[1].reason.contains("crc") || bad[1].reason.contains("JSON"),
+            "{bad:?}"
+        );
         assert_eq!(n, buf.len() - (tail.len() - 1));
-        assert_eq!(c.ts_us[0], clock::parse_ts(b"2026-01-02T03:04:05.000006Z").unwrap());
+        assert_eq!(
+            c.ts_us[0],
+            clock::parse_ts(b"2026-01-02T03:04:05.000006Z").unwrap()
+        );
         assert_eq!(c.run_id.get(2), None);
         let (c, bad, _) = scan(&buf, true);
         assert_eq!(c.len(), 2);

@@ -70,7 +70,7 @@ impl Num {
     }
 
     /// Exact comparison across ints and floats.
-    pub fn cmp(self, other: Num) -> Option<Ordering> {
+    pub fn compare(self, other: Num) -> Option<Ordering> {
         match (self, other) {
             (Num::Int(a), Num::Int(b)) => Some(a.cmp(&b)),
             (Num::Float(a), Num::Float(b)) => a.partial_cmp(&b),
@@ -170,17 +170,21 @@ pub fn json_equal<V: JsonView>(a: &V, b: &Value) -> bool {
     match (a.kind(), bv.kind()) {
         (Kind::Null, Kind::Null) => true,
         (Kind::Bool, Kind::Bool) => a.as_bool() == bv.as_bool(),
-        (Kind::Number, Kind::Number) => a.as_num().cmp(bv.as_num()) == Some(Ordering::Equal),
+        (Kind::Number, Kind::Number) => a.as_num().compare(bv.as_num()) == Some(Ordering::Equal),
         (Kind::String, Kind::String) => a.as_str() == bv.as_str(),
         (Kind::Array, Kind::Array) => {
             let items = b.as_array().expect("array");
             a.array_len() == items.len()
-                && items.iter().enumerate().all(|(i, x)| json_equal(&a.array_item(i), x))
+                && items
+                    .iter()
+                    .enumerate()
+                    .all(|(i, x)| json_equal(&a.array_item(i), x))
         }
         (Kind::Object, Kind::Object) => {
             let m = b.as_object().expect("object");
             a.object_len() == m.len()
-                && m.iter().all(|(k, x)| a.object_get(k).is_some_and(|v| json_equal(&v, x)))
+                && m.iter()
+                    .all(|(k, x)| a.object_get(k).is_some_and(|v| json_equal(&v, x)))
         }
         _ => false,
     }
@@ -208,8 +212,13 @@ fn type_bit(name: &str) -> Option<u8> {
 }
 
 fn type_names(bits: u8) -> String {
-    let names = ["null", "boolean", "object", "array", "number", "string", "integer"];
-    let v: Vec<&str> = (0..7).filter(|i| bits & (1 << i) != 0).map(|i| names[i]).collect();
+    let names = [
+        "null", "boolean", "object", "array", "number", "string", "integer",
+    ];
+    let v: Vec<&str> = (0..7)
+        .filter(|i| bits & (1 << i) != 0)
+        .map(|i| names[i])
+        .collect();
     v.join(" or ")
 }
 
@@ -282,7 +291,10 @@ fn schema_err(path: &str, msg: impl std::fmt::Display) -> String {
 fn count_value(v: &Value, kw: &str, path: &str) -> Result<u64, String> {
     match v.as_f64() {
         Some(f) if f >= 0.0 && f.fract() == 0.0 => Ok(f as u64),
-        _ => Err(schema_err(path, format!("'{kw}' must be a non-negative integer"))),
+        _ => Err(schema_err(
+            path,
+            format!("'{kw}' must be a non-negative integer"),
+        )),
     }
 }
 
@@ -341,9 +353,9 @@ impl Schema {
                         .as_array()
                         .ok_or_else(|| schema_err(path, "'required' must be an array"))?;
                     for r in req {
-                        let r = r.as_str().ok_or_else(|| {
-                            schema_err(path, "'required' must hold strings")
-                        })?;
+                        let r = r
+                            .as_str()
+                            .ok_or_else(|| schema_err(path, "'required' must hold strings"))?;
                         if n.required.iter().any(|x| x == r) {
                             return Err(schema_err(path, "'required' items must be unique"));
                         }
@@ -376,12 +388,7 @@ impl Schema {
                     None => return Err(schema_err(path, "'format' must be a string")),
                 },
                 a if ANNOTATIONS.contains(&a) => {}
-                other => {
-                    return Err(schema_err(
-                        path,
-                        format!("unsupported keyword '{other}'"),
-                    ))
-                }
+                other => return Err(schema_err(path, format!("unsupported keyword '{other}'"))),
             }
         }
         Ok(Schema::Node(Box::new(n)))
@@ -406,11 +413,12 @@ pub fn is_rfc3339_datetime(s: &str) -> bool {
     }
     let d = |r: std::ops::Range<usize>| s[r].iter().all(u8::is_ascii_digit);
     let num = |r: std::ops::Range<usize>| {
-        s[r].iter().fold(0u32, |acc, c| acc * 10 + (c - b'0') as u32)
+        s[r].iter()
+            .fold(0u32, |acc, c| acc * 10 + (c - b'0') as u32)
     };
-    if !(d(0..4) && s[4] == b'-' && d(5..7) && s[7] == b'-' && d(8..10))
-        || !matches!(s[10], b'T' | b't')
-        || !(d(11..13) && s[13] == b':' && d(14..16) && s[16] == b':' && d(17..19))
+    let date_ok = d(0..4) && s[4] == b'-' && d(5..7) && s[7] == b'-' && d(8..10);
+    let time_ok = d(11..13) && s[13] == b':' && d(14..16) && s[16] == b':' && d(17..19);
+    if !(date_ok && matches!(s[10], b'T' | b't') && time_ok)
     {
         return false;
     }
@@ -480,7 +488,9 @@ impl Node {
         }
         if let Some(options) = &self.enumeration {
             if !options.iter().any(|o| json_equal(v, o)) {
-                return Err(Violation::new("not one of the allowed values (enum)".into()));
+                return Err(Violation::new(
+                    "not one of the allowed values (enum)".into(),
+                ));
             }
         }
         match k {
@@ -497,12 +507,12 @@ impl Node {
             Kind::Number => {
                 let x = v.as_num();
                 if let Some(m) = self.minimum {
-                    if x.cmp(m) == Some(Ordering::Less) {
+                    if x.compare(m) == Some(Ordering::Less) {
                         return Err(Violation::new(format!("below minimum {}", show(m))));
                     }
                 }
                 if let Some(m) = self.maximum {
-                    if x.cmp(m) == Some(Ordering::Greater) {
+                    if x.compare(m) == Some(Ordering::Greater) {
                         return Err(Violation::new(format!("above maximum {}", show(m))));
                     }
                 }
@@ -641,7 +651,11 @@ mod tests {
         let e = s.validate(&&bad).unwrap_err().render("data");
         assert_eq!(e, "data.metrics.sharpe: expected number, got string");
         let missing = json!({"trial_id": 1, "params": {}});
-        assert!(s.validate(&&missing).unwrap_err().message.contains("metrics"));
+        assert!(s
+            .validate(&&missing)
+            .unwrap_err()
+            .message
+            .contains("metrics"));
     }
 
     #[test]
@@ -653,8 +667,16 @@ mod tests {
         assert!(check(json!({"maxLength": 2}), json!("ééé")).is_err());
         assert!(check(json!({"minimum": 2}), json!("x")).is_ok());
         assert!(check(json!({"items": {"type": "string"}}), json!(["a", 1])).is_err());
-        assert!(check(json!({"format": "date-time"}), json!("2020-02-30T00:00:00Z")).is_err());
-        assert!(check(json!({"format": "date-time"}), json!("2020-02-29t00:00:00z")).is_ok());
+        assert!(check(
+            json!({"format": "date-time"}),
+            json!("2020-02-30T00:00:00Z")
+        )
+        .is_err());
+        assert!(check(
+            json!({"format": "date-time"}),
+            json!("2020-02-29t00:00:00z")
+        )
+        .is_ok());
     }
 
     #[test]
@@ -667,8 +689,179 @@ mod tests {
     #[test]
     fn int_float_comparison_is_exact() {
         let big = Num::Int(9_007_199_254_740_993);
-        assert_eq!(big.cmp(Num::Float(9_007_199_254_740_992.0)), Some(Ordering::Greater));
-        assert_eq!(Num::Int(3).cmp(Num::Float(2.5)), Some(Ordering::Greater));
-        assert_eq!(Num::Int(-3).cmp(Num::Float(-2.5)), Some(Ordering::Less));
+        assert_eq!(
+            big.compare(Num::Float(9_007_199_254_740_992.0)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(Num::Int(3).compare(Num::Float(2.5)), Some(Ordering::Greater));
+        assert_eq!(Num::Int(-3).compare(Num::Float(-2.5)), Some(Ordering::Less));
+    }
+}
+
+/// A position in a token tape, seen as JSON by the validator.
+#[derive(Clone, Copy)]
+pub struct TapeNode<'a> {
+    pub src: &'a [u8],
+    pub toks: &'a [crate::core::json::Tok],
+    pub i: usize,
+}
+
+impl<'a> TapeNode<'a> {
+    pub fn root(src: &'a [u8], tape: &'a crate::core::json::Tape) -> Self {
+        TapeNode {
+            src,
+            toks: &tape.toks,
+            i: 0,
+        }
+    }
+
+    fn tok(&self) -> crate::core::json::Tok {
+        self.toks[self.i]
+    }
+
+    fn text(&self) -> &'a [u8] {
+        let t = self.tok();
+        &self.src[t.start as usize..t.end as usize]
+    }
+
+    fn at(&self, i: usize) -> Self {
+        TapeNode { i, ..*self }
+    }
+
+    fn key_is(&self, key: &str) -> bool {
+        use crate::core::json::TokKind;
+        let t = self.tok();
+        let raw = &self.src[t.start as usize + 1..t.end as usize - 1];
+        match t.kind {
+            TokKind::Str => raw == key.as_bytes(),
+            _ => crate::core::json::unescape(self.text()) == key,
+        }
+    }
+}
+
+impl JsonView for TapeNode<'_> {
+    fn kind(&self) -> Kind {
+        use crate::core::json::TokKind as T;
+        match self.tok().kind {
+            T::Null => Kind::Null,
+            T::True | T::False => Kind::Bool,
+            T::Int | T::Float => Kind::Number,
+            T::Str | T::StrEsc => Kind::String,
+            T::Arr => Kind::Array,
+            T::Obj => Kind::Object,
+        }
+    }
+
+    fn as_bool(&self) -> bool {
+        self.tok().kind == crate::core::json::TokKind::True
+    }
+
+    fn as_num(&self) -> Num {
+        let s = std::str::from_utf8(self.text()).unwrap_or("");
+        if self.tok().kind == crate::core::json::TokKind::Int {
+            if let Ok(i) = s.parse::<i128>() {
+                return Num::Int(i);
+            }
+        }
+        Num::Float(s.parse::<f64>().unwrap_or(f64::NAN))
+    }
+
+    fn as_str(&self) -> Cow<'_, str> {
+        let t = self.tok();
+        match t.kind {
+            crate::core::json::TokKind::Str => Cow::Borrowed(
+                std::str::from_utf8(&self.src[t.start as usize + 1..t.end as usize - 1])
+                    .unwrap_or(""),
+            ),
+            _ => Cow::Owned(crate::core::json::unescape(self.text())),
+        }
+    }
+
+    fn array_len(&self) -> usize {
+        let end = self.tok().next as usize;
+        let mut i = self.i + 1;
+        let mut n = 0;
+        while i < end {
+            n += 1;
+            i = self.toks[i].next as usize;
+        }
+        n
+    }
+
+    fn array_item(&self, k: usize) -> Self {
+        let mut i = self.i + 1;
+        for _ in 0..k {
+            i = self.toks[i].next as usize;
+        }
+        self.at(i)
+    }
+
+    fn object_len(&self) -> usize {
+        self.array_len() / 2
+    }
+
+    fn object_get(&self, key: &str) -> Option<Self> {
+        let end = self.tok().next as usize;
+        let mut i = self.i + 1;
+        while i < end {
+            let k = self.at(i);
+            let v = i + 1;
+            if k.key_is(key) {
+                return Some(self.at(v));
+            }
+            i = self.toks[v].next as usize;
+        }
+        None
+    }
+
+    fn for_each_member<E>(&self, f: &mut dyn FnMut(&str, Self) -> Result<(), E>) -> Result<(), E> {
+        let end = self.tok().next as usize;
+        let mut i = self.i + 1;
+        while i < end {
+            let k = self.at(i);
+            let v = i + 1;
+            f(&k.as_str(), self.at(v))?;
+            i = self.toks[v].next as usize;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tape_tests {
+    use super::*;
+    use crate::core::json::Tape;
+    use serde_json::json;
+
+    #[test]
+    fn tape_and_value_views_agree() {
+        let schema = Schema::compile(&json!({
+            "type": "object", "required": ["a", "b"],
+            "properties": {"a": {"type": "integer", "minimum": 2}, "b": {"items": {"type": "string", "maxLength": 2}},
+                           "c\n": {"enum": [1, [true, null], {"x": 1.0}]}},
+            "additionalProperties": {"type": "number"}
+        })).unwrap();
+        let docs = [
+            json!({"a": 2, "b": ["xy"]}),
+            json!({"a": 2.0, "b": []}),
+            json!({"a": 1, "b": []}),
+            json!({"a": 2, "b": ["xyz"]}),
+            json!({"a": 2, "b": [], "c\n": [true, null]}),
+            json!({"a": 2, "b": [], "c\n": {"x": 1}}),
+            json!({"a": 2, "b": [], "c\n": 2}),
+            json!({"a": 2, "b": [], "z": "s"}),
+            json!({"a": 2, "b": [], "z": 1e300}),
+            json!([1]),
+        ];
+        let mut tape = Tape::default();
+        for d in &docs {
+            let text = serde_json::to_vec(d).unwrap();
+            tape.parse(&text).unwrap();
+            let via_tape = schema
+                .validate(&TapeNode::root(&text, &tape))
+                .map_err(|v| v.render("data"));
+            let via_value = schema.validate(&d).map_err(|v| v.render("data"));
+            assert_eq!(via_tape, via_value, "{d}");
+        }
     }
 }

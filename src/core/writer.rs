@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -82,6 +82,20 @@ struct Segment {
     start: u64,
     bytes: Vec<u8>,
     last_seq: u64,
+    events: u64,
+    /// When the first event of this segment was queued (for the commit-latency stats).
+    first_at: Instant,
+}
+
+/// Group-commit figures: how many batches and events, and how long the oldest event of each
+/// batch waited from emit() to the end of its fdatasync.
+#[derive(Clone, Debug, Default)]
+pub struct CommitStats {
+    pub batches: u64,
+    pub events: u64,
+    pub max_latency_us: u64,
+    /// Batches by latency bucket: bucket i holds latencies in [2^i, 2^(i+1)) microseconds.
+    pub latency_log2_us: [u64; 24],
 }
 
 struct State {
@@ -98,6 +112,10 @@ struct State {
     done_seq: u64,
     /// A flusher failure not yet raised to a caller.
     error: Option<Error>,
+    stats: CommitStats,
+    /// Emptied segment buffers handed back by the flusher: reusing them keeps emit() free of
+    /// large allocations and page faults.
+    free_bufs: Vec<Vec<u8>>,
     scratch: Vec<u8>,
 }
 
@@ -114,6 +132,10 @@ pub struct Writer {
     flusher: Mutex<Option<JoinHandle<()>>>,
     pid: u32,
 }
+
+/// A segment is closed at this size so its buffer never grows by reallocation.
+const SEGMENT_BYTES: usize = 1 << 20;
+const FREE_BUFS_KEPT: usize = 16;
 
 /// Pending bytes above which emit() asks the caller to wait (backpressure).
 pub const MAX_PENDING_BYTES: usize = 64 << 20;
@@ -163,6 +185,8 @@ impl Writer {
                 pending_bytes: 0,
                 done_seq: 0,
                 error: None,
+                stats: CommitStats::default(),
+                free_bufs: Vec::new(),
                 scratch: Vec::with_capacity(1024),
             }),
             work: Condvar::new(),
@@ -201,6 +225,10 @@ impl Writer {
     /// Fix the clock (tests: midnight crossing); None returns to the system clock.
     pub fn set_fake_now(&self, us: Option<i64>) {
         lock(&self.shared.state).fake_now_us = us;
+    }
+
+    pub fn commit_stats(&self) -> CommitStats {
+        lock(&self.shared.state).stats.clone()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -275,7 +303,12 @@ impl Writer {
             }
         };
         if needs_new {
-            match open_part(&self.cfg.events, &day, self.cfg.max_part_bytes, line.len() as u64) {
+            match open_part(
+                &self.cfg.events,
+                &day,
+                self.cfg.max_part_bytes,
+                line.len() as u64,
+            ) {
                 Ok((part, size)) => {
                     st.current = Some(Arc::new(part));
                     st.size = size;
@@ -294,21 +327,27 @@ impl Writer {
         };
         match self.cfg.durability {
             Durability::Group => {
-                let same_part = st
-                    .pending
-                    .last()
-                    .is_some_and(|s| Arc::ptr_eq(&s.part, &part));
-                if !same_part {
+                let fits = st.pending.last().is_some_and(|s| {
+                    Arc::ptr_eq(&s.part, &part) && s.bytes.len() + line.len() <= SEGMENT_BYTES
+                });
+                if !fits {
+                    let bytes = st
+                        .free_bufs
+                        .pop()
+                        .unwrap_or_else(|| Vec::with_capacity(SEGMENT_BYTES));
                     st.pending.push(Segment {
                         part,
                         start: offset,
-                        bytes: Vec::with_capacity(64 << 10),
+                        bytes,
                         last_seq: 0,
+                        events: 0,
+                        first_at: Instant::now(),
                     });
                 }
                 let seg = st.pending.last_mut().expect("segment");
                 seg.bytes.extend_from_slice(line);
                 seg.last_seq = st.seq;
+                seg.events += 1;
                 st.pending_bytes += line.len();
                 st.size += line.len() as u64;
                 if self.shared.flusher_idle.load(Ordering::Acquire) {
@@ -466,8 +505,24 @@ fn flusher_loop(shared: &Shared) {
         };
         let last_seq = batch.last().map_or(0, |s| s.last_seq);
         let error = write_batch(&batch);
+        let waited = batch
+            .first()
+            .map_or(0, |s| s.first_at.elapsed().as_micros() as u64);
         let mut st = lock(&shared.state);
         st.done_seq = st.done_seq.max(last_seq);
+        let stats = &mut st.stats;
+        stats.batches += 1;
+        stats.events += batch.iter().map(|s| s.events).sum::<u64>();
+        stats.max_latency_us = stats.max_latency_us.max(waited);
+        let bucket = (63 - waited.max(1).leading_zeros()) as usize;
+        stats.latency_log2_us[bucket.min(23)] += 1;
+        for seg in batch {
+            let mut b = seg.bytes;
+            if st.free_bufs.len() < FREE_BUFS_KEPT && b.capacity() <= 2 * SEGMENT_BYTES {
+                b.clear();
+                st.free_bufs.push(b);
+            }
+        }
         if let Some(e) = error {
             if let Some(cur) = &st.current {
                 if cur.is_abandoned() {
@@ -588,7 +643,9 @@ mod tests {
             cfg.durability = mode;
             let w = Writer::open(cfg).unwrap();
             for i in 0..100 {
-                let (pos, _) = w.emit(&head("run.heartbeat"), format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+                let (pos, _) = w
+                    .emit(&head("run.heartbeat"), format!("{{\"i\":{i}}}").as_bytes())
+                    .unwrap();
                 assert!(pos.file.starts_with("day="));
             }
             w.close().unwrap();
@@ -619,7 +676,10 @@ mod tests {
         }
         w.set_fake_now(Some(day0 + 2_000_000));
         let (pos, _) = w.emit(&head("run.heartbeat"), b"{}").unwrap();
-        assert!(pos.file.starts_with("day=2023-11-15/part-000001"), "{pos:?}");
+        assert!(
+            pos.file.starts_with("day=2023-11-15/part-000001"),
+            "{pos:?}"
+        );
         w.close().unwrap();
         let parts = fs::read_dir(ev.join("day=2023-11-14")).unwrap().count();
         assert!(parts >= 4, "rotation made {parts} parts");
@@ -636,7 +696,10 @@ mod tests {
         cfg.max_event_bytes = 400;
         let w = Writer::open(cfg).unwrap();
         let big = format!("{{\"x\":\"{}\"}}", "a".repeat(400));
-        assert!(matches!(w.emit(&head("t"), big.as_bytes()), Err(Error::Schema(_))));
+        assert!(matches!(
+            w.emit(&head("t"), big.as_bytes()),
+            Err(Error::Schema(_))
+        ));
         let mut h = head("t");
         h.run_id = Some("../etc");
         assert!(matches!(w.emit(&h, b"{}"), Err(Error::Schema(_))));
@@ -644,6 +707,9 @@ mod tests {
         w.close().unwrap();
         let ls = lines(&ev);
         assert_eq!(ls.len(), 1);
-        assert!(ls[0].contains("\"seq\":1,"), "failed emits must not consume seq");
+        assert!(
+            ls[0].contains("\"seq\":1,"),
+            "failed emits must not consume seq"
+        );
     }
 }

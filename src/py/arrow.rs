@@ -91,7 +91,10 @@ unsafe extern "C" fn release_schema(s: *mut FfiSchema) {
 }
 
 fn leaf_schema(name: &str, format: &str, nullable: bool) -> *mut FfiSchema {
-    let strings = vec![CString::new(format).expect("format"), CString::new(name).expect("name")];
+    let strings = vec![
+        CString::new(format).expect("format"),
+        CString::new(name).expect("name"),
+    ];
     let s = FfiSchema {
         format: strings[0].as_ptr(),
         name: strings[1].as_ptr(),
@@ -115,7 +118,10 @@ pub fn export_schema() -> FfiSchema {
         .iter()
         .map(|(n, f)| leaf_schema(n, f, *n == "run_id"))
         .collect();
-    let strings = vec![CString::new("+s").expect("fmt"), CString::new("").expect("name")];
+    let strings = vec![
+        CString::new("+s").expect("fmt"),
+        CString::new("").expect("name"),
+    ];
     let mut private = Box::new(SchemaPrivate {
         _strings: strings,
         children,
@@ -182,7 +188,9 @@ fn array(
 fn str_child(owner: &Arc<Columns>, c: &StrColumn) -> *mut FfiArray {
     let (validity, nulls) = match &c.validity {
         Some(v) => {
-            let valid: usize = (0..c.len).filter(|&i| v[i / 8] & (1 << (i % 8)) != 0).count();
+            let valid: usize = (0..c.len)
+                .filter(|&i| v[i / 8] & (1 << (i % 8)) != 0)
+                .count();
             (v.as_ptr() as *const c_void, (c.len - valid) as i64)
         }
         None => (ptr::null(), 0),

@@ -41,7 +41,11 @@ impl ConvertError {
 
 /// Append `obj` as JSON. Only JSON types are accepted: dict (str keys), list, tuple, str, int
 /// (64-bit), float (finite), bool, None.
-pub fn write_obj(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize) -> Result<(), ConvertError> {
+pub fn write_obj(
+    out: &mut Vec<u8>,
+    obj: &Bound<'_, PyAny>,
+    depth: usize,
+) -> Result<(), ConvertError> {
     if let Ok(s) = obj.downcast::<PyString>() {
         let s = s
             .to_str()
@@ -49,7 +53,9 @@ pub fn write_obj(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize) -> Res
         json::write_str(out, s);
     } else if let Ok(d) = obj.downcast::<PyDict>() {
         if depth >= MAX_DEPTH {
-            return Err(ConvertError::new(format!("nested deeper than {MAX_DEPTH} levels")));
+            return Err(ConvertError::new(format!(
+                "nested deeper than {MAX_DEPTH} levels"
+            )));
         }
         out.push(b'{');
         for (i, (k, v)) in d.iter().enumerate() {
@@ -72,7 +78,11 @@ pub fn write_obj(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize) -> Res
         }
         out.push(b'}');
     } else if obj.is_instance_of::<PyBool>() {
-        out.extend_from_slice(if obj.is_truthy().unwrap_or(false) { b"true" } else { b"false" });
+        out.extend_from_slice(if obj.is_truthy().unwrap_or(false) {
+            b"true"
+        } else {
+            b"false"
+        });
     } else if obj.is_instance_of::<PyInt>() {
         if let Ok(v) = obj.extract::<i64>() {
             json::write_i64(out, v);
@@ -84,17 +94,25 @@ pub fn write_obj(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize) -> Res
     } else if let Ok(f) = obj.downcast::<PyFloat>() {
         let v = f.value();
         if !v.is_finite() {
-            return Err(ConvertError::new(format!("{v} is not allowed (I-JSON: finite numbers only)")));
+            return Err(ConvertError::new(format!(
+                "{v} is not allowed (I-JSON: finite numbers only)"
+            )));
         }
         json::write_f64(out, v);
     } else if obj.is_none() {
         out.extend_from_slice(b"null");
     } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         if depth >= MAX_DEPTH {
-            return Err(ConvertError::new(format!("nested deeper than {MAX_DEPTH} levels")));
+            return Err(ConvertError::new(format!(
+                "nested deeper than {MAX_DEPTH} levels"
+            )));
         }
         out.push(b'[');
-        for (i, item) in obj.try_iter().map_err(|e| ConvertError::new(e.to_string()))?.enumerate() {
+        for (i, item) in obj
+            .try_iter()
+            .map_err(|e| ConvertError::new(e.to_string()))?
+            .enumerate()
+        {
             if i > 0 {
                 out.push(b',');
             }
@@ -176,7 +194,11 @@ impl JsonView for PyNode<'_> {
     }
 
     fn array_item(&self, i: usize) -> Self {
-        PyNode(self.0.get_item(i).unwrap_or_else(|_| self.0.py().None().into_bound(self.0.py())))
+        PyNode(
+            self.0
+                .get_item(i)
+                .unwrap_or_else(|_| self.0.py().None().into_bound(self.0.py())),
+        )
     }
 
     fn object_len(&self) -> usize {

@@ -11,8 +11,18 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-create_exception!(_core, SchemaError, PyValueError, "An invalid event or schema.");
-create_exception!(_core, LedgerIOError, PyOSError, "A disk fault; the message names the path.");
+create_exception!(
+    _core,
+    SchemaError,
+    PyValueError,
+    "An invalid event or schema."
+);
+create_exception!(
+    _core,
+    LedgerIOError,
+    PyOSError,
+    "A disk fault; the message names the path."
+);
 create_exception!(_core, ClosedError, LedgerIOError, "The ledger is closed.");
 
 /// One mapping from the core error enum to the Python exception hierarchy.
@@ -55,7 +65,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LedgerIOError", py.get_type::<LedgerIOError>())?;
     m.add("ClosedError", py.get_type::<ClosedError>())?;
     m.add("BUILTIN_REGISTRY", core::builtin::BUILTIN_REGISTRY)?;
-    m.add("SUPPORTED_KEYWORDS", core::schema::SUPPORTED_KEYWORDS.to_vec())?;
+    m.add(
+        "SUPPORTED_KEYWORDS",
+        core::schema::SUPPORTED_KEYWORDS.to_vec(),
+    )?;
     m.add("ANNOTATIONS", core::schema::ANNOTATIONS.to_vec())?;
     m.add_class::<writer::Writer>()?;
     m.add_class::<schema::SchemaValidator>()?;

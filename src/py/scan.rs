@@ -88,7 +88,8 @@ pub fn scan_files(
         threads
     }
     .clamp(1, n.max(1));
-    let results: Vec<Mutex<Option<Result<ScanResult>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let results: Vec<Mutex<Option<Result<ScanResult>>>> =
+        (0..n).map(|_| Mutex::new(None)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     py.allow_threads(|| {
         std::thread::scope(|s| {

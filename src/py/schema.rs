@@ -42,5 +42,6 @@ impl SchemaValidator {
 
 fn check_jsonable(doc: &Bound<'_, PyAny>) -> PyResult<()> {
     let mut sink = Vec::new();
-    super::convert::write_obj(&mut sink, doc, 0).map_err(|e| SchemaError::new_err(e.render("document")))
+    super::convert::write_obj(&mut sink, doc, 0)
+        .map_err(|e| SchemaError::new_err(e.render("document")))
 }

@@ -1,9 +1,11 @@
 //! `Writer`: validates and serializes `data` from Python objects, then hands the line to the
 //! core appender. Blocking work (write, fdatasync, waiting on the flusher) runs without the GIL.
 
-use super::convert::{write_obj, PyNode};
+use super::convert::write_obj;
 use super::{to_py, SchemaError};
+use crate::core::json::Tape;
 use crate::core::schema::Registry;
+use crate::core::schema::TapeNode;
 use crate::core::writer::{self as cw, Config, Durability, EventHead};
 use crate::core::Error;
 use pyo3::prelude::*;
@@ -18,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const REGISTRY_CHECK_MS: i64 = 1000;
 
 thread_local! {
-    static DATA_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+    static DATA_BUF: RefCell<(Vec<u8>, Tape)> = RefCell::new((Vec::with_capacity(4096), Tape::default()));
 }
 
 struct RegistryState {
@@ -43,7 +45,8 @@ fn mtime_of(p: &PathBuf) -> Option<SystemTime> {
 
 fn load_registry(path: &PathBuf) -> Result<Registry, Error> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Registry::from_json(&text).map_err(|e| Error::schema(format!("{}: {e}", path.display()))),
+        Ok(text) => Registry::from_json(&text)
+            .map_err(|e| Error::schema(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Registry::from_json(crate::core::builtin::BUILTIN_REGISTRY).map_err(Error::schema)
         }
@@ -62,7 +65,8 @@ impl Writer {
     fn registry(&self) -> Arc<Registry> {
         let now = now_ms();
         if now >= self.next_check_ms.load(Ordering::Relaxed) {
-            self.next_check_ms.store(now + REGISTRY_CHECK_MS, Ordering::Relaxed);
+            self.next_check_ms
+                .store(now + REGISTRY_CHECK_MS, Ordering::Relaxed);
             let m = mtime_of(&self.schema_path);
             let stale = self.registry.read().map(|r| r.mtime != m).unwrap_or(true);
             if stale {
@@ -122,7 +126,9 @@ impl Writer {
             ))
         })?;
         if max_part_bytes == 0 || max_event_bytes == 0 {
-            return Err(SchemaError::new_err("max_part_bytes and max_event_bytes must be positive"));
+            return Err(SchemaError::new_err(
+                "max_part_bytes and max_event_bytes must be positive",
+            ));
         }
         let events = cw::events_dir(&root);
         let mut cfg = Config::new(&events);
@@ -133,7 +139,9 @@ impl Writer {
         cfg.writer_id = writer_id;
         let schema_path = events.join("_schema.json");
         let (inner, reg) = py
-            .allow_threads(|| Ok::<_, Error>((cw::Writer::open(cfg)?, load_registry(&schema_path)?)))
+            .allow_threads(|| {
+                Ok::<_, Error>((cw::Writer::open(cfg)?, load_registry(&schema_path)?))
+            })
             .map_err(to_py)?;
         Ok(Writer {
             inner,
@@ -194,23 +202,27 @@ impl Writer {
         let data = data.downcast::<PyDict>().map_err(|_| {
             SchemaError::new_err(format!(
                 "{event_type}: data must be a dict, not {}",
-                data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                data.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })?;
         if let Some(id) = event_id {
             if id.len() != 36 || !id.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-') {
-                return Err(SchemaError::new_err(format!("event_id {id:?} is not a UUID")));
+                return Err(SchemaError::new_err(format!(
+                    "event_id {id:?} is not a UUID"
+                )));
             }
         }
         DATA_BUF.with(|cell| {
-            let mut buf = cell.borrow_mut();
+            let (buf, tape) = &mut *cell.borrow_mut();
             buf.clear();
-            write_obj(&mut buf, data.as_any(), 0).map_err(|e| {
+            // Reading Python objects needs the GIL; everything after works on the bytes.
+            write_obj(buf, data.as_any(), 0).map_err(|e| {
                 SchemaError::new_err(format!("{event_type} v{version}: {}", e.render("data")))
             })?;
-            schema.validate(&PyNode(data.as_any().clone())).map_err(|v| {
-                SchemaError::new_err(format!("{event_type} v{version}: {}", v.render("data")))
-            })?;
+            let bytes: &[u8] = buf;
             let head = EventHead {
                 event_type,
                 schema_version: version,
@@ -218,20 +230,30 @@ impl Writer {
                 event_id,
                 ts_us,
             };
-            let bytes: &[u8] = &buf;
-            let (pos, backpressure) = match self.durability {
-                "group" => {
-                    let r = self.inner.emit(&head, bytes).map_err(to_py)?;
-                    if r.1 {
-                        py.allow_threads(|| self.inner.wait_drained());
-                    }
-                    r
-                }
-                _ => py.allow_threads(|| self.inner.emit(&head, bytes)).map_err(to_py)?,
+            let mut work = || -> Result<(cw::Position, bool), Error> {
+                tape.parse(bytes).map_err(Error::schema)?;
+                schema.validate(&TapeNode::root(bytes, tape)).map_err(|v| {
+                    Error::schema(format!("{event_type} v{version}: {}", v.render("data")))
+                })?;
+                self.inner.emit(&head, bytes)
             };
-            let _ = backpressure;
+            let (pos, backpressure) = if self.durability == "group" {
+                // Queueing is a memcpy under a short lock: cheaper than a GIL round trip.
+                work().map_err(to_py)?
+            } else {
+                py.allow_threads(work).map_err(to_py)?
+            };
+            if backpressure {
+                py.allow_threads(|| self.inner.wait_drained());
+            }
             let file = self.file_str(py, &pos.file);
-            PyTuple::new(py, [file.into_any(), pos.offset.into_pyobject(py)?.into_any().unbind()])
+            PyTuple::new(
+                py,
+                [
+                    file.into_any(),
+                    pos.offset.into_pyobject(py)?.into_any().unbind(),
+                ],
+            )
         })
     }
 
@@ -245,6 +267,18 @@ impl Writer {
 
     fn reload_schemas(&self, py: Python<'_>) -> PyResult<()> {
         py.allow_threads(|| self.reload()).map_err(to_py)
+    }
+
+    /// Group-commit figures: batches, events, max_latency_us (emit to durable, oldest event of a
+    /// batch) and latency_log2_us (batches per power-of-two microsecond bucket).
+    fn commit_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.commit_stats();
+        let d = PyDict::new(py);
+        d.set_item("batches", s.batches)?;
+        d.set_item("events", s.events)?;
+        d.set_item("max_latency_us", s.max_latency_us)?;
+        d.set_item("latency_log2_us", s.latency_log2_us.to_vec())?;
+        Ok(d)
     }
 
     fn _set_fake_now(&self, us: Option<i64>) {

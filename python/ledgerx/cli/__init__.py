@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def COMMAND_NAMES() -> list[str]:  # noqa: N802 - reads like the constant it stands for
+    """The subcommands this build has (the demo adapts to what is installed)."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ledgerx.errors import LedgerError, LedgerIOError, SchemaError
 
