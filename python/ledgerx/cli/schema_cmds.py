@@ -1,9 +1,234 @@
-"""Placeholder: subcommands are added by their issue."""
+"""`ledgerx schema list|show|register|validate` (DESIGN §3, §7)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ledgerx import _core
+from ledgerx.config import events_dir, resolve_root
+from ledgerx.errors import SchemaError
+from ledgerx.schema import SchemaRegistry
+
+ENVELOPE = ("event_id", "event_type", "schema_version", "ts", "run_id", "writer", "seq", "data")
+_UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_CRC_RE = re.compile(r"^[0-9a-f]{8}$")
+_CRC_MARK = b',"crc":'
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    from ledgerx.cli import add_common
+
+    p = sub.add_parser("schema", help="the schema registry: list, show, register, validate")
+    ssub = p.add_subparsers(dest="schema_command", metavar="SUBCOMMAND", parser_class=type(p))
+    ssub.required = True
+
+    q = ssub.add_parser("list", help="registered event types and their versions")
+    add_common(q)
+    q.set_defaults(handler=cmd_list)
+
+    q = ssub.add_parser("show", help="print the JSON Schema of a type (newest version by default)")
+    q.add_argument("event_type", metavar="TYPE")
+    q.add_argument("--version", type=int, default=None, help="schema version (default: newest)")
+    add_common(q)
+    q.set_defaults(handler=cmd_show)
+
+    q = ssub.add_parser("register", help="add a type or a new version from a JSON Schema file")
+    q.add_argument("event_type", metavar="TYPE")
+    q.add_argument("file", metavar="FILE", help="JSON Schema for `data` ('-' reads stdin)")
+    q.add_argument(
+        "--upcaster",
+        metavar="MODULE:FUNCTION",
+        default=None,
+        help="importable function (data, from_version) -> data lifting the previous version",
+    )
+    add_common(q)
+    q.set_defaults(handler=cmd_register)
+
+    q = ssub.add_parser(
+        "validate", help="check JSONL events (envelope and data) against the registry"
+    )
+    q.add_argument("files", metavar="FILE.jsonl", nargs="+")
+    add_common(q)
+    q.set_defaults(handler=cmd_validate)
+
+
+def _registry(args: argparse.Namespace) -> SchemaRegistry:
+    return SchemaRegistry(events_dir(resolve_root(args.root)))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ledgerx.cli import print_json
+
+    reg = _registry(args)
+    types = reg.list()
+    ups = reg.upcasters()
+    if args.json:
+        print_json(types)
+        return 0
+    width = max((len(t) for t in types), default=0)
+    for t, versions in types.items():
+        line = f"{t:<{width}}  v{', v'.join(map(str, versions))}"
+        if ups.get(t):
+            line += "  (upcasters: " + ", ".join(f"v{v}->v{v + 1}" for v in sorted(ups[t])) + ")"
+        print(line)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ledgerx.cli import print_json
+
+    reg = _registry(args)
+    schema = reg.get(args.event_type, args.version)
+    version = args.version if args.version is not None else reg.newest(args.event_type)
+    if args.json:
+        up = reg.upcasters().get(args.event_type, {}).get(version - 1)
+        print_json(
+            {"event_type": args.event_type, "version": version, "schema": schema, "upcaster": up}
+        )
+    else:
+        print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _read_json_file(name: str) -> Any:
+    from ledgerx.cli import CliError
+
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as e:
+        raise CliError(f"{name}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise CliError(f"{name}: not UTF-8 text: {e.reason}") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise CliError(f"{name}: not valid JSON: {e}") from None
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from ledgerx.cli import print_json
+
+    schema = _read_json_file(args.file)
+    reg = _registry(args)
+    before = reg.versions(args.event_type) if args.event_type in reg.list() else []
+    version = reg.register(args.event_type, schema, upcaster=args.upcaster)
+    changed = version not in before
+    if args.json:
+        print_json({"event_type": args.event_type, "version": version, "changed": changed})
+    elif changed:
+        print(f"registered {args.event_type} v{version}")
+    else:
+        print(f"{args.event_type} v{version} unchanged (identical schema)")
+    return 0
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def check_line(reg: SchemaRegistry, raw: bytes) -> str | None:
+    """Why one JSONL line is not a valid ledgerx event, or None if it is."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if not raw.strip():
+        return "empty line"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not UTF-8: {e.reason} at byte {e.start}"
+    try:
+        ev = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except ValueError as e:
+        return f"not valid JSON: {e}"
+    if not isinstance(ev, dict):
+        return f"not a JSON object (got {type(ev).__name__})"
+    missing = [k for k in ENVELOPE if k not in ev]
+    if missing:
+        return "missing envelope field" + ("s " if len(missing) > 1 else " ") + ", ".join(missing)
+    extra = [k for k in ev if k not in ENVELOPE and k != "crc"]
+    if extra:
+        return "unexpected envelope field" + ("s " if len(extra) > 1 else " ") + ", ".join(extra)
+    if not isinstance(ev["event_id"], str) or not _UUID7_RE.match(ev["event_id"]):
+        return f"event_id: not a lowercase UUIDv7 string: {ev['event_id']!r}"
+    et = ev["event_type"]
+    if not isinstance(et, str):
+        return f"event_type: expected string, got {type(et).__name__}"
+    sv = ev["schema_version"]
+    if isinstance(sv, bool) or not isinstance(sv, int) or sv < 1:
+        return f"schema_version: expected a positive integer, got {sv!r}"
+    if not isinstance(ev["ts"], str) or _core.parse_ts(ev["ts"]) is None:
+        return f"ts: not an RFC 3339 UTC timestamp: {ev['ts']!r}"
+    if ev["run_id"] is not None and not isinstance(ev["run_id"], str):
+        return f"run_id: expected string or null, got {type(ev['run_id']).__name__}"
+    if not isinstance(ev["writer"], str) or not ev["writer"]:
+        return f"writer: expected a non-empty string, got {ev['writer']!r}"
+    seq = ev["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        return f"seq: expected an integer >= 1, got {seq!r}"
+    if not isinstance(ev["data"], dict):
+        return f"data: expected object, got {type(ev['data']).__name__}"
+    if "crc" in ev:
+        crc = ev["crc"]
+        if list(ev)[-1] != "crc":
+            return "crc: must be the last field"
+        if not isinstance(crc, str) or not _CRC_RE.match(crc):
+            return f"crc: expected 8 lowercase hex digits, got {crc!r}"
+        cut = raw.rfind(_CRC_MARK)
+        if cut < 0:
+            return 'crc: expected `,"crc":` with no space before the crc value'
+        actual = f"{_core.crc32c(raw[:cut]):08x}"
+        if actual != crc:
+            return f"crc mismatch: line says {crc}, bytes give {actual}"
+    try:
+        reg.validate(et, ev["data"], sv)
+    except SchemaError as e:
+        return str(e)
+    return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ledgerx.cli import CliError, print_json
+
+    reg = _registry(args)
+    reg.list()  # a broken registry is one error, not one per line
+    results = []
+    total_bad = 0
+    for name in args.files:
+        bad: list[dict[str, Any]] = []
+        lines = 0
+        try:
+            f = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+        except OSError as e:
+            raise CliError(f"{name}: cannot read: {e.strerror or e}") from None
+        with f:
+            for lines, raw in enumerate(f, start=1):  # noqa: B007 - `lines` is the count after
+                reason = check_line(reg, raw)
+                if reason is not None:
+                    bad.append({"line": lines, "error": reason})
+                    if not args.json:
+                        print(f"{name}:{lines}: {' '.join(reason.split())}")
+        total_bad += len(bad)
+        results.append({"file": name, "lines": lines, "bad": bad})
+    if args.json:
+        print_json({"files": results, "bad": total_bad})
+    else:
+        n = sum(r["lines"] for r in results)
+        print(
+            f"{n} line{'s' if n != 1 else ''} checked, {total_bad} invalid",
+            file=sys.stderr if total_bad else sys.stdout,
+        )
+    return 1 if total_bad else 0
