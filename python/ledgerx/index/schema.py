@@ -1,0 +1,330 @@
+"""DDL of the index files (DESIGN §5) and the SQL that derives tables from `events`.
+
+Everything derived is computed by DuckDB from the `events` table, in the same transaction as the
+rows and the per-file checkpoints, so one commit moves the whole index from one consistent state
+to the next. Append-only facts (trials, baselines, artifacts, alerts) are derived only from the
+rows of the current generation (`gen`); per-run state (runs_d, phase_timings) is recomputed for
+the runs touched by that generation.
+"""
+
+from __future__ import annotations
+
+INDEX_FORMAT = "1"
+
+# `gen` is the indexing round that added a row: new rows of a round are `WHERE gen = ?`, which
+# DuckDB prunes with zone maps since a round appends at the end of the table.
+EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id VARCHAR NOT NULL,
+    event_type VARCHAR NOT NULL,
+    schema_version INTEGER NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR,
+    writer VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    data JSON NOT NULL,
+    file VARCHAR NOT NULL,
+    "offset" BIGINT NOT NULL,
+    line_bytes INTEGER NOT NULL,
+    gen BIGINT NOT NULL,
+    data_upcast JSON,
+    upcast_version INTEGER
+)
+"""
+
+TABLES_DDL = [
+    EVENTS_DDL,
+    """
+    CREATE TABLE IF NOT EXISTS runs_d (
+        run_id VARCHAR NOT NULL,
+        run_kind VARCHAR,
+        config JSON,
+        data_fingerprint VARCHAR,
+        tags JSON,
+        log_status VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ,
+        started_at TIMESTAMPTZ,
+        completed_at TIMESTAMPTZ,
+        failed_at TIMESTAMPTZ,
+        summary JSON,
+        artifact_paths JSON,
+        error VARCHAR,
+        traceback VARCHAR,
+        host VARCHAR,
+        pid BIGINT,
+        first_event_at TIMESTAMPTZ NOT NULL,
+        last_event_at TIMESTAMPTZ NOT NULL,
+        n_events BIGINT NOT NULL,
+        n_trials BIGINT NOT NULL,
+        days VARCHAR[] NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS phase_timings (
+        run_id VARCHAR NOT NULL,
+        phase VARCHAR NOT NULL,
+        attempt INTEGER NOT NULL,
+        phase_index BIGINT,
+        started_at TIMESTAMPTZ,
+        completed_at TIMESTAMPTZ,
+        duration_ms DOUBLE,
+        output_summary JSON
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS trial_results (
+        event_id VARCHAR NOT NULL,
+        run_id VARCHAR,
+        trial_id VARCHAR,
+        params JSON,
+        metrics JSON,
+        recorded_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS baseline_results (
+        event_id VARCHAR NOT NULL,
+        run_id VARCHAR,
+        baseline VARCHAR,
+        metrics JSON,
+        completed_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS artifacts_catalog (
+        event_id VARCHAR NOT NULL,
+        run_id VARCHAR,
+        name VARCHAR,
+        path VARCHAR,
+        format VARCHAR,
+        bytes BIGINT,
+        sha256 VARCHAR,
+        "rows" BIGINT,
+        created_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS _ledger_files (
+        file VARCHAR NOT NULL,
+        day VARCHAR NOT NULL,
+        "offset" BIGINT NOT NULL,
+        size_seen BIGINT NOT NULL,
+        events BIGINT NOT NULL,
+        bad_lines BIGINT NOT NULL,
+        gen BIGINT NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS _bad_lines (
+        file VARCHAR NOT NULL,
+        "offset" BIGINT NOT NULL,
+        len BIGINT NOT NULL,
+        reason VARCHAR NOT NULL,
+        gen BIGINT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS _index_meta (
+        key VARCHAR PRIMARY KEY,
+        value VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS _index_runs (
+        gen BIGINT NOT NULL,
+        mode VARCHAR NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        seconds DOUBLE NOT NULL,
+        events BIGINT NOT NULL,
+        bad_lines BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        files BIGINT NOT NULL
+    )
+    """,
+]
+
+# Views are computed at query time: `abandoned` depends on the clock, not only on the log.
+VIEWS_DDL = [
+    """
+    CREATE OR REPLACE VIEW runs_status AS
+    SELECT
+        run_id,
+        CASE WHEN log_status = 'running'
+              AND last_event_at < now() - to_seconds(
+                  (SELECT CAST(value AS DOUBLE) FROM _index_meta WHERE key = 'stale_after_s'))
+             THEN 'abandoned' ELSE log_status END AS status,
+        log_status,
+        created_at,
+        started_at,
+        completed_at,
+        failed_at,
+        last_event_at
+    FROM runs_d
+    """,
+    """
+    CREATE OR REPLACE VIEW latest_runs AS
+    SELECT
+        d.run_id,
+        d.run_kind,
+        s.status,
+        d.created_at,
+        d.started_at,
+        coalesce(d.completed_at, d.failed_at) AS completed_at,
+        (epoch_us(coalesce(d.completed_at, d.failed_at))
+            - epoch_us(coalesce(d.started_at, d.created_at))) / 1000.0 AS duration_ms,
+        d.summary,
+        d.n_trials AS trials
+    FROM runs_d d JOIN runs_status s USING (run_id)
+    ORDER BY coalesce(d.created_at, d.first_event_at) DESC, d.run_id DESC
+    """,
+    """
+    CREATE OR REPLACE VIEW run_phase_summary AS
+    SELECT
+        run_id,
+        phase,
+        min(phase_index) AS phase_index,
+        min(started_at) AS started_at,
+        max(completed_at) AS completed_at,
+        sum(duration_ms) AS duration_ms
+    FROM phase_timings
+    GROUP BY run_id, phase
+    ORDER BY run_id, min(phase_index) NULLS LAST, min(started_at), phase
+    """,
+    # The long table of numeric metrics is a view over trial_results: it costs nothing to index,
+    # and a per-run query only unnests that run's rows (see docs/index.md for the measurement).
+    """
+    CREATE OR REPLACE VIEW trial_metrics AS
+    SELECT event_id, run_id, trial_id, m.key AS metric, m.value AS value, recorded_at
+    FROM (SELECT event_id, run_id, trial_id, recorded_at,
+                 unnest(map_entries(json_transform(metrics, '"MAP(VARCHAR, DOUBLE)"'))) AS m
+          FROM trial_results)
+    """,
+]
+
+# Effective data: the upcast version when the event was below its type's newest version.
+D = "coalesce(data_upcast, data)"
+
+# Rows of the current round (or the duplicates re-derived with it): `{sel}` is a predicate.
+DERIVE_APPEND = [
+    f"""
+    INSERT INTO trial_results
+    SELECT event_id, run_id, s.trial_id, s.params, s.metrics, ts
+    FROM (SELECT event_id, run_id, ts,
+                 json_transform({D}, '{{"trial_id":"VARCHAR","params":"JSON","metrics":"JSON"}}') s
+          FROM events WHERE event_type = 'trial.recorded' AND ({{sel}}))
+    """,
+    f"""
+    INSERT INTO baseline_results
+    SELECT event_id, run_id, s.baseline, s.metrics, ts
+    FROM (SELECT event_id, run_id, ts,
+                 json_transform({D}, '{{"baseline":"VARCHAR","metrics":"JSON"}}') s
+          FROM events WHERE event_type = 'baseline.completed' AND ({{sel}}))
+    """,
+    f"""
+    INSERT INTO artifacts_catalog
+    SELECT event_id, run_id, s.name, s.path, s.format, s.bytes, s.sha256, s.rows, ts
+    FROM (SELECT event_id, run_id, ts,
+                 json_transform({D}, '{{"name":"VARCHAR","path":"VARCHAR","format":"VARCHAR",
+                     "bytes":"BIGINT","sha256":"VARCHAR","rows":"BIGINT"}}') s
+          FROM events WHERE event_type = 'artifact.created' AND ({{sel}}))
+    """,
+]
+
+APPEND_TABLES = ["trial_results", "baseline_results", "artifacts_catalog"]
+
+# Per-run state for the runs in temp table `_touched(run_id)`.
+DERIVE_RUNS = f"""
+INSERT INTO runs_d
+WITH agg AS (
+    SELECT run_id, min(ts) AS first_event_at, max(ts) AS last_event_at, count(*) AS n_events,
+           count(*) FILTER (WHERE event_type = 'trial.recorded') AS n_trials,
+           count(*) FILTER (WHERE event_type = 'run.created') AS n_created
+    FROM events WHERE run_id IN (SELECT run_id FROM _touched)
+    GROUP BY run_id
+),
+days AS (
+    SELECT run_id, list(day ORDER BY day) AS days
+    FROM (SELECT DISTINCT run_id, substr(file, 5, 10) AS day
+          FROM events WHERE run_id IN (SELECT run_id FROM _touched))
+    GROUP BY run_id
+),
+life AS (
+    SELECT run_id,
+        arg_min({D}, (ts, file, "offset")) FILTER (WHERE event_type = 'run.created') AS created,
+        min(ts) FILTER (WHERE event_type = 'run.created') AS created_at,
+        arg_min({D}, (ts, file, "offset")) FILTER (WHERE event_type = 'run.started') AS started,
+        min(ts) FILTER (WHERE event_type = 'run.started') AS started_at,
+        arg_max({D}, (ts, file, "offset")) FILTER (WHERE event_type = 'run.completed')
+            AS completed,
+        max(ts) FILTER (WHERE event_type = 'run.completed') AS completed_at,
+        arg_max({D}, (ts, file, "offset")) FILTER (WHERE event_type = 'run.failed') AS failed,
+        max(ts) FILTER (WHERE event_type = 'run.failed') AS failed_at,
+        arg_max(event_type, (ts, file, "offset"))
+            FILTER (WHERE event_type IN ('run.completed', 'run.failed')) AS terminal
+    FROM events
+    WHERE event_type IN ('run.created', 'run.started', 'run.completed', 'run.failed')
+      AND run_id IN (SELECT run_id FROM _touched)
+    GROUP BY run_id
+)
+SELECT
+    agg.run_id,
+    created->>'run_kind',
+    created->'config',
+    created->>'data_fingerprint',
+    created->'tags',
+    CASE WHEN terminal = 'run.completed' THEN 'completed'
+         WHEN terminal = 'run.failed' THEN 'failed'
+         WHEN agg.n_events > agg.n_created THEN 'running'
+         ELSE 'created' END,
+    created_at, started_at, completed_at, failed_at,
+    completed->'summary',
+    completed->'artifact_paths',
+    failed->>'error',
+    failed->>'traceback',
+    started->>'host',
+    TRY_CAST(started->>'pid' AS BIGINT),
+    agg.first_event_at, agg.last_event_at, agg.n_events, agg.n_trials,
+    days.days
+FROM agg JOIN days USING (run_id) LEFT JOIN life USING (run_id)
+"""
+
+# Phases pair the k-th `phase.started` with the k-th `phase.completed` of the same run and name.
+DERIVE_PHASES = f"""
+INSERT INTO phase_timings
+WITH p AS (
+    SELECT run_id, event_type, ts, {D}->>'phase' AS phase,
+           TRY_CAST({D}->>'phase_index' AS BIGINT) AS phase_index,
+           TRY_CAST({D}->>'duration_ms' AS DOUBLE) AS duration_ms,
+           {D}->'output_summary' AS output_summary,
+           row_number() OVER (PARTITION BY run_id, event_type, {D}->>'phase'
+                              ORDER BY ts, file, "offset") AS attempt
+    FROM events
+    WHERE event_type IN ('phase.started', 'phase.completed')
+      AND run_id IN (SELECT run_id FROM _touched)
+),
+s AS (SELECT * FROM p WHERE event_type = 'phase.started'),
+c AS (SELECT * FROM p WHERE event_type = 'phase.completed')
+SELECT coalesce(s.run_id, c.run_id), coalesce(s.phase, c.phase), coalesce(s.attempt, c.attempt),
+       s.phase_index, s.ts, c.ts, c.duration_ms, c.output_summary
+FROM s FULL OUTER JOIN c
+  ON s.run_id = c.run_id AND s.phase = c.phase AND s.attempt = c.attempt
+WHERE coalesce(s.phase, c.phase) IS NOT NULL
+"""
+
+ALERTS_SELECT = f"""
+SELECT event_id, s.alert_id, s.source, s.severity, s.payload, ts, run_id
+FROM (SELECT event_id, ts, run_id,
+             json_transform({D}, '{{"alert_id":"VARCHAR","source":"VARCHAR","severity":"VARCHAR",
+                 "payload":"JSON"}}') s
+      FROM events WHERE event_type = 'alert.ingested')
+ORDER BY ts, event_id
+"""
+
+CATALOG_SELECT = """
+SELECT r.run_id, s.status, r.log_status, r.run_kind, r.created_at, r.last_event_at, r.days,
+       r.n_events, ? AS index_path, 'artifacts/runs/' || r.run_id AS artifact_dir,
+       now() AS indexed_at
+FROM runs_d r JOIN runs_status s USING (run_id)
+ORDER BY r.run_id
+"""

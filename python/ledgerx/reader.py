@@ -1,0 +1,226 @@
+"""Read API over the published index: `ledgerx.Reader` and `wait_indexed`.
+
+Every query runs on a read-only connection to the published files. The indexer replaces those
+files by atomic rename, so a Reader never meets a lock or a half-built index: before each call
+it checks whether a newer file was published and, if so, opens that one (relations already
+handed out keep reading the version they started on).
+
+Dual mode (DESIGN §6) plugs in by subclassing: the standard queries all go through
+`Reader._standard(name, params)`, whose SQL lives in `STANDARD_QUERIES`; a dual-mode reader
+can attach the legacy file in `_attach_extra` and override `_standard` to union the two.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ledgerx.config import resolve_root
+from ledgerx.errors import LedgerError
+from ledgerx.index.indexer import open_readonly
+from ledgerx.index.publish import IndexPaths, lock_is_free
+
+STANDARD_QUERIES: dict[str, str] = {
+    "latest_runs": "SELECT * FROM latest_runs",
+    "run": "SELECT r.*, s.status FROM runs_d r JOIN runs_status s USING (run_id) WHERE run_id = ?",
+    "phases": "SELECT * FROM run_phase_summary WHERE run_id = ? ORDER BY phase_index, started_at",
+    "trials": "SELECT * FROM trial_results WHERE run_id = ? ORDER BY recorded_at, event_id",
+    "alerts": "SELECT * FROM alerts ORDER BY ts, event_id",
+}
+
+_RETRIES = 20
+
+
+class IndexMissingError(LedgerError):
+    """No published index yet: run `ledgerx rebuild` (or the daemon) first."""
+
+
+def _file_id(p: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
+def _retryable(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return "lock" in msg or "no such file" in msg or "cannot open" in msg
+
+
+class Reader:
+    """Queries over a ledger's index; results are DuckDB relations (`.arrow()`, `.df()`,
+    `.pl()`, `.fetchall()`).
+
+    `Reader(root=None, db=None)`: root defaults to $LEDGERX_ROOT or ./data/ledger; `db` points at
+    a runs index elsewhere (`ledgerx rebuild --db PATH`). With `external_access=False` queries
+    cannot read or write other files (COPY, ATTACH, read_csv ... fail), as `ledgerx query` uses.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        db: str | os.PathLike[str] | None = None,
+        external_access: bool = True,
+    ) -> None:
+        self.root = resolve_root(root)
+        self.paths = IndexPaths.for_root(self.root, db)
+        self.external_access = external_access
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened: tuple[int, int, int] | None = None
+
+    # -- connection management -----------------------------------------------------------------
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The current connection, reopened if a newer index was published since."""
+        current = _file_id(self.paths.runs)
+        if self._con is not None and current == self._opened:
+            return self._con
+        last: BaseException | None = None
+        for attempt in range(_RETRIES):
+            current = _file_id(self.paths.runs)
+            if current is None:
+                raise IndexMissingError(
+                    f"no index at {self.paths.runs}; run `ledgerx rebuild` first"
+                )
+            try:
+                con = self._open()
+            except (duckdb.IOException, OSError) as e:
+                if not _retryable(e):
+                    raise
+                last = e
+                time.sleep(0.01 * (attempt + 1))
+                continue
+            # Drop, don't close, the old connection: relations made from it stay usable.
+            self._con, self._opened = con, current
+            return con
+        raise LedgerError(f"could not open {self.paths.runs}: {last}")
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        con = open_readonly(self.paths.runs, external_access=True)
+        try:
+            self._attach_extra(con)
+            if not self.external_access:
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _attach_extra(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Attach the side files; `alerts` and `runs_catalog` resolve as temp views. A dual-mode
+        reader attaches the legacy database here too."""
+        for path, alias, table, view in (
+            (self.paths.alerts, "alerts_db", "alerts", "alerts"),
+            (self.paths.catalog, "catalog_db", "runs", "runs_catalog"),
+        ):
+            if path.exists():
+                con.execute(f"ATTACH '{_esc(str(path))}' AS {alias} (READ_ONLY)")
+                con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {alias}.main.{table}")
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """Any read-only SQL over the index (tables, views, `alerts`, `runs_catalog`)."""
+        for attempt in range(_RETRIES):
+            con = self.connection
+            try:
+                return con.sql(query, params=params) if params else con.sql(query)
+            except duckdb.IOException as e:  # the file went away under a lazy scan: reopen
+                if not _retryable(e) or attempt == _RETRIES - 1:
+                    raise
+                self._con = None
+        raise AssertionError("unreachable")
+
+    def _standard(self, name: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        return self.sql(STANDARD_QUERIES[name], params)
+
+    def latest_runs(self) -> duckdb.DuckDBPyRelation:
+        """One row per run, newest first: run_id, run_kind, status, created_at, started_at,
+        completed_at, duration_ms, summary, trials."""
+        return self._standard("latest_runs")
+
+    def run(self, run_id: str) -> duckdb.DuckDBPyRelation:
+        """The run's row of runs_d with its current status (empty when unknown)."""
+        return self._standard("run", [run_id])
+
+    def phases(self, run_id: str) -> duckdb.DuckDBPyRelation:
+        """run_phase_summary for one run, in phase order."""
+        return self._standard("phases", [run_id])
+
+    def trials(self, run_id: str) -> duckdb.DuckDBPyRelation:
+        """trial_results for one run (params and metrics as JSON)."""
+        return self._standard("trials", [run_id])
+
+    def alerts(self) -> duckdb.DuckDBPyRelation:
+        """All ingested alerts (alerts.duckdb)."""
+        return self._standard("alerts")
+
+    def indexed_offset(self, file: str) -> int:
+        """Bytes of part `file` (relative to events/) indexed so far; 0 when never seen."""
+        row = self.sql('SELECT "offset" FROM _ledger_files WHERE file = ?', [file]).fetchone()
+        return int(row[0]) if row else 0
+
+
+def _esc(s: str) -> str:
+    return s.replace("'", "''")
+
+
+def wait_indexed(
+    root: str | os.PathLike[str] | None,
+    position: tuple[str, int],
+    timeout: float = 60.0,
+    *,
+    db: str | os.PathLike[str] | None = None,
+    run_indexer: bool = True,
+    poll: float = 0.05,
+) -> None:
+    """Block until the index includes the event at `position` ((file, offset) from emit()).
+
+    With `run_indexer` (default) and no indexer running, index the new bytes in this process
+    (no daemon needed); otherwise wait for the running indexer to publish. Raises TimeoutError.
+    """
+    from ledgerx.errors import IndexBusyError
+    from ledgerx.index.indexer import build_index
+
+    file, offset = position[0], int(position[1])
+    rootp = resolve_root(root)
+    paths = IndexPaths.for_root(rootp, db)
+    deadline = time.monotonic() + timeout
+    reader = Reader(rootp, db=db)
+    try:
+        while True:
+            try:
+                if reader.indexed_offset(file) > offset:
+                    return
+            except IndexMissingError:
+                pass
+            if run_indexer and lock_is_free(paths):
+                try:
+                    if build_index(rootp, db=db).mode != "noop":
+                        continue
+                except IndexBusyError:
+                    pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"event at {file}:{offset} not indexed after {timeout:.1f} s")
+            time.sleep(poll)
+    finally:
+        reader.close()
