@@ -1,0 +1,218 @@
+"""Run artifacts (DESIGN §1, §4): files under `artifacts/runs/{run_id}/`, each recorded by an
+`artifact.created` event.
+
+    with ledger.run(run_kind="backtest", config=cfg, data_fingerprint=fp) as run:
+        run.artifacts.write_table("trades", trades)        # trades.parquet (zstd)
+        run.artifacts.write_json("summary", {"sharpe": 1.2})  # summary.json
+
+A file is written under a temporary name in the run's folder, fsynced, renamed to its final
+name and the folder fsynced; only then is the event emitted. A crash at any point leaves either
+no file under the final name or the complete one (temporaries start with `.` and end in
+`.tmp-<pid>-<hex>`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ledgerx.config import artifacts_dir
+from ledgerx.errors import SchemaError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ledgerx.writer import Run
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TMP_MARK = ".tmp-"
+
+# The conventional artifacts of a backtest run.
+TRADES = "trades"
+EQUITY_CURVE = "equity_curve"
+SUMMARY = "summary"
+CONFIG = "config"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What `artifact.created` recorded: `path` is relative to the ledger root."""
+
+    name: str
+    path: str
+    format: str
+    bytes: int
+    sha256: str
+    rows: int | None
+
+    def event_data(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "format": self.format,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "rows": self.rows,
+        }
+
+
+def check_name(name: object, ext: str) -> str:
+    """The artifact's file stem. Only `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`, no `..`: nothing can
+    leave the run's folder or hide as a dot file. A trailing `.{ext}` is accepted and dropped."""
+    if not isinstance(name, str):
+        raise SchemaError(f"artifact name must be a string, not {type(name).__name__}")
+    stem = name[: -len(ext) - 1] if name.endswith("." + ext) else name
+    if not NAME_RE.fullmatch(stem) or ".." in stem:
+        raise SchemaError(
+            f"invalid artifact name {name!r}: must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}} "
+            "without '..' (no path separators)"
+        )
+    return stem
+
+
+def to_arrow_table(data: Any) -> pa.Table:
+    """A pyarrow Table from a Table, RecordBatch, RecordBatchReader, DuckDB relation, pandas or
+    polars DataFrame, or any object with the Arrow PyCapsule stream interface."""
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, pa.RecordBatchReader):
+        return data.read_all()
+    mod = type(data).__module__ or ""
+    if mod.startswith("duckdb"):
+        # DuckDBPyRelation: `.arrow()` is a Table in duckdb < 1.4 and a reader after.
+        out = data.to_arrow_table() if hasattr(data, "to_arrow_table") else data.arrow()
+        return out.read_all() if isinstance(out, pa.RecordBatchReader) else out
+    if mod.startswith("polars"):
+        return data.to_arrow()
+    if mod.startswith("pandas"):
+        return pa.Table.from_pandas(data)
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.table(data)
+    raise SchemaError(
+        f"write_table: unsupported data of type {type(data).__module__}.{type(data).__qualname__}"
+        " (pyarrow Table/RecordBatch, pandas or polars DataFrame, DuckDB relation)"
+    )
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ensure_dir(d: Path) -> None:
+    """mkdir -p, fsyncing the parent of every folder created so the entry itself is durable."""
+    if d.is_dir():
+        return
+    _ensure_dir(d.parent)
+    try:
+        d.mkdir()
+    except FileExistsError:
+        return
+    _fsync_dir(d.parent)
+
+
+def _sha256_and_size(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+class RunArtifacts:
+    """The artifact folder of one run; use it as `run.artifacts`."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.root = Path(run.ledger.root)
+        self.dir = artifacts_dir(self.root) / run.run_id
+        self.written: list[Artifact] = []
+
+    def path(self, name: str, ext: str) -> Path:
+        """Absolute path of artifact `name` with extension `ext` (validated)."""
+        return self.dir / f"{check_name(name, ext)}.{ext}"
+
+    def write_table(self, name: str, data: Any, *, compression: str = "zstd") -> Artifact:
+        """Write `data` as `{name}.parquet`; `rows` is the table's row count."""
+        import pyarrow.parquet as pq
+
+        stem = check_name(name, "parquet")
+        table = to_arrow_table(data)
+        return self._commit(
+            stem,
+            "parquet",
+            lambda tmp: pq.write_table(table, tmp, compression=compression),
+            table.num_rows,
+        )
+
+    def write_json(self, name: str, obj: Any) -> Artifact:
+        """Write `obj` as strict JSON (no NaN/Infinity) to `{name}.json`; `rows` is null."""
+        stem = check_name(name, "json")
+        try:
+            text = json.dumps(obj, allow_nan=False, ensure_ascii=False, indent=2)
+        except (ValueError, TypeError) as e:
+            raise SchemaError(f"write_json({stem!r}): not strict JSON: {e}") from None
+        payload = (text + "\n").encode("utf-8", "strict")
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                f.write(payload)
+
+        return self._commit(stem, "json", write, None)
+
+    # The conventional names.
+    def write_trades(self, data: Any) -> Artifact:
+        return self.write_table(TRADES, data)
+
+    def write_equity_curve(self, data: Any) -> Artifact:
+        return self.write_table(EQUITY_CURVE, data)
+
+    def write_summary(self, obj: Any = None) -> Artifact:
+        """`summary.json`; by default the run's `summary` dict (the one run.completed carries)."""
+        return self.write_json(SUMMARY, self.run.summary if obj is None else obj)
+
+    def write_config(self, obj: Any = None) -> Artifact:
+        """`config.json`; by default the run's config."""
+        return self.write_json(CONFIG, dict(self.run.config) if obj is None else obj)
+
+    def _commit(self, stem: str, fmt: str, write: Any, rows: int | None) -> Artifact:
+        _ensure_dir(self.dir)
+        final = self.dir / f"{stem}.{fmt}"
+        tmp = self.dir / f".{stem}.{fmt}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            write(tmp)
+            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            sha, size = _sha256_and_size(tmp)
+            os.rename(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        _fsync_dir(self.dir)
+        rel = final.relative_to(self.root).as_posix()
+        art = Artifact(name=stem, path=rel, format=fmt, bytes=size, sha256=sha, rows=rows)
+        self.run.emit("artifact.created", art.event_data())
+        if rel not in self.run.artifact_paths:
+            self.run.artifact_paths.append(rel)
+        self.written.append(art)
+        return art
