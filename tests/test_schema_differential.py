@@ -2,14 +2,17 @@
 subset, the Rust validator's verdict equals the `jsonschema` package's, every time.
 
 The oracle is `Draft202012Validator(schema, format_checker=FormatChecker())` (date-time asserted
-through rfc3339-validator, as DESIGN §3 says). Both Rust entry points are checked: Python objects
-(`is_valid`, the emit path) and JSON text (`is_valid_json`).
+through rfc3339-validator, as DESIGN §3 says). Every Rust entry point is checked: Python objects
+(`is_valid`), JSON text (`is_valid_json`) and `Writer.emit` (serialized data against the
+registry loaded from `_schema.json`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -229,7 +232,46 @@ def oracle(schema: Any) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
-def check_agree(schema: Any, doc: Any, validator: _core.SchemaValidator | None = None) -> None:
+class EmitPath:
+    """The writer's path: `Writer.emit` validates the serialized `data` (a token tape) against
+    schemas the Rust registry loaded from `_schema.json`. The schema is wrapped as
+    `{"v": SCHEMA}` because event data is always an object."""
+
+    def __init__(self, root: Path) -> None:
+        (root / "events").mkdir(parents=True, exist_ok=True)
+        self.path = root / "events" / "_schema.json"
+        self.writer = _core.Writer(str(root), durability="os")
+
+    def use(self, schema: Any) -> None:
+        wrapped = {"type": "object", "properties": {"v": schema}, "required": ["v"]}
+        doc = {"ledgerx_registry": 1, "types": {"diff.case": {"1": wrapped}}}
+        self.path.write_text(json.dumps(doc, allow_nan=False))
+        self.writer.reload_schemas()
+
+    def is_valid(self, doc: Any) -> bool:
+        try:
+            self.writer.emit("diff.case", {"v": doc})
+        except _core.SchemaError as e:
+            assert str(e).startswith("diff.case v1: data"), str(e)
+            return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def emit_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmitPath]:
+    e = EmitPath(tmp_path_factory.mktemp("differential") / "ledger")
+    yield e
+    e.writer.close()
+
+
+def check_agree(
+    schema: Any,
+    doc: Any,
+    validator: _core.SchemaValidator | None = None,
+    emit: EmitPath | None = None,
+) -> None:
+    """Every Rust entry point gives jsonschema's verdict. `emit`, when given, must already
+    hold `schema` (EmitPath.use)."""
     text = json.dumps(schema, allow_nan=False)
     v = validator or _core.SchemaValidator(text)
     want = oracle(schema).is_valid(doc)
@@ -238,6 +280,8 @@ def check_agree(schema: Any, doc: Any, validator: _core.SchemaValidator | None =
     for ensure_ascii in (True, False):
         doc_text = json.dumps(doc, ensure_ascii=ensure_ascii).encode()
         assert v.is_valid_json(doc_text) is want, f"JSON-text verdict differs: {where}"
+    if emit is not None:
+        assert emit.is_valid(doc) is want, f"emit() verdict differs from jsonschema: {where}"
 
 
 @settings(
@@ -247,10 +291,11 @@ def check_agree(schema: Any, doc: Any, validator: _core.SchemaValidator | None =
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(schema=schemas, docs=st.lists(json_values(), min_size=1, max_size=4))
-def test_rust_agrees_with_jsonschema(schema: Any, docs: list[Any]) -> None:
+def test_rust_agrees_with_jsonschema(emit_path: EmitPath, schema: Any, docs: list[Any]) -> None:
     v = _core.SchemaValidator(json.dumps(schema, allow_nan=False))
+    emit_path.use(schema)
     for doc in docs + [c for c in constants(schema) if in_i64(c)][:8]:
-        check_agree(schema, doc, v)
+        check_agree(schema, doc, v, emit_path)
 
 
 @settings(max_examples=1500, deadline=None, database=None)
@@ -322,8 +367,9 @@ REGRESSIONS: list[tuple[Any, Any]] = [
 
 
 @pytest.mark.parametrize(("schema", "doc"), REGRESSIONS, ids=[repr(r)[:60] for r in REGRESSIONS])
-def test_regressions(schema: Any, doc: Any) -> None:
-    check_agree(schema, doc)
+def test_regressions(emit_path: EmitPath, schema: Any, doc: Any) -> None:
+    emit_path.use(schema)
+    check_agree(schema, doc, emit=emit_path)
 
 
 def test_float_literals_parse_exactly() -> None:
