@@ -176,8 +176,8 @@ class Reader:
 
     def indexed_offset(self, file: str) -> int:
         """Bytes of part `file` (relative to events/) indexed so far; 0 when never seen."""
-        row = self.sql('SELECT "offset" FROM _ledger_files WHERE file = ?', [file]).fetchone()
-        return int(row[0]) if row else 0
+        rows = self.sql('SELECT "offset" FROM _ledger_files WHERE file = ?', [file]).fetchall()
+        return int(rows[0][0]) if rows else 0
 
 
 def _esc(s: str) -> str:

@@ -1,0 +1,220 @@
+"""Helpers for the index tests: ledgers written by the real writer, and a reference index
+computed in plain Python from the same files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ledgerx import _core
+
+DAY_US = 86_400 * 1_000_000
+T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def write_sweep(
+    root: Path,
+    *,
+    runs: int = 3,
+    trials: int = 20,
+    day_us: int = T0,
+    seed: int = 0,
+    writer_id: str | None = None,
+    fail_last: bool = False,
+    leave_running: bool = False,
+    alerts: int = 1,
+    max_part_bytes: int = 100_000_000,
+) -> list[str]:
+    """Runs with every built-in event type; returns their run ids."""
+    rng = random.Random(seed)
+    w = _core.Writer(str(root), durability="os", max_part_bytes=max_part_bytes, writer_id=writer_id)
+    now = day_us + rng.randrange(0, 3_600_000_000)
+    ids = []
+
+    def emit(t: str, data: dict[str, Any], run_id: str | None) -> None:
+        nonlocal now
+        now += rng.randrange(1, 2000)
+        w._set_fake_now(now)
+        w.emit(t, data, run_id=run_id)
+
+    for r in range(runs):
+        rid = f"run-{seed}-{day_us // DAY_US}-{r}"
+        ids.append(rid)
+        emit(
+            "run.created",
+            {"run_kind": "sweep", "config": {"r": r}, "data_fingerprint": f"fp{r}", "tags": {}},
+            rid,
+        )
+        emit("run.started", {"host": "h", "pid": 42}, rid)
+        for pi, ph in enumerate(["plan", "simulate"]):
+            emit("phase.started", {"phase": ph, "phase_index": pi}, rid)
+            emit(
+                "phase.completed",
+                {"phase": ph, "duration_ms": 1.5 + pi, "output_summary": {"n": pi}},
+                rid,
+            )
+        for t in range(trials):
+            emit(
+                "trial.recorded",
+                {
+                    "trial_id": t,
+                    "params": {"fast": t % 7, "slow": t % 11},
+                    "metrics": {"sharpe": round(rng.random(), 4), "dd": -round(rng.random(), 3)},
+                },
+                rid,
+            )
+        emit("baseline.completed", {"baseline": "buy_hold", "metrics": {"sharpe": 0.5}}, rid)
+        emit(
+            "artifact.created",
+            {
+                "name": "trades",
+                "path": f"artifacts/runs/{rid}/trades.parquet",
+                "format": "parquet",
+                "bytes": 100 + r,
+                "sha256": "0" * 64,
+                "rows": 7,
+            },
+            rid,
+        )
+        last = r == runs - 1
+        if last and leave_running:
+            emit("run.heartbeat", {}, rid)
+        elif last and fail_last:
+            emit("run.failed", {"error": "boom", "traceback": None}, rid)
+        else:
+            emit("run.completed", {"summary": {"best": r}, "artifact_paths": []}, rid)
+    for a in range(alerts):
+        emit(
+            "alert.ingested",
+            {"alert_id": f"a{seed}-{a}", "source": "s", "severity": "warn", "payload": {"k": a}},
+            None,
+        )
+    w.close()
+    return ids
+
+
+def part_files(root: Path) -> list[Path]:
+    return sorted((root / "events").glob("day=*/part-*.jsonl"))
+
+
+def reference_events(root: Path, strict: bool = False) -> list[dict[str, Any]]:
+    """Every valid, crc-checked line of every part file, in (file, offset) order, first
+    occurrence of each event id only: what `events` must hold."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    ev = root / "events"
+    for p in part_files(root):
+        rel = str(p.relative_to(ev))
+        raw = p.read_bytes()
+        off = 0
+        for line in raw.split(b"\n")[:-1]:  # the part after the last \n is not a line yet
+            start, off = off, off + len(line) + 1
+            i = line.rfind(b',"crc":"')
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if "crc" in obj:
+                if f"{_core.crc32c(line[:i]):08x}" != obj["crc"]:
+                    continue
+            elif strict:
+                continue
+            if obj["event_id"] in seen:
+                continue
+            seen.add(obj["event_id"])
+            out.append(
+                {
+                    "event_id": obj["event_id"],
+                    "event_type": obj["event_type"],
+                    "schema_version": obj.get("schema_version", 1),
+                    "ts": obj["ts"],
+                    "run_id": obj.get("run_id"),
+                    "writer": obj.get("writer", ""),
+                    "seq": obj.get("seq", 0),
+                    "data": obj["data"],
+                    "file": rel,
+                    "offset": start,
+                }
+            )
+    return out
+
+
+def ts_str(v: datetime) -> str:
+    return v.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def index_events(db: Path) -> list[dict[str, Any]]:
+    from ledgerx.index.indexer import open_readonly
+
+    con = open_readonly(db)
+    try:
+        rows = con.execute(
+            """SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data, file,
+                      "offset" FROM events ORDER BY file, "offset" """
+        ).fetchall()
+    finally:
+        con.close()
+    keys = ["event_id", "event_type", "schema_version", "ts", "run_id", "writer", "seq", "data"]
+    return [
+        {
+            **dict(zip(keys, r[:8], strict=True)),
+            "ts": ts_str(r[3]),
+            "data": json.loads(r[7]),
+            "file": r[8],
+            "offset": r[9],
+        }
+        for r in rows
+    ]
+
+
+def reference_runs(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-run state computed the obvious way."""
+    runs: dict[str, dict[str, Any]] = {}
+    for e in sorted(events, key=lambda e: (e["ts"], e["file"], e["offset"])):
+        rid = e["run_id"]
+        if rid is None:
+            continue
+        r = runs.setdefault(
+            rid, {"n_events": 0, "n_trials": 0, "status": None, "run_kind": None, "n_created": 0}
+        )
+        r["n_events"] += 1
+        t, d = e["event_type"], e["data"]
+        if t == "trial.recorded":
+            r["n_trials"] += 1
+        elif t == "run.created":
+            r["n_created"] += 1
+            if r["run_kind"] is None:
+                r["run_kind"] = d["run_kind"]
+        elif t == "run.completed":
+            r["status"] = "completed"
+        elif t == "run.failed":
+            r["status"] = "failed"
+    for r in runs.values():
+        if r["status"] is None:
+            r["status"] = "running" if r["n_events"] > r["n_created"] else "created"
+        del r["n_created"]
+    return runs
+
+
+def index_runs(db: Path) -> dict[str, dict[str, Any]]:
+    from ledgerx.index.indexer import open_readonly
+
+    con = open_readonly(db)
+    try:
+        rows = con.execute(
+            "SELECT run_id, n_events, n_trials, log_status, run_kind FROM runs_d"
+        ).fetchall()
+    finally:
+        con.close()
+    return {
+        r[0]: {"n_events": r[1], "n_trials": r[2], "status": r[3], "run_kind": r[4]} for r in rows
+    }
+
+
+def file_id(p: Path) -> tuple[int, int, int, int]:
+    st = os.stat(p)
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
