@@ -34,3 +34,10 @@ class Holder:
     @staticmethod
     def nested(data: dict[str, Any], from_version: int) -> dict[str, Any]:
         return data
+
+
+def trial_id_to_label(data: dict[str, Any], from_version: int) -> dict[str, Any]:
+    """trial.recorded v2 (index test): `trial_id` is a label 't-<n>' and `stage` is required."""
+    data["trial_id"] = f"t-{data['trial_id']}"
+    data.setdefault("stage", "legacy")
+    return data

@@ -523,3 +523,45 @@ def test_upcast_arrow_batches_from_the_scanner(root: Path) -> None:
     newest = out.to_batches()[0]
     assert reg.upcast_arrow(newest) is newest
     assert os.path.exists(events(root) / "_schema.lock")
+
+
+def test_old_events_are_upcast_in_the_index(root: Path) -> None:
+    """The indexer (another module) calls the registry: rows below the newest version get the
+    upcast `data`, and the derived tables read that newest shape."""
+    from ledgerx.index import IndexPaths, build_index
+    from ledgerx.index.indexer import open_readonly
+
+    ensure_registry(events(root))
+    w = _core.Writer(str(root), durability="fsync")
+    try:
+        w.emit("trial.recorded", {"trial_id": 7, "params": {"w": 1}, "metrics": {"m": 0.5}})
+        reg = SchemaRegistry(events(root), on_change=w.reload_schemas)
+        v2 = {
+            "type": "object",
+            "required": ["trial_id", "params", "metrics", "stage"],
+            "properties": {
+                "trial_id": {"type": "string", "minLength": 3},
+                "params": {"type": "object"},
+                "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+                "stage": {"type": "string"},
+            },
+        }
+        assert reg.register("trial.recorded", v2, upcaster=schema_upcasters.trial_id_to_label) == 2
+        w.emit("trial.recorded", {"trial_id": "t-8", "params": {}, "metrics": {}, "stage": "new"})
+    finally:
+        w.close()
+    rep = build_index(root)
+    assert rep.published and not rep.warnings, rep.warnings
+    con = open_readonly(IndexPaths.for_root(root).runs)
+    try:
+        ev = con.execute(
+            "SELECT schema_version, data_upcast, upcast_version FROM events ORDER BY seq"
+        ).fetchall()
+        trials = con.execute("SELECT trial_id FROM trial_results ORDER BY trial_id").fetchall()
+    finally:
+        con.close()
+    assert [(v, json.loads(u) if u else None, uv) for v, u, uv in ev] == [
+        (1, {"trial_id": "t-7", "params": {"w": 1}, "metrics": {"m": 0.5}, "stage": "legacy"}, 2),
+        (2, None, None),
+    ]
+    assert trials == [("t-7",), ("t-8",)]
