@@ -14,12 +14,22 @@ $(VENV)/.deps: pyproject.toml
 	$(PY) -m pip install -q $$($(PY) -c "import tomllib;p=tomllib.load(open('pyproject.toml','rb'))['project'];print(' '.join(repr(d) for d in p['dependencies']+p['optional-dependencies']['test']+p['optional-dependencies']['bench']))" | tr -d "'")
 	touch $@
 
+# Fault-injection tools the reliability tests use (Debian packages), installed when missing.
+$(VENV)/.tools: $(VENV)/.deps
+	@missing=""; for t in strace:strace faketime:faketime eatmydata:eatmydata; do \
+	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  (apt-get install -y -q $$missing || (apt-get update -q && apt-get install -y -q $$missing)) >/dev/null; \
+	fi
+	touch $@
+
 # The extension in release mode, installed editable into the venv (crates from Cargo.lock).
 $(VENV)/.built: $(VENV)/.deps $(RUST_SRC) pyproject.toml
 	$(VENV)/bin/maturin develop --release --locked -q
 	touch $@
 
-setup: $(VENV)/.built
+setup: $(VENV)/.built $(VENV)/.tools
 build: setup
 
 demo: setup

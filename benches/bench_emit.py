@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from conftest import find, record, sample
 
 import ledgerx
+
+from conftest import find, record, sample
 
 N = int(os.environ.get("LEDGERX_BENCH_N", "200000"))
 N_FSYNC = int(os.environ.get("LEDGERX_BENCH_N_FSYNC", "2000"))
@@ -34,11 +35,22 @@ DATA = {
 
 
 def _line() -> bytes:
-    return orjson.dumps({
-        "event_id": str(uuid.uuid4()), "event_type": "trial.recorded", "schema_version": 1,
-        "ts": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": "bench-run-000001",
-        "writer": "w-0123456789abcdef", "seq": 1, "data": DATA, "crc": "00000000",
-    }) + b"\n"
+    return (
+        orjson.dumps(
+            {
+                "event_id": str(uuid.uuid4()),
+                "event_type": "trial.recorded",
+                "schema_version": 1,
+                "ts": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "run_id": "bench-run-000001",
+                "writer": "w-0123456789abcdef",
+                "seq": 1,
+                "data": DATA,
+                "crc": "00000000",
+            }
+        )
+        + b"\n"
+    )
 
 
 def test_line_size(bench_dir: Path) -> None:
@@ -106,10 +118,15 @@ def test_emit_group(bench_dir: Path, benchmark: Any) -> None:
     orj = find("baseline", "orjson.dumps + os.write (uuid4, timestamp)")
     ratio = s["p50_us"] / orj["p50_us"] if orj else float("nan")
     ok = s["p50_us"] <= 2 and s["p99_us"] <= 10 and ratio <= 0.5
-    record("emit", "emit() group, validated", s,
-           note=f"{ratio:.2f}x orjson p50 {'OK' if ok else 'MISS'}")
-    benchmark.pedantic(emit, args=("trial.recorded", DATA), kwargs={"run_id": "r"},
-                       rounds=1000, iterations=10)
+    record(
+        "emit",
+        "emit() group, validated",
+        s,
+        note=f"{ratio:.2f}x orjson p50 {'OK' if ok else 'MISS'}",
+    )
+    benchmark.pedantic(
+        emit, args=("trial.recorded", DATA), kwargs={"run_id": "r"}, rounds=1000, iterations=10
+    )
     ledger.close()
 
 
@@ -127,12 +144,15 @@ def test_emit_os(bench_dir: Path, benchmark: Any) -> None:
 def test_emit_fsync(bench_dir: Path, benchmark: Any) -> None:
     ledger = ledgerx.open(bench_dir, durability="fsync")
     emit = ledger.emit
-    s = sample(lambda: emit("trial.recorded", DATA, run_id="bench-run-000001"), N_FSYNC,
-               warmup=50)
+    s = sample(lambda: emit("trial.recorded", DATA, run_id="bench-run-000001"), N_FSYNC, warmup=50)
     base = find("baseline", "raw os.write + fdatasync")
     ratio = s["p99_us"] / base["p99_us"] if base else float("nan")
-    record("emit", "emit() fsync", s,
-           note=f"p99 {ratio:.2f}x raw write+fdatasync {'OK' if ratio <= 1.2 else 'MISS'}")
+    record(
+        "emit",
+        "emit() fsync",
+        s,
+        note=f"p99 {ratio:.2f}x raw write+fdatasync {'OK' if ratio <= 1.2 else 'MISS'}",
+    )
     benchmark.pedantic(emit, args=("trial.recorded", DATA), rounds=200, iterations=1)
     ledger.close()
 
@@ -153,9 +173,13 @@ def test_group_sustained_throughput(bench_dir: Path, benchmark: Any) -> None:
     st = ledger.commit_stats()
     ledger.close()
     ok = rate >= 500_000 and st["max_latency_us"] <= 5000
-    record("emit", f"group sustained, {n} events, one thread", {},
-           note=f"{rate / 1e3:.0f}k ev/s, max durable lag {st['max_latency_us'] / 1000:.1f} ms "
-                f"{'OK' if ok else 'MISS'}")
+    record(
+        "emit",
+        f"group sustained, {n} events, one thread",
+        {},
+        note=f"{rate / 1e3:.0f}k ev/s, max durable lag {st['max_latency_us'] / 1000:.1f} ms "
+        f"{'OK' if ok else 'MISS'}",
+    )
 
 
 PROC = """
@@ -175,9 +199,15 @@ print(time.perf_counter() - t0)
 
 
 def _procs(root: Path, k: int, n: int) -> float:
-    ps = [subprocess.Popen([sys.executable, "-c", PROC, str(root), str(n)],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-          for _ in range(k)]
+    ps = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROC, str(root), str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(k)
+    ]
     time.sleep(1.0)  # let every interpreter start before the clock runs
     t0 = time.perf_counter()
     for p in ps:
@@ -193,12 +223,15 @@ def _procs(root: Path, k: int, n: int) -> float:
 def test_two_processes_scale(bench_dir: Path, benchmark: Any) -> None:
     n = 500_000
     one = _procs(Path(bench_dir) / "one", 1, n)
-    two = benchmark.pedantic(lambda: _procs(Path(bench_dir) / "two", 2, n), rounds=1,
-                             iterations=1)
+    two = benchmark.pedantic(lambda: _procs(Path(bench_dir) / "two", 2, n), rounds=1, iterations=1)
     from logcheck_bench import count_events
 
     assert count_events(Path(bench_dir) / "two") == 2 * n, "nothing lost"
     ratio = two / one
-    record("emit", "2 processes at once vs 1 (group)", {},
-           note=f"{ratio:.2f}x ({two / 1e3:.0f}k vs {one / 1e3:.0f}k ev/s) "
-                f"{'OK' if ratio >= 1.6 else 'MISS'}")
+    record(
+        "emit",
+        "2 processes at once vs 1 (group)",
+        {},
+        note=f"{ratio:.2f}x ({two / 1e3:.0f}k vs {one / 1e3:.0f}k ev/s) "
+        f"{'OK' if ratio >= 1.6 else 'MISS'}",
+    )

@@ -18,16 +18,30 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "ledger"
 
 
-def run_py(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
-           **kw: object) -> subprocess.CompletedProcess[str]:
+def run_py(
+    code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kw: object
+) -> subprocess.CompletedProcess[str]:
     """Run Python code in a fresh interpreter (a real separate process)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-        input: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ledgerx", *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, input=input)
+    return subprocess.run(
+        [sys.executable, "-m", "ledgerx", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        input=input,
+    )

@@ -11,7 +11,17 @@ from typing import Any
 
 import crc32c_ref
 
-ENVELOPE = ["event_id", "event_type", "schema_version", "ts", "run_id", "writer", "seq", "data", "crc"]
+ENVELOPE = [
+    "event_id",
+    "event_type",
+    "schema_version",
+    "ts",
+    "run_id",
+    "writer",
+    "seq",
+    "data",
+    "crc",
+]
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
@@ -44,7 +54,9 @@ class LogReport:
         return out
 
 
-def check_log(root: Path, *, allow_torn_tail: bool = False, contiguous_seq: bool = True) -> LogReport:
+def check_log(
+    root: Path, *, allow_torn_tail: bool = False, contiguous_seq: bool = True
+) -> LogReport:
     """Read every part file under root/events and assert the v1 format line by line."""
     report = LogReport()
     events = root / "events"

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli
-from logcheck import check_log
 
 import ledgerx
 from ledgerx import LedgerIOError, SchemaError
+
+from conftest import cli
+from logcheck import check_log
 
 GOOD = {"trial_id": 1, "params": {}, "metrics": {"sharpe": 1.0}}
 
@@ -21,29 +22,84 @@ GOOD = {"trial_id": 1, "params": {}, "metrics": {"sharpe": 1.0}}
 def _cases() -> list[tuple[str, str, Any, dict[str, Any], str]]:
     return [
         ("unknown type", "trial.unknown", GOOD, {}, "unknown event type 'trial.unknown'"),
-        ("missing field", "trial.recorded", {"trial_id": 1, "params": {}}, {},
-         "trial.recorded v1: data: missing required field 'metrics'"),
-        ("wrong type", "trial.recorded", {**GOOD, "metrics": {"sharpe": "high"}}, {},
-         "trial.recorded v1: data.metrics.sharpe: expected number, got string"),
-        ("NaN", "trial.recorded", {**GOOD, "metrics": {"sharpe": float("nan")}}, {},
-         "data.metrics.sharpe: NaN is not allowed"),
-        ("Infinity", "trial.recorded", {**GOOD, "params": {"x": [float("inf")]}}, {},
-         "data.params.x[0]: inf is not allowed"),
-        ("not serializable", "trial.recorded", {**GOOD, "params": {"when": dt.datetime.now()}},
-         {}, "data.params.when: value of type datetime is not JSON-serializable"),
-        ("non-string key", "trial.recorded", {**GOOD, "params": {1: "a"}}, {},
-         "data.params: non-string key 1"),
-        ("lone surrogate", "trial.recorded", {**GOOD, "params": {"s": "\ud800"}}, {},
-         "data.params.s: string is not valid Unicode"),
-        ("huge int", "trial.recorded", {**GOOD, "params": {"n": 2**70}}, {},
-         "data.params.n: integer out of 64-bit range"),
-        ("17 MiB", "trial.recorded", {**GOOD, "params": {"blob": "x" * (17 << 20)}}, {},
-         "over max_event_bytes 16777216"),
-        ("bad run_id", "trial.recorded", GOOD, {"run_id": "../etc/passwd"},
-         'invalid run_id "../etc/passwd"'),
+        (
+            "missing field",
+            "trial.recorded",
+            {"trial_id": 1, "params": {}},
+            {},
+            "trial.recorded v1: data: missing required field 'metrics'",
+        ),
+        (
+            "wrong type",
+            "trial.recorded",
+            {**GOOD, "metrics": {"sharpe": "high"}},
+            {},
+            "trial.recorded v1: data.metrics.sharpe: expected number, got string",
+        ),
+        (
+            "NaN",
+            "trial.recorded",
+            {**GOOD, "metrics": {"sharpe": float("nan")}},
+            {},
+            "data.metrics.sharpe: NaN is not allowed",
+        ),
+        (
+            "Infinity",
+            "trial.recorded",
+            {**GOOD, "params": {"x": [float("inf")]}},
+            {},
+            "data.params.x[0]: inf is not allowed",
+        ),
+        (
+            "not serializable",
+            "trial.recorded",
+            {**GOOD, "params": {"when": dt.datetime.now()}},
+            {},
+            "data.params.when: value of type datetime is not JSON-serializable",
+        ),
+        (
+            "non-string key",
+            "trial.recorded",
+            {**GOOD, "params": {1: "a"}},
+            {},
+            "data.params: non-string key 1",
+        ),
+        (
+            "lone surrogate",
+            "trial.recorded",
+            {**GOOD, "params": {"s": "\ud800"}},
+            {},
+            "data.params.s: string is not valid Unicode",
+        ),
+        (
+            "huge int",
+            "trial.recorded",
+            {**GOOD, "params": {"n": 2**70}},
+            {},
+            "data.params.n: integer out of 64-bit range",
+        ),
+        (
+            "17 MiB",
+            "trial.recorded",
+            {**GOOD, "params": {"blob": "x" * (17 << 20)}},
+            {},
+            "over max_event_bytes 16777216",
+        ),
+        (
+            "bad run_id",
+            "trial.recorded",
+            GOOD,
+            {"run_id": "../etc/passwd"},
+            'invalid run_id "../etc/passwd"',
+        ),
         ("data not a dict", "trial.recorded", [1, 2], {}, "data must be a dict"),
-        ("unknown version", "trial.recorded", GOOD, {"schema_version": 9},
-         "unknown schema_version 9"),
+        (
+            "unknown version",
+            "trial.recorded",
+            GOOD,
+            {"schema_version": 9},
+            "unknown schema_version 9",
+        ),
         ("deep nesting", "run.heartbeat", {"x": _nest(1000)}, {}, "nested deeper than"),
     ]
 
@@ -90,7 +146,10 @@ def _make_read_only(path: Path) -> list[list[str]]:
     Returns the commands that undo it."""
     p = str(path)
     if subprocess.run(["mount", "--bind", p, p], capture_output=True).returncode == 0:
-        if subprocess.run(["mount", "-o", "remount,ro,bind", p], capture_output=True).returncode == 0:
+        if (
+            subprocess.run(["mount", "-o", "remount,ro,bind", p], capture_output=True).returncode
+            == 0
+        ):
             return [["umount", p]]
         subprocess.run(["umount", p], capture_output=True)
     subprocess.run(["chattr", "+i", p], check=True, capture_output=True)
@@ -153,8 +212,16 @@ def test_cli_emit_errors_are_one_line(root: Path) -> None:
 
 
 def test_cli_emit_and_tail(root: Path) -> None:
-    r = cli("emit", "--root", str(root), "trial.recorded", "--run-id", "cli-1", "--data",
-            '{"trial_id": 3, "params": {"a": 1}, "metrics": {"m": 0.5}}')
+    r = cli(
+        "emit",
+        "--root",
+        str(root),
+        "trial.recorded",
+        "--run-id",
+        "cli-1",
+        "--data",
+        '{"trial_id": 3, "params": {"a": 1}, "metrics": {"m": 0.5}}',
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("@0")
     r = cli("emit", "--root", str(root), "run.heartbeat", "--run-id", "cli-1", "--json")

@@ -7,24 +7,33 @@ import os
 from pathlib import Path
 
 import pytest
-from logcheck import check_log
 
 import ledgerx
 from ledgerx import _core
 
-TRIAL = {"trial_id": 7, "params": {"lr": 0.01, "name": "héllo \"q\"\n"}, "metrics": {"sharpe": 1.25}}
+from logcheck import check_log
+
+TRIAL = {"trial_id": 7, "params": {"lr": 0.01, "name": 'héllo "q"\n'}, "metrics": {"sharpe": 1.25}}
 
 
 @pytest.mark.parametrize("mode", ["fsync", "group", "os"])
 def test_every_mode_writes_the_v1_format(root: Path, mode: str) -> None:
     with ledgerx.open(root, durability=mode) as ledger:
         positions = [ledger.emit("trial.recorded", TRIAL, run_id="r-1") for _ in range(50)]
-        positions.append(ledger.emit("alert.ingested", {
-            "alert_id": "a1", "source": "s", "severity": "high", "payload": {"x": [1, 2.5, None, True]}
-        }))
+        positions.append(
+            ledger.emit(
+                "alert.ingested",
+                {
+                    "alert_id": "a1",
+                    "source": "s",
+                    "severity": "high",
+                    "payload": {"x": [1, 2.5, None, True]},
+                },
+            )
+        )
     report = check_log(root)
     assert len(report.events) == 51
-    for ev, (file, offset) in zip(report.events, positions):
+    for ev, (file, offset) in zip(report.events, positions, strict=True):
         assert (ev["_file"], ev["_offset"]) == (file, offset)
     assert report.events[0]["data"] == TRIAL
     assert report.events[0]["run_id"] == "r-1"
@@ -48,9 +57,20 @@ def test_run_context_manager_emits_the_lifecycle(root: Path) -> None:
     assert run.run_id.startswith("run-")
     assert {e["run_id"] for e in evs} == {run.run_id}
     types = [e["event_type"] for e in evs]
-    assert types == ["run.created", "run.started", "phase.started", "phase.completed",
-                     "phase.started", "trial.recorded", "trial.recorded", "trial.recorded",
-                     "phase.completed", "baseline.completed", "run.heartbeat", "run.completed"]
+    assert types == [
+        "run.created",
+        "run.started",
+        "phase.started",
+        "phase.completed",
+        "phase.started",
+        "trial.recorded",
+        "trial.recorded",
+        "trial.recorded",
+        "phase.completed",
+        "baseline.completed",
+        "run.heartbeat",
+        "run.completed",
+    ]
     assert evs[0]["data"] == {"run_kind": "path-only", "config": {"n": 3}, "data_fingerprint": "fp"}
     assert evs[1]["data"]["pid"] == os.getpid()
     assert evs[3]["data"]["phase"] == "plan" and evs[3]["data"]["output_summary"] == {"rows": 10}
@@ -78,12 +98,19 @@ def test_seed_names_and_module_level_emit(root: Path, monkeypatch: pytest.Monkey
     ledgerx.emit_phase_started("seed-1", "load", 0)
     ledgerx.emit_phase_completed("seed-1", "load", 12.5, {"rows": 1})
     ledgerx.emit_run_completed("seed-1", {"ok": True}, ["artifacts/runs/seed-1/summary.json"])
-    ledgerx.emit("alert.ingested", data={"alert_id": "x", "source": "s", "severity": "low",
-                                         "payload": {}})
+    ledgerx.emit(
+        "alert.ingested", data={"alert_id": "x", "source": "s", "severity": "low", "payload": {}}
+    )
     ledgerx.default_ledger().close()
     evs = check_log(root).events
-    assert [e["event_type"] for e in evs] == ["run.created", "run.started", "phase.started",
-                                              "phase.completed", "run.completed", "alert.ingested"]
+    assert [e["event_type"] for e in evs] == [
+        "run.created",
+        "run.started",
+        "phase.started",
+        "phase.completed",
+        "run.completed",
+        "alert.ingested",
+    ]
     assert evs[4]["data"]["artifact_paths"] == ["artifacts/runs/seed-1/summary.json"]
 
 
@@ -171,5 +198,7 @@ def test_writer_ids_are_distinct_and_exposed(root: Path) -> None:
 def test_to_json_matches_json_semantics() -> None:
     doc = {"a": [1, -2, 3.5, 1e300, -0.0, True, False, None], "b": {"c": "\u2028\x00é😀"}}
     assert json.loads(_core.to_json(doc)) == doc
-    assert json.loads(_core.to_json({"n": 2**63 - 1, "m": 2**64 - 1})) == {"n": 2**63 - 1,
-                                                                             "m": 2**64 - 1}
+    assert json.loads(_core.to_json({"n": 2**63 - 1, "m": 2**64 - 1})) == {
+        "n": 2**63 - 1,
+        "m": 2**64 - 1,
+    }

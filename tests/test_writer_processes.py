@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import ledgerx
+
 from conftest import run_py
 from logcheck import check_log
-
-import ledgerx
 
 WORKER = """
 import sys, ledgerx
@@ -71,8 +71,9 @@ while True:
 
 def test_sigkill_in_fsync_mode_loses_no_acknowledged_event(root: Path) -> None:
     for round_ in range(3):
-        p = subprocess.Popen([sys.executable, "-c", KILL_ME, str(root)], stdout=subprocess.PIPE,
-                             text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-c", KILL_ME, str(root)], stdout=subprocess.PIPE, text=True
+        )
         acked = []
         assert p.stdout is not None
         deadline = time.monotonic() + 0.5 + round_ * 0.3
@@ -111,8 +112,7 @@ for i in range(2000):
 print("ready", flush=True)
 time.sleep(60)
 """
-    p = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == -signal.SIGTERM

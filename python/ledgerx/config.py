@@ -1,4 +1,4 @@
-"""Where a ledger lives: `--root` / `ledgerx.open(root)`, else `$LEDGERX_ROOT`, else ./data/ledger."""
+"""Where a ledger lives: the root given, else `$LEDGERX_ROOT`, else ./data/ledger."""
 
 from __future__ import annotations
 

@@ -50,8 +50,13 @@ def worker(root: str, worker_no: int) -> None:
         config = {"strategy": "ma_cross", "seed": seed, "grid": {"fast": [2, 20], "slow": [30, 90]}}
         run_id = f"demo-w{worker_no}-r{r}"
         try:
-            with ledger.run(run_id=run_id, run_kind="sweep", config=config,
-                            data_fingerprint=f"synthetic-{seed}", tags={"worker": worker_no}) as run:
+            with ledger.run(
+                run_id=run_id,
+                run_kind="sweep",
+                config=config,
+                data_fingerprint=f"synthetic-{seed}",
+                tags={"worker": worker_no},
+            ) as run:
                 with run.phase("load") as phase:
                     px = prices(seed)
                     phase.output_summary = {"bars": len(px)}
@@ -88,9 +93,12 @@ def main() -> int:
             print(f"demo: worker exited with {p.exitcode}", file=sys.stderr)
             return 1
     n_events = WORKERS * RUNS_PER_WORKER * (TRIALS_PER_RUN + 7)
-    print(f"demo: {WORKERS} workers wrote ~{n_events} events to {root} "
-          f"in {time.perf_counter() - t0:.2f}s")
-    from ledgerx.cli import COMMAND_NAMES, main as cli
+    print(
+        f"demo: {WORKERS} workers wrote ~{n_events} events to {root} "
+        f"in {time.perf_counter() - t0:.2f}s"
+    )
+    from ledgerx.cli import COMMAND_NAMES
+    from ledgerx.cli import main as cli
 
     if "rebuild" in COMMAND_NAMES():
         code = cli(["rebuild", "--root", str(root)]) or cli(["runs", "--root", str(root)])

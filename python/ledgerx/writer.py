@@ -125,8 +125,13 @@ class Ledger:
         if not self._closed:
             self.emit = self._emit_after_fork  # type: ignore[method-assign]
 
-    def _emit_after_fork(self, event_type: str, data: Any, run_id: str | None = None,
-                         schema_version: int | None = None) -> Position:
+    def _emit_after_fork(
+        self,
+        event_type: str,
+        data: Any,
+        run_id: str | None = None,
+        schema_version: int | None = None,
+    ) -> Position:
         return self._live_writer().emit(event_type, data, run_id, schema_version)
 
     @property
@@ -202,35 +207,49 @@ class Ledger:
 
     # The seed's names, kept for code that emitted these events by hand.
     def emit_run_created(
-        self, run_id: str, run_kind: str, config: Mapping[str, Any], data_fingerprint: str,
+        self,
+        run_id: str,
+        run_kind: str,
+        config: Mapping[str, Any],
+        data_fingerprint: str,
         tags: Mapping[str, Any] | None = None,
     ) -> Position:
-        data: dict[str, Any] = {"run_kind": run_kind, "config": config,
-                                "data_fingerprint": data_fingerprint}
+        data: dict[str, Any] = {
+            "run_kind": run_kind,
+            "config": config,
+            "data_fingerprint": data_fingerprint,
+        }
         if tags is not None:
             data["tags"] = tags
         return self.emit("run.created", data, run_id=run_id)
 
     def emit_run_started(self, run_id: str) -> Position:
-        return self.emit("run.started", {"host": socket.gethostname(), "pid": os.getpid()},
-                         run_id=run_id)
+        return self.emit(
+            "run.started", {"host": socket.gethostname(), "pid": os.getpid()}, run_id=run_id
+        )
 
     def emit_run_completed(
         self, run_id: str, summary: Mapping[str, Any], artifact_paths: list[str] | None = None
     ) -> Position:
-        return self.emit("run.completed",
-                         {"summary": summary, "artifact_paths": list(artifact_paths or [])},
-                         run_id=run_id)
+        return self.emit(
+            "run.completed",
+            {"summary": summary, "artifact_paths": list(artifact_paths or [])},
+            run_id=run_id,
+        )
 
     def emit_run_failed(self, run_id: str, error: str, traceback: str | None = None) -> Position:
         return self.emit("run.failed", {"error": error, "traceback": traceback}, run_id=run_id)
 
     def emit_phase_started(self, run_id: str, phase: str, phase_index: int) -> Position:
-        return self.emit("phase.started", {"phase": phase, "phase_index": phase_index},
-                         run_id=run_id)
+        return self.emit(
+            "phase.started", {"phase": phase, "phase_index": phase_index}, run_id=run_id
+        )
 
     def emit_phase_completed(
-        self, run_id: str, phase: str, duration_ms: float,
+        self,
+        run_id: str,
+        phase: str,
+        duration_ms: float,
         output_summary: Mapping[str, Any] | None = None,
     ) -> Position:
         data: dict[str, Any] = {"phase": phase, "duration_ms": duration_ms}
@@ -279,8 +298,9 @@ class Run:
         self._artifacts: Any = None
 
     def __enter__(self) -> Run:
-        self.ledger.emit_run_created(self.run_id, self.run_kind, self.config,
-                                     self.data_fingerprint, self.tags)
+        self.ledger.emit_run_created(
+            self.run_id, self.run_kind, self.config, self.data_fingerprint, self.tags
+        )
         self.ledger.emit_run_started(self.run_id)
         return self
 
@@ -294,15 +314,16 @@ class Run:
             self.ledger.emit_run_completed(self.run_id, self.summary, self.artifact_paths)
         else:
             text = "".join(traceback.format_exception(exc_type, exc, tb))
-            self.ledger.emit_run_failed(self.run_id, f"{exc_type.__name__}: {exc}"
-                                        if exc_type else str(exc), text)
+            self.ledger.emit_run_failed(
+                self.run_id, f"{exc_type.__name__}: {exc}" if exc_type else str(exc), text
+            )
         # A run boundary: make everything of this run durable before moving on.
         self.ledger.flush()
 
-    def emit(self, event_type: str, data: Mapping[str, Any],
-             schema_version: int | None = None) -> Position:
-        return self.ledger.emit(event_type, data, run_id=self.run_id,
-                                schema_version=schema_version)
+    def emit(
+        self, event_type: str, data: Mapping[str, Any], schema_version: int | None = None
+    ) -> Position:
+        return self.ledger.emit(event_type, data, run_id=self.run_id, schema_version=schema_version)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[Phase]:
@@ -316,10 +337,12 @@ class Run:
         p.duration_ms = (time.perf_counter() - start) * 1000.0
         self.ledger.emit_phase_completed(self.run_id, name, p.duration_ms, p.output_summary)
 
-    def trial(self, trial_id: int | str, params: Mapping[str, Any],
-              metrics: Mapping[str, float]) -> Position:
-        return self.emit("trial.recorded",
-                         {"trial_id": trial_id, "params": params, "metrics": metrics})
+    def trial(
+        self, trial_id: int | str, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> Position:
+        return self.emit(
+            "trial.recorded", {"trial_id": trial_id, "params": params, "metrics": metrics}
+        )
 
     def baseline(self, baseline: str, metrics: Mapping[str, float]) -> Position:
         return self.emit("baseline.completed", {"baseline": baseline, "metrics": metrics})
@@ -428,8 +451,13 @@ def default_ledger() -> Ledger:
     return led
 
 
-def emit(event_type: str, data: Mapping[str, Any], *, run_id: str | None = None,
-         schema_version: int | None = None) -> Position:
+def emit(
+    event_type: str,
+    data: Mapping[str, Any],
+    *,
+    run_id: str | None = None,
+    schema_version: int | None = None,
+) -> Position:
     """Emit on the default ledger (`$LEDGERX_ROOT`)."""
     return default_ledger().emit(event_type, data, run_id=run_id, schema_version=schema_version)
 
@@ -440,8 +468,9 @@ def flush() -> None:
         _DEFAULT.flush()
 
 
-def emit_run_created(run_id: str, run_kind: str, config: Mapping[str, Any],
-                     data_fingerprint: str) -> Position:
+def emit_run_created(
+    run_id: str, run_kind: str, config: Mapping[str, Any], data_fingerprint: str
+) -> Position:
     return default_ledger().emit_run_created(run_id, run_kind, config, data_fingerprint)
 
 
@@ -449,8 +478,9 @@ def emit_run_started(run_id: str) -> Position:
     return default_ledger().emit_run_started(run_id)
 
 
-def emit_run_completed(run_id: str, summary: Mapping[str, Any],
-                       artifact_paths: list[str] | None = None) -> Position:
+def emit_run_completed(
+    run_id: str, summary: Mapping[str, Any], artifact_paths: list[str] | None = None
+) -> Position:
     return default_ledger().emit_run_completed(run_id, summary, artifact_paths)
 
 
@@ -458,6 +488,7 @@ def emit_phase_started(run_id: str, phase: str, phase_index: int) -> Position:
     return default_ledger().emit_phase_started(run_id, phase, phase_index)
 
 
-def emit_phase_completed(run_id: str, phase: str, duration_ms: float,
-                         output_summary: Mapping[str, Any] | None = None) -> Position:
+def emit_phase_completed(
+    run_id: str, phase: str, duration_ms: float, output_summary: Mapping[str, Any] | None = None
+) -> Position:
     return default_ledger().emit_phase_completed(run_id, phase, duration_ms, output_summary)

@@ -26,12 +26,16 @@ class CliError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other failure
-        raise CliError(f"{self.prog.removeprefix('ledgerx').strip() or 'usage'}: {message}", EXIT_USAGE)
+        raise CliError(
+            f"{self.prog.removeprefix('ledgerx').strip() or 'usage'}: {message}", EXIT_USAGE
+        )
 
 
 def add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
     """`--root` (default $LEDGERX_ROOT, else ./data/ledger) and `--json` on every command."""
-    p.add_argument("--root", default=None, help="ledger root (default $LEDGERX_ROOT or ./data/ledger)")
+    p.add_argument(
+        "--root", default=None, help="ledger root (default $LEDGERX_ROOT or ./data/ledger)"
+    )
     if json_flag:
         p.add_argument("--json", action="store_true", help="machine-readable output")
 
