@@ -41,6 +41,7 @@ from ledgerx.index.publish import (
     remove_stale_tmp,
 )
 from ledgerx.index.upcast import Upcaster, add_upcast_columns, default_upcaster
+from ledgerx.retention import load_archived, pending_archived
 
 DEFAULT_STALE_AFTER_S = 3600.0
 DEFAULT_CHUNK_BYTES = 32 << 20
@@ -342,7 +343,8 @@ def build_index(
         if incremental:
             ckpt, meta = read_state(paths.runs)
         states: list[_FileState] = []
-        for rel, day, size in list_part_files(ev, since):
+        parts = list_part_files(ev, since)
+        for rel, day, size in parts:
             off, n_ev, n_bad = ckpt.get(rel, (0, 0, 0))
             if size < off:
                 rep.warnings.append(f"{rel}: file is {size} bytes, below its indexed offset {off}")
@@ -351,7 +353,9 @@ def build_index(
         want_stale = str(float(stale_after)) if stale_after is not None else None
         meta_change = want_stale is not None and meta.get("stale_after_s") != want_stale
         sides_missing = not (paths.alerts.exists() and paths.catalog.exists())
-        if incremental and not states and not meta_change and not sides_missing:
+        # Days moved to archive/ by retention: their Parquet stands in for the JSONL.
+        arch = pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
+        if incremental and not states and not arch and not meta_change and not sides_missing:
             rep.seconds = time.monotonic() - t0
             return rep
 
@@ -403,10 +407,19 @@ def build_index(
                 con.unregister("_scan")
                 del tbl
             _trace("insert events")
-            rep.bytes = scanner.done
-            rep.events = scanner.rows
+            arch_done, arch_bad, arch_rows, arch_bytes = load_archived(
+                con, arch, gen, up, scanner.upcast_errors
+            )
+            for pa_, n_ev, n_bad in arch_done:
+                ap = pa_.part
+                states.append(
+                    _FileState(ap.rel, ap.day, pa_.start, ap.size, ap.offset, n_ev, n_bad,
+                               pa_.old_events, pa_.old_bad)
+                )
+            rep.bytes = scanner.done + arch_bytes
+            rep.events = scanner.rows + arch_rows
             rep.warnings.extend(scanner.upcast_errors[:MAX_REPORTED_BAD])
-            bad = list(scanner.bad)
+            bad = list(scanner.bad) + arch_bad
             rep.duplicates = _drop_duplicates(con, gen, incremental, bad)
             _trace("dedupe")
             rep.events -= rep.duplicates
