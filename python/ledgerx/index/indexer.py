@@ -412,10 +412,9 @@ def build_index(
             )
             for pa_, n_ev, n_bad in arch_done:
                 ap = pa_.part
-                states.append(
-                    _FileState(ap.rel, ap.day, pa_.start, ap.size, ap.offset, n_ev, n_bad,
-                               pa_.old_events, pa_.old_bad)
-                )
+                st = _FileState(ap.rel, ap.day, pa_.start, ap.size, end=ap.offset, events=n_ev)
+                st.bad, st.old_events, st.old_bad = n_bad, pa_.old_events, pa_.old_bad
+                states.append(st)
             rep.bytes = scanner.done + arch_bytes
             rep.events = scanner.rows + arch_rows
             rep.warnings.extend(scanner.upcast_errors[:MAX_REPORTED_BAD])
