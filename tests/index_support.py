@@ -113,15 +113,11 @@ def reference_events(root: Path, strict: bool = False) -> list[dict[str, Any]]:
         off = 0
         for line in raw.split(b"\n")[:-1]:  # the part after the last \n is not a line yet
             start, off = off, off + len(line) + 1
-            i = line.rfind(b',"crc":"')
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if "crc" in obj:
-                if f"{_core.crc32c(line[:i]):08x}" != obj["crc"]:
-                    continue
-            elif strict:
+            obj = _parse(line, strict)
+            k = line.rfind(b'{"event_id":')
+            if obj is None and k > 0:  # a valid event glued behind a torn prefix
+                obj, start = _parse(line[k:], strict), start + k
+            if obj is None:
                 continue
             if obj["event_id"] in seen:
                 continue
@@ -141,6 +137,22 @@ def reference_events(root: Path, strict: bool = False) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _parse(line: bytes, strict: bool) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if "crc" in obj:
+        i = line.rfind(b',"crc":"')
+        if f"{_core.crc32c(line[:i]):08x}" != obj["crc"]:
+            return None
+    elif strict:
+        return None
+    return obj
 
 
 def ts_str(v: datetime) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import ledgerx
 import pytest
 from index_support import (
     DAY_US,
@@ -18,6 +17,8 @@ from index_support import (
     reference_runs,
     write_sweep,
 )
+
+import ledgerx
 from ledgerx import _core
 from ledgerx.errors import IndexBusyError
 from ledgerx.index import IndexPaths, build_index

@@ -70,7 +70,7 @@ class _Schemas:
         self.reg = SchemaRegistry(ev)
         self.cache: dict[tuple[str, int], Any] = {}
 
-    def check(self, event_type: str, version: int, data: str) -> str | None:
+    def check(self, event_type: str, version: int, data: bytes) -> str | None:
         key = (event_type, version)
         v = self.cache.get(key)
         if v is None:
@@ -129,7 +129,7 @@ def verify(
                     cols = zip(
                         rb.column("event_type").to_pylist(),
                         rb.column("schema_version").to_pylist(),
-                        rb.column("data").to_pylist(),
+                        rb.column("data").cast(pa.binary()).to_pylist(),
                         rb.column("offset").to_pylist(),
                         strict=True,
                     )
