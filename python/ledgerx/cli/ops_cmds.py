@@ -1,0 +1,121 @@
+"""Operations: `ledgerx daemon` (index catch-up loop with /healthz and /metrics) and
+`ledgerx retention` (archive closed days to Parquet). See docs/ops.md."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from ledgerx.cli import add_common
+
+    p = sub.add_parser("daemon", help="keep the index caught up; optional health endpoint")
+    add_common(p, json_flag=False)
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between cycles (30)")
+    p.add_argument("--verbose", action="store_true", help="log every cycle and request")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve /healthz and /metrics on 127.0.0.1:PORT",
+    )
+    p.add_argument("--health-host", default="127.0.0.1", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--max-lag-seconds",
+        type=float,
+        default=300.0,
+        help="/healthz is 503 when the oldest unindexed event is older (300)",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=3,
+        help="/healthz is 503 after this many failed cycles in a row (3)",
+    )
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="a running run with no event for this long is abandoned",
+    )
+    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.set_defaults(handler=_daemon)
+
+    p = sub.add_parser("retention", help="move closed days older than the policy to archive/")
+    add_common(p)
+    p.add_argument(
+        "--archive-older-than",
+        default="90d",
+        metavar="AGE",
+        help="archive days older than this many days, e.g. 90d (default 90d)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="show what would move, move nothing")
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for a running indexer before removing JSONL (120)",
+    )
+    p.set_defaults(handler=_retention)
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    from ledgerx.cli import CliError
+    from ledgerx.daemon import Daemon, DaemonBusyError, setup_logging
+
+    if args.health_port is not None and not 0 <= args.health_port <= 65535:
+        raise CliError("--health-port must be between 0 and 65535")
+    setup_logging(args.verbose)
+    try:
+        d = Daemon(
+            args.root,
+            interval=args.interval,
+            max_lag_seconds=args.max_lag_seconds,
+            max_failures=args.max_failures,
+            stale_after=args.stale_after,
+            health_host=args.health_host,
+            health_port=args.health_port,
+            verbose=args.verbose,
+        )
+        return d.run(once=args.once)
+    except DaemonBusyError as e:
+        raise CliError(str(e)) from None
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    except OSError as e:
+        if args.health_port is not None and e.errno in (98, 13, 99):  # in use / denied / addr
+            raise CliError(
+                f"cannot serve health on port {args.health_port}: {e.strerror}"
+            ) from None
+        raise
+
+
+def _retention(args: argparse.Namespace) -> int:
+    from ledgerx.cli import CliError, print_json
+    from ledgerx.retention import parse_age, run_retention
+
+    try:
+        days = parse_age(args.archive_older_than)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    rep = run_retention(
+        args.root, older_than_days=days, dry_run=args.dry_run, lock_timeout=args.lock_timeout
+    )
+    if args.json:
+        print_json(rep.to_json())
+        return 0
+    verb = "would archive" if args.dry_run else "archived"
+    moved = [d for d in rep.days if d.action != "skipped"]
+    for d in rep.days:
+        if d.action == "skipped":
+            print(f"day {d.day}: skipped ({d.reason})")
+        else:
+            extra = f", {d.bad_lines} bad lines kept in events/_quarantine" if d.bad_lines else ""
+            print(f"day {d.day}: {verb} {d.parts} parts, {d.events} events, {d.bytes} bytes{extra}")
+    print(
+        f"retention: {len(moved)} days {verb} (days before {rep.cutoff}), "
+        f"{len(rep.days) - len(moved)} skipped"
+    )
+    return 0

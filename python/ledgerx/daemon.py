@@ -1,0 +1,414 @@
+"""`ledgerx daemon`: keep the index caught up with the log, with a health endpoint.
+
+Each cycle calls the indexer's `build_index` (catch up and publish; a no-op when nothing is
+new), then sleeps `interval` seconds. One daemon per root: it holds an flock on
+`index/.daemon.lock` for its whole life. SIGTERM/SIGINT let the current cycle finish, then the
+daemon exits 0. A failing cycle is logged and retried with exponential backoff (0.5 s doubling,
+capped at 300 s); it never ends the daemon. A cycle that finds the index lock taken (a manual
+`ledgerx rebuild`) is skipped and retried soon, without counting as a failure.
+
+Health (stdlib http.server in a thread, 127.0.0.1 by default): `/healthz` is JSON, 200 when
+healthy and 503 when the age of the oldest unindexed event passes `max_lag_seconds` or the
+consecutive failures reach `max_failures`; `/metrics` is Prometheus text (`ledgerx_*`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from ledgerx.config import events_dir, index_dir, resolve_root
+from ledgerx.errors import IndexBusyError, LedgerError
+
+log = logging.getLogger("ledgerx.daemon")
+
+MIN_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 300.0
+BUSY_RETRY_S = 1.0
+# Tests only: stall each cycle this long inside the scan, so it can be killed mid-cycle.
+STALL_ENV = "LEDGERX_DAEMON_TEST_STALL_S"
+
+
+class DaemonBusyError(LedgerError):
+    """Another daemon already runs on this root."""
+
+
+@contextlib.contextmanager
+def daemon_lock(root: Path) -> Iterator[None]:
+    """One daemon per root: a non-blocking flock on index/.daemon.lock, dropped on exit or
+    death (the kernel releases it, so a SIGKILLed daemon never blocks its successor)."""
+    d = index_dir(root)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / ".daemon.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise DaemonBusyError(
+                f"another daemon is already running on {root}"
+                + (f" (pid {holder})" if holder else "")
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def quarantine_stats(root: Path) -> tuple[int, int]:
+    """(files, bytes) of `events/_quarantine/*.bin`: log bytes that were cut or set aside."""
+    q = events_dir(root) / "_quarantine"
+    n = size = 0
+    if q.is_dir():
+        for e in os.scandir(q):
+            if e.name.endswith(".bin") and e.is_file(follow_symlinks=False):
+                n += 1
+                size += e.stat(follow_symlinks=False).st_size
+    return n, size
+
+
+def _iso(t: float | None) -> str | None:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat() if t is not None else None
+
+
+@dataclass
+class DaemonState:
+    """What the daemon has done so far; read by the health thread under `lock`."""
+
+    started_at: float = field(default_factory=time.time)
+    cycles: int = 0
+    failures_total: int = 0
+    consecutive_failures: int = 0
+    busy_skips: int = 0
+    events_indexed_total: int = 0
+    last_success_at: float | None = None
+    last_cycle_at: float | None = None
+    last_cycle_seconds: float | None = None
+    last_cycle: dict[str, Any] | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    in_cycle: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class Daemon:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        interval: float = 30.0,
+        max_lag_seconds: float = 300.0,
+        max_failures: int = 3,
+        stale_after: float | None = None,
+        health_host: str = "127.0.0.1",
+        health_port: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("--interval must be > 0 seconds")
+        if max_failures < 1:
+            raise ValueError("--max-failures must be >= 1")
+        self.root = resolve_root(root)
+        self.interval = float(interval)
+        self.max_lag_seconds = float(max_lag_seconds)
+        self.max_failures = int(max_failures)
+        self.stale_after = stale_after
+        self.health_host = health_host
+        self.health_port = health_port
+        self.verbose = verbose
+        self.state = DaemonState()
+        self.stop = threading.Event()
+        self.server: ThreadingHTTPServer | None = None
+        self._health_lock = threading.Lock()
+        stall = os.environ.get(STALL_ENV)
+        self._stall = float(stall) if stall else 0.0
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def cycle(self) -> bool:
+        """One catch-up-and-publish round. True on success (or a busy skip)."""
+        from ledgerx.index import build_index
+
+        st = self.state
+        with st.lock:
+            st.in_cycle = True
+        t0 = time.monotonic()
+        stalled = [False]
+
+        def progress(done: int, total: int) -> None:
+            if self._stall and not stalled[0] and done > 0:
+                stalled[0] = True
+                time.sleep(self._stall)
+
+        try:
+            rep = build_index(self.root, stale_after=self.stale_after, progress=progress)
+        except IndexBusyError as e:
+            with st.lock:
+                st.busy_skips += 1
+                st.in_cycle = False
+            log.info("index busy, cycle skipped: %s", e)
+            return True
+        except Exception as e:  # noqa: BLE001 - any failure is logged and retried, never fatal
+            msg = f"{type(e).__name__}: {' '.join(str(e).split())}"
+            with st.lock:
+                st.cycles += 1
+                st.failures_total += 1
+                st.consecutive_failures += 1
+                st.last_error, st.last_error_at = msg, time.time()
+                st.last_cycle_at = st.last_error_at
+                st.last_cycle_seconds = time.monotonic() - t0
+                st.in_cycle = False
+                n = st.consecutive_failures
+            log.error("cycle failed (%d in a row): %s", n, msg)
+            if self.verbose:
+                log.error("%s", traceback.format_exc().rstrip())
+            return False
+        now = time.time()
+        with st.lock:
+            st.cycles += 1
+            st.consecutive_failures = 0
+            st.events_indexed_total += rep.events
+            st.last_success_at = st.last_cycle_at = now
+            st.last_cycle_seconds = time.monotonic() - t0
+            st.last_cycle = {
+                "mode": rep.mode,
+                "events": rep.events,
+                "bad_lines": rep.bad_lines,
+                "bytes": rep.bytes,
+                "files": rep.files,
+                "seconds": round(rep.seconds, 3),
+                "gen": rep.gen,
+                "at": _iso(now),
+            }
+            st.in_cycle = False
+        if rep.mode != "noop":
+            log.info("%s", rep.summary())
+        elif self.verbose:
+            log.info("no new events (%.3f s)", rep.seconds)
+        for w in rep.warnings[:20]:
+            log.warning("%s", w)
+        return True
+
+    def backoff(self) -> float:
+        k = self.state.consecutive_failures
+        return min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** max(0, k - 1))
+
+    def run(self, once: bool = False) -> int:
+        """Hold the daemon lock and loop until SIGTERM/SIGINT (or one cycle with `once`).
+        Returns the exit status: 0, or 1 when `once` and the cycle failed."""
+        with daemon_lock(self.root):
+            self._install_signals()
+            if self.health_port is not None:
+                self.start_health()
+            log.info(
+                "started on %s (pid %d, interval %.3g s%s)",
+                self.root,
+                os.getpid(),
+                self.interval,
+                f", health on http://{self.health_host}:{self.port}/healthz" if self.server else "",
+            )
+            ok = True
+            try:
+                while not self.stop.is_set():
+                    ok = self.cycle()
+                    if once:
+                        break
+                    if not ok:
+                        delay = self.backoff()
+                        log.info("retrying in %.1f s", delay)
+                    elif self.state.busy_skips and self.state.last_cycle_at is None:
+                        delay = min(self.interval, BUSY_RETRY_S)
+                    else:
+                        delay = self.interval
+                    self.stop.wait(delay)
+            finally:
+                self.stop_health()
+            log.info("stopped")
+            return 0 if ok or not once else 1
+
+    def _install_signals(self) -> None:
+        def on_signal(signum: int, frame: object) -> None:
+            if not self.stop.is_set():
+                log.info("%s: finishing the current cycle", signal.Signals(signum).name)
+            self.stop.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+
+    # -- health ------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int | None:
+        return self.server.server_address[1] if self.server else None  # type: ignore[return-value]
+
+    def start_health(self) -> None:
+        daemon = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                path = self.path.split("?", 1)[0]
+                try:
+                    if path == "/healthz":
+                        code, body = daemon.health()
+                        payload = (json.dumps(body, default=str) + "\n").encode()
+                        ctype = "application/json"
+                    elif path == "/metrics":
+                        code, payload = 200, daemon.metrics().encode()
+                        ctype = "text/plain; version=0.0.4; charset=utf-8"
+                    else:
+                        code, payload, ctype = 404, b"not found\n", "text/plain"
+                except Exception as e:  # noqa: BLE001 - the endpoint answers, whatever happens
+                    code, ctype = 500, "application/json"
+                    payload = json.dumps({"status": "error", "error": str(e)}).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                if daemon.verbose:
+                    log.debug("health: " + fmt, *args)
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer((self.health_host, self.health_port or 0), Handler)
+        self.server.daemon_threads = True
+        t = threading.Thread(target=self.server.serve_forever, name="ledgerx-health", daemon=True)
+        t.start()
+
+    def stop_health(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def lag(self) -> dict[str, Any]:
+        """Lag of the published index behind the log (the index package's `index_status`)."""
+        from ledgerx.index.verify import index_status
+
+        st = index_status(self.root)
+        return {
+            "events": st["lag_events"],
+            "bytes": st["lag_bytes"],
+            "seconds": st["oldest_unindexed_age_s"],
+            "indexed_events": st.get("indexed_events", 0),
+        }
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        with self._health_lock:  # one lag scan at a time, however many pollers
+            lag: dict[str, Any]
+            lag_error = None
+            try:
+                lag = self.lag()
+            except Exception as e:  # noqa: BLE001 - reported, and unhealthy
+                lag = {"events": None, "bytes": None, "seconds": None}
+                lag_error = f"{type(e).__name__}: {' '.join(str(e).split())}"
+            qfiles, qbytes = quarantine_stats(self.root)
+        st = self.state
+        with st.lock:
+            body: dict[str, Any] = {
+                "root": str(self.root),
+                "pid": os.getpid(),
+                "uptime_s": round(time.time() - st.started_at, 3),
+                "interval_s": self.interval,
+                "lag": lag,
+                "cycles": st.cycles,
+                "failures_total": st.failures_total,
+                "consecutive_failures": st.consecutive_failures,
+                "busy_skips": st.busy_skips,
+                "in_cycle": st.in_cycle,
+                "last_success_at": _iso(st.last_success_at),
+                "last_cycle": st.last_cycle,
+                "last_error": st.last_error,
+                "last_error_at": _iso(st.last_error_at),
+                "quarantine": {"files": qfiles, "bytes": qbytes},
+                "thresholds": {
+                    "max_lag_seconds": self.max_lag_seconds,
+                    "max_failures": self.max_failures,
+                },
+            }
+            reasons = []
+            if st.consecutive_failures >= self.max_failures:
+                reasons.append(f"{st.consecutive_failures} consecutive failed cycles")
+        if lag_error is not None:
+            reasons.append(f"lag unknown: {lag_error}")
+        elif lag["seconds"] is not None and lag["seconds"] > self.max_lag_seconds:
+            reasons.append(
+                f"oldest unindexed event is {lag['seconds']:.1f} s old "
+                f"(> {self.max_lag_seconds:g} s)"
+            )
+        body["status"] = "unhealthy" if reasons else "ok"
+        body["healthy"] = not reasons
+        body["reasons"] = reasons
+        return (503 if reasons else 200), body
+
+    def metrics(self) -> str:
+        code, h = self.health()
+        lag = h["lag"]
+        rows: list[tuple[str, str, str, Any]] = [
+            ("ledgerx_up", "gauge", "1 while the daemon runs", 1),
+            ("ledgerx_healthy", "gauge", "1 when /healthz answers 200", int(code == 200)),
+            ("ledgerx_index_lag_events", "gauge", "events in the log not yet indexed",
+             lag.get("events")),
+            ("ledgerx_index_lag_bytes", "gauge", "log bytes not yet indexed", lag.get("bytes")),
+            ("ledgerx_index_lag_seconds", "gauge", "age of the oldest unindexed event",
+             lag.get("seconds") or 0),
+            ("ledgerx_indexed_events", "gauge", "events in the published index",
+             lag.get("indexed_events")),
+            ("ledgerx_daemon_cycles_total", "counter", "indexing cycles run", h["cycles"]),
+            ("ledgerx_daemon_cycle_failures_total", "counter", "indexing cycles that failed",
+             h["failures_total"]),
+            ("ledgerx_daemon_consecutive_failures", "gauge", "failed cycles since the last success",
+             h["consecutive_failures"]),
+            ("ledgerx_daemon_busy_skips_total", "counter",
+             "cycles skipped because another indexer held the lock", h["busy_skips"]),
+            ("ledgerx_daemon_events_indexed_total", "counter", "events indexed by this daemon",
+             self.state.events_indexed_total),
+            ("ledgerx_daemon_last_success_timestamp_seconds", "gauge",
+             "unix time of the last successful cycle", self.state.last_success_at or 0),
+            ("ledgerx_daemon_last_cycle_duration_seconds", "gauge", "duration of the last cycle",
+             self.state.last_cycle_seconds or 0),
+            ("ledgerx_quarantine_files", "gauge", "files in events/_quarantine",
+             h["quarantine"]["files"]),
+            ("ledgerx_quarantine_bytes", "gauge", "bytes in events/_quarantine",
+             h["quarantine"]["bytes"]),
+        ]  # fmt: skip
+        out = []
+        for name, kind, help_, value in rows:
+            if value is None:
+                continue  # unknown (the lag scan failed): absent, not a fake zero
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} {kind}")
+            out.append(
+                f"{name} {float(value)!r}" if isinstance(value, float) else f"{name} {value}"
+            )
+        return "\n".join(out) + "\n"
+
+
+def setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s ledgerx-daemon[%(process)d] %(levelname)s %(message)s")
+    )
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
