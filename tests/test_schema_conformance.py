@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ledgerx import _core
 from ledgerx.errors import SchemaError
 from ledgerx.schema import SchemaRegistry

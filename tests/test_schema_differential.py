@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ledgerx import _core
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
