@@ -114,8 +114,9 @@ def _retention(args: argparse.Namespace) -> int:
         else:
             extra = f", {d.bad_lines} bad lines kept in events/_quarantine" if d.bad_lines else ""
             print(f"day {d.day}: {verb} {d.parts} parts, {d.events} events, {d.bytes} bytes{extra}")
+    done = "would be archived (dry run)" if args.dry_run else "archived"
     print(
-        f"retention: {len(moved)} days {verb} (days before {rep.cutoff}), "
+        f"retention: {len(moved)} days {done} (days before {rep.cutoff}), "
         f"{len(rep.days) - len(moved)} skipped"
     )
     return 0
