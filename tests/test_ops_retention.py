@@ -66,6 +66,8 @@ def test_retention_round_trip_gives_an_identical_index(root: Path, tmp_path: Pat
         full = cli("rebuild", "--root", str(root), "--full-rebuild")
         assert full.returncode == 0, full.stderr
         assert snapshot(root / "index" / "runs.duckdb") == before
+        v = cli("verify", "--root", str(root))  # archived days count as log for verify
+        assert v.returncode == 0 and v.stdout.strip().endswith("OK"), v.stdout + v.stderr
         q = cli("query", "--root", str(root), "SELECT count(*) FROM events", "--json")
         assert json.loads(q.stdout) == [{"count_star()": n_events}]
 

@@ -170,10 +170,29 @@ def verify(
             rep.add(f"writer {writer}: seq {seq} appears more than once")
         else:
             rep.add(f"writer {writer}: seq gap: {prev + 1}..{seq - 1} missing")
+    _add_archived(rootp, {rel for rel, _, _ in files}, con, rep)
     if paths.runs.exists():
         _check_index(con, paths, rep)
     con.close()
     return rep
+
+
+def _add_archived(
+    root: Path, present: set[str], con: duckdb.DuckDBPyConnection, rep: VerifyReport
+) -> None:
+    """Days moved to archive/ by retention count as log too (their Parquet is verified
+    against its recorded count and event id hash)."""
+    from ledgerx.errors import LedgerError
+    from ledgerx.retention import archived_log_rows
+
+    try:
+        for t in archived_log_rows(root, present):
+            rep.events += t.num_rows
+            con.register("_a", t)
+            con.execute("INSERT INTO logv SELECT * FROM _a")
+            con.unregister("_a")
+    except LedgerError as e:
+        rep.add(f"archive: {e}")
 
 
 def _check_index(con: duckdb.DuckDBPyConnection, paths: IndexPaths, rep: VerifyReport) -> None:
