@@ -59,7 +59,11 @@ def _trace(what: str) -> None:
     """LEDGERX_INDEX_TRACE=1: time of each step on stderr (for benchmarks)."""
     if _TRACE:
         now = time.monotonic()
-        print(f"[index] {what}: {now - _T0[0]:.3f}s", file=__import__("sys").stderr)
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(f"[index] {what}: {now - _T0[0]:.3f}s (peak rss {rss} MiB)", file=sys.stderr)
         _T0[0] = now
 
 
@@ -372,6 +376,7 @@ def build_index(
         scanner: _Scanner | None = None
         try:
             con.execute("SET preserve_insertion_order = false")
+            con.execute("SET enable_progress_bar = false")  # DuckDB's own bar goes to stdout
             if memory_limit:
                 con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
             if threads:
@@ -388,7 +393,9 @@ def build_index(
                 progress=progress,
             )
             scanner.start()
-            con.begin()
+            # The work file is private until the rename publishes it, so a crash mid-build only
+            # loses the work file: committing chunk by chunk keeps DuckDB's memory bounded
+            # (one huge transaction holds its appends in memory) without weakening anything.
             if not incremental:
                 for ddl in S.TABLES_DDL:
                     con.execute(ddl)
@@ -407,6 +414,7 @@ def build_index(
                 con.unregister("_scan")
                 del tbl
             _trace("insert events")
+            con.begin()
             arch_done, arch_bad, arch_rows, arch_bytes = load_archived(
                 con, arch, gen, up, scanner.upcast_errors
             )
