@@ -61,13 +61,26 @@ class Reader:
     cannot read or write other files (COPY, ATTACH, read_csv ... fail), as `ledgerx query` uses.
     """
 
+    def __new__(cls, *args: Any, legacy: Any = None, cutover: Any = None, **kwargs: Any) -> Reader:
+        # Dual mode (DESIGN §6): `Reader(root, legacy=FILE, cutover=DATE)` is a
+        # ledgerx.legacy.DualReader, which merges the legacy DuckDB file with the index.
+        if legacy is not None and cls is Reader:
+            from ledgerx.legacy.dual import DualReader
+
+            return super().__new__(DualReader)
+        return super().__new__(cls)
+
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,
         *,
         db: str | os.PathLike[str] | None = None,
         external_access: bool = True,
+        legacy: None = None,
+        cutover: None = None,
     ) -> None:
+        if cutover is not None:
+            raise ValueError("cutover= needs legacy= (the legacy DuckDB file)")
         self.root = resolve_root(root)
         self.paths = IndexPaths.for_root(self.root, db)
         self.external_access = external_access

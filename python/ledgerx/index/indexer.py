@@ -323,6 +323,7 @@ def build_index(
     memory_limit: str | None = "512MB",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     durable: bool = True,
+    legacy_projection: bool | None = None,
 ) -> IndexReport:
     """Index the new bytes of every part file (or everything, with `full_rebuild`) and publish.
 
@@ -330,6 +331,8 @@ def build_index(
     running run with no new event counts as abandoned; `upcaster` defaults to the root's schema
     registry (None disables upcasting). Raises IndexBusyError when another indexer holds the
     lock. Returns an IndexReport; `mode == "noop"` means no file was touched.
+    `legacy_projection`: also publish index/legacy.duckdb (True), never (False), or keep an
+    existing one current (None); see ledgerx.legacy.projection.
     """
     t0 = time.monotonic()
     started_at = datetime.now(timezone.utc)
@@ -360,6 +363,7 @@ def build_index(
         # Days moved to archive/ by retention: their Parquet stands in for the JSONL.
         arch = pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
         if incremental and not states and not arch and not meta_change and not sides_missing:
+            _legacy_hook(paths, legacy_projection, changed=False, durable=durable)
             rep.seconds = time.monotonic() - t0
             return rep
 
@@ -488,8 +492,16 @@ def build_index(
         publish(work, paths.runs, durable=durable)
         _trace("close + publish")
         rep.published = True
+        _legacy_hook(paths, legacy_projection, changed=True, durable=durable)
         rep.seconds = time.monotonic() - t0
         return rep
+
+
+def _legacy_hook(paths: IndexPaths, enabled: bool | None, changed: bool, durable: bool) -> None:
+    # DESIGN §6: the legacy-shaped projection follows the index (ledgerx.legacy.projection).
+    from ledgerx.legacy.projection import projection_hook
+
+    projection_hook(paths, enabled, changed=changed, durable=durable)
 
 
 def _rel_to_root(p: Path, root: Path) -> str:

@@ -1,0 +1,31 @@
+"""The legacy DuckDB store (DESIGN §6): dual-mode reading, comparison, migration into the log,
+archive, and the legacy-shaped projection the indexer can keep. See docs/legacy.md."""
+
+from __future__ import annotations
+
+from ledgerx.legacy.archive import ArchiveRefused, ArchiveReport, archive
+from ledgerx.legacy.compare import CompareReport, compare
+from ledgerx.legacy.dual import DualReader, parse_cutover
+from ledgerx.legacy.migrate import MigrateReport, MigrationError, migrate
+from ledgerx.legacy.projection import projection_path, write_projection
+from ledgerx.legacy.schema import LEGACY_DDL, legacy_event_id
+from ledgerx.legacy.source import LegacyError, LegacyLockedError
+
+__all__ = [
+    "LEGACY_DDL",
+    "ArchiveRefused",
+    "ArchiveReport",
+    "CompareReport",
+    "DualReader",
+    "LegacyError",
+    "LegacyLockedError",
+    "MigrateReport",
+    "MigrationError",
+    "archive",
+    "compare",
+    "legacy_event_id",
+    "migrate",
+    "parse_cutover",
+    "projection_path",
+    "write_projection",
+]
