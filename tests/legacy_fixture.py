@@ -330,5 +330,17 @@ def main() -> None:
     )
 
 
+def migrated_ledger(tmp: Path, **build_kw: Any) -> tuple[Path, Fixture]:
+    """A ledger root under `tmp` holding the fixture migrated and indexed. Returns (root, fx)."""
+    from ledgerx.index import build_index
+    from ledgerx.legacy import migrate
+
+    fx = build(tmp / "legacy.duckdb", **build_kw)
+    root = tmp / "ledger"
+    migrate(root, fx.path)
+    build_index(root, durable=False)
+    return root, fx
+
+
 if __name__ == "__main__":
     main()

@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="SECONDS",
         help="a running run with no event for this long is abandoned (default 3600)",
     )
+    p.add_argument(
+        "--legacy-projection",
+        action="store_true",
+        default=None,  # None: keep an existing index/legacy.duckdb current (docs/legacy.md)
+        help="also publish index/legacy.duckdb in the legacy layout, for old readers",
+    )
     p.set_defaults(handler=_rebuild)
 
     p = sub.add_parser("runs", help="latest runs, newest first")
@@ -148,6 +154,7 @@ def _rebuild(args: argparse.Namespace) -> int:
             strict=args.strict,
             stale_after=args.stale_after,
             progress=bar,
+            legacy_projection=args.legacy_projection,
         )
     finally:
         bar.end()
