@@ -155,6 +155,7 @@ def open_readonly(path: Path, external_access: bool = True) -> duckdb.DuckDBPyCo
     try:
         con.execute(f"ATTACH {_sql_str(str(path))} AS ledger (READ_ONLY)")
         con.execute("USE ledger")
+        con.execute("SET enable_progress_bar = false")  # it would print on stdout
         if not external_access:
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
@@ -320,7 +321,7 @@ def build_index(
     progress: Progress | None = None,
     upcaster: Any = _DEFAULT,
     threads: int = 0,
-    memory_limit: str | None = "512MB",
+    memory_limit: str | None = "384MB",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     durable: bool = True,
     legacy_projection: bool | None = None,
