@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 import ledgerx
+from ledgerx.index import build_index
 from ledgerx.legacy import DualReader, LegacyError, LegacyLockedError, legacy_event_id
 
 from legacy_fixture import CUTOVER, build, migrated_ledger
@@ -167,8 +168,15 @@ def test_legacy_file_locked_by_a_writer_is_read_from_a_snapshot(tmp_path: Path) 
         ids = [a[1] for a in r.alerts().fetchall()]
         assert "alert-new" in ids  # the writer's WAL came along with the copy
         assert len(r.latest_runs().fetchall()) == len(fx.before_cutover)
+        first = r.legacy_snapshot
+        assert first is not None and first.exists() and first != fx.path
+        rel = r.latest_runs()
+        build_index(tmp_path / "root", durable=False)  # a publish reopens: a fresh snapshot
+        assert len(r.latest_runs().fetchall()) == len(fx.before_cutover)
         snap = r.legacy_snapshot
-        assert snap is not None and snap.exists() and snap != fx.path
+        assert snap is not None and snap.exists() and snap != first
+        assert not first.exists()  # the older copy is gone ...
+        assert len(rel.fetchall()) == len(fx.before_cutover)  # ... yet still backs old relations
         r.close()
         assert not snap.exists()  # the snapshot is removed with the reader
         with pytest.raises(LegacyLockedError, match="open for writing by another process"):

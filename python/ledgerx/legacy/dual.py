@@ -183,9 +183,11 @@ class DualReader(Reader):
         except BaseException:
             remove_snapshot(att)
             raise
-        # The previous snapshot may still back relations handed out: it is removed on close.
         self.trial_id_is_int = shape.trial_id_is_int
         self.attached = att
+        # Older snapshots can go: DuckDB keeps an attached file open, so relations still
+        # reading one keep working after its name is unlinked (and the WAL was replayed).
+        _rm_snapshots(self._snaps)
         if att.snapshot is not None:
             self._snaps.append(att)
 
