@@ -131,6 +131,9 @@ pub fn open_part(events: &Path, day: &str, max_part_bytes: u64, need: u64) -> Re
             }
         }
     }
+    // Parts moved to the archive by retention keep their numbers: a writer that comes back to
+    // an archived day must not reuse a name and hide the archived part.
+    let archived = archived_numbers(events, day);
     numbers.sort_unstable();
     for &n in &numbers {
         if abandoned.contains(&n) {
@@ -151,7 +154,7 @@ pub fn open_part(events: &Path, day: &str, max_part_bytes: u64, need: u64) -> Re
             return Ok((part, size));
         }
     }
-    let mut n = numbers.last().copied().unwrap_or(0) + 1;
+    let mut n = numbers.iter().chain(&archived).max().copied().unwrap_or(0) + 1;
     loop {
         let name = format!("part-{n:06}.jsonl");
         let path = dir.join(&name);
@@ -182,6 +185,28 @@ pub fn open_part(events: &Path, day: &str, max_part_bytes: u64, need: u64) -> Re
         }
         n += 1;
     }
+}
+
+/// Part numbers of `day` already archived as `<root>/archive/events/day=D/part-N.parquet`.
+fn archived_numbers(events: &Path, day: &str) -> Vec<u32> {
+    let Some(root) = events.parent() else {
+        return Vec::new();
+    };
+    let dir = root
+        .join("archive")
+        .join("events")
+        .join(format!("day={day}"));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let stem = name.to_str()?.strip_suffix(".parquet")?;
+            stem.strip_prefix("part-")?.parse().ok()
+        })
+        .collect()
 }
 
 /// Lock and prepare an existing part for appending, or None when it is busy, not below
@@ -338,6 +363,17 @@ mod tests {
         assert_eq!(fs::read(&p.path).unwrap(), b"{\"a\":1}\n");
         let q: Vec<_> = fs::read_dir(ev.join(QUARANTINE_DIR)).unwrap().collect();
         assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn archived_part_numbers_are_not_reused() {
+        let root = tmp("archived");
+        let ev = root.join("events");
+        let arch = root.join("archive/events/day=2026-01-02");
+        fs::create_dir_all(&arch).unwrap();
+        fs::write(arch.join("part-000003.parquet"), b"x").unwrap();
+        let (p, _) = open_part(&ev, "2026-01-02", 1000, 1).unwrap();
+        assert!(p.rel.ends_with("part-000004.jsonl"), "{}", p.rel);
     }
 
     #[test]

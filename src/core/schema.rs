@@ -418,8 +418,7 @@ pub fn is_rfc3339_datetime(s: &str) -> bool {
     };
     let date_ok = d(0..4) && s[4] == b'-' && d(5..7) && s[7] == b'-' && d(8..10);
     let time_ok = d(11..13) && s[13] == b':' && d(14..16) && s[16] == b':' && d(17..19);
-    if !(date_ok && matches!(s[10], b'T' | b't') && time_ok)
-    {
+    if !(date_ok && matches!(s[10], b'T' | b't') && time_ok) {
         return false;
     }
     let (y, mo, day) = (num(0..4), num(5..7), num(8..10));
@@ -693,7 +692,10 @@ mod tests {
             big.compare(Num::Float(9_007_199_254_740_992.0)),
             Some(Ordering::Greater)
         );
-        assert_eq!(Num::Int(3).compare(Num::Float(2.5)), Some(Ordering::Greater));
+        assert_eq!(
+            Num::Int(3).compare(Num::Float(2.5)),
+            Some(Ordering::Greater)
+        );
         assert_eq!(Num::Int(-3).compare(Num::Float(-2.5)), Some(Ordering::Less));
     }
 }

@@ -2,11 +2,31 @@
 //! and `JsonView` over Python objects so the validator reads them in place.
 
 use super::SchemaError;
+use crate::core::json::Tape;
 use crate::core::json::{self, MAX_DEPTH};
-use crate::core::schema::{JsonView, Kind, Num};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use std::borrow::Cow;
+use std::cell::RefCell;
+
+thread_local! {
+    /// Per-thread scratch: the serialized bytes and their token tape, reused between calls so
+    /// the hot path allocates nothing once warm.
+    static SCRATCH: RefCell<(Vec<u8>, Tape)> = RefCell::new((Vec::with_capacity(4096), Tape::default()));
+}
+
+/// Serialize `obj` into the thread's scratch buffer and hand the bytes and an empty tape to
+/// `f` (which may release the GIL: the bytes no longer need Python).
+pub fn with_serialized<R>(
+    obj: &Bound<'_, PyAny>,
+    f: impl FnOnce(&[u8], &mut Tape) -> R,
+) -> Result<R, ConvertError> {
+    SCRATCH.with(|cell| {
+        let (buf, tape) = &mut *cell.borrow_mut();
+        buf.clear();
+        write_obj(buf, obj, 0)?;
+        Ok(f(buf, tape))
+    })
+}
 
 /// A serialization failure: path segments (innermost first) and the reason.
 pub struct ConvertError {
@@ -142,84 +162,4 @@ pub fn to_json<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<
     let mut out = Vec::new();
     write_obj(&mut out, obj, 0).map_err(|e| SchemaError::new_err(e.render("value")))?;
     Ok(PyBytes::new(py, &out))
-}
-
-/// A Python object seen as JSON (only after `write_obj` accepted it, or kinds default).
-pub struct PyNode<'py>(pub Bound<'py, PyAny>);
-
-impl JsonView for PyNode<'_> {
-    fn kind(&self) -> Kind {
-        let o = &self.0;
-        if o.is_instance_of::<PyString>() {
-            Kind::String
-        } else if o.is_instance_of::<PyDict>() {
-            Kind::Object
-        } else if o.is_instance_of::<PyBool>() {
-            Kind::Bool
-        } else if o.is_instance_of::<PyInt>() || o.is_instance_of::<PyFloat>() {
-            Kind::Number
-        } else if o.is_instance_of::<PyList>() || o.is_instance_of::<PyTuple>() {
-            Kind::Array
-        } else {
-            Kind::Null
-        }
-    }
-
-    fn as_bool(&self) -> bool {
-        self.0.is_truthy().unwrap_or(false)
-    }
-
-    fn as_num(&self) -> Num {
-        if let Ok(f) = self.0.downcast::<PyFloat>() {
-            return Num::Float(f.value());
-        }
-        if let Ok(i) = self.0.extract::<i64>() {
-            return Num::Int(i as i128);
-        }
-        match self.0.extract::<u64>() {
-            Ok(u) => Num::Int(u as i128),
-            Err(_) => Num::Float(self.0.extract::<f64>().unwrap_or(f64::NAN)),
-        }
-    }
-
-    fn as_str(&self) -> Cow<'_, str> {
-        match self.0.downcast::<PyString>() {
-            Ok(s) => s.to_cow().unwrap_or(Cow::Borrowed("")),
-            Err(_) => Cow::Borrowed(""),
-        }
-    }
-
-    fn array_len(&self) -> usize {
-        self.0.len().unwrap_or(0)
-    }
-
-    fn array_item(&self, i: usize) -> Self {
-        PyNode(
-            self.0
-                .get_item(i)
-                .unwrap_or_else(|_| self.0.py().None().into_bound(self.0.py())),
-        )
-    }
-
-    fn object_len(&self) -> usize {
-        self.0.len().unwrap_or(0)
-    }
-
-    fn object_get(&self, key: &str) -> Option<Self> {
-        let d = self.0.downcast::<PyDict>().ok()?;
-        d.get_item(key).ok().flatten().map(PyNode)
-    }
-
-    fn for_each_member<E>(&self, f: &mut dyn FnMut(&str, Self) -> Result<(), E>) -> Result<(), E> {
-        if let Ok(d) = self.0.downcast::<PyDict>() {
-            for (k, v) in d.iter() {
-                if let Ok(k) = k.downcast::<PyString>() {
-                    if let Ok(k) = k.to_str() {
-                        f(k, PyNode(v))?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }

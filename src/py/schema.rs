@@ -1,13 +1,25 @@
 //! `SchemaValidator`: one compiled schema, for the registry, the CLI and the differential tests.
+//! Documents are validated exactly as emit() does: serialized, then read through a token tape.
 
-use super::convert::PyNode;
+use super::convert::with_serialized;
 use super::SchemaError;
-use crate::core::schema::Schema;
+use crate::core::json::{Checker, Tape};
+use crate::core::schema::{Schema, TapeNode, Violation};
 use pyo3::prelude::*;
 
 #[pyclass(frozen, module = "ledgerx._core")]
 pub struct SchemaValidator {
     schema: Schema,
+}
+
+impl SchemaValidator {
+    fn check(&self, document: &Bound<'_, PyAny>) -> PyResult<Result<(), Violation>> {
+        with_serialized(document, |bytes, tape| {
+            tape.parse(bytes).map_err(SchemaError::new_err)?;
+            Ok(self.schema.validate(&TapeNode::root(bytes, tape)))
+        })
+        .map_err(|e| SchemaError::new_err(e.render("document")))?
+    }
 }
 
 #[pymethods]
@@ -20,28 +32,31 @@ impl SchemaValidator {
         Ok(SchemaValidator { schema })
     }
 
+    /// Validate a Python object (JSON types only).
     fn is_valid(&self, document: Bound<'_, PyAny>) -> PyResult<bool> {
-        check_jsonable(&document)?;
-        Ok(self.schema.validate(&PyNode(document)).is_ok())
+        Ok(self.check(&document)?.is_ok())
     }
 
+    /// Raise SchemaError `label.path: rule` on the first violation.
     #[pyo3(signature = (document, label = "data"))]
     fn validate(&self, document: Bound<'_, PyAny>, label: &str) -> PyResult<()> {
-        check_jsonable(&document)?;
-        self.schema
-            .validate(&PyNode(document))
+        self.check(&document)?
             .map_err(|v| SchemaError::new_err(v.render(label)))
     }
 
-    fn is_valid_json(&self, text: &[u8]) -> PyResult<bool> {
-        let v: serde_json::Value = serde_json::from_slice(text)
+    /// Validate a JSON document given as text (str or bytes); refuses non-I-JSON text.
+    fn is_valid_json(&self, text: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let owned;
+        let bytes: &[u8] = if let Ok(s) = text.extract::<&str>() {
+            s.as_bytes()
+        } else {
+            owned = text.extract::<Vec<u8>>()?;
+            &owned
+        };
+        Checker::value_only(bytes)
             .map_err(|e| SchemaError::new_err(format!("document is not valid JSON: {e}")))?;
-        Ok(self.schema.validate(&&v).is_ok())
+        let mut tape = Tape::default();
+        tape.parse(bytes).map_err(SchemaError::new_err)?;
+        Ok(self.schema.validate(&TapeNode::root(bytes, &tape)).is_ok())
     }
-}
-
-fn check_jsonable(doc: &Bound<'_, PyAny>) -> PyResult<()> {
-    let mut sink = Vec::new();
-    super::convert::write_obj(&mut sink, doc, 0)
-        .map_err(|e| SchemaError::new_err(e.render("document")))
 }

@@ -1,16 +1,14 @@
 //! `Writer`: validates and serializes `data` from Python objects, then hands the line to the
 //! core appender. Blocking work (write, fdatasync, waiting on the flusher) runs without the GIL.
 
-use super::convert::write_obj;
+use super::convert::with_serialized;
 use super::{to_py, SchemaError};
-use crate::core::json::Tape;
 use crate::core::schema::Registry;
 use crate::core::schema::TapeNode;
 use crate::core::writer::{self as cw, Config, Durability, EventHead};
 use crate::core::Error;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,10 +16,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How often emit() looks at `_schema.json` for registrations by other processes.
 const REGISTRY_CHECK_MS: i64 = 1000;
-
-thread_local! {
-    static DATA_BUF: RefCell<(Vec<u8>, Tape)> = RefCell::new((Vec::with_capacity(4096), Tape::default()));
-}
 
 struct RegistryState {
     registry: Arc<Registry>,
@@ -215,21 +209,15 @@ impl Writer {
                 )));
             }
         }
-        DATA_BUF.with(|cell| {
-            let (buf, tape) = &mut *cell.borrow_mut();
-            buf.clear();
-            // Reading Python objects needs the GIL; everything after works on the bytes.
-            write_obj(buf, data.as_any(), 0).map_err(|e| {
-                SchemaError::new_err(format!("{event_type} v{version}: {}", e.render("data")))
-            })?;
-            let bytes: &[u8] = buf;
-            let head = EventHead {
-                event_type,
-                schema_version: version,
-                run_id,
-                event_id,
-                ts_us,
-            };
+        let head = EventHead {
+            event_type,
+            schema_version: version,
+            run_id,
+            event_id,
+            ts_us,
+        };
+        // Reading Python objects needs the GIL; everything after works on the bytes.
+        let result = with_serialized(data.as_any(), |bytes, tape| {
             let mut work = || -> Result<(cw::Position, bool), Error> {
                 tape.parse(bytes).map_err(Error::schema)?;
                 schema.validate(&TapeNode::root(bytes, tape)).map_err(|v| {
@@ -237,24 +225,28 @@ impl Writer {
                 })?;
                 self.inner.emit(&head, bytes)
             };
-            let (pos, backpressure) = if self.durability == "group" {
+            if self.durability == "group" {
                 // Queueing is a memcpy under a short lock: cheaper than a GIL round trip.
-                work().map_err(to_py)?
+                work()
             } else {
-                py.allow_threads(work).map_err(to_py)?
-            };
-            if backpressure {
-                py.allow_threads(|| self.inner.wait_drained());
+                py.allow_threads(work)
             }
-            let file = self.file_str(py, &pos.file);
-            PyTuple::new(
-                py,
-                [
-                    file.into_any(),
-                    pos.offset.into_pyobject(py)?.into_any().unbind(),
-                ],
-            )
         })
+        .map_err(|e| {
+            SchemaError::new_err(format!("{event_type} v{version}: {}", e.render("data")))
+        })?;
+        let (pos, backpressure) = result.map_err(to_py)?;
+        if backpressure {
+            py.allow_threads(|| self.inner.wait_drained());
+        }
+        let file = self.file_str(py, &pos.file);
+        PyTuple::new(
+            py,
+            [
+                file.into_any(),
+                pos.offset.into_pyobject(py)?.into_any().unbind(),
+            ],
+        )
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
