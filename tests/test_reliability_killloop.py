@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from crc32c_ref import crc32c
 
 ROUNDS = int(os.environ.get("LEDGERX_KILL_ROUNDS", "20"))
@@ -59,8 +60,12 @@ def _reader(p: subprocess.Popen[str], acked: set[tuple[str, int]]) -> None:
 
 
 def _index(root: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "ledgerx", "rebuild", "--root", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ledgerx", "rebuild", "--root", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_loop(root: Path) -> None:
@@ -68,8 +73,11 @@ def test_sigkill_loop(root: Path) -> None:
     acked: set[tuple[str, int]] = set()
     for rnd in range(ROUNDS):
         writers = [
-            subprocess.Popen([sys.executable, "-c", WRITER, str(root), f"r{rnd}-w{k}", mode],
-                             stdout=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(root), f"r{rnd}-w{k}", mode],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             for k, mode in enumerate(MODES)
         ]
         readers = [threading.Thread(target=_reader, args=(p, acked)) for p in writers]
@@ -96,13 +104,21 @@ def test_sigkill_loop(root: Path) -> None:
     assert len(acked) > 1000, "the writers acknowledged too little to prove anything"
 
     # Let the indexer finish, twice: the second run must change nothing (G5).
-    r = subprocess.run([sys.executable, "-m", "ledgerx", "rebuild", "--root", str(root)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "ledgerx", "rebuild", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     db = root / "index" / "runs.duckdb"
     before = (db.stat().st_mtime_ns, db.stat().st_size)
-    r = subprocess.run([sys.executable, "-m", "ledgerx", "rebuild", "--root", str(root)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "ledgerx", "rebuild", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert (db.stat().st_mtime_ns, db.stat().st_size) == before, "G5: re-run changed the index"
 
@@ -113,14 +129,16 @@ def test_sigkill_loop(root: Path) -> None:
     ).fetchall()
     indexed = {(r[0], r[1]) for r in rows}
     missing = acked - indexed
-    assert not missing, f"G1: {len(missing)} acknowledged events not indexed, e.g. {sorted(missing)[:3]}"
+    assert not missing, (
+        f"G1: {len(missing)} acknowledged events not indexed, e.g. {sorted(missing)[:3]}"
+    )
     assert len({r[2] for r in rows}) == len(rows), "G2: an event indexed twice"
     assert len(indexed) == len(rows), "G2: the same trial indexed twice"
 
     events = root / "events"
     per_file_bytes: dict[str, int] = {}
     cache: dict[str, bytes] = {}
-    for run_id, _, event_id, writer, seq, file, off, n in rows:
+    for run_id, _, event_id, _writer, _seq, file, off, n in rows:
         if file not in cache:
             cache[file] = (events / file).read_bytes()
         raw = cache[file]
@@ -130,7 +148,7 @@ def test_sigkill_loop(root: Path) -> None:
         assert line[cut + 8 : cut + 16].decode() == f"{crc32c(line[:cut]):08x}", "G3: bad crc"
         assert event_id.encode() in line and run_id.encode() in line
         per_file_bytes[file] = per_file_bytes.get(file, 0) + n
-    bad = dict(con.execute('SELECT file, sum(len) FROM _bad_lines GROUP BY file').fetchall())
+    bad = dict(con.execute("SELECT file, sum(len) FROM _bad_lines GROUP BY file").fetchall())
     offsets = dict(con.execute('SELECT file, "offset" FROM _ledger_files').fetchall())
     for part in events.glob("day=*/part-*.jsonl"):
         rel = f"{part.parent.name}/{part.name}"
@@ -153,5 +171,7 @@ def test_sigkill_loop(root: Path) -> None:
 def test_sigkill_soak(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`make soak`: the same loop for 1,000 rounds."""
     global ROUNDS
-    monkeypatch.setattr(sys.modules[__name__], "ROUNDS", int(os.environ.get("LEDGERX_SOAK_ROUNDS", "1000")))
+    monkeypatch.setattr(
+        sys.modules[__name__], "ROUNDS", int(os.environ.get("LEDGERX_SOAK_ROUNDS", "1000"))
+    )
     test_sigkill_loop(root)

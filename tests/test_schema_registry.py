@@ -13,12 +13,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-import schema_upcasters
 
 from ledgerx import _core
 from ledgerx.errors import SchemaError
 from ledgerx.schema import SchemaRegistry, ensure_registry, upcaster_path
 
+import schema_upcasters
 from conftest import run_py
 
 TESTS_DIR = str(Path(__file__).resolve().parent)

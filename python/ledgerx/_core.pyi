@@ -75,8 +75,12 @@ class ScanBatch:
     pending_bytes: int
     file_size: int
     bad_lines: list[tuple[int, int, str]]
+    error: str | None
+    """Why the file could not be read at all (not a regular file, I/O error); else None."""
     num_rows: int
-    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
+    def __arrow_c_array__(
+        self, requested_schema: object | None = None
+    ) -> tuple[object, object]: ...
 
 def scan_files(
     events_dir: str,
@@ -87,7 +91,9 @@ def scan_files(
 ) -> list[ScanBatch]:
     """Scan each (relative path, start offset) in parallel without the GIL. Columns:
     event_id, event_type, schema_version (int64), ts (timestamp[us, UTC]), run_id (nullable),
-    writer, seq (int64), data (JSON text), offset (int64), line_bytes (int64)."""
+    writer, seq (int64), data (JSON text), offset (int64), line_bytes (int64). A file that
+    cannot be read yields a batch with `error` set instead of raising; lines over 16 MiB are
+    reported as bad."""
 
 def to_json(obj: Any) -> bytes:
     """Serialize like emit() does (I-JSON checks included)."""

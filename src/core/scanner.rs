@@ -120,12 +120,27 @@ pub struct BadLine {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct ScanOptions {
     /// Refuse lines without `crc` (third-party lines are accepted otherwise).
     pub strict: bool,
     /// Read at most this many bytes per call (whole lines; a longer single line is still read).
     pub max_bytes: u64,
+    /// A line longer than this (newline included) is bad: no writer may produce it.
+    pub max_line_bytes: u64,
+}
+
+/// The writer's default `max_event_bytes`.
+pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            strict: false,
+            max_bytes: 0,
+            max_line_bytes: MAX_LINE_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -220,7 +235,17 @@ pub fn scan_buffer(
     while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
         let line = &buf[pos..pos + nl];
         let off = base + pos as u64;
-        if let Err(reason) = take_line(line, off, opts, cols) {
+        if nl as u64 + 1 > opts.max_line_bytes {
+            bad.push(BadLine {
+                offset: off,
+                len: nl as u64 + 1,
+                reason: format!(
+                    "line of {} bytes exceeds {} bytes",
+                    nl + 1,
+                    opts.max_line_bytes
+                ),
+            });
+        } else if let Err(reason) = take_line(line, off, opts, cols) {
             // A valid event glued behind a torn prefix (a writer died mid-line and another
             // appended after it): recover the event, report the prefix.
             match glued_start(line)
@@ -370,7 +395,7 @@ mod tests {
             0,
             ScanOptions {
                 strict,
-                max_bytes: 0,
+                ..ScanOptions::default()
             },
             &mut c,
             &mut b,
@@ -407,5 +432,20 @@ mod tests {
         let (c, bad, _) = scan(&buf, true);
         assert_eq!(c.len(), 2);
         assert_eq!(bad.len(), 3);
+    }
+
+    #[test]
+    fn oversized_lines_are_bad() {
+        let mut big = b"{\"x\":\"".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 100));
+        big.extend_from_slice(b"\"}\n");
+        let mut c = Columns::default();
+        let mut b = Vec::new();
+        let opts = ScanOptions {
+            max_line_bytes: 50,
+            ..ScanOptions::default()
+        };
+        scan_buffer(&big, 0, opts, &mut c, &mut b);
+        assert!(b[0].reason.contains("exceeds 50 bytes"), "{b:?}");
     }
 }

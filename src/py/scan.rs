@@ -25,6 +25,9 @@ pub struct ScanBatch {
     file_size: u64,
     #[pyo3(get)]
     bad_lines: Vec<(u64, u64, String)>,
+    /// Why the file could not be read at all (not a regular file, I/O error), else None.
+    #[pyo3(get)]
+    error: Option<String>,
     columns: Arc<Columns>,
 }
 
@@ -80,7 +83,11 @@ pub fn scan_files(
     max_bytes: u64,
     threads: usize,
 ) -> PyResult<Vec<ScanBatch>> {
-    let opts = ScanOptions { strict, max_bytes };
+    let opts = ScanOptions {
+        strict,
+        max_bytes,
+        ..ScanOptions::default()
+    };
     let n = files.len();
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -115,7 +122,18 @@ pub fn scan_files(
             .ok()
             .flatten()
             .unwrap_or_else(|| Ok(ScanResult::default()));
-        let r = r.map_err(to_py)?;
+        // One unreadable file (a FIFO or symlink dropped into the log, an I/O error) is reported
+        // on its own batch; the other files are still scanned.
+        let (r, error) = match r {
+            Ok(r) => (r, None),
+            Err(e) => (
+                ScanResult {
+                    end_offset: start,
+                    ..ScanResult::default()
+                },
+                Some(to_py(e).to_string()),
+            ),
+        };
         out.push(ScanBatch {
             file: rel,
             start_offset: start,
@@ -127,6 +145,7 @@ pub fn scan_files(
                 .into_iter()
                 .map(|b| (b.offset, b.len, b.reason))
                 .collect(),
+            error,
             columns: Arc::new(r.columns),
         });
     }

@@ -122,6 +122,26 @@ def list_part_files(ev: Path, since_date: str | None = None) -> list[tuple[str, 
     return out
 
 
+def irregular_entries(ev: Path) -> list[str]:
+    """Day directories and part files that are not what they claim (a symlink, a FIFO, a
+    file in place of a directory): never read, always reported."""
+    out: list[str] = []
+    if not ev.is_dir():
+        return out
+    for d in sorted(os.scandir(ev), key=lambda e: e.name):
+        if not d.name.startswith("day="):
+            continue
+        if not d.is_dir(follow_symlinks=False):
+            kind = "symlink" if d.is_symlink() else "not a directory"
+            out.append(f"{d.name}: skipped ({kind})")
+            continue
+        for f in sorted(os.scandir(d.path), key=lambda e: e.name):
+            if f.name.endswith(".jsonl") and not f.is_file(follow_symlinks=False):
+                kind = "symlink" if f.is_symlink() else "not a regular file"
+                out.append(f"{d.name}/{f.name}: skipped ({kind})")
+    return out
+
+
 def check_since_date(since_date: str | None) -> str | None:
     if since_date is None:
         return None
@@ -205,6 +225,7 @@ class _Scanner:
         self.newest = upcaster.newest_versions() if upcaster is not None else {}
         self.bad: list[tuple[str, int, int, str]] = []
         self.upcast_errors: list[str] = []
+        self.file_errors: list[str] = []
         self.total = sum(s.size - s.start for s in states)
         self.done = 0
         self.rows = 0
@@ -250,6 +271,10 @@ class _Scanner:
                 )
                 out: list[pa.RecordBatch] = []
                 for s, b in zip(group, batches, strict=True):
+                    if b.error is not None:
+                        # Unreadable (e.g. replaced by a FIFO): report it, index the rest.
+                        self.file_errors.append(b.error)
+                        continue
                     advanced = b.end_offset - s.end
                     s.end = b.end_offset
                     s.events += b.num_rows
@@ -352,6 +377,7 @@ def build_index(
             ckpt, meta = read_state(paths.runs)
         states: list[_FileState] = []
         parts = list_part_files(ev, since)
+        rep.warnings.extend(irregular_entries(ev))
         for rel, day, size in parts:
             off, n_ev, n_bad = ckpt.get(rel, (0, 0, 0))
             if size < off:
@@ -431,6 +457,7 @@ def build_index(
             rep.bytes = scanner.done + arch_bytes
             rep.events = scanner.rows + arch_rows
             rep.warnings.extend(scanner.upcast_errors[:MAX_REPORTED_BAD])
+            rep.warnings.extend(scanner.file_errors)
             bad = list(scanner.bad) + arch_bad
             rep.duplicates = _drop_duplicates(con, gen, incremental, bad)
             _trace("dedupe")
