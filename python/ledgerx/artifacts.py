@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledgerx.config import artifacts_dir
 from ledgerx.errors import SchemaError
+from ledgerx.fsutil import ensure_dir, fsync_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -105,26 +106,6 @@ def to_arrow_table(data: Any) -> pa.Table:
     )
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _ensure_dir(d: Path) -> None:
-    """mkdir -p, fsyncing the parent of every folder created so the entry itself is durable."""
-    if d.is_dir():
-        return
-    _ensure_dir(d.parent)
-    try:
-        d.mkdir()
-    except FileExistsError:
-        return
-    _fsync_dir(d.parent)
-
-
 def _sha256_and_size(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
@@ -192,7 +173,7 @@ class RunArtifacts:
         return self.write_json(CONFIG, dict(self.run.config) if obj is None else obj)
 
     def _commit(self, stem: str, fmt: str, write: Any, rows: int | None) -> Artifact:
-        _ensure_dir(self.dir)
+        ensure_dir(self.dir)
         final = self.dir / f"{stem}.{fmt}"
         tmp = self.dir / f".{stem}.{fmt}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
         try:
@@ -208,7 +189,7 @@ class RunArtifacts:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
-        _fsync_dir(self.dir)
+        fsync_path(self.dir)
         rel = final.relative_to(self.root).as_posix()
         art = Artifact(name=stem, path=rel, format=fmt, bytes=size, sha256=sha, rows=rows)
         self.run.emit("artifact.created", art.event_data())

@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import IndexBusyError, LedgerError
+from ledgerx.fsutil import ensure_dir, fsync_path
 
 ARCHIVE_FORMAT = 1
 META_KEY = b"ledgerx.archive"
@@ -260,23 +261,6 @@ class RetentionReport:
         return asdict(self)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _ensure_dir(d: Path) -> None:
-    if d.is_dir():
-        return
-    _ensure_dir(d.parent)
-    with contextlib.suppress(FileExistsError):
-        d.mkdir()
-        _fsync(d.parent)
-
-
 def ids_hash(ids: list[str]) -> str:
     """SHA-256 of the sorted event ids, one per line: order-free, so the log and the archive
     (or the index) can be compared."""
@@ -344,7 +328,7 @@ def _write_archive(adir: Path, s: _Scanned) -> tuple[Path, int, str]:
     table = s.table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     try:
         pq.write_table(table, tmp, compression="zstd")
-        _fsync(tmp)
+        fsync_path(tmp)
         # Verify what is on disk, not what we meant to write.
         back = pq.read_table(tmp)
         got = read_archive_meta(tmp)
@@ -359,14 +343,14 @@ def _write_archive(adir: Path, s: _Scanned) -> tuple[Path, int, str]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync(adir)
+    fsync_path(adir)
     return final, final.stat().st_size, want_hash
 
 
 def _quarantine(ev: Path, rel: str, offset: int, data: bytes, reason: str) -> None:
     """Same files as the writer's quarantine: `<rel>@<offset>.<us>.bin` + `.reason.json`."""
     qdir = ev / QUARANTINE
-    _ensure_dir(qdir)
+    ensure_dir(qdir)
     stem = f"{rel.replace('/', '__')}@{offset}.{time.time_ns() // 1000}"
     reason_doc = {"file": rel, "offset": offset, "bytes": len(data), "reason": reason}
     for p, content in (
@@ -377,7 +361,7 @@ def _quarantine(ev: Path, rel: str, offset: int, data: bytes, reason: str) -> No
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
-    _fsync(qdir)
+    fsync_path(qdir)
 
 
 def _save_leftovers(ev: Path, s: _Scanned) -> int:
@@ -504,7 +488,7 @@ def _archive_day(root: Path, ev: Path, day: str, dry_run: bool, lock_timeout: fl
             res.action = "would_archive"
             return res
         adir = archive_events_dir(root) / f"day={day}"
-        _ensure_dir(adir)
+        ensure_dir(adir)
         for s in scanned:
             _, nbytes, _ = _write_archive(adir, s)
             res.archive_bytes += nbytes
@@ -515,10 +499,10 @@ def _archive_day(root: Path, ev: Path, day: str, dry_run: bool, lock_timeout: fl
                 p.unlink()
                 with contextlib.suppress(FileNotFoundError):
                     p.with_name(p.name + ".abandoned").unlink()
-            _fsync(ddir)
+            fsync_path(ddir)
             try:
                 ddir.rmdir()  # fails when a new part appeared meanwhile: leave it for next time
-                _fsync(ev)
+                fsync_path(ev)
             except OSError:
                 pass
     res.action = "archived"

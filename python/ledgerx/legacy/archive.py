@@ -21,6 +21,7 @@ from typing import Any
 
 from ledgerx.config import resolve_root
 from ledgerx.errors import LedgerError
+from ledgerx.fsutil import atomic_write, fsync_path
 from ledgerx.legacy.compare import CompareReport, compare
 from ledgerx.legacy.source import legacy_files
 
@@ -43,23 +44,6 @@ def sha256_file(p: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(p: Path, text: str) -> None:
-    tmp = p.with_name(f".{p.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, p)
 
 
 def _move(src: Path, dst: Path) -> None:
@@ -121,8 +105,8 @@ def archive(
         for s, d in reversed(moved):  # put it back as it was
             _move(d, s)
         raise
-    _fsync_dir(dest_dir)
-    _fsync_dir(src.parent)
+    fsync_path(dest_dir)
+    fsync_path(src.parent)
     manifest = {
         "ledgerx_legacy_archive": 1,
         "source": str(src),
@@ -136,12 +120,12 @@ def archive(
             "rows": rep.rows_compared,
         },
     }
-    _write_atomic(
+    atomic_write(
         dest_dir / f"{src.name}.sha256", "".join(f"{after[d.name]}  {d.name}\n" for d in dests)
     )
     mpath = dest_dir / f"{src.name}.manifest.json"
-    _write_atomic(mpath, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    _fsync_dir(dest_dir)
+    atomic_write(mpath, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    fsync_path(dest_dir)
     return ArchiveReport(
         archived=[str(d) for d in dests],
         manifest=str(mpath),

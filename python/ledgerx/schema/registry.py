@@ -28,13 +28,13 @@ import importlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ledgerx import _core
 from ledgerx.errors import SchemaError
+from ledgerx.fsutil import atomic_write, fsync_path
 
 __all__ = [
     "FORMAT_VERSION",
@@ -134,30 +134,6 @@ def _resolve(path: str, context: str) -> Upcaster:
     return obj  # type: ignore[no-any-return]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """temp file in the same directory, fsync, rename over `path`, fsync the directory."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 @contextlib.contextmanager
 def _exclusive(events_dir: Path) -> Iterator[None]:
     """Hold the registry lock: every read-modify-write of `_schema.json` happens under it."""
@@ -221,7 +197,7 @@ def ensure_registry(events_dir: str | os.PathLike[str]) -> Path:
     created = not events.exists()
     events.mkdir(parents=True, exist_ok=True)
     if created:
-        _fsync_dir(events.parent)
+        fsync_path(events.parent)
     with _exclusive(events):
         doc = _read(path)
         if doc is None:
@@ -232,7 +208,7 @@ def ensure_registry(events_dir: str | os.PathLike[str]) -> Path:
                 return path
             for t in missing:
                 doc["types"][t] = builtin["types"][t]
-        _atomic_write(path, _dumps(doc))
+        atomic_write(path, _dumps(doc))
     return path
 
 
@@ -418,7 +394,7 @@ class SchemaRegistry:
                     ups[str(version - 1)] = up_path
                     changed = True
             if changed:
-                _atomic_write(self.path, _dumps(doc))
+                atomic_write(self.path, _dumps(doc))
         if changed and self._on_change is not None:
             self._on_change()
         return version
@@ -445,7 +421,7 @@ class SchemaRegistry:
                     f"{old} (pass replace=True to change it)"
                 )
             ups[str(from_version)] = path
-            _atomic_write(self.path, _dumps(doc))
+            atomic_write(self.path, _dumps(doc))
         if self._on_change is not None:
             self._on_change()
 
