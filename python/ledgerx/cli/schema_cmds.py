@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ledgerx import _core
+from ledgerx import _core, strictjson
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import SchemaError
 from ledgerx.schema import SchemaRegistry
@@ -127,19 +127,6 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def check_line(reg: SchemaRegistry, raw: bytes) -> str | None:
     """Why one JSONL line is not a valid ledgerx event, or None if it is."""
     if raw.endswith(b"\n"):
@@ -151,7 +138,7 @@ def check_line(reg: SchemaRegistry, raw: bytes) -> str | None:
     except UnicodeDecodeError as e:
         return f"not UTF-8: {e.reason} at byte {e.start}"
     try:
-        ev = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        ev = strictjson.loads(text)
     except ValueError as e:
         return f"not valid JSON: {e}"
     if not isinstance(ev, dict):

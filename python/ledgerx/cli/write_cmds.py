@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledgerx import _core
+from ledgerx import _core, strictjson
 from ledgerx.config import events_dir, resolve_root
 
 
@@ -36,24 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def parse_json_object(text: str, what: str = "--data") -> dict[str, Any]:
-    """Strict JSON: no NaN/Infinity, no duplicate keys, an object at the top."""
+    """Strict JSON (no NaN/Infinity, no duplicate keys) with an object at the top."""
     from ledgerx.cli import CliError
 
-    def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in pairs:
-            if k in out:
-                raise CliError(f"{what}: duplicate key {k!r}")
-            out[k] = v
-        return out
-
-    def no_constants(name: str) -> Any:
-        raise CliError(f"{what}: {name} is not valid JSON")
-
     try:
-        value = json.loads(text, object_pairs_hook=no_dupes, parse_constant=no_constants)
+        value = strictjson.loads(text)
     except json.JSONDecodeError as e:
         raise CliError(f"{what} is not valid JSON: {e}") from None
+    except ValueError as e:
+        raise CliError(f"{what}: {e}") from None
     if not isinstance(value, dict):
         raise CliError(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
