@@ -43,12 +43,12 @@ def backtest(px: list[float], fast: int, slow: int) -> dict[str, float]:
     return {"pnl": round(pnl, 6), "max_drawdown": round(dd, 6), "trades": float(trades)}
 
 
-def worker(root: str, worker_no: int) -> None:
+def worker(root: str, worker_no: int, stamp: str) -> None:
     ledger = ledgerx.open(root)
     for r in range(RUNS_PER_WORKER):
         seed = worker_no * 100 + r
         config = {"strategy": "ma_cross", "seed": seed, "grid": {"fast": [2, 20], "slow": [30, 90]}}
-        run_id = f"demo-w{worker_no}-r{r}"
+        run_id = f"demo-{stamp}-w{worker_no}-r{r}"  # unique per `make demo`
         try:
             with ledger.run(
                 run_id=run_id,
@@ -84,7 +84,8 @@ def main() -> int:
     root = Path(os.environ.get("LEDGERX_ROOT") or "data/ledger").absolute()
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=worker, args=(str(root), w)) for w in range(WORKERS)]
+    stamp = time.strftime("%H%M%S", time.gmtime())
+    procs = [ctx.Process(target=worker, args=(str(root), w, stamp)) for w in range(WORKERS)]
     for p in procs:
         p.start()
     for p in procs:
