@@ -79,18 +79,25 @@ impl<'a> Checker<'a> {
     /// Check that `b` is exactly one JSON object (surrounding whitespace allowed) and return
     /// its members. Error: a short reason.
     pub fn object_members(b: &'a [u8]) -> Result<Members, String> {
+        let mut members = Vec::with_capacity(12);
+        Self::object_members_into(b, &mut members)?;
+        Ok(members)
+    }
+
+    /// Like `object_members`, into a reused vector.
+    pub fn object_members_into(b: &'a [u8], members: &mut Members) -> Result<(), String> {
+        members.clear();
         let mut c = Checker { b, i: 0 };
         c.ws();
         if c.peek() != Some(b'{') {
             return Err("not a JSON object".into());
         }
-        let mut members = Vec::with_capacity(12);
-        c.object(1, Some(&mut members))?;
+        c.object(1, Some(members))?;
         c.ws();
         if c.i != b.len() {
             return Err(format!("trailing bytes at column {}", c.i + 1));
         }
-        Ok(members)
+        Ok(())
     }
 
     /// Check that `b` is exactly one JSON value.
@@ -278,7 +285,12 @@ impl<'a> Checker<'a> {
             self.i += 1;
             return Ok(());
         }
-        let mut keys: Vec<Span> = Vec::new();
+        // Keys seen so far (for the duplicate check): the members when they are recorded,
+        // else a small inline list that spills to the heap for large objects.
+        let mut inline = [Span { start: 0, end: 0 }; 8];
+        let mut n_inline = 0usize;
+        let mut spill: Vec<Span> = Vec::new();
+        let mut any_esc = false;
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
@@ -291,17 +303,31 @@ impl<'a> Checker<'a> {
                 end: self.i,
             };
             let kb = &self.b[ks..self.i];
-            // Escaped keys are compared decoded so "a" and "\u0061" count as the same key.
-            let dup = keys.iter().any(|k| {
-                let other = &self.b[k.start..k.end];
-                other == kb
-                    || (other.contains(&b'\\') || kb.contains(&b'\\'))
-                        && unescape(other) == unescape(kb)
-            });
+            // Escaped keys are compared decoded so "a" and "\u0061" count as the same key;
+            // while no key of the object has an escape, bytes are compared.
+            let b = self.b;
+            let kb_esc = memchr::memchr(b'\\', kb).is_some();
+            let decode = kb_esc || any_esc;
+            any_esc |= kb_esc;
+            let same = |k: &Span| {
+                let other = &b[k.start..k.end];
+                other == kb || decode && unescape(other) == unescape(kb)
+            };
+            let dup = match out.as_deref() {
+                Some(m) => m.iter().any(|(k, _)| same(k)),
+                None => inline[..n_inline].iter().any(same) || spill.iter().any(same),
+            };
             if dup {
                 return self.err("duplicate key");
             }
-            keys.push(key);
+            if out.is_none() {
+                if n_inline < inline.len() {
+                    inline[n_inline] = key;
+                    n_inline += 1;
+                } else {
+                    spill.push(key);
+                }
+            }
             self.ws();
             if self.peek() != Some(b':') {
                 return self.err("expected :");

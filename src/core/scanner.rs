@@ -4,7 +4,8 @@
 
 use super::clock;
 use super::error::{Error, Result};
-use super::json::{unescape, Checker, Members, Span};
+use super::json::{unescape, Checker, Members};
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
@@ -191,11 +192,12 @@ pub fn scan_file(path: &Path, start: u64, opts: ScanOptions) -> Result<ScanResul
     let mut want = (size - start).min(budget.max(1 << 16));
     let mut buf = Vec::new();
     loop {
-        buf.resize(want as usize, 0);
+        // Into spare capacity: no zero-filling of a buffer the read overwrites anyway.
+        buf.clear();
+        buf.reserve_exact(want as usize);
         f.seek(SeekFrom::Start(start))
             .map_err(|e| Error::io(path, e))?;
-        let got = read_full(&mut f, &mut buf).map_err(|e| Error::io(path, e))?;
-        buf.truncate(got);
+        let got = read_full(&mut f, &mut buf, want).map_err(|e| Error::io(path, e))?;
         // A line longer than the budget: read further until it ends or the file does.
         if memchr::memchr(b'\n', &buf).is_none() && start + (got as u64) < size {
             want = (want * 2).min(size - start);
@@ -209,17 +211,9 @@ pub fn scan_file(path: &Path, start: u64, opts: ScanOptions) -> Result<ScanResul
     Ok(res)
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+/// Append up to `want` bytes from `f` to `buf`; returns how many were read.
+fn read_full(f: &mut File, buf: &mut Vec<u8>, want: u64) -> io::Result<usize> {
+    f.take(want).read_to_end(buf)
 }
 
 /// Scan complete lines of `buf` (which starts at file offset `base`). Returns bytes consumed
@@ -232,6 +226,8 @@ pub fn scan_buffer(
     bad: &mut Vec<BadLine>,
 ) -> usize {
     let mut pos = 0;
+    let mut sc = Scratch::default();
+    cols.data.values.reserve(buf.len());
     while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
         let line = &buf[pos..pos + nl];
         let off = base + pos as u64;
@@ -245,11 +241,11 @@ pub fn scan_buffer(
                     opts.max_line_bytes
                 ),
             });
-        } else if let Err(reason) = take_line(line, off, opts, cols) {
+        } else if let Err(reason) = take_line(line, off, opts, cols, &mut sc) {
             // A valid event glued behind a torn prefix (a writer died mid-line and another
             // appended after it): recover the event, report the prefix.
             match glued_start(line)
-                .filter(|&k| take_line(&line[k..], off + k as u64, opts, cols).is_ok())
+                .filter(|&k| take_line(&line[k..], off + k as u64, opts, cols, &mut sc).is_ok())
             {
                 Some(k) => bad.push(BadLine {
                     offset: off,
@@ -273,19 +269,60 @@ fn glued_start(line: &[u8]) -> Option<usize> {
     memchr::memmem::rfind(line, pat).filter(|&k| k > 0)
 }
 
-fn member<'a>(line: &'a [u8], members: &Members, key: &str) -> Option<(Span, &'a [u8])> {
-    members.iter().find_map(|(k, v)| {
-        let kb = &line[k.start + 1..k.end - 1];
-        (kb == key.as_bytes()).then(|| (*k, &line[v.start..v.end]))
+/// Per-scan buffers reused from line to line.
+#[derive(Default)]
+struct Scratch {
+    members: Members,
+}
+
+/// The envelope members, by position: event_id, event_type, schema_version, ts, run_id,
+/// writer, seq, data, crc.
+const N_ENVELOPE: usize = 9;
+
+fn envelope_index(key: &[u8]) -> Option<usize> {
+    Some(match key {
+        b"event_id" => 0,
+        b"event_type" => 1,
+        b"schema_version" => 2,
+        b"ts" => 3,
+        b"run_id" => 4,
+        b"writer" => 5,
+        b"seq" => 6,
+        b"data" => 7,
+        b"crc" => 8,
+        _ => return None,
     })
 }
 
-fn json_string(v: &[u8]) -> Option<String> {
-    (v.first() == Some(&b'"')).then(|| unescape(v))
+/// A JSON string literal's text: borrowed when it has no escape (the line is valid UTF-8).
+fn json_string(v: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if v.first() != Some(&b'"') {
+        return None;
+    }
+    let inner = &v[1..v.len() - 1];
+    Some(if memchr::memchr(b'\\', inner).is_none() {
+        Cow::Borrowed(inner)
+    } else {
+        Cow::Owned(unescape(v).into_bytes())
+    })
 }
 
 fn json_int(v: &[u8]) -> Option<i64> {
     std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn hex8(s: &[u8]) -> Option<u32> {
+    if s.len() != 8 {
+        return None;
+    }
+    s.iter().try_fold(0u32, |acc, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | d as u32)
+    })
 }
 
 /// Check one line and append its envelope to the columns; Err(reason) if it is bad.
@@ -294,6 +331,7 @@ fn take_line(
     off: u64,
     opts: ScanOptions,
     cols: &mut Columns,
+    sc: &mut Scratch,
 ) -> std::result::Result<(), String> {
     if line.is_empty() {
         return Err("empty line".into());
@@ -301,71 +339,80 @@ fn take_line(
     if std::str::from_utf8(line).is_err() {
         return Err("not valid UTF-8".into());
     }
-    let members = Checker::object_members(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    match member(line, &members, "crc") {
-        Some((key, v)) => {
-            let last = members.last().is_some_and(|(k, _)| *k == key);
+    Checker::object_members_into(line, &mut sc.members)
+        .map_err(|e| format!("invalid JSON: {e}"))?;
+    let members = &sc.members;
+    let mut env: [Option<usize>; N_ENVELOPE] = [None; N_ENVELOPE];
+    for (i, (k, _)) in members.iter().enumerate() {
+        if let Some(j) = envelope_index(&line[k.start + 1..k.end - 1]) {
+            env[j] = Some(i);
+        }
+    }
+    let get = |j: usize| env[j].map(|i| &line[members[i].1.start..members[i].1.end]);
+    match env[8] {
+        Some(i) => {
+            let (key, v) = members[i];
+            let last = i + 1 == members.len();
             if !last || key.start == 0 || line[key.start - 1] != b',' {
                 return Err("crc is not the last member".into());
             }
-            let want = json_string(v).filter(|s| {
-                s.len() == 8 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-            });
+            let v = &line[v.start..v.end];
+            let want = json_string(v).and_then(|s| hex8(&s));
             let Some(want) = want else {
                 return Err("crc is not 8 lowercase hex digits".into());
             };
-            let got = format!("{:08x}", crc32c::crc32c(&line[..key.start - 1]));
+            let got = crc32c::crc32c(&line[..key.start - 1]);
             if got != want {
-                return Err(format!("crc mismatch: line has {want}, bytes give {got}"));
+                return Err(format!(
+                    "crc mismatch: line has {want:08x}, bytes give {got:08x}"
+                ));
             }
         }
         None if opts.strict => return Err("missing crc (strict mode)".into()),
         None => {}
     }
-    let event_id = member(line, &members, "event_id")
-        .and_then(|(_, v)| json_string(v))
+    let event_id = get(0)
+        .and_then(json_string)
         .filter(|s| !s.is_empty())
         .ok_or("missing or non-string event_id")?;
-    let event_type = member(line, &members, "event_type")
-        .and_then(|(_, v)| json_string(v))
+    let event_type = get(1)
+        .and_then(json_string)
         .filter(|s| !s.is_empty())
         .ok_or("missing or non-string event_type")?;
-    let version = match member(line, &members, "schema_version") {
+    let version = match get(2) {
         None => 1,
-        Some((_, v)) => json_int(v)
+        Some(v) => json_int(v)
             .filter(|&n| n >= 1)
             .ok_or("schema_version is not a positive integer")?,
     };
-    let ts = member(line, &members, "ts")
-        .and_then(|(_, v)| json_string(v))
-        .and_then(|s| clock::parse_ts(s.as_bytes()))
+    let ts = get(3)
+        .and_then(json_string)
+        .and_then(|s| clock::parse_ts(&s))
         .ok_or("missing or invalid ts (RFC 3339)")?;
-    let run_id = match member(line, &members, "run_id") {
-        None => None,
-        Some((_, b"null")) => None,
-        Some((_, v)) => Some(json_string(v).ok_or("run_id is neither a string nor null")?),
+    let run_id = match get(4) {
+        None | Some(b"null") => None,
+        Some(v) => Some(json_string(v).ok_or("run_id is neither a string nor null")?),
     };
-    let writer = match member(line, &members, "writer") {
-        None => String::new(),
-        Some((_, v)) => json_string(v).ok_or("writer is not a string")?,
+    let writer = match get(5) {
+        None => Cow::Borrowed(&b""[..]),
+        Some(v) => json_string(v).ok_or("writer is not a string")?,
     };
-    let seq = match member(line, &members, "seq") {
+    let seq = match get(6) {
         None => 0,
-        Some((_, v)) => json_int(v).ok_or("seq is not an integer")?,
+        Some(v) => json_int(v).ok_or("seq is not an integer")?,
     };
-    let data = member(line, &members, "data")
-        .map(|(_, v)| v)
+    let data = get(7)
         .filter(|v| v.first() == Some(&b'{'))
         .ok_or("missing or non-object data")?;
-    cols.event_id.push(event_id.as_bytes());
-    cols.event_type.push(event_type.as_bytes());
+    cols.event_id.push(&event_id);
+    cols.event_type.push(&event_type);
     cols.schema_version.push(version);
     cols.ts_us.push(ts);
     match run_id {
-        Some(r) => cols.run_id.push(r.as_bytes()),
+        Some(r) => cols.run_id.push(&r),
         None => cols.run_id.push_null(),
     }
-    cols.writer.push(writer.as_bytes());
+    cols.writer.push(&writer);
     cols.seq.push(seq);
     cols.data.push(data);
     cols.offset.push(off as i64);
