@@ -193,12 +193,15 @@ sys.stdin.readline()
 t0 = time.perf_counter()
 for i in range(n):
     emit("trial.recorded", data, run_id="p")
+t1 = time.perf_counter()
 led.close()
-print(time.perf_counter() - t0)
+print(t0, t1, time.perf_counter())
 """
 
 
-def _procs(root: Path, k: int, n: int) -> float:
+def _procs(root: Path, k: int, n: int) -> tuple[float, float]:
+    """k processes emitting n events each; returns (events/s while emitting, events/s until
+    every event is durable)."""
     ps = [
         subprocess.Popen(
             [sys.executable, "-c", PROC, str(root), str(n)],
@@ -209,15 +212,19 @@ def _procs(root: Path, k: int, n: int) -> float:
         for _ in range(k)
     ]
     time.sleep(1.0)  # let every interpreter start before the clock runs
-    t0 = time.perf_counter()
     for p in ps:
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
+    spans = []
     for p in ps:
         out, _ = p.communicate(timeout=600)
         assert p.returncode == 0
-    return k * n / (time.perf_counter() - t0)
+        spans.append([float(x) for x in out.split()])
+    start = min(s[0] for s in spans)
+    emitting = max(s[1] for s in spans) - start
+    durable = max(s[2] for s in spans) - start
+    return k * n / emitting, k * n / durable
 
 
 def test_two_processes_scale(bench_dir: Path, benchmark: Any) -> None:
@@ -227,13 +234,19 @@ def test_two_processes_scale(bench_dir: Path, benchmark: Any) -> None:
     from logcheck_bench import count_events
 
     assert count_events(Path(bench_dir) / "two") == 2 * n, "nothing lost"
-    ratio = two / one
+    ratio = two[0] / one[0]
     record(
         "emit",
-        "2 processes at once vs 1 (group)",
+        "2 processes at once vs 1 (group), emitting",
         {},
-        note=f"{ratio:.2f}x ({two / 1e3:.0f}k vs {one / 1e3:.0f}k ev/s) "
+        note=f"{ratio:.2f}x ({two[0] / 1e3:.0f}k vs {one[0] / 1e3:.0f}k ev/s) "
         f"{'OK' if ratio >= 1.6 else 'MISS'}",
+    )
+    record(
+        "emit",
+        "2 processes at once vs 1 (group), until durable",
+        {},
+        note=f"{two[1] / one[1]:.2f}x ({two[1] / 1e3:.0f}k vs {one[1] / 1e3:.0f}k ev/s)",
     )
 
 
