@@ -4,7 +4,8 @@
 
 pub const MAX_DEPTH: usize = 128;
 
-/// Bytes that need an escape inside a JSON string: controls, `"` and `\\`.
+/// Bytes that need an escape inside a JSON string: controls, `"` and `\\` (the same bytes end
+/// a run of plain characters when checking a string literal).
 const NEEDS_ESCAPE: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
@@ -130,7 +131,7 @@ impl<'a> Checker<'a> {
         match self.peek() {
             Some(b'{') => self.object(depth + 1, None),
             Some(b'[') => self.array(depth + 1),
-            Some(b'"') => self.string(),
+            Some(b'"') => self.string().map(|_| ()),
             Some(b't') => self.lit(b"true"),
             Some(b'f') => self.lit(b"false"),
             Some(b'n') => self.lit(b"null"),
@@ -205,47 +206,55 @@ impl<'a> Checker<'a> {
         Ok(v)
     }
 
-    fn string(&mut self) -> Result<(), String> {
+    /// A string literal; Ok(true) when it has an escape.
+    fn string(&mut self) -> Result<bool, String> {
         self.i += 1; // opening quote
+        let mut esc = false;
         loop {
-            let rest = &self.b[self.i..];
-            let Some(k) = memchr::memchr3(b'"', b'\\', b'\n', rest) else {
-                return self.err("unterminated string");
-            };
-            if rest[..k].iter().any(|&c| c < 0x20) {
-                return self.err("control character in string");
+            // Keys and values are short: a byte loop beats a vector search here.
+            let b = self.b;
+            let mut k = self.i;
+            while k < b.len() && !NEEDS_ESCAPE[b[k] as usize] {
+                k += 1;
             }
-            self.i += k;
-            match self.b[self.i] {
-                b'"' => {
-                    self.i += 1;
-                    return Ok(());
+            match b.get(k) {
+                None => return self.err("unterminated string"),
+                Some(b'"') => {
+                    self.i = k + 1;
+                    return Ok(esc);
                 }
-                b'\n' => return self.err("control character in string"),
-                _ => {
+                Some(b'\\') => {}
+                Some(_) => {
+                    // A control character: reported as the search for the end of the string
+                    // would report it (the position stays at the start of this run).
+                    return match memchr::memchr3(b'"', b'\\', b'\n', &b[k..]) {
+                        None => self.err("unterminated string"),
+                        Some(_) => self.err("control character in string"),
+                    };
+                }
+            }
+            esc = true;
+            self.i = k + 1;
+            match self.peek() {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                Some(b'u') => {
                     self.i += 1;
-                    match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
-                        Some(b'u') => {
-                            self.i += 1;
-                            let u = self.hex4()?;
-                            if (0xDC00..0xE000).contains(&u) {
-                                return self.err("lone surrogate");
-                            }
-                            if (0xD800..0xDC00).contains(&u) {
-                                if !self.b[self.i..].starts_with(b"\\u") {
-                                    return self.err("lone surrogate");
-                                }
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    return self.err("lone surrogate");
-                                }
-                            }
+                    let u = self.hex4()?;
+                    if (0xDC00..0xE000).contains(&u) {
+                        return self.err("lone surrogate");
+                    }
+                    if (0xD800..0xDC00).contains(&u) {
+                        if !self.b[self.i..].starts_with(b"\\u") {
+                            return self.err("lone surrogate");
                         }
-                        _ => return self.err("bad escape"),
+                        self.i += 2;
+                        let lo = self.hex4()?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return self.err("lone surrogate");
+                        }
                     }
                 }
+                _ => return self.err("bad escape"),
             }
         }
     }
@@ -297,7 +306,7 @@ impl<'a> Checker<'a> {
                 return self.err("expected string key");
             }
             let ks = self.i;
-            self.string()?;
+            let kb_esc = self.string()?;
             let key = Span {
                 start: ks,
                 end: self.i,
@@ -306,7 +315,6 @@ impl<'a> Checker<'a> {
             // Escaped keys are compared decoded so "a" and "\u0061" count as the same key;
             // while no key of the object has an escape, bytes are compared.
             let b = self.b;
-            let kb_esc = memchr::memchr(b'\\', kb).is_some();
             let decode = kb_esc || any_esc;
             any_esc |= kb_esc;
             let same = |k: &Span| {
