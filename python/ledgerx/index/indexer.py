@@ -218,7 +218,7 @@ class _Scanner:
         gen: int,
         upcaster: Upcaster | None,
         progress: Progress | None,
-        depth: int = 2,
+        depth: int = 1,
     ) -> None:
         self.ev, self.states, self.strict, self.chunk = ev, states, strict, chunk
         self.threads, self.gen, self.upcaster, self.progress = threads, gen, upcaster, progress
@@ -301,20 +301,35 @@ class _Scanner:
         n = rb.num_rows
         self.rows += n
         rb = add_upcast_columns(rb, self.upcaster, self.newest, self.upcast_errors)
+        cols = list(rb.columns)
+        # `data` was checked by the scanner: typed as JSON (a zero-copy wrap), DuckDB stores
+        # it without parsing it again as it would a VARCHAR cast to JSON.
+        i = rb.schema.get_field_index("data")
+        cols[i] = pa.ExtensionArray.from_storage(_JSON, cols[i])
         file_col = pa.repeat(pa.scalar(rel, pa.string()), n)
-        return pa.RecordBatch.from_arrays([*rb.columns, file_col], names=[*rb.schema.names, "file"])
+        return pa.RecordBatch.from_arrays([*cols, file_col], schema=SCAN_SCHEMA)
 
-    def chunks(self) -> Iterator[pa.Table]:
-        """Tables of about `width * chunk` bytes of log: DuckDB inserts an in-memory table with
-        all its threads, where a streamed reader would be consumed by one."""
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield pa.Table.from_batches(item, schema=SCAN_SCHEMA)
+    def reader(self, failed: list[BaseException]) -> pa.RecordBatchReader:
+        """The scanned batches as one Arrow stream, in scan order. An error of the scan ends
+        the stream and is appended to `failed` (for the caller to raise once DuckDB is done:
+        raised inside the stream, DuckDB would replace it with its own exception)."""
 
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                while True:
+                    item = self._q.get()
+                    if item is None:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield from item
+            except BaseException as e:
+                failed.append(e)
+
+        return pa.RecordBatchReader.from_batches(SCAN_SCHEMA, batches())
+
+
+_JSON = pa.json_(pa.string())
 
 SCAN_SCHEMA = pa.schema(
     [
@@ -325,7 +340,7 @@ SCAN_SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("writer", pa.string()),
         ("seq", pa.int64()),
-        ("data", pa.string()),
+        ("data", _JSON),
         ("offset", pa.int64()),
         ("line_bytes", pa.int64()),
         ("data_upcast", pa.string()),
@@ -431,19 +446,25 @@ def build_index(
                 for ddl in S.TABLES_DDL:
                     con.execute(ddl)
             if not incremental or meta.get("format") != S.INDEX_FORMAT:
+                if incremental:
+                    _upgrade_format(con)
                 for ddl in S.VIEWS_DDL:
                     con.execute(ddl)
-            for tbl in scanner.chunks():
-                con.register("_scan", tbl)
-                con.execute(
-                    """INSERT INTO events
-                       SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-                              file, "offset", line_bytes, ?, data_upcast, upcast_version
-                       FROM _scan""",
-                    [gen],
-                )
-                con.unregister("_scan")
-                del tbl
+            # One INSERT over a stream of the scanner's batches: DuckDB's threads pull batches
+            # as the scanner produces them and write whole row groups, where an INSERT per chunk
+            # (each its own commit) left a partial row group to be rewritten at every commit.
+            failed: list[BaseException] = []
+            con.register("_scan", scanner.reader(failed))
+            con.execute(
+                """INSERT INTO events
+                   SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
+                          file, "offset", line_bytes, ?, data_upcast, upcast_version
+                   FROM _scan""",
+                [gen],
+            )
+            con.unregister("_scan")
+            if failed:  # the scan failed: the stream ended early, the work file is dropped
+                raise failed[0]
             _trace("insert events")
             con.begin()
             arch_done, arch_bad, arch_rows, arch_bytes = load_archived(
@@ -552,6 +573,17 @@ def _unlink_work(work: Path) -> None:
         except FileNotFoundError:
             pass
     _unlink_spill(work)
+
+
+def _upgrade_format(con: duckdb.DuckDBPyConnection) -> None:
+    """An index of an older format, updated in place: drop what became a view."""
+    old = con.execute(
+        """SELECT count(*) FROM duckdb_tables()
+           WHERE database_name = current_database() AND schema_name = 'main'
+             AND table_name = 'trial_results'"""
+    ).fetchone()[0]
+    if old:
+        con.execute("DROP TABLE trial_results")
 
 
 def _drop_duplicates(
