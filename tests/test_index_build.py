@@ -124,6 +124,29 @@ def test_incremental_matches_full(ledger: Path, tmp_path: Path) -> None:
     )
 
 
+def test_format_1_index_is_upgraded_in_place(ledger: Path, tmp_path: Path) -> None:
+    """Format 1 stored trial_results as a table; the next incremental round replaces it with
+    the view (format 2) and the rows read the same as a fresh index's."""
+    import duckdb
+
+    build_index(ledger)
+    paths = IndexPaths.for_root(ledger)
+    con = duckdb.connect(str(paths.runs))
+    con.execute("DROP VIEW trial_results")
+    con.execute("CREATE TABLE trial_results (event_id VARCHAR)")  # a stale, empty table
+    con.execute("UPDATE _index_meta SET value = '1' WHERE key = 'format'")
+    con.close()
+    write_sweep(ledger, runs=1, trials=5, seed=3, day_us=T0 + 2 * DAY_US)
+    assert build_index(ledger).mode == "incremental"
+    assert q(paths.runs, "SELECT value FROM _index_meta WHERE key = 'format'") == [("2",)]
+    kind = "SELECT table_type FROM information_schema.tables WHERE table_name = 'trial_results'"
+    assert q(paths.runs, kind) == [("VIEW",)]
+    other = tmp_path / "full.duckdb"
+    build_index(ledger, db=other)
+    sql = "SELECT * FROM trial_results ORDER BY ALL"
+    assert q(paths.runs, sql) == q(other, sql)
+
+
 def test_since_date_and_full_rebuild(ledger: Path) -> None:
     paths = IndexPaths.for_root(ledger)
     build_index(ledger, since_date="2026-01-02")
