@@ -649,8 +649,10 @@ def _derive(con: duckdb.DuckDBPyConnection, gen: int, incremental: bool, has_dup
     if incremental:
         con.execute("DELETE FROM runs_d WHERE run_id IN (SELECT run_id FROM _touched)")
         con.execute("DELETE FROM phase_timings WHERE run_id IN (SELECT run_id FROM _touched)")
-    con.execute(S.DERIVE_RUNS)
-    con.execute(S.DERIVE_PHASES)
+    # A full rebuild touches every run: no semi-join against _touched.
+    runs = S.TOUCHED_RUNS if incremental else S.ALL_RUNS
+    con.execute(S.DERIVE_RUNS.replace("{runs}", runs))
+    con.execute(S.DERIVE_PHASES.replace("{runs}", runs))
     for q in S.DERIVE_APPEND:
         con.execute(q.replace("{sel}", sel))
 

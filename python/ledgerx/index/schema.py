@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS events (
     run_id VARCHAR,
     writer VARCHAR NOT NULL,
     seq BIGINT NOT NULL,
-    data JSON NOT NULL,
+    data JSON NOT NULL USING COMPRESSION zstd,
     file VARCHAR NOT NULL,
     "offset" BIGINT NOT NULL,
     line_bytes INTEGER NOT NULL,
@@ -229,20 +229,23 @@ DERIVE_APPEND = [
 
 APPEND_TABLES = ["baseline_results", "artifacts_catalog"]
 
-# Per-run state for the runs in temp table `_touched(run_id)`.
+# Per-run state for the runs that `{runs}` selects: `run_id IN (SELECT run_id FROM _touched)` in
+# an incremental round, every run (`run_id IS NOT NULL`) in a full rebuild.
+TOUCHED_RUNS = "run_id IN (SELECT run_id FROM _touched)"
+ALL_RUNS = "run_id IS NOT NULL"
 DERIVE_RUNS = f"""
 INSERT INTO runs_d
 WITH agg AS (
     SELECT run_id, min(ts) AS first_event_at, max(ts) AS last_event_at, count(*) AS n_events,
            count(*) FILTER (WHERE event_type = 'trial.recorded') AS n_trials,
            count(*) FILTER (WHERE event_type = 'run.created') AS n_created
-    FROM events WHERE run_id IN (SELECT run_id FROM _touched)
+    FROM events WHERE {{runs}}
     GROUP BY run_id
 ),
 days AS (
     SELECT run_id, list(day ORDER BY day) AS days
     FROM (SELECT DISTINCT run_id, substr(file, 5, 10) AS day
-          FROM events WHERE run_id IN (SELECT run_id FROM _touched))
+          FROM events WHERE {{runs}})
     GROUP BY run_id
 ),
 life AS (
@@ -260,7 +263,7 @@ life AS (
             FILTER (WHERE event_type IN ('run.completed', 'run.failed')) AS terminal
     FROM events
     WHERE event_type IN ('run.created', 'run.started', 'run.completed', 'run.failed')
-      AND run_id IN (SELECT run_id FROM _touched)
+      AND {{runs}}
     GROUP BY run_id
 )
 SELECT
@@ -297,7 +300,7 @@ WITH p AS (
                               ORDER BY ts, file, "offset") AS attempt
     FROM events
     WHERE event_type IN ('phase.started', 'phase.completed')
-      AND run_id IN (SELECT run_id FROM _touched)
+      AND {{runs}}
 ),
 s AS (SELECT * FROM p WHERE event_type = 'phase.started'),
 c AS (SELECT * FROM p WHERE event_type = 'phase.completed')
