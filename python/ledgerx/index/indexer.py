@@ -440,8 +440,9 @@ def build_index(
             )
             scanner.start()
             # The work file is private until the rename publishes it, so a crash mid-build only
-            # loses the work file: committing chunk by chunk keeps DuckDB's memory bounded
-            # (one huge transaction holds its appends in memory) without weakening anything.
+            # loses the work file: the events INSERT commits on its own (DuckDB writes its full
+            # row groups to the file as they fill, so memory stays bounded), and the rest of the
+            # round is one transaction.
             if not incremental:
                 for ddl in S.TABLES_DDL:
                     con.execute(ddl)
