@@ -26,6 +26,16 @@ pub struct Part {
 }
 
 impl Part {
+    fn new(path: PathBuf, rel: String, day: &str, file: File) -> Self {
+        Part {
+            path,
+            rel,
+            day: day.to_string(),
+            file,
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
     pub fn is_abandoned(&self) -> bool {
         self.abandoned.load(Ordering::Acquire)
     }
@@ -144,14 +154,10 @@ pub fn open_part(events: &Path, day: &str, max_part_bytes: u64, need: u64) -> Re
         if let Some((file, size)) =
             try_adopt(events, &path, day, max_part_bytes.saturating_sub(need))?
         {
-            let part = Part {
-                path,
-                rel: format!("{rel_dir}/{name}"),
-                day: day.to_string(),
-                file,
-                abandoned: AtomicBool::new(false),
-            };
-            return Ok((part, size));
+            return Ok((
+                Part::new(path, format!("{rel_dir}/{name}"), day, file),
+                size,
+            ));
         }
     }
     let mut n = numbers.iter().chain(&archived).max().copied().unwrap_or(0) + 1;
@@ -170,14 +176,7 @@ pub fn open_part(events: &Path, day: &str, max_part_bytes: u64, need: u64) -> Re
                 fsync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
                 // Someone may adopt an empty part between create and lock: then take the next.
                 if lock_nb(&file) {
-                    let part = Part {
-                        path,
-                        rel: format!("{rel_dir}/{name}"),
-                        day: day.to_string(),
-                        file,
-                        abandoned: AtomicBool::new(false),
-                    };
-                    return Ok((part, 0));
+                    return Ok((Part::new(path, format!("{rel_dir}/{name}"), day, file), 0));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
