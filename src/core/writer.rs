@@ -362,8 +362,10 @@ impl Writer {
             }
             Durability::Fsync | Durability::Os => {
                 if let Err(e) = part.append(line, offset) {
+                    // Nothing of the line stays on disk, so its seq is not used up either.
                     part.abandon(&format!("write failed: {e}"));
                     st.current = None;
+                    st.seq -= 1;
                     return Err(e);
                 }
                 st.size += line.len() as u64;
