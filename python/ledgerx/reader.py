@@ -116,7 +116,11 @@ class Reader:
         raise LedgerError(f"could not open {self.paths.runs}: {last}")
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        con = open_readonly(self.paths.runs, external_access=True)
+        return self._finish(open_readonly(self.paths.runs, external_access=True))
+
+    def _finish(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """Attach the side files, then lock external file access off when asked (for good:
+        `lock_configuration` keeps a query from turning it back on)."""
         try:
             self._attach_extra(con)
             if not self.external_access:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ledgerx.config import index_dir
 from ledgerx.errors import IndexBusyError
+from ledgerx.fsutil import fsync_path
 
 TMP_MARK = ".building-"
 
@@ -129,14 +130,6 @@ def copy_file(src: Path, dst: Path) -> None:
             off = n
         if off != n:
             raise OSError(errno.EIO, f"short copy of {src}: {off} of {n} bytes")
-
-
-def fsync_path(p: Path) -> None:
-    fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def publish(tmp: Path, target: Path, durable: bool = True) -> None:

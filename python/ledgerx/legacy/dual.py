@@ -160,14 +160,10 @@ class DualReader(Reader):
             con.execute(
                 "INSERT INTO _index_meta VALUES ('stale_after_s', ?)", [str(DEFAULT_STALE_AFTER_S)]
             )
-            self._attach_extra(con)
-            if not self.external_access:
-                con.execute("SET enable_external_access = false")
-                con.execute("SET lock_configuration = true")
         except BaseException:
             con.close()
             raise
-        return con
+        return self._finish(con)
 
     def _attach_extra(self, con: duckdb.DuckDBPyConnection) -> None:
         super()._attach_extra(con)
