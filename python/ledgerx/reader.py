@@ -21,7 +21,7 @@ import duckdb
 
 from ledgerx.config import resolve_root
 from ledgerx.errors import LedgerError
-from ledgerx.index.indexer import open_readonly
+from ledgerx.index.indexer import forbid_external_access, open_readonly
 from ledgerx.index.publish import IndexPaths, lock_is_free
 
 STANDARD_QUERIES: dict[str, str] = {
@@ -119,13 +119,11 @@ class Reader:
         return self._finish(open_readonly(self.paths.runs, external_access=True))
 
     def _finish(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-        """Attach the side files, then lock external file access off when asked (for good:
-        `lock_configuration` keeps a query from turning it back on)."""
+        """Attach the side files, then turn external file access off when asked."""
         try:
             self._attach_extra(con)
             if not self.external_access:
-                con.execute("SET enable_external_access = false")
-                con.execute("SET lock_configuration = true")
+                forbid_external_access(con)
         except BaseException:
             con.close()
             raise

@@ -167,6 +167,13 @@ def read_state(path: Path) -> tuple[dict[str, tuple[int, int, int]], dict[str, s
         con.close()
 
 
+def forbid_external_access(con: duckdb.DuckDBPyConnection) -> None:
+    """No COPY/ATTACH/read_* of other files from here on, for good: `lock_configuration`
+    keeps a query from turning it back on."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def open_readonly(path: Path, external_access: bool = True) -> duckdb.DuckDBPyConnection:
     """A fresh read-only connection to an index file. ATTACH into a private in-memory database
     rather than `connect(path)`: DuckDB caches instances by path, and a cached instance would
@@ -177,8 +184,7 @@ def open_readonly(path: Path, external_access: bool = True) -> duckdb.DuckDBPyCo
         con.execute("USE ledger")
         con.execute("SET enable_progress_bar = false")  # it would print on stdout
         if not external_access:
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
+            forbid_external_access(con)
     except BaseException:
         con.close()
         raise

@@ -4,24 +4,6 @@ version when the index is built."""
 
 from __future__ import annotations
 
-from ledgerx.schema.registry import (
-    LOCK_FILE,
-    REGISTRY_FILE,
-    SchemaRegistry,
-    Upcaster,
-    builtin_registry,
-    ensure_registry,
-    upcaster_path,
-    validate_event_type,
-)
-
-__all__ = [
-    "LOCK_FILE",
-    "REGISTRY_FILE",
-    "SchemaRegistry",
-    "Upcaster",
-    "builtin_registry",
-    "ensure_registry",
-    "upcaster_path",
-    "validate_event_type",
-]
+# The public names are registry.py's `__all__`, kept in one place.
+from ledgerx.schema.registry import *  # noqa: F403
+from ledgerx.schema.registry import __all__  # noqa: F401
