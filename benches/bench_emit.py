@@ -1,6 +1,6 @@
 """emit() latency and throughput in each durability mode, against baselines measured in the
-same run on the same disk (DESIGN §9): raw os.write, orjson.dumps + os.write with a uuid4 and
-timestamp, raw write + fdatasync, logging.FileHandler.
+same run on the same disk (README "Benchmarks"): raw os.write, orjson.dumps + os.write with a
+uuid4 and timestamp, raw write + fdatasync, logging.FileHandler.
 
     make bench            # or: .venv/bin/pytest benches/bench_emit.py -s
 """

@@ -1,4 +1,4 @@
-"""Index benchmarks (DESIGN §9), ratios measured in the same run.
+"""Index benchmarks (README "Benchmarks"), ratios measured in the same run.
 
     .venv/bin/python benches/bench_rebuild.py --events 1000000            # rebuild + incremental
     .venv/bin/python benches/bench_rebuild.py --rss-events 10000000        # peak RSS of a rebuild

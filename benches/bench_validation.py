@@ -1,4 +1,4 @@
-"""Validation cost for the built-in `trial.recorded` document (DESIGN §9: ≤ 1 µs), beside
+"""Validation cost for the built-in `trial.recorded` document (README "Benchmarks": ≤ 1 µs), beside
 `fastjsonschema` and `jsonschema` on the same documents in the same run.
 
     .venv/bin/pytest benches/bench_validation.py -s -p no:cacheprovider
@@ -138,8 +138,8 @@ def test_ratios_and_target() -> None:
             note=f"p50 {ours['p50_us'] / other['p50_us']:.3f}  p99 "
             f"{ours['p99_us'] / other['p99_us']:.3f}",
         )
-    # DESIGN §9 "validation per emit": the cost validation adds inside emit(). The standalone
-    # SchemaValidator.validate also serializes the Python object first (like emit does once).
+    # README "Benchmarks", "validation per emit": the cost validation adds inside emit(). The
+    # standalone SchemaValidator.validate also serializes the Python object first (as emit does).
     inside = find("validate", "=> validation inside emit (difference)")
     if inside is not None:
         ok = "met" if inside["p50_us"] <= 1.0 else "MISSED"

@@ -1,4 +1,4 @@
-"""Build a legacy DuckDB file in the documented legacy schema (DESIGN §6), with realistic data.
+"""Build a legacy DuckDB file in the documented legacy schema (docs/legacy.md), with realistic data.
 
     python tests/legacy_fixture.py OUT.duckdb [--runs N] [--seed S]
 

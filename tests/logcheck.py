@@ -1,4 +1,4 @@
-"""An independent reader of the log format (DESIGN §2), written from the spec, not from the
+"""An independent reader of the log format (docs/format.md), written from the spec, not from the
 Rust code: every test that writes events checks them with it."""
 
 from __future__ import annotations

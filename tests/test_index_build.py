@@ -51,7 +51,7 @@ def test_index_equals_reference_and_rerun_is_noop(ledger: Path) -> None:
     assert rep.events == len(ref)
     assert index_events(db) == ref
     assert index_runs(db) == reference_runs(ref)
-    # every table and view of DESIGN §5 exists and is consistent with the log
+    # every table and view of docs/index.md exists and is consistent with the log
     trials = [e for e in ref if e["event_type"] == "trial.recorded"]
     got = q(db, "SELECT event_id, run_id, trial_id, params, metrics FROM trial_results")
     assert sorted((r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4])) for r in got) == sorted(

@@ -1,4 +1,4 @@
-"""`ledgerx legacy archive`: only after a passing, complete compare (DESIGN §6)."""
+"""`ledgerx legacy archive`: only after a passing, complete compare (docs/legacy.md)."""
 
 from __future__ import annotations
 

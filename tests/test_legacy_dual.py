@@ -1,4 +1,4 @@
-"""Dual mode: `ledgerx.Reader(root, legacy=..., cutover=...)` (DESIGN §6)."""
+"""Dual mode: `ledgerx.Reader(root, legacy=..., cutover=...)` (docs/legacy.md)."""
 
 from __future__ import annotations
 

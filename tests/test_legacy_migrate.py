@@ -1,4 +1,4 @@
-"""`ledgerx legacy migrate` and `compare` (DESIGN §6)."""
+"""`ledgerx legacy migrate` and `compare` (docs/legacy.md)."""
 
 from __future__ import annotations
 

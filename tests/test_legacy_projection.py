@@ -1,4 +1,4 @@
-"""The legacy-shaped projection `index/legacy.duckdb`, filled from events (DESIGN §6)."""
+"""The legacy-shaped projection `index/legacy.duckdb`, filled from events (docs/legacy.md)."""
 
 from __future__ import annotations
 

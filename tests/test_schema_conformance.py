@@ -1,6 +1,7 @@
-"""The official JSON Schema Test Suite (draft 2020-12) for the keywords of DESIGN §3.
+"""The official JSON Schema Test Suite (draft 2020-12) for the keywords of docs/schema.md.
 
-For every test group (see ../shared/conformance/README.md): if its schema uses only supported
+The suite's files are vendored under tests/conformance/ (MIT, see its LICENSE and README.md).
+For every test group: if its schema uses only supported
 keywords and annotations, compiling and registering it must succeed and every test's `valid`
 verdict must match; otherwise compiling and registering must be refused with an error naming one
 of the unsupported keywords it uses. Registration wraps the schema as the README says, since
@@ -19,17 +20,13 @@ from ledgerx import _core
 from ledgerx.errors import SchemaError
 from ledgerx.schema import SchemaRegistry
 
-REPO = Path(__file__).resolve().parent.parent
-SUITE = REPO.parent / "shared" / "conformance" / "json-schema-test-suite" / "draft2020-12"
+SUITE = Path(__file__).resolve().parent / "conformance" / "json-schema-test-suite" / "draft2020-12"
 KNOWN = set(_core.SUPPORTED_KEYWORDS) | set(_core.ANNOTATIONS)
 
 
 def _groups() -> list[tuple[str, int, dict[str, Any]]]:
     if not SUITE.is_dir():
-        raise RuntimeError(
-            f"conformance suite not found at {SUITE}: the shared/ folder must sit beside the "
-            "repository (../shared/conformance/json-schema-test-suite/draft2020-12)"
-        )
+        raise RuntimeError(f"conformance suite not found at {SUITE} (vendored in the repository)")
     out = []
     for f in sorted(SUITE.glob("*.json")):
         for i, group in enumerate(json.loads(f.read_text(encoding="utf-8"))):

@@ -1,9 +1,9 @@
-"""Differential test (DESIGN §3): on generated (schema, document) pairs within the supported
+"""Differential test (docs/schema.md): on generated (schema, document) pairs within the supported
 subset, the Rust validator's verdict equals the `jsonschema` package's, every time.
 
 The oracle is `Draft202012Validator(schema, format_checker=FormatChecker())` (date-time asserted
-through rfc3339-validator, as DESIGN §3 says). Every Rust entry point is checked: Python objects
-(`is_valid`), JSON text (`is_valid_json`) and `Writer.emit` (serialized data against the
+through rfc3339-validator, as docs/schema.md says). Every Rust entry point is checked: Python
+objects (`is_valid`), JSON text (`is_valid_json`) and `Writer.emit` (serialized data against the
 registry loaded from `_schema.json`).
 """
 

@@ -1,4 +1,4 @@
-"""The schema registry (DESIGN §3): `events/_schema.json`, versions, upcasters, atomic writes
+"""The schema registry (docs/schema.md): `events/_schema.json`, versions, upcasters, atomic writes
 under a lock, and the Rust writer picking up registrations from other processes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bad input: each a clear, typed error, and nothing written (DESIGN §2-§4, rule 3)."""
+"""Bad input: each a clear, typed error, and nothing written (docs/format.md, docs/schema.md)."""
 
 from __future__ import annotations
 

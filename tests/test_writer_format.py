@@ -1,4 +1,4 @@
-"""The log format and the write API (DESIGN §2, §4), checked by the independent reader."""
+"""The log format and the write API (docs/format.md, §4), checked by the independent reader."""
 
 from __future__ import annotations
 

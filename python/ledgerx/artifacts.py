@@ -1,4 +1,4 @@
-"""Run artifacts (DESIGN §1, §4): files under `artifacts/runs/{run_id}/`, each recorded by an
+"""Run artifacts (docs/ops.md): files under `artifacts/runs/{run_id}/`, each recorded by an
 `artifact.created` event.
 
     with ledger.run(run_kind="backtest", config=cfg, data_fingerprint=fp) as run:

@@ -5,7 +5,7 @@ files by atomic rename, so a Reader never meets a lock or a half-built index: be
 it checks whether a newer file was published and, if so, opens that one (relations already
 handed out keep reading the version they started on).
 
-Dual mode (DESIGN §6) plugs in by subclassing: the standard queries all go through
+Dual mode (docs/legacy.md) plugs in by subclassing: the standard queries all go through
 `Reader._standard(name, params)`, whose SQL lives in `STANDARD_QUERIES`; a dual-mode reader
 can attach the legacy file in `_attach_extra` and override `_standard` to union the two.
 """
@@ -62,7 +62,7 @@ class Reader:
     """
 
     def __new__(cls, *args: Any, legacy: Any = None, cutover: Any = None, **kwargs: Any) -> Reader:
-        # Dual mode (DESIGN §6): `Reader(root, legacy=FILE, cutover=DATE)` is a
+        # Dual mode (docs/legacy.md): `Reader(root, legacy=FILE, cutover=DATE)` is a
         # ledgerx.legacy.DualReader, which merges the legacy DuckDB file with the index.
         if legacy is not None and cls is Reader:
             from ledgerx.legacy.dual import DualReader

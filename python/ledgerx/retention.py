@@ -1,4 +1,4 @@
-"""Retention (DESIGN §8): closed days of the log move to `archive/events/day=D/` as Parquet.
+"""Retention (docs/ops.md): closed days of the log move to `archive/events/day=D/` as Parquet.
 
 Layout: one Parquet file per archived part, `archive/events/day=D/part-NNNNNN.parquet`, with
 the columns of the index's `events` table that come from the log (event_id, event_type,

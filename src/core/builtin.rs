@@ -1,4 +1,4 @@
-//! The built-in event types (DESIGN §3), version 1 each. Extra properties in `data` are allowed.
+//! The built-in event types (docs/schema.md), version 1 each. Extra properties in `data` are allowed.
 //! The Python registry seeds `events/_schema.json` from this text on first open.
 
 pub const BUILTIN_REGISTRY: &str = r#"{

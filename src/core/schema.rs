@@ -1,4 +1,4 @@
-//! JSON Schema (draft 2020-12) validator for the subset of DESIGN §3, compiled once and run
+//! JSON Schema (draft 2020-12) validator for the subset of docs/schema.md, compiled once and run
 //! on any document type through the `JsonView` trait (serde_json values here, Python objects
 //! in the binding), so the emit path validates Python objects without re-parsing JSON.
 

@@ -1,4 +1,4 @@
-"""`ledgerx legacy compare|migrate|archive|project` (DESIGN §6, docs/legacy.md)."""
+"""`ledgerx legacy compare|migrate|archive|project` (docs/legacy.md)."""
 
 from __future__ import annotations
 

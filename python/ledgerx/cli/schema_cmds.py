@@ -1,4 +1,4 @@
-"""`ledgerx schema list|show|register|validate` (DESIGN §3, §7)."""
+"""`ledgerx schema list|show|register|validate` (docs/schema.md, README "CLI")."""
 
 from __future__ import annotations
 

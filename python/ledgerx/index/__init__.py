@@ -1,4 +1,4 @@
-"""The DuckDB index (DESIGN §5): built from the log by `build_index`, read through
+"""The DuckDB index (docs/index.md): built from the log by `build_index`, read through
 `ledgerx.Reader`. See docs/index.md."""
 
 from __future__ import annotations

@@ -554,7 +554,7 @@ def build_index(
 
 
 def _legacy_hook(paths: IndexPaths, enabled: bool | None, changed: bool, durable: bool) -> None:
-    # DESIGN §6: the legacy-shaped projection follows the index (ledgerx.legacy.projection).
+    # docs/legacy.md: the legacy-shaped projection follows the index (ledgerx.legacy.projection).
     from ledgerx.legacy.projection import projection_hook
 
     projection_hook(paths, enabled, changed=changed, durable=durable)

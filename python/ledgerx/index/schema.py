@@ -1,4 +1,4 @@
-"""DDL of the index files (DESIGN §5) and the SQL that derives tables from `events`.
+"""DDL of the index files (docs/index.md) and the SQL that derives tables from `events`.
 
 Everything derived is computed by DuckDB from the `events` table, in the same transaction as the
 rows and the per-file checkpoints, so one commit moves the whole index from one consistent state

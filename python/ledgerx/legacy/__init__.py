@@ -1,4 +1,4 @@
-"""The legacy DuckDB store (DESIGN §6): dual-mode reading, comparison, migration into the log,
+"""The legacy DuckDB store (docs/legacy.md): dual-mode reading, comparison, migration into the log,
 archive, and the legacy-shaped projection the indexer can keep. See docs/legacy.md."""
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Scope: runs present in both stores (a run id of any legacy table that the index 
 whose alert_id both stores have. For each standard query the column names and types must be
 equal, and the rows are matched on their key (a repeated key, such as a trial id recorded twice
 in one run, is matched by its order in time) and compared column by column. The only
-equivalence is DESIGN §6's: a legacy `running` run equals an index `running` or `abandoned` one.
+equivalence (docs/legacy.md): a legacy `running` run equals an index `running` or `abandoned`
+one.
 Event ids are not compared (the index of a store written in parallel has its own); JSON values
 are compared as DuckDB minifies them.
 
@@ -179,7 +180,7 @@ def _compare_one(con: duckdb.DuckDBPyConnection, s: _Spec, rep: CompareReport) -
     checks: list[str] = []
     for c in cols:
         same = f"{norm(c, 'l')} IS NOT DISTINCT FROM {norm(c, 'i')}"
-        if c == "status":  # legacy has no `abandoned` (DESIGN §6)
+        if c == "status":  # legacy has no `abandoned` (docs/legacy.md)
             same = f"({same} OR (l.status = 'running' AND i.status = 'abandoned'))"
         checks.append(f"CASE WHEN NOT ({same}) THEN '{c}' END")
     diff_cols = f"list_filter([{', '.join(checks)}], lambda x: x IS NOT NULL)" if checks else "[]"

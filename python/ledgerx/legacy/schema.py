@@ -1,4 +1,4 @@
-"""The legacy DuckDB layout (DESIGN §6) and the deterministic event ids of migrated rows.
+"""The legacy DuckDB layout (docs/legacy.md) and the deterministic event ids of migrated rows.
 
 `LEGACY_TABLES` lists the columns the old code wrote; the reader accepts the types listed in
 docs/legacy.md (TIMESTAMP taken as UTC, or TIMESTAMPTZ; JSON or VARCHAR holding JSON).

@@ -10,7 +10,7 @@ snapshot instead (DuckDB replays the copied WAL in memory), or raises `LegacyLoc
         one row per legacy row, normalized, with the deterministic event ids migration uses;
     legacy_latest_runs, legacy_run_phase_summary, legacy_trial_results,
     legacy_baseline_results, legacy_alerts
-        the standard queries, with the index's column names and types (DESIGN §5).
+        the standard queries, with the index's column names and types (docs/index.md).
 
 Normalization is defined once, here; migration reads these views, so what the index shows after
 a migration is by construction what these views show. The rules (also in docs/legacy.md):

@@ -1,4 +1,4 @@
-"""The schema registry (DESIGN §3): versioned JSON Schemas for event `data` in
+"""The schema registry (docs/schema.md): versioned JSON Schemas for event `data` in
 `events/_schema.json`, custom event types, and upcasters that bring old events to the newest
 version when the index is built."""
 

@@ -1,4 +1,4 @@
-"""The schema registry: `events/_schema.json` (DESIGN §3).
+"""The schema registry: `events/_schema.json` (docs/schema.md).
 
 File format (read by the Rust writer through `Registry::from_json`, which ignores keys it does
 not know):
@@ -9,8 +9,8 @@ not know):
       "upcasters": {"trial.recorded": {"1": "my_pkg.upcasts:trial_v1_to_v2"}}
     }
 
-`types` maps each event type to its numbered versions, each a JSON Schema (the DESIGN §3 subset)
-for `data`. `upcasters` maps (type, from_version N-1) to the import path of a function
+`types` maps each event type to its numbered versions, each a JSON Schema (the docs/schema.md
+subset) for `data`. `upcasters` maps (type, from_version N-1) to the import path of a function
 `(data: dict, from_version: int) -> dict` that lifts `data` from version N-1 to N.
 
 Every change is a read-modify-write of the whole file under an exclusive `flock` on

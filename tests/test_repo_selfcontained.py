@@ -1,0 +1,49 @@
+"""The repository stands alone: nothing in it reads or points to files outside it.
+
+A fresh clone must pass `make test` with nothing beside it, so no source, test, doc or build file
+may refer to a sibling folder of the repository or to a design document that is not in it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SKIP_DIRS = {".git", ".venv", "target", "node_modules", "__pycache__", ".hypothesis", "data"}
+OUTSIDE = re.compile(r"\.\./shared|DESIGN\.md|DESIGN §")
+
+
+def _files() -> list[Path]:
+    out = []
+    for p in REPO.rglob("*"):
+        rel = p.relative_to(REPO)
+        if any(part in SKIP_DIRS for part in rel.parts) or not p.is_file():
+            continue
+        if p.suffix in {".so", ".node", ".parquet", ".duckdb", ".png", ".tgz", ".whl"}:
+            continue
+        out.append(p)
+    return out
+
+
+def test_no_reference_outside_the_repository() -> None:
+    this = Path(__file__).resolve()
+    hits = []
+    for p in _files():
+        if p == this:
+            continue
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if OUTSIDE.search(line):
+                hits.append(f"{p.relative_to(REPO)}:{n}: {line.strip()}")
+    assert hits == []
+
+
+def test_the_format_spec_and_the_conformance_suite_are_in_the_repository() -> None:
+    assert (REPO / "docs" / "format.md").is_file()
+    suite = REPO / "tests" / "conformance" / "json-schema-test-suite"
+    assert (suite / "LICENSE").read_text().startswith("Copyright")
+    assert len(list((suite / "draft2020-12").glob("*.json"))) == 10
