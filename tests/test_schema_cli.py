@@ -17,7 +17,8 @@ TESTS_DIR = str(Path(__file__).resolve().parent)
 
 
 def run(root: Path, *args: str, input: str | None = None) -> Any:
-    return cli(*args, "--root", str(root), env={"PYTHONPATH": TESTS_DIR}, input=input)
+    env = {"PYTHONPATH": TESTS_DIR, "LEDGERX_UPCASTER_MODULES": "schema_upcasters"}
+    return cli(*args, "--root", str(root), env=env, input=input)
 
 
 def one_line_error(r: Any, *needles: str) -> None:
@@ -96,7 +97,7 @@ def test_register_then_list_show(root: Path, tmp_path: Path) -> None:
         (
             ["register", "my.event", "FILE", "--upcaster", "nope_mod:f"],
             "{}",
-            ["cannot import nope_mod"],
+            ["unknown upcaster 'nope_mod:f'"],
         ),
         (["validate", "/no/such/file.jsonl"], None, ["/no/such/file.jsonl"]),
         (["frobnicate"], None, ["invalid choice"]),

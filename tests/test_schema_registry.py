@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 
 from ledgerx import _core
-from ledgerx.errors import SchemaError
-from ledgerx.schema import SchemaRegistry, ensure_registry, upcaster_path
+from ledgerx.errors import SchemaError, UnknownUpcasterError
+from ledgerx.schema import SchemaRegistry, ensure_registry, register_upcaster, upcaster_name
 
 import schema_upcasters
 from conftest import run_py
@@ -441,15 +441,17 @@ def _closure() -> Any:
 @pytest.mark.parametrize(
     ("upcaster", "needle"),
     [
-        (lambda d, v: d, "is a lambda"),
-        (_closure(), "nested function or closure"),
-        ("schema_upcasters", "must look like 'package.module:function'"),
-        ("no_such_module_xyz:f", "cannot import no_such_module_xyz"),
-        ("schema_upcasters:missing", "has no missing"),
+        (lambda d, v: d, "is a lambda or closure; pass name="),
+        (_closure(), "is a lambda or closure; pass name="),
+        ("schema_upcasters", "unknown upcaster 'schema_upcasters'"),
+        ("no_such_module_xyz:f", "unknown upcaster 'no_such_module_xyz:f'"),
+        ("os:system", "unknown upcaster 'os:system'"),
+        ("schema_upcasters:missing", "unknown upcaster 'schema_upcasters:missing'"),
+        ("schema_upcasters:trial_v1_to_v2", "is registered for trial.recorded v1, not for"),
         (42, "must be a function"),
     ],
 )
-def test_unimportable_upcasters_are_refused(root: Path, upcaster: Any, needle: str) -> None:
+def test_unregistered_upcasters_are_refused(root: Path, upcaster: Any, needle: str) -> None:
     reg = SchemaRegistry(events(root))
     reg.register("my.event", {})
     with pytest.raises(SchemaError, match=needle):
@@ -457,25 +459,38 @@ def test_unimportable_upcasters_are_refused(root: Path, upcaster: Any, needle: s
     assert reg.versions("my.event") == [1], "a refused upcaster registers nothing"
 
 
-def test_main_module_upcasters_are_refused(root: Path) -> None:
+def test_named_lambdas_and_main_functions_register_in_process(root: Path) -> None:
     code = """
 import sys
 from ledgerx.schema import SchemaRegistry
 def up(data, v):
+    data["b"] = 1
     return data
 reg = SchemaRegistry(sys.argv[1])
 reg.register("my.event", {})
-try:
-    reg.register("my.event", {"title": "v2"}, upcaster=up)
-except ValueError as e:
-    print(e)
+reg.register("my.event", {"required": ["b"]}, upcaster=up)
+print(reg.upcasters()["my.event"][1], reg.upcast("my.event", 1, {})[0])
 """
     r = run_py(code, str(events(root)))
-    assert "upcaster __main__:up lives in a script" in r.stdout, r.stdout + r.stderr
+    assert r.stdout.split() == ["__main__:up", "{'b':", "1}"], r.stdout + r.stderr
+    # another process does not have __main__:up: a clear error, no import
+    with pytest.raises(UnknownUpcasterError, match="unknown upcaster '__main__:up'"):
+        SchemaRegistry(events(root)).upcast("my.event", 1, {})
+    name = register_upcaster("my.event", 1, lambda d, v: {**d, "b": 2}, name="my-lambda")
+    assert name == "my-lambda"
+    reg = SchemaRegistry(events(root))
+    reg.register_upcaster("my.event", 1, "my-lambda", replace=True)
+    assert reg.upcast("my.event", 1, {}) == ({"b": 2}, 2)
 
 
-def test_static_method_upcasters_are_importable(root: Path) -> None:
-    assert upcaster_path(schema_upcasters.Holder.nested) == "schema_upcasters:Holder.nested"
+def test_static_method_upcasters_are_named_by_qualname(root: Path) -> None:
+    assert upcaster_name(schema_upcasters.Holder.nested) == "schema_upcasters:Holder.nested"
+    with pytest.raises(SchemaError, match="is not valid"):
+        upcaster_name(schema_upcasters.Holder.nested, name="bad name; rm -rf")
+    with pytest.raises(SchemaError, match="already registered for another function"):
+        register_upcaster(
+            "my.event", 1, schema_upcasters.broken, name="schema_upcasters:not_a_dict"
+        )
 
 
 def test_upcast_in_another_process(root: Path) -> None:
@@ -487,6 +502,9 @@ reg = SchemaRegistry(sys.argv[1])
 print(json.dumps(reg.upcast("trial.recorded", 1, {"trial_id": 1, "params": {}, "metrics": {}})))
 """
     r = run_py(code, str(events(root)), env={"PYTHONPATH": TESTS_DIR})
+    assert "unknown upcaster 'schema_upcasters:trial_v1_to_v2'" in r.stderr, r.stderr
+    env = {"PYTHONPATH": TESTS_DIR, "LEDGERX_UPCASTER_MODULES": "schema_upcasters"}
+    r = run_py(code, str(events(root)), env=env)
     assert r.returncode == 0, r.stderr
     data, v = json.loads(r.stdout)
     assert v == 3 and data["trial_id"] == "1" and data["source"] == "upcast"

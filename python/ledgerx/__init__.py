@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledgerx.errors import ClosedError, IndexBusyError, LedgerError, LedgerIOError, SchemaError
+from ledgerx.errors import (
+    ClosedError,
+    IndexBusyError,
+    LedgerError,
+    LedgerIOError,
+    SchemaError,
+    UnknownUpcasterError,
+)
+from ledgerx.schema.upcasters import register_upcaster, upcaster
 from ledgerx.writer import (
     Ledger,
     Phase,
@@ -44,6 +52,7 @@ __all__ = [
     "Reader",
     "Run",
     "SchemaError",
+    "UnknownUpcasterError",
     "default_ledger",
     "emit",
     "emit_phase_completed",
@@ -54,6 +63,8 @@ __all__ = [
     "flush",
     "new_run_id",
     "open",
+    "register_upcaster",
+    "upcaster",
 ]
 
 

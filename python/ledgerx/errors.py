@@ -2,7 +2,14 @@
 
 from ledgerx._core import ClosedError, LedgerIOError, SchemaError
 
-__all__ = ["ClosedError", "LedgerError", "LedgerIOError", "SchemaError", "IndexBusyError"]
+__all__ = [
+    "ClosedError",
+    "IndexBusyError",
+    "LedgerError",
+    "LedgerIOError",
+    "SchemaError",
+    "UnknownUpcasterError",
+]
 
 
 class LedgerError(Exception):
@@ -11,3 +18,8 @@ class LedgerError(Exception):
 
 class IndexBusyError(LedgerError):
     """Another indexer (CLI or daemon) holds this root's index lock."""
+
+
+class UnknownUpcasterError(SchemaError, LedgerError):
+    """`_schema.json` names an upcaster that the operator's code or configuration did not
+    register; nothing is imported because the file names it (docs/security.md)."""

@@ -42,9 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("file", metavar="FILE", help="JSON Schema for `data` ('-' reads stdin)")
     q.add_argument(
         "--upcaster",
-        metavar="MODULE:FUNCTION",
+        metavar="NAME",
         default=None,
-        help="importable function (data, from_version) -> data lifting the previous version",
+        help="name of a registered upcaster (LEDGERX_UPCASTER_MODULES or the ledgerx.upcasters "
+        "entry points) lifting the previous version; nothing is imported by this name",
     )
     add_common(q)
     q.set_defaults(handler=cmd_register)

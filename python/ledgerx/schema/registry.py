@@ -9,9 +9,11 @@ not know):
       "upcasters": {"trial.recorded": {"1": "my_pkg.upcasts:trial_v1_to_v2"}}
     }
 
-`types` maps each event type to its numbered versions, each a JSON Schema (the docs/schema.md
-subset) for `data`. `upcasters` maps (type, from_version N-1) to the import path of a function
-`(data: dict, from_version: int) -> dict` that lifts `data` from version N-1 to N.
+`types` maps each event type to its numbered versions, each a JSON Schema (the subset in
+docs/schema.md) for `data`. `upcasters` maps (type, from_version N-1) to the *name* of a function
+`(data: dict, from_version: int) -> dict` that lifts `data` from version N-1 to N. The name is
+looked up among the upcasters the operator's code or configuration registered
+(`ledgerx.schema.upcasters`); nothing is ever imported because this file names it.
 
 Every change is a read-modify-write of the whole file under an exclusive `flock` on
 `events/_schema.lock`, published by an atomic rename (temp file, fsync, rename, fsync dir), so
@@ -24,10 +26,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
-import importlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,27 +35,28 @@ from typing import Any
 from ledgerx import _core
 from ledgerx.errors import SchemaError
 from ledgerx.fsutil import atomic_write, fsync_path
+from ledgerx.schema.names import validate_event_type
+from ledgerx.schema.upcasters import (
+    Upcaster,
+    ensure_known,
+    lookup_upcaster,
+    register_upcaster,
+    upcaster_name,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "LOCK_FILE",
     "REGISTRY_FILE",
     "SchemaRegistry",
-    "Upcaster",
     "builtin_registry",
     "ensure_registry",
-    "upcaster_path",
     "validate_event_type",
 ]
 
 REGISTRY_FILE = "_schema.json"
 LOCK_FILE = "_schema.lock"
 FORMAT_VERSION = 1
-
-Upcaster = Callable[[dict[str, Any], int], dict[str, Any]]
-
-_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-_MAX_TYPE_LEN = 200
 
 
 def builtin_registry() -> dict[str, Any]:
@@ -65,73 +66,15 @@ def builtin_registry() -> dict[str, Any]:
     return doc
 
 
-def validate_event_type(event_type: object) -> str:
-    """Return `event_type` if it is a valid name (`area.thing`, lowercase), else raise."""
-    if not isinstance(event_type, str):
-        raise SchemaError(f"event type must be a string, not {type(event_type).__name__}")
-    if len(event_type) > _MAX_TYPE_LEN or not _TYPE_RE.match(event_type):
-        raise SchemaError(
-            f"invalid event type {event_type!r}: use dotted lowercase names like 'trial.recorded' "
-            "(letters, digits, '_'; each part starts with a letter)"
-        )
-    return event_type
-
-
-def upcaster_path(fn: Upcaster | str) -> str:
-    """The `module:qualname` import path of an upcaster, checked to resolve back to `fn`.
-
-    Upcasters run in other processes (the indexer, `ledgerx rebuild`), so only functions that
-    can be imported by name qualify: no lambdas, closures, bound objects or `__main__` code.
-    """
-    if isinstance(fn, str):
-        path = fn.strip()
-        _resolve(path, context="upcaster")  # must import and be callable now
-        return path
-    if not callable(fn):
-        raise SchemaError(f"upcaster must be a function or 'module:qualname', not {fn!r}")
-    module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str):
-        raise SchemaError(
-            f"upcaster {fn!r} has no importable name; define it as a module-level function"
-        )
-    if "<lambda>" in qualname:
-        raise SchemaError(
-            f"upcaster {module}:{qualname} is a lambda; define a module-level function so other "
-            "processes (the indexer) can import it"
-        )
-    if "<locals>" in qualname:
-        raise SchemaError(
-            f"upcaster {module}:{qualname} is a nested function or closure; define it at module "
-            "level so other processes (the indexer) can import it"
-        )
-    if module == "__main__":
-        raise SchemaError(
-            f"upcaster __main__:{qualname} lives in a script; move it into an importable module "
-            "so other processes (the indexer) can import it"
-        )
-    path = f"{module}:{qualname}"
-    if _resolve(path, context="upcaster") is not fn:
-        raise SchemaError(f"upcaster {path} does not resolve to the function given")
-    return path
-
-
-def _resolve(path: str, context: str) -> Upcaster:
-    module_name, sep, qualname = path.partition(":")
-    if not sep or not module_name or not qualname:
-        raise SchemaError(f"{context} path {path!r} must look like 'package.module:function'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as e:  # any import failure is a configuration error here
-        raise SchemaError(f"{context} {path}: cannot import {module_name}: {e}") from e
-    for part in qualname.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError as e:
-            raise SchemaError(f"{context} {path}: {module_name} has no {qualname}") from e
-    if not callable(obj):
-        raise SchemaError(f"{context} {path} is not callable")
-    return obj  # type: ignore[no-any-return]
+def _bind(
+    event_type: str, from_version: int, upcaster: Upcaster | str, *, replace: bool = False
+) -> str:
+    """The name to record for a step: a function is registered in this process under its name;
+    a name must already be registered for this step (UnknownUpcasterError otherwise)."""
+    if isinstance(upcaster, str):
+        lookup_upcaster(upcaster.strip(), event_type, from_version)
+        return upcaster.strip()
+    return register_upcaster(event_type, from_version, upcaster, replace=replace)
 
 
 @contextlib.contextmanager
@@ -335,8 +278,11 @@ class SchemaRegistry:
         """Add a type (version 1) or a new version of it; returns the version number.
 
         Registering a schema identical to the newest version changes nothing and returns that
-        version. `upcaster` (for a version N > 1) lifts `data` of version N-1 to N; it must be a
-        module-level function (or a 'module:qualname' string) so the indexer can import it.
+        version. `upcaster` (for a version N > 1) lifts `data` of version N-1 to N: a function
+        (registered in this process under its `module:qualname` by `register_upcaster`) or the
+        name of an upcaster already registered. The file records only the name; other processes
+        (the indexer, the daemon) find the function through their own registrations
+        (`LEDGERX_UPCASTER_MODULES`, entry points; see docs/security.md).
         """
         validate_event_type(event_type)
         if isinstance(schema, Mapping):
@@ -362,7 +308,10 @@ class SchemaRegistry:
             not in ([schema["type"]] if isinstance(schema["type"], str) else schema["type"])
         ):
             raise SchemaError(f"{event_type}: the schema must accept an object (event data is one)")
-        up_path = upcaster_path(upcaster) if upcaster is not None else None
+        if isinstance(upcaster, str):
+            ensure_known(upcaster.strip(), f"{event_type}")
+        elif upcaster is not None:
+            upcaster_name(upcaster)  # a lambda without a name is refused before any write
 
         ensure_registry(self.events_dir)
         with _exclusive(self.events_dir):
@@ -377,12 +326,13 @@ class SchemaRegistry:
             else:
                 version = newest + 1
                 versions[str(version)] = schema
-            if up_path is not None:
+            if upcaster is not None:
                 if version == 1:
                     raise SchemaError(
                         f"{event_type} v1: an upcaster lifts version N-1 to N; version 1 has "
                         "nothing to lift"
                     )
+                up_path = _bind(event_type, version - 1, upcaster)
                 ups = doc.setdefault("upcasters", {}).setdefault(event_type, {})
                 old = ups.get(str(version - 1))
                 if old is not None and old != up_path:
@@ -402,8 +352,10 @@ class SchemaRegistry:
     def register_upcaster(
         self, event_type: str, from_version: int, upcaster: Upcaster | str, *, replace: bool = False
     ) -> None:
-        """Record the upcaster that lifts `from_version` to `from_version + 1` (both must exist)."""
-        path = upcaster_path(upcaster)
+        """Record the upcaster that lifts `from_version` to `from_version + 1` (both must exist):
+        a function (registered in this process too) or the name of a registered upcaster."""
+        if not isinstance(upcaster, str):
+            upcaster_name(upcaster)
         ensure_registry(self.events_dir)
         with _exclusive(self.events_dir):
             doc = _read(self.path) or builtin_registry()
@@ -411,6 +363,7 @@ class SchemaRegistry:
             for v in (from_version, from_version + 1):
                 if str(v) not in versions:
                     raise SchemaError(f"{event_type}: no version {v} to attach an upcaster to")
+            path = _bind(event_type, from_version, upcaster, replace=replace)
             ups = doc.setdefault("upcasters", {}).setdefault(event_type, {})
             old = ups.get(str(from_version))
             if old == path:
@@ -428,9 +381,10 @@ class SchemaRegistry:
     # -- upcasting -----------------------------------------------------------------------------
 
     def load_upcasters(self) -> dict[tuple[str, int], Upcaster]:
-        """Import every recorded upcaster now: `{(event_type, from_version): function}`.
+        """Resolve every upcaster the file names now: `{(event_type, from_version): function}`.
 
-        Raises SchemaError naming the type, version and path of any that cannot be imported.
+        Raises UnknownUpcasterError naming the type, versions and name of any that no code or
+        configuration registered (nothing is imported because the file names it).
         """
         return {(t, v): self._upcaster(t, v)[0] for t, m in self.upcasters().items() for v in m}
 
@@ -445,7 +399,7 @@ class SchemaRegistry:
                 f"one with register({event_type!r}, schema, upcaster=fn) or "
                 f"register_upcaster({event_type!r}, {from_version}, fn)"
             )
-        fn = _resolve(path, context=f"{event_type} v{from_version}->v{from_version + 1} upcaster")
+        fn = lookup_upcaster(path, event_type, from_version)
         self._upcasters[(event_type, from_version)] = (fn, path)
         return fn, path
 
