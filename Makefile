@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 RUST_SRC := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: demo test test-rust test-py lint bench soak clean setup build
+.PHONY: demo test test-rust test-py lint bench soak clean setup build ui screenshots
 
 # Python deps from pyproject.toml (runtime + test + bench extras), into a local venv.
 $(VENV)/.deps: pyproject.toml
@@ -14,9 +14,11 @@ $(VENV)/.deps: pyproject.toml
 	$(PY) -m pip install -q $$($(PY) -c "import tomllib;p=tomllib.load(open('pyproject.toml','rb'))['project'];print(' '.join(repr(d) for d in p['dependencies']+p['optional-dependencies']['test']+p['optional-dependencies']['bench']))" | tr -d "'")
 	touch $@
 
-# Fault-injection tools the reliability tests use (Debian packages), installed when missing.
+# Fault-injection tools the reliability tests use, and the browser the dashboard tests drive
+# (Debian packages), installed when missing.
 $(VENV)/.tools: $(VENV)/.deps
-	@missing=""; for t in strace:strace faketime:faketime eatmydata:eatmydata; do \
+	@missing=""; for t in strace:strace faketime:faketime eatmydata:eatmydata \
+	    chromium:chromium chromedriver:chromium-driver; do \
 	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
@@ -34,6 +36,14 @@ build: setup
 
 demo: setup
 	$(PY) -m ledgerx.demo
+
+# The dashboard on the demo ledger (or $$LEDGERX_ROOT): http://127.0.0.1:8765/
+ui: setup
+	$(PY) -m ledgerx ui
+
+# Refresh the dashboard screenshots in docs/ from a fresh demo ledger.
+screenshots: setup
+	$(PY) docs/screenshots.py
 
 test: setup test-rust test-py
 

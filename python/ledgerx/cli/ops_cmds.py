@@ -41,6 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="a running run with no event for this long is abandoned",
     )
     p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.add_argument(
+        "--ui-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also serve the dashboard (ledgerx ui) on --ui-host:PORT; needs ledgerx[ui]",
+    )
+    p.add_argument("--ui-host", default="127.0.0.1", help="address for --ui-port (127.0.0.1)")
     p.set_defaults(handler=_daemon)
 
     p = sub.add_parser("retention", help="move closed days older than the policy to archive/")
@@ -68,6 +76,7 @@ def _daemon(args: argparse.Namespace) -> int:
     if args.health_port is not None and not 0 <= args.health_port <= 65535:
         raise CliError("--health-port must be between 0 and 65535")
     setup_logging(args.verbose)
+    ui = _start_ui(args) if args.ui_port is not None else None
     try:
         d = Daemon(
             args.root,
@@ -90,6 +99,34 @@ def _daemon(args: argparse.Namespace) -> int:
                 f"cannot serve health on port {args.health_port}: {e.strerror}"
             ) from None
         raise
+    finally:
+        if ui is not None:
+            ui.stop()
+
+
+def _start_ui(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The dashboard on a thread of the daemon (stopped when the daemon stops)."""
+    import logging
+
+    from ledgerx.cli import CliError
+    from ledgerx.cli.ui_cmds import warn_if_exposed
+    from ledgerx.ui import UiMissingError, require_extra
+
+    try:
+        require_extra()
+    except UiMissingError as e:
+        raise CliError(str(e)) from None
+    from ledgerx.ui.server import BackgroundServer
+
+    if not 0 <= args.ui_port <= 65535:
+        raise CliError("--ui-port must be between 0 and 65535")
+    try:
+        server = BackgroundServer(args.root, args.ui_host, args.ui_port)
+    except OSError as e:
+        raise CliError(f"cannot serve the dashboard on port {args.ui_port}: {e.strerror}") from None
+    warn_if_exposed(args.ui_host, "ledgerx daemon")
+    logging.getLogger("ledgerx.daemon").info("dashboard on %s", server.url)
+    return server.start()
 
 
 def _retention(args: argparse.Namespace) -> int:

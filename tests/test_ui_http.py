@@ -1,0 +1,352 @@
+"""The dashboard over HTTP: the JSON API against values computed from what the tests wrote, the
+read-only guarantees, and downloads that never leave the root's artifacts/ (requests sent raw,
+so no client normalizes `..` away)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import duckdb
+import pytest
+from ui_support import (
+    UiServer,
+    add_run,
+    cli,
+    env_without_ui,
+    metrics_for,
+    rebuild,
+    wait_for,
+    write_ledger,
+)
+
+from ledgerx.ui.app import create_app
+
+with warnings.catch_warnings():  # starlette suggests httpx2; httpx is what the test extra has
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+SECRET = b"TOP-SECRET-OUTSIDE-ARTIFACTS"
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("ui-http") / "ledger"
+    exp = write_ledger(root)
+    rebuild(root)
+    (root / "secret.txt").write_bytes(SECRET)
+    runs = root / "artifacts" / "runs"
+    os.symlink(root / "secret.txt", runs / "sweep-0" / "leak.json")  # file symlink out
+    os.symlink(root, runs / "escape")  # folder symlink out
+    os.symlink("/etc", runs / "etc")
+    return root, exp
+
+
+@pytest.fixture(scope="module")
+def client(ledger):
+    root, _ = ledger
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def test_api_runs_lists_every_run_with_its_status(client, ledger):
+    _, exp = ledger
+    body = client.get("/api/runs").json()
+    assert {r["run_id"]: r["status"] for r in body["runs"]} == exp.runs
+    assert body["total"] == len(exp.runs)
+    kinds = {r["run_id"]: r["run_kind"] for r in body["runs"]}
+    assert kinds == exp.kinds
+    trials = {r["run_id"]: r["trials"] for r in body["runs"]}
+    assert trials == {k: len(v) for k, v in exp.trials.items()}
+
+
+@pytest.mark.parametrize(
+    "query, expect",
+    [
+        ("status=failed", {"bt-failed"}),
+        ("status=running", {"bt-running"}),
+        ("kind=sweep", {"sweep-0", "sweep-1", "sweep-2"}),
+        ("tag=team%3Dbeta", {"sweep-2", "bt-failed"}),
+        ("tag=idx", {"sweep-0", "sweep-1", "sweep-2"}),
+        ("q=FP-1", {"sweep-1"}),
+        ("q=bt-", {"bt-failed", "bt-running"}),
+        ("kind=backtest&status=failed", {"bt-failed"}),
+        ("status=nonsense", {"sweep-0", "sweep-1", "sweep-2", "bt-failed", "bt-running"}),
+    ],
+)
+def test_api_runs_filters(client, query, expect):
+    body = client.get(f"/api/runs?{query}").json()
+    assert {r["run_id"] for r in body["runs"]} == expect
+    assert body["total"] == len(expect)
+
+
+def test_api_runs_sorts_and_pages(client, ledger):
+    _, exp = ledger
+    asc = [r["run_id"] for r in client.get("/api/runs?sort=run_id&dir=asc").json()["runs"]]
+    assert asc == sorted(exp.runs)
+    desc = [r["run_id"] for r in client.get("/api/runs?sort=run_id").json()["runs"]]
+    assert desc == sorted(exp.runs, reverse=True)
+    page = client.get("/api/runs?sort=run_id&dir=asc&limit=2").json()
+    assert [r["run_id"] for r in page["runs"]] == sorted(exp.runs)[:2]
+    assert page["total"] == len(exp.runs)
+    # a sort key outside the whitelist is ignored, never pasted into SQL
+    r = client.get("/api/runs?sort=run_id;DROP TABLE runs_d&dir=asc")
+    assert r.status_code == 200 and r.json()["total"] == len(exp.runs)
+
+
+def test_api_run_detail_against_what_was_written(client, ledger):
+    root, exp = ledger
+    d = client.get("/api/runs/sweep-0").json()
+    trials = exp.trials["sweep-0"]
+    assert d["run"]["status"] == "completed"
+    assert d["run"]["config"] == {"grid": 0, "seed": 0}
+    assert d["run"]["data_fingerprint"] == "fp-0"
+    assert d["metrics"] == ["pnl", "sharpe", "trades"] and d["params"] == ["fast", "slow"]
+    best = max(trials, key=lambda t: t["metrics"]["pnl"])  # first of the maxima
+    assert d["best"]["trial_id"] == str(best["trial_id"])
+    assert d["best"]["metrics"] == best["metrics"]
+    assert [r["metrics"] for r in d["series"]["rows"]] == [t["metrics"] for t in trials]
+    assert not d["series"]["sampled"]
+    assert [p["phase"] for p in d["phases"]] == ["load", "search"]
+    assert [b["baseline"] for b in d["baselines"]] == ["buy_and_hold"]
+    # table: sorted by pnl, descending, ties in recording order
+    want = sorted(trials, key=lambda t: (-t["metrics"]["pnl"], t["trial_id"]))
+    assert [int(t["trial_id"]) for t in d["table"]] == [t["trial_id"] for t in want]
+    # artifacts: size and sha256 of the files on disk
+    arts = {a["name"]: a for a in d["artifacts"]}
+    for name in ("equity_curve", "notes"):
+        data = (root / arts[name]["path"]).read_bytes()
+        assert arts[name]["bytes"] == len(data)
+        assert arts[name]["sha256"] == hashlib.sha256(data).hexdigest()
+    (curve,) = d["curves"]
+    assert curve["rows"] == exp.equity_rows and curve["x_name"] == "step"
+    assert curve["y"]["equity"] == [1.0 + k / 1000 for k in range(exp.equity_rows)]
+
+
+def test_trials_table_sorts_by_param_and_goal_min(client, ledger):
+    _, exp = ledger
+    trials = exp.trials["sweep-1"]
+    d = client.get("/api/runs/sweep-1?tsort=param:slow&tdir=asc").json()
+    want = sorted(trials, key=lambda t: (t["params"]["slow"], t["trial_id"]))
+    assert [int(t["trial_id"]) for t in d["table"]] == [t["trial_id"] for t in want]
+    d = client.get("/api/runs/sweep-1?metric=sharpe&goal=min").json()
+    worst = min(trials, key=lambda t: t["metrics"]["sharpe"])
+    assert d["metric"] == "sharpe" and d["best"]["metrics"]["sharpe"] == worst["metrics"]["sharpe"]
+
+
+def test_failed_run_shows_its_error(client):
+    html = client.get("/runs/bt-failed").text
+    assert "simulated data vendor outage" in html and 'id="run-error"' in html
+
+
+def test_many_trials_are_downsampled_keeping_the_envelope(tmp_path, monkeypatch):
+    import ledgerx
+    from ledgerx.ui import trials as trials_mod
+
+    root = tmp_path / "ledger"
+    n = 1500
+    led = ledgerx.open(root)
+    with led.run(run_id="big", run_kind="sweep", config={}, data_fingerprint="fp") as run:
+        for t in range(n):
+            run.trial(trial_id=t, params={"a": t % 17}, metrics=metrics_for(7, t))
+    led.close()
+    rebuild(root)
+    monkeypatch.setattr(trials_mod, "MAX_POINTS", 100)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        d = c.get("/api/runs/big").json()
+    rows = d["series"]["rows"]
+    assert d["series"]["sampled"] and d["series"]["total"] == n
+    assert len(rows) <= 100 + 2
+    pnl = [metrics_for(7, t)["pnl"] for t in range(n)]
+    got = [r["metrics"]["pnl"] for r in rows]
+    assert max(got) == max(pnl) and min(got) == min(pnl)
+    assert rows[0]["i"] == 0 and rows[-1]["i"] == n - 1
+    assert [r["i"] for r in rows] == sorted({r["i"] for r in rows})
+    for r in rows:  # every sampled point is the trial it claims to be
+        assert r["metrics"] == metrics_for(7, r["i"])
+
+
+def test_compare_alerts_status(client, ledger):
+    root, _ = ledger
+    c = client.get("/api/compare?runs=sweep-0,sweep-2,nope").json()
+    assert [r["run_id"] for r in c["runs"]] == ["sweep-0", "sweep-2"] and c["missing"] == ["nope"]
+    config = {row["key"]: row for row in c["sections"][2]["rows"]}
+    assert config["grid"]["values"] == [0, 2] and config["grid"]["differs"]
+    alerts = client.get("/api/alerts").json()["alerts"]
+    assert [(a["alert_id"], a["run_id"]) for a in alerts] == [("a-1", "sweep-1")]
+    st = client.get("/api/status").json()
+    lines = sum(p.read_bytes().count(b"\n") for p in (root / "events").rglob("part-*.jsonl"))
+    assert st["status"]["indexed_events"] == lines and st["status"]["lag_events"] == 0
+    assert st["status"]["last_rebuild"]["mode"] in ("full", "incremental")
+
+
+def test_download_serves_the_artifact_bytes(client, ledger):
+    root, _ = ledger
+    r = client.get("/download/artifacts/runs/sweep-0/equity_curve.parquet")
+    assert r.status_code == 200
+    assert r.content == (root / "artifacts/runs/sweep-0/equity_curve.parquet").read_bytes()
+    assert "attachment" in r.headers["content-disposition"]
+
+
+TRAVERSALS = [
+    "/download/artifacts/../secret.txt",
+    "/download/artifacts/runs/../../secret.txt",
+    "/download/artifacts/%2e%2e/secret.txt",
+    "/download/artifacts/runs/%2E%2E%2F%2E%2E%2Fsecret.txt",
+    "/download/artifacts/runs/sweep-0/..%2F..%2F..%2Fsecret.txt",
+    "/download/secret.txt",
+    "/download/index/runs.duckdb",
+    "/download//etc/passwd",
+    "/download/%2Fetc%2Fpasswd",
+    "/download/artifacts/runs/sweep-0/leak.json",
+    "/download/artifacts/runs/escape/secret.txt",
+    "/download/artifacts/runs/etc/passwd",
+    "/download/artifacts/runs/sweep-0/..\\..\\..\\secret.txt",
+    "/download/artifacts/runs/sweep-0/%00",
+    "/download/artifacts/runs",
+    "/download/artifacts/./runs/sweep-0/notes.json",
+]
+
+
+@pytest.fixture(scope="module")
+def live(ledger):
+    srv = UiServer(ledger[0])
+    yield srv
+    srv.stop()
+
+
+def raw_get(base: str, path: str) -> tuple[int, bytes]:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_downloads_never_leave_artifacts(live, path):
+    status, body = raw_get(live.base, path)
+    assert status in (403, 404), (path, status)
+    assert SECRET not in body and b"root:" not in body and b"DUCK" not in body
+
+
+def test_live_server_serves_a_real_download_and_plotly_locally(live, ledger):
+    root, _ = ledger
+    status, body = raw_get(live.base, "/download/artifacts/runs/sweep-0/notes.json")
+    assert status == 200 and body == (root / "artifacts/runs/sweep-0/notes.json").read_bytes()
+    import plotly
+
+    shipped = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    status, body = raw_get(live.base, "/static/plotly.min.js")
+    assert status == 200 and body == shipped.read_bytes()
+
+
+def test_read_only_and_locked_down(client, ledger):
+    root, _ = ledger
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    assert client.post("/api/runs").status_code == 405
+    assert client.delete("/runs/sweep-0").status_code == 405
+    for path in ("/", "/runs/sweep-0", "/compare?runs=sweep-0", "/alerts", "/status"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+    after = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    assert after == before
+    # a host name other than loopback is refused (DNS rebinding)
+    assert client.get("/api/runs", headers={"host": "evil.example"}).status_code == 400
+    # the index connection cannot read other files
+    index = client.app.state.index
+    with pytest.raises(duckdb.PermissionException):
+        index.rows("SELECT * FROM read_text('/etc/hostname')")
+
+
+def test_index_appears_and_reloads_without_restart(tmp_path):
+    root = tmp_path / "ledger"
+    root.mkdir()
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        r = c.get("/api/runs")
+        assert r.status_code == 503 and "rebuild" in r.json()["error"]
+        assert c.get("/").status_code == 503
+        write_ledger(root)
+        rebuild(root)
+        v1 = c.get("/api/version").json()["version"]
+        assert c.get("/api/runs").json()["total"] == 5
+        add_run(root, "late-run")
+        rebuild(root)
+        assert c.get("/api/version").json()["version"] != v1
+        ids = {r["run_id"] for r in c.get("/api/runs").json()["runs"]}
+        assert "late-run" in ids and len(ids) == 6
+
+
+def test_missing_extra_is_one_line_naming_it(ledger):
+    r = subprocess.run(
+        [sys.executable, "-m", "ledgerx", "ui", "--root", str(ledger[0])],
+        capture_output=True, text=True, env=env_without_ui(), timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "ledgerx[ui]" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--port", "70000"], "between 0 and 65535"),
+        (["--root", "/nonexistent/ledger"], "no ledger at"),
+        (["--host", "203.0.113.7", "--port", "0"], "cannot serve on"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(ledger, args, needle):
+    r = cli("ui", "--root", str(ledger[0]), *args, timeout=60)
+    assert r.returncode != 0 and needle in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_binding_beyond_loopback_warns(ledger):
+    srv = UiServer(ledger[0], "--host", "0.0.0.0")
+    try:
+        base = srv.base.replace("0.0.0.0", "127.0.0.1")
+        assert json.loads(raw_get(base, "/api/runs")[1])["total"] == 5
+    finally:
+        srv.stop()
+    assert "warning: binding 0.0.0.0, not loopback" in srv.stderr()
+
+
+def test_daemon_serves_the_dashboard(ledger, tmp_path):
+    root = tmp_path / "ledger"
+    write_ledger(root)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ledgerx", "daemon", "--root", str(root), "--interval", "0.2",
+         "--ui-port", "0"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        base = None
+        for line in proc.stderr:
+            if "dashboard on " in line:
+                base = line.split("dashboard on ", 1)[1].strip().rstrip("/")
+                break
+        assert base, "the daemon did not report the dashboard"
+
+        def runs() -> int:
+            status, body = raw_get(base, "/api/runs")
+            return json.loads(body)["total"] if status == 200 else 0
+
+        assert wait_for(runs, timeout=30) == 5
+        add_run(root, "late-run")
+        assert wait_for(lambda: runs() == 6, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
