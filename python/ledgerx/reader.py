@@ -21,8 +21,9 @@ import duckdb
 
 from ledgerx.config import resolve_root
 from ledgerx.errors import LedgerError
-from ledgerx.index.indexer import forbid_external_access, open_readonly
+from ledgerx.index.indexer import open_readonly
 from ledgerx.index.publish import IndexPaths, lock_is_free
+from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
 
 STANDARD_QUERIES: dict[str, str] = {
     "latest_runs": "SELECT * FROM latest_runs",
@@ -57,8 +58,10 @@ class Reader:
     `.pl()`, `.fetchall()`).
 
     `Reader(root=None, db=None)`: root defaults to $LEDGERX_ROOT or ./data/ledger; `db` points at
-    a runs index elsewhere (`ledgerx rebuild --db PATH`). With `external_access=False` queries
-    cannot read or write other files (COPY, ATTACH, read_csv ... fail), as `ledgerx query` uses.
+    a runs index elsewhere (`ledgerx rebuild --db PATH`). With `external_access=False` (what
+    `ledgerx query` and the dashboard use) every `sql()` must be one read-only statement and the
+    connection cannot read or write other files, attach, load extensions or change settings
+    (`ledgerx.index.safesql`, docs/security.md).
     """
 
     def __new__(cls, *args: Any, legacy: Any = None, cutover: Any = None, **kwargs: Any) -> Reader:
@@ -154,7 +157,10 @@ class Reader:
     # -- queries -------------------------------------------------------------------------------
 
     def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
-        """Any read-only SQL over the index (tables, views, `alerts`, `runs_catalog`)."""
+        """Any read-only SQL over the index (tables, views, `alerts`, `runs_catalog`). With
+        `external_access=False`, anything but one read-only statement is QueryRefusedError."""
+        if not self.external_access:
+            check_read_only_sql(query)
         for attempt in range(_RETRIES):
             con = self.connection
             try:

@@ -200,28 +200,19 @@ def load_archived(
 
 
 def archived_log_rows(root: Path, present: set[str]) -> Iterator[pa.Table]:
-    """For `ledgerx verify`: (event_id, day, file, offset, writer, seq) of the archived parts
-    whose JSONL is gone, one table per part, after checking each against its recorded count
-    and event id hash (a mismatch raises LedgerError)."""
+    """For `ledgerx verify`: the envelope, data and position of every event of the archived
+    parts whose JSONL is gone (the columns of `ARCHIVE_SCHEMA` plus `day`), one table per part,
+    after checking each against its recorded count and event id hash (a mismatch raises
+    LedgerError)."""
     for p in list_archived(root):
         if p.rel in present:
             continue
-        t = pq.read_table(p.path, columns=["event_id", "file", "offset", "writer", "seq"])
+        t = pq.read_table(p.path, columns=ARCHIVE_SCHEMA.names)
         if t.num_rows != p.events or ids_hash(t.column("event_id").to_pylist()) != (
             p.event_ids_sha256
         ):
             raise LedgerError(f"{p.path}: archived events do not match the recorded count/hash")
-        day = pa.repeat(pa.scalar(p.day, pa.string()), t.num_rows)
-        yield pa.table(
-            {
-                "event_id": t.column("event_id"),
-                "day": day,
-                "file": t.column("file"),
-                "offset": t.column("offset"),
-                "writer": t.column("writer"),
-                "seq": t.column("seq"),
-            }
-        )
+        yield t.append_column("day", pa.repeat(pa.scalar(p.day, pa.string()), t.num_rows))
 
 
 # --- retention ------------------------------------------------------------------------------

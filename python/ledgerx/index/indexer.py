@@ -40,6 +40,7 @@ from ledgerx.index.publish import (
     publish,
     remove_stale_tmp,
 )
+from ledgerx.index.safesql import forbid_external_access
 from ledgerx.index.upcast import Upcaster, add_upcast_columns, default_upcaster
 from ledgerx.retention import load_archived, pending_archived
 
@@ -153,7 +154,7 @@ def check_since_date(since_date: str | None) -> str | None:
 
 def read_state(path: Path) -> tuple[dict[str, tuple[int, int, int]], dict[str, str]]:
     """Checkpoints {file: (offset, events, bad_lines)} and meta of a published index file."""
-    con = open_readonly(path)
+    con = open_readonly(path, external_access=False)
     try:
         files = {
             f: (o, e, b)
@@ -165,13 +166,6 @@ def read_state(path: Path) -> tuple[dict[str, tuple[int, int, int]], dict[str, s
         return files, meta
     finally:
         con.close()
-
-
-def forbid_external_access(con: duckdb.DuckDBPyConnection) -> None:
-    """No COPY/ATTACH/read_* of other files from here on, for good: `lock_configuration`
-    keeps a query from turning it back on."""
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
 
 
 def open_readonly(path: Path, external_access: bool = True) -> duckdb.DuckDBPyConnection:

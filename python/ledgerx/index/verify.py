@@ -3,7 +3,10 @@
 Log checks: every line's crc and envelope (the scanner), `data` against the schema of its type
 and version (the registry in events/_schema.json, built-in types when the file is absent), torn
 tails, and `seq` gaps or repeats per writer. Index checks, for the bytes the index says it has
-indexed: per day, the number of events and an order-independent hash of their event ids.
+indexed: per day, the number of events and an order-independent hash of what each event
+contributes to the index (`CONTENT_HASH`: id, type, version, time, run, writer, seq, data and
+position), computed from the log by the scanner and from the index's `events` table, so a row
+changed in the index (an UPDATE) is caught, not only a missing or extra one.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ from ledgerx.index.indexer import list_part_files, open_readonly, read_state
 from ledgerx.index.publish import IndexPaths
 
 MAX_PROBLEMS = 200
+MAX_ROWS_NAMED = 10
+
+# One expression, evaluated on both sides over the same column names and types: the log's
+# scanned (or archived) rows and the index's `events` rows.
+CONTENT_HASH = """hash(event_id::VARCHAR, event_type::VARCHAR, schema_version::BIGINT,
+    epoch_us(ts)::BIGINT, run_id::VARCHAR, writer::VARCHAR, seq::BIGINT, data::VARCHAR,
+    file::VARCHAR, "offset"::BIGINT)"""
 
 
 @dataclass
@@ -114,7 +124,7 @@ def verify(
     con.execute("SET preserve_insertion_order = false")
     con.execute(
         """CREATE TABLE logv (event_id VARCHAR, day VARCHAR, file VARCHAR, "offset" BIGINT,
-                              writer VARCHAR, seq BIGINT)"""
+                              writer VARCHAR, seq BIGINT, h UBIGINT)"""
     )
     for rel, day, size in files:
         last = None
@@ -137,19 +147,9 @@ def verify(
                         err = sch.check(et, ver, data)
                         if err is not None:
                             rep.add(f"{rel}:{off}: schema: {et} v{ver}: {err}")
-                small = pa.table(
-                    {
-                        "event_id": rb.column("event_id"),
-                        "day": pa.repeat(pa.scalar(day), rb.num_rows),
-                        "file": pa.repeat(pa.scalar(rel), rb.num_rows),
-                        "offset": rb.column("offset"),
-                        "writer": rb.column("writer"),
-                        "seq": rb.column("seq"),
-                    }
-                )
-                con.register("_b", small)
-                con.execute("INSERT INTO logv SELECT * FROM _b")
-                con.unregister("_b")
+                rb = rb.append_column("day", pa.repeat(pa.scalar(day), rb.num_rows))
+                rb = rb.append_column("file", pa.repeat(pa.scalar(rel), rb.num_rows))
+                _insert_log_rows(con, rb)
             done += b.end_offset - b.start_offset
             if progress is not None:
                 progress(done, total)
@@ -177,6 +177,17 @@ def verify(
     return rep
 
 
+def _insert_log_rows(con: duckdb.DuckDBPyConnection, rows: Any) -> None:
+    """Keep what verify needs of log rows: position, writer/seq, and the content hash (the
+    data itself is not kept, so memory stays small)."""
+    con.register("_rows", rows)
+    con.execute(
+        f"""INSERT INTO logv SELECT event_id, day, file, "offset", writer, seq, {CONTENT_HASH}
+            FROM _rows"""
+    )
+    con.unregister("_rows")
+
+
 def _add_archived(
     root: Path, present: set[str], con: duckdb.DuckDBPyConnection, rep: VerifyReport
 ) -> None:
@@ -188,9 +199,7 @@ def _add_archived(
     try:
         for t in archived_log_rows(root, present):
             rep.events += t.num_rows
-            con.register("_a", t)
-            con.execute("INSERT INTO logv SELECT * FROM _a")
-            con.unregister("_a")
+            _insert_log_rows(con, t)
     except LedgerError as e:
         rep.add(f"archive: {e}")
 
@@ -203,28 +212,32 @@ def _check_index(con: duckdb.DuckDBPyConnection, paths: IndexPaths, rep: VerifyR
         con.executemany("INSERT INTO ck VALUES (?, ?)", [(f, o) for f, (o, _, _) in ckpt.items()])
     # The log side: lines below each file's checkpoint, one per event id (the first in
     # (file, offset) order, as the indexer keeps).
+    con.execute(
+        """CREATE TEMP TABLE logi AS
+           SELECT l.* FROM logv l JOIN ck USING (file) WHERE l."offset" < ck."offset"
+           QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY file, l."offset") = 1"""
+    )
     log_days = {
         d: (n, h)
         for d, n, h in con.execute(
-            """SELECT day, count(*), bit_xor(hash(event_id)) FROM (
-                   SELECT l.* FROM logv l JOIN ck USING (file) WHERE l."offset" < ck."offset"
-                   QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY file, l."offset") = 1)
-               GROUP BY day"""
+            """SELECT day, count(*), bit_xor(h) FROM logi GROUP BY day"""
         ).fetchall()
     }
     rep.unindexed_events = con.execute(
         """SELECT count(*) FROM logv l LEFT JOIN ck USING (file)
            WHERE ck."offset" IS NULL OR l."offset" >= ck."offset" """
-    ).fetchone()[0]
-    idx = open_readonly(paths.runs)
+    ).fetchall()[0][0]
+    idx = open_readonly(paths.runs, external_access=False)
     try:
         idx_days = {
             d: (n, h)
             for d, n, h in idx.execute(
-                """SELECT substr(file, 5, 10), count(*), bit_xor(hash(event_id))
+                f"""SELECT substr(file, 5, 10), count(*), bit_xor({CONTENT_HASH})
                    FROM events GROUP BY 1"""
             ).fetchall()
         }
+        changed_days = [d for d in set(log_days) & set(idx_days) if log_days[d] != idx_days[d]]
+        changed = _changed_rows(con, idx, changed_days) if changed_days else []
         dup = idx.execute("SELECT count(*) - count(DISTINCT event_id) FROM events").fetchone()[0]
     finally:
         idx.close()
@@ -237,7 +250,36 @@ def _check_index(con: duckdb.DuckDBPyConnection, paths: IndexPaths, rep: VerifyR
         if ln != iN:
             rep.add(f"day {day}: log has {ln} indexed events, index has {iN}")
         elif lh != ih:
-            rep.add(f"day {day}: event ids differ between log and index (same count {ln})")
+            rep.add(f"day {day}: index content differs from the log (same count {ln})")
+    for eid, where in changed:
+        rep.add(f"index: event {eid} differs from its log line{where}")
+
+
+def _changed_rows(
+    con: duckdb.DuckDBPyConnection, idx: duckdb.DuckDBPyConnection, days: list[str]
+) -> list[tuple[str, str]]:
+    """Up to MAX_ROWS_NAMED events of `days` whose index row is missing, extra or changed."""
+    rows = idx.sql(
+        f"""SELECT event_id, {CONTENT_HASH} AS h FROM events
+            WHERE substr(file, 5, 10) IN (SELECT unnest(?::VARCHAR[]))""",
+        params=[days],
+    ).to_arrow_table()
+    con.register("_idx", rows)
+    try:
+        out = con.execute(
+            f"""SELECT coalesce(l.event_id, i.event_id),
+                       CASE WHEN l.event_id IS NULL THEN ' (not in the log)'
+                            WHEN i.event_id IS NULL THEN ' (missing from the index)'
+                            ELSE ' (' || l.file || ':' || l."offset" || ')' END
+                FROM (SELECT * FROM logi WHERE day IN (SELECT unnest(?::VARCHAR[]))) l
+                FULL JOIN _idx i ON l.event_id = i.event_id
+                WHERE l.h IS DISTINCT FROM i.h
+                ORDER BY 1 LIMIT {MAX_ROWS_NAMED}""",
+            [days],
+        ).fetchall()
+    finally:
+        con.unregister("_idx")
+    return [(e, w) for e, w in out]
 
 
 def index_status(
@@ -252,7 +294,7 @@ def index_status(
     ckpt: dict[str, tuple[int, int, int]] = {}
     if paths.runs.exists():
         ckpt, meta = read_state(paths.runs)
-        con = open_readonly(paths.runs)
+        con = open_readonly(paths.runs, external_access=False)
         try:
             row = con.execute(
                 """SELECT gen, mode, started_at, seconds, events, bad_lines FROM _index_runs
