@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledgerx import _core
+from ledgerx import SchemaError, _core
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 
@@ -252,7 +252,7 @@ class EmitPath:
     def is_valid(self, doc: Any) -> bool:
         try:
             self.writer.emit("diff.case", {"v": doc})
-        except _core.SchemaError as e:
+        except SchemaError as e:
             assert str(e).startswith("diff.case v1: data"), str(e)
             return False
         return True

@@ -135,7 +135,7 @@ def test_emit_on_a_closed_ledger(root: Path) -> None:
 
 
 def test_bad_options_are_refused(root: Path) -> None:
-    with pytest.raises(SchemaError, match="durability"):
+    with pytest.raises(ledgerx.ConfigError, match="durability"):
         ledgerx.open(root, durability="sometimes")
     with pytest.raises(SchemaError, match="invalid run_id"):
         ledgerx.open(root).run(run_id="a/b", run_kind="k", config={}, data_fingerprint="f")

@@ -15,7 +15,10 @@ from typing import Any
 
 from ledgerx.errors import (
     ClosedError,
+    CommitError,
+    ConfigError,
     IndexBusyError,
+    IndexTimeoutError,
     LedgerError,
     LedgerIOError,
     SchemaError,
@@ -43,7 +46,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClosedError",
+    "CommitError",
+    "ConfigError",
     "IndexBusyError",
+    "IndexTimeoutError",
     "Ledger",
     "LedgerError",
     "LedgerIOError",

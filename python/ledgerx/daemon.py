@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerx.config import events_dir, index_dir, resolve_root
-from ledgerx.errors import IndexBusyError, LedgerError
+from ledgerx.errors import ConfigError, IndexBusyError, LedgerError
 
 log = logging.getLogger("ledgerx.daemon")
 
@@ -123,9 +123,9 @@ class Daemon:
         verbose: bool = False,
     ) -> None:
         if interval <= 0:
-            raise ValueError("--interval must be > 0 seconds")
+            raise ConfigError("--interval must be > 0 seconds")
         if max_failures < 1:
-            raise ValueError("--max-failures must be >= 1")
+            raise ConfigError("--max-failures must be >= 1")
         self.root = resolve_root(root)
         self.interval = float(interval)
         self.max_lag_seconds = float(max_lag_seconds)

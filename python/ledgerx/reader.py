@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from ledgerx.config import resolve_root
-from ledgerx.errors import LedgerError
+from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
 from ledgerx.index.indexer import open_readonly
 from ledgerx.index.publish import IndexPaths, lock_is_free
 from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
@@ -83,7 +83,7 @@ class Reader:
         cutover: None = None,
     ) -> None:
         if cutover is not None:
-            raise ValueError("cutover= needs legacy= (the legacy DuckDB file)")
+            raise ConfigError("cutover= needs legacy= (the legacy DuckDB file)")
         self.root = resolve_root(root)
         self.paths = IndexPaths.for_root(self.root, db)
         self.external_access = external_access
@@ -241,7 +241,7 @@ def wait_indexed(
                 except IndexBusyError:
                     pass
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"event at {file}:{offset} not indexed after {timeout:.1f} s")
+                raise IndexTimeoutError(f"event at {file}:{offset} not indexed after {timeout:.1f} s")
             time.sleep(poll)
     finally:
         reader.close()

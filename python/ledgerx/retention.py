@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
-from ledgerx.errors import IndexBusyError, LedgerError
+from ledgerx.errors import ConfigError, IndexBusyError, LedgerError
 from ledgerx.fsutil import ensure_dir, fsync_path
 
 ARCHIVE_FORMAT = 1
@@ -222,7 +222,7 @@ def parse_age(text: str) -> int:
     """`90d` (or `90`) → 90 days."""
     m = re.fullmatch(r"\s*(\d+)\s*d?\s*", str(text))
     if not m:
-        raise ValueError(f"--archive-older-than must be a number of days like 90d, got {text!r}")
+        raise ConfigError(f"--archive-older-than must be a number of days like 90d, got {text!r}")
     return int(m.group(1))
 
 
@@ -441,7 +441,7 @@ def run_retention(
 ) -> RetentionReport:
     """Archive every closed day older than the policy. See the module docstring."""
     if older_than_days < 0:
-        raise ValueError("--archive-older-than must be >= 0 days")
+        raise ConfigError("--archive-older-than must be >= 0 days")
     rootp = resolve_root(root)
     ev = events_dir(rootp)
     today = today or datetime.now(timezone.utc).date()

@@ -24,7 +24,7 @@ from typing import Any
 
 from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
-from ledgerx.errors import ClosedError, LedgerIOError, SchemaError
+from ledgerx.errors import ClosedError, ConfigError, LedgerIOError, SchemaError
 
 Position = tuple[str, int]
 """Where an event landed: (part file relative to `events/`, byte offset of its line)."""
@@ -43,10 +43,8 @@ def new_run_id() -> str:
 
 def _seed_registry(events: Path) -> None:
     """Make sure `_schema.json` exists (the schema package owns its format)."""
-    try:
-        from ledgerx.schema import ensure_registry
-    except ImportError:  # the writer falls back to the built-in schemas
-        return
+    from ledgerx.schema import ensure_registry
+
     try:
         ensure_registry(events)
     except OSError as e:
@@ -74,7 +72,7 @@ class Ledger:
         writer_id: str | None = None,
     ) -> None:
         if durability not in DURABILITY_MODES:
-            raise SchemaError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
+            raise ConfigError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
         self.root = resolve_root(root)
         self.events_dir = events_dir(self.root)
         self.durability = durability

@@ -55,6 +55,8 @@ impl Part {
     /// Append whole lines with exactly one write(); a short write is an error, and the part is
     /// cut back to where it was so no partial line stays behind.
     pub fn append(&self, buf: &[u8], at: u64) -> Result<()> {
+        // SAFETY: the fd is open for as long as `self.file` lives, and `buf` is a valid slice
+        // of `buf.len()` readable bytes for the duration of the call.
         let n = unsafe { libc::write(self.file.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
         if n < 0 {
             return Err(Error::io(&self.path, io::Error::last_os_error()));
@@ -90,6 +92,7 @@ fn part_number(name: &str) -> Option<u32> {
 }
 
 fn lock_nb(f: &File) -> bool {
+    // SAFETY: flock on a file descriptor that `f` keeps open; no memory is passed.
     unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 

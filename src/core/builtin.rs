@@ -39,17 +39,3 @@ pub const BUILTIN_REGISTRY: &str = r#"{
                      "severity": {"type": "string"}, "payload": {"type": "object"}}}}
   }
 }"#;
-
-pub const BUILTIN_TYPES: &[&str] = &[
-    "run.created",
-    "run.started",
-    "run.heartbeat",
-    "run.completed",
-    "run.failed",
-    "phase.started",
-    "phase.completed",
-    "trial.recorded",
-    "baseline.completed",
-    "artifact.created",
-    "alert.ingested",
-];

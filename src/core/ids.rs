@@ -60,6 +60,16 @@ pub fn uuid7(unix_ms: u64, rng: &mut Rng) -> [u8; 36] {
     format_uuid(&uuid7_bytes(unix_ms, (r >> 48) as u16, rng.next_u64()))
 }
 
+/// A canonical UUID string: 8-4-4-4-12 hex digits (any version; migration ids are UUIDv7).
+pub fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 /// A short random id for a writer instance: `w-` + 16 hex digits.
 pub fn writer_id(rng: &mut Rng) -> String {
     format!("w-{:016x}", rng.next_u64())
@@ -78,5 +88,16 @@ mod tests {
         assert_eq!(&s[14..15], "7");
         assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"));
         assert_eq!(s.len(), 36);
+        assert!(is_uuid(s));
+    }
+
+    #[test]
+    fn is_uuid_wants_the_canonical_layout() {
+        assert!(is_uuid("0190c1f0-0000-7000-8000-00000000000a"));
+        assert!(is_uuid("0190C1F0-0000-7000-8000-00000000000A"));
+        assert!(!is_uuid(&"-".repeat(36)));
+        assert!(!is_uuid("0190c1f0a0000-7000-8000-00000000000a"));
+        assert!(!is_uuid("0190c1f0-0000-7000-8000-00000000000"));
+        assert!(!is_uuid("0190c1f0-0000-7000-8000-00000000000g"));
     }
 }

@@ -31,7 +31,7 @@ impl StrColumn {
 
     fn push(&mut self, s: &[u8]) {
         self.values.extend_from_slice(s);
-        self.offsets.push(self.values.len() as i32);
+        self.offsets.push(arrow_offset(self.values.len()));
         if let Some(v) = &mut self.validity {
             set_bit(v, self.len, true);
         }
@@ -47,7 +47,7 @@ impl StrColumn {
             bits
         });
         set_bit(v, self.len, false);
-        self.offsets.push(self.values.len() as i32);
+        self.offsets.push(arrow_offset(self.values.len()));
         self.len += 1;
     }
 
@@ -58,6 +58,34 @@ impl StrColumn {
             }
         }
         Some(&self.values[self.offsets[i] as usize..self.offsets[i + 1] as usize])
+    }
+}
+
+/// The most value bytes one string column of a batch may hold: Arrow `utf8` offsets are i32.
+pub const MAX_COLUMN_BYTES: usize = i32::MAX as usize;
+
+/// `scan_buffer` ends a batch before any column would pass `MAX_COLUMN_BYTES`, so this never
+/// fails; if it did, a wrapped offset would corrupt the batch silently, so it panics instead.
+fn arrow_offset(len: usize) -> i32 {
+    i32::try_from(len).expect("string column over 2 GiB: scan_buffer splits batches before")
+}
+
+impl Columns {
+    /// Whether a line of `n` bytes still fits: each string column takes at most `n` bytes of
+    /// it, so it fits when the fullest column has room for `n` more.
+    fn has_room(&self, n: usize, limit: usize) -> bool {
+        let fullest = [
+            &self.event_id,
+            &self.event_type,
+            &self.run_id,
+            &self.writer,
+            &self.data,
+        ]
+        .iter()
+        .map(|c| c.values.len())
+        .max()
+        .unwrap_or(0);
+        fullest.saturating_add(n) <= limit
     }
 }
 
@@ -217,7 +245,8 @@ fn read_full(f: &mut File, buf: &mut Vec<u8>, want: u64) -> io::Result<usize> {
 }
 
 /// Scan complete lines of `buf` (which starts at file offset `base`). Returns bytes consumed
-/// (up to and including the last `\n`).
+/// (up to and including the last `\n` taken): a batch ends early, before a line that would
+/// take a string column past `MAX_COLUMN_BYTES`; the caller scans the rest in the next call.
 pub fn scan_buffer(
     buf: &[u8],
     base: u64,
@@ -225,13 +254,27 @@ pub fn scan_buffer(
     cols: &mut Columns,
     bad: &mut Vec<BadLine>,
 ) -> usize {
+    scan_buffer_upto(buf, base, opts, cols, bad, MAX_COLUMN_BYTES)
+}
+
+fn scan_buffer_upto(
+    buf: &[u8],
+    base: u64,
+    opts: ScanOptions,
+    cols: &mut Columns,
+    bad: &mut Vec<BadLine>,
+    column_limit: usize,
+) -> usize {
     let mut pos = 0;
     let mut sc = Scratch::default();
-    cols.data.values.reserve(buf.len());
+    cols.data.values.reserve(buf.len().min(column_limit));
     while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
         let line = &buf[pos..pos + nl];
         let off = base + pos as u64;
-        if nl as u64 + 1 > opts.max_line_bytes {
+        if nl <= column_limit && !cols.has_room(nl, column_limit) {
+            break; // the batch is full: the next call starts a new one here
+        }
+        if nl as u64 + 1 > opts.max_line_bytes || nl > column_limit {
             bad.push(BadLine {
                 offset: off,
                 len: nl as u64 + 1,
@@ -479,6 +522,43 @@ mod tests {
         let (c, bad, _) = scan(&buf, true);
         assert_eq!(c.len(), 2);
         assert_eq!(bad.len(), 3);
+    }
+
+    #[test]
+    fn batches_end_before_a_string_column_passes_the_arrow_limit() {
+        let lines: Vec<Vec<u8>> = (1..=5).map(good_line).collect();
+        let all = lines.concat();
+        // A line fits while the fullest column (event_id, 36 bytes a line) has room for the
+        // whole line: 36 + len fits, 72 + len does not, so batches of two lines.
+        let limit = lines[0].len() + 40;
+        let (mut pos, mut seqs, mut batches) = (0, Vec::new(), 0);
+        while pos < all.len() {
+            let mut c = Columns::default();
+            let mut b = Vec::new();
+            let n = scan_buffer_upto(
+                &all[pos..],
+                pos as u64,
+                ScanOptions::default(),
+                &mut c,
+                &mut b,
+                limit,
+            );
+            assert!(n > 0 && b.is_empty(), "{b:?}");
+            assert!(c.event_id.values.len() <= limit && c.data.values.len() <= limit);
+            assert_eq!(c.offset[0], pos as i64);
+            seqs.extend(c.seq);
+            pos += n;
+            batches += 1;
+        }
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert_eq!(batches, 3, "2 + 2 + 1 lines");
+        // A single line over the limit cannot fit any batch: it is bad, not an endless loop.
+        let mut c = Columns::default();
+        let mut b = Vec::new();
+        let n = scan_buffer_upto(&all, 0, ScanOptions::default(), &mut c, &mut b, 10);
+        assert_eq!(n, all.len());
+        assert_eq!(b.len(), 5);
+        assert!(c.is_empty());
     }
 
     #[test]

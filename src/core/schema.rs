@@ -109,6 +109,14 @@ pub trait JsonView: Sized {
     fn object_get(&self, key: &str) -> Option<Self>;
     /// Visit members in order; stop at the first error the callback returns.
     fn for_each_member<E>(&self, f: &mut dyn FnMut(&str, Self) -> Result<(), E>) -> Result<(), E>;
+    /// Visit array items in order; stop at the first error. Views whose `array_item` is not
+    /// O(1) (the tape) override it so an array is validated in one pass, not O(n²).
+    fn for_each_item<E>(&self, f: &mut dyn FnMut(usize, Self) -> Result<(), E>) -> Result<(), E> {
+        for i in 0..self.array_len() {
+            f(i, self.array_item(i))?;
+        }
+        Ok(())
+    }
 }
 
 impl JsonView for &Value {
@@ -175,10 +183,8 @@ pub fn json_equal<V: JsonView>(a: &V, b: &Value) -> bool {
         (Kind::Array, Kind::Array) => {
             let items = b.as_array().expect("array");
             a.array_len() == items.len()
-                && items
-                    .iter()
-                    .enumerate()
-                    .all(|(i, x)| json_equal(&a.array_item(i), x))
+                && a.for_each_item(&mut |i, x| json_equal(&x, &items[i]).then_some(()).ok_or(()))
+                    .is_ok()
         }
         (Kind::Object, Kind::Object) => {
             let m = b.as_object().expect("object");
@@ -264,19 +270,21 @@ impl Violation {
         self
     }
 
-    /// `data.metrics.sharpe: expected number, got string` (path segments were pushed innermost
-    /// first while unwinding).
-    pub fn render(&self, root: &str) -> String {
+    /// `data.metrics.sharpe` (path segments were pushed innermost first while unwinding).
+    pub fn path_str(&self, root: &str) -> String {
         let mut p = String::from(root);
         for seg in self.path.iter().rev() {
-            if seg.starts_with('[') {
-                p.push_str(seg);
-            } else {
+            if !seg.starts_with('[') {
                 p.push('.');
-                p.push_str(seg);
             }
+            p.push_str(seg);
         }
-        format!("{p}: {}", self.message)
+        p
+    }
+
+    /// `data.metrics.sharpe: expected number, got string`.
+    pub fn render(&self, root: &str) -> String {
+        format!("{}: {}", self.path_str(root), self.message)
     }
 }
 
@@ -496,11 +504,9 @@ impl Node {
             Kind::Object => self.validate_object(v)?,
             Kind::Array => {
                 if let Some(items) = &self.items {
-                    for i in 0..v.array_len() {
-                        items
-                            .validate(&v.array_item(i))
-                            .map_err(|e| e.at(&format!("[{i}]")))?;
-                    }
+                    v.for_each_item(&mut |i, item| {
+                        items.validate(&item).map_err(|e| e.at(&format!("[{i}]")))
+                    })?;
                 }
             }
             Kind::Number => {
@@ -802,6 +808,18 @@ impl JsonView for TapeNode<'_> {
         self.array_len() / 2
     }
 
+    fn for_each_item<E>(&self, f: &mut dyn FnMut(usize, Self) -> Result<(), E>) -> Result<(), E> {
+        let end = self.tok().next as usize;
+        let mut i = self.i + 1;
+        let mut k = 0;
+        while i < end {
+            f(k, self.at(i))?;
+            i = self.toks[i].next as usize;
+            k += 1;
+        }
+        Ok(())
+    }
+
     fn object_get(&self, key: &str) -> Option<Self> {
         let end = self.tok().next as usize;
         let mut i = self.i + 1;
@@ -865,5 +883,92 @@ mod tape_tests {
             let via_value = schema.validate(&d).map_err(|v| v.render("data"));
             assert_eq!(via_tape, via_value, "{d}");
         }
+    }
+
+    #[test]
+    fn long_arrays_are_walked_once() {
+        // 100k items: a walk from the start for each item would take 5e9 steps.
+        let n = 100_000;
+        let mut text = b"[".to_vec();
+        for i in 0..n {
+            text.extend_from_slice(if i + 1 < n { b"1," } else { b"\"x\"]" });
+        }
+        let mut tape = Tape::default();
+        tape.parse(&text).unwrap();
+        let root = TapeNode::root(&text, &tape);
+        let mut seen = 0;
+        root.for_each_item(&mut |i, _| {
+            assert_eq!(i, seen);
+            seen += 1;
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert_eq!(seen, n);
+        let schema = Schema::compile(&json!({"items": {"type": "integer"}})).unwrap();
+        let err = schema.validate(&root).unwrap_err();
+        assert_eq!(
+            err.render("data"),
+            format!("data[{}]: expected integer, got string", n - 1)
+        );
+        assert_eq!(err.path_str("data"), format!("data[{}]", n - 1));
+    }
+
+    /// A view whose `array_item` panics: validation must go through `for_each_item`.
+    #[derive(Clone, Copy)]
+    struct NoIndexing<'a>(&'a Value);
+
+    impl JsonView for NoIndexing<'_> {
+        fn kind(&self) -> Kind {
+            (&self.0).kind()
+        }
+        fn as_bool(&self) -> bool {
+            (&self.0).as_bool()
+        }
+        fn as_num(&self) -> Num {
+            (&self.0).as_num()
+        }
+        fn as_str(&self) -> Cow<'_, str> {
+            Cow::Borrowed(self.0.as_str().unwrap_or(""))
+        }
+        fn array_len(&self) -> usize {
+            (&self.0).array_len()
+        }
+        fn array_item(&self, _: usize) -> Self {
+            panic!("array_item is O(n) on the tape: validate must use for_each_item")
+        }
+        fn object_len(&self) -> usize {
+            (&self.0).object_len()
+        }
+        fn object_get(&self, key: &str) -> Option<Self> {
+            self.0.get(key).map(NoIndexing)
+        }
+        fn for_each_member<E>(
+            &self,
+            f: &mut dyn FnMut(&str, Self) -> Result<(), E>,
+        ) -> Result<(), E> {
+            (&self.0).for_each_member(&mut |k, v| f(k, NoIndexing(v)))
+        }
+        fn for_each_item<E>(
+            &self,
+            f: &mut dyn FnMut(usize, Self) -> Result<(), E>,
+        ) -> Result<(), E> {
+            (&self.0).for_each_item(&mut |i, v| f(i, NoIndexing(v)))
+        }
+    }
+
+    #[test]
+    fn validation_and_enum_use_for_each_item() {
+        let schema = Schema::compile(&json!({
+            "properties": {"a": {"items": {"type": "integer"}}, "e": {"enum": [[1, 2]]}}
+        }))
+        .unwrap();
+        let ok = json!({"a": [1, 2, 3], "e": [1, 2]});
+        assert!(schema.validate(&NoIndexing(&ok)).is_ok());
+        let bad = json!({"a": [1, "x"], "e": [1, 2]});
+        let err = schema.validate(&NoIndexing(&bad)).unwrap_err();
+        assert_eq!(
+            err.render("data"),
+            "data.a[1]: expected integer, got string"
+        );
     }
 }

@@ -106,6 +106,9 @@ struct State {
     fake_now_us: Option<i64>,
     current: Option<Arc<Part>>,
     size: u64,
+    /// The part left at the last switch, with its size: while a pending segment still holds
+    /// it (and its lock), open_part could not adopt it, so a return to its day takes it back.
+    previous: Option<(Arc<Part>, u64)>,
     pending: Vec<Segment>,
     pending_bytes: usize,
     /// Highest seq handed to the disk path (written, or failed and reported).
@@ -166,6 +169,26 @@ pub fn check_run_id(id: &str) -> Result<()> {
     }
 }
 
+/// The latest timestamp a line can carry: 9999-12-31T23:59:59.999999Z.
+const MAX_TS_US: i64 = 253_402_300_799_999_999;
+
+/// The migration overrides are checked like run ids: the event id must be a canonical UUID
+/// (8-4-4-4-12 hex digits) and the timestamp after the epoch (0 stands for a missing time)
+/// and within the line format's four-digit years.
+pub fn check_overrides(head: &EventHead<'_>) -> Result<()> {
+    if let Some(id) = head.event_id {
+        if !ids::is_uuid(id) {
+            return Err(Error::schema(format!("event_id {id:?} is not a UUID")));
+        }
+    }
+    match head.ts_us {
+        Some(t) if !(1..=MAX_TS_US).contains(&t) => Err(Error::schema(format!(
+            "ts_us {t} is outside 1970-01-01T00:00:00Z (exclusive) .. 9999-12-31"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl Writer {
     pub fn open(cfg: Config) -> Result<Writer> {
         super::appender::ensure_dir(&cfg.events)?;
@@ -183,6 +206,7 @@ impl Writer {
                 fake_now_us: None,
                 current: None,
                 size: 0,
+                previous: None,
                 pending: Vec::new(),
                 pending_bytes: 0,
                 done_seq: 0,
@@ -219,10 +243,6 @@ impl Writer {
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     pub fn writer_id(&self) -> String {
         lock(&self.shared.state).writer_id.clone()
     }
@@ -246,6 +266,7 @@ impl Writer {
         if let Some(r) = head.run_id {
             check_run_id(r)?;
         }
+        check_overrides(head)?;
         let mut guard = lock(&self.shared.state);
         if guard.closed {
             return Err(Error::Closed);
@@ -259,8 +280,10 @@ impl Writer {
         let st = &mut *guard;
         let mut line = std::mem::take(&mut st.scratch);
         line.clear();
-        build_line(&mut line, st, head, ts, data);
-        let result = self.place(st, &line, ts);
+        // The seq is used up only when the line is placed: a failed emit leaves no gap.
+        let seq = st.seq + 1;
+        build_line(&mut line, st, head, ts, seq, data);
+        let result = self.place(st, &line, ts, seq);
         st.scratch = line;
         drop(guard);
         let (pos, backpressure, to_sync) = result?;
@@ -289,9 +312,9 @@ impl Writer {
         st: &mut State,
         line: &[u8],
         ts: i64,
+        seq: u64,
     ) -> Result<(Position, bool, Option<Arc<Part>>)> {
         if line.len() > self.cfg.max_event_bytes {
-            st.seq -= 1;
             return Err(Error::schema(format!(
                 "event is {} bytes, over max_event_bytes {}",
                 line.len(),
@@ -308,21 +331,7 @@ impl Writer {
             }
         };
         if needs_new {
-            match open_part(
-                &self.cfg.events,
-                &day,
-                self.cfg.max_part_bytes,
-                line.len() as u64,
-            ) {
-                Ok((part, size)) => {
-                    st.current = Some(Arc::new(part));
-                    st.size = size;
-                }
-                Err(e) => {
-                    st.seq -= 1;
-                    return Err(e);
-                }
-            }
+            self.switch_part(st, &day, line.len() as u64)?;
         }
         let part = Arc::clone(st.current.as_ref().expect("current part"));
         let offset = st.size;
@@ -349,9 +358,10 @@ impl Writer {
                         first_at: Instant::now(),
                     });
                 }
+                st.seq = seq;
                 let seg = st.pending.last_mut().expect("segment");
                 seg.bytes.extend_from_slice(line);
-                seg.last_seq = st.seq;
+                seg.last_seq = seq;
                 seg.events += 1;
                 st.pending_bytes += line.len();
                 st.size += line.len() as u64;
@@ -365,15 +375,37 @@ impl Writer {
                     // Nothing of the line stays on disk, so its seq is not used up either.
                     part.abandon(&format!("write failed: {e}"));
                     st.current = None;
-                    st.seq -= 1;
                     return Err(e);
                 }
                 st.size += line.len() as u64;
-                st.done_seq = st.seq;
+                st.seq = seq;
+                st.done_seq = seq;
                 let sync = (self.cfg.durability == Durability::Fsync).then_some(part);
                 Ok((pos, false, sync))
             }
         }
+    }
+
+    /// Make `st.current` a part of `day` with room for `need` bytes: the part left at the last
+    /// switch when it fits (our own lock would keep open_part from adopting it), else one from
+    /// open_part.
+    fn switch_part(&self, st: &mut State, day: &str, need: u64) -> Result<()> {
+        let left = st.current.take().map(|p| (p, st.size));
+        let back = st.previous.take().filter(|(p, size)| {
+            p.day == day && !p.is_abandoned() && size + need <= self.cfg.max_part_bytes
+        });
+        let (part, size) = match back {
+            Some(b) => b,
+            None => {
+                let (part, size) = open_part(&self.cfg.events, day, self.cfg.max_part_bytes, need)?;
+                (Arc::new(part), size)
+            }
+        };
+        // Kept only while queued bytes still hold it; the flusher lets go after writing them.
+        st.previous = left.filter(|(p, _)| !p.is_abandoned() && Arc::strong_count(p) > 1);
+        st.current = Some(part);
+        st.size = size;
+        Ok(())
     }
 
     /// Block until every event emitted so far is durable (group), or on disk (os: fsync).
@@ -439,6 +471,7 @@ impl Writer {
         }
         let mut st = lock(&self.shared.state);
         st.current = None;
+        st.previous = None;
         let late = st.error.take();
         drop(st);
         flushed?;
@@ -464,8 +497,14 @@ impl Drop for Writer {
 
 /// `{"event_id":…,"event_type":…,"schema_version":…,"ts":…,"run_id":…,"writer":…,"seq":…,
 /// "data":…,"crc":"xxxxxxxx"}\n` with the crc over everything before `,"crc":`.
-fn build_line(out: &mut Vec<u8>, st: &mut State, head: &EventHead<'_>, ts: i64, data: &[u8]) {
-    st.seq += 1;
+fn build_line(
+    out: &mut Vec<u8>,
+    st: &mut State,
+    head: &EventHead<'_>,
+    ts: i64,
+    seq: u64,
+    data: &[u8],
+) {
     out.extend_from_slice(b"{\"event_id\":\"");
     match head.event_id {
         Some(id) => out.extend_from_slice(id.as_bytes()),
@@ -485,7 +524,7 @@ fn build_line(out: &mut Vec<u8>, st: &mut State, head: &EventHead<'_>, ts: i64, 
     out.extend_from_slice(b",\"writer\":");
     json::write_str(out, &st.writer_id);
     out.extend_from_slice(b",\"seq\":");
-    json::write_i64(out, st.seq as i64);
+    json::write_i64(out, seq as i64);
     out.extend_from_slice(b",\"data\":");
     out.extend_from_slice(data);
     let crc = crc32c::crc32c(out);
@@ -546,6 +585,13 @@ fn flusher_loop(shared: &Shared, gather: Duration) {
                 st.free_bufs.push(b);
             }
         }
+        if st
+            .previous
+            .as_ref()
+            .is_some_and(|(p, _)| Arc::strong_count(p) == 1)
+        {
+            st.previous = None; // unlock it: another writer may adopt it now
+        }
         if let Some(e) = error {
             if let Some(cur) = &st.current {
                 if cur.is_abandoned() {
@@ -588,12 +634,10 @@ fn write_batch(batch: &[Segment]) -> Option<Error> {
         }
     }
     first_err.map(|e| match e {
-        Error::Io { path, source } => Error::Io {
+        Error::Io { path, source } => Error::Commit {
             path,
-            source: std::io::Error::new(
-                source.kind(),
-                format!("{source} ({lost} queued events not made durable)"),
-            ),
+            source,
+            lost: lost as u64,
         },
         other => other,
     })
@@ -721,11 +765,11 @@ mod tests {
         let big = format!("{{\"x\":\"{}\"}}", "a".repeat(400));
         assert!(matches!(
             w.emit(&head("t"), big.as_bytes()),
-            Err(Error::Schema(_))
+            Err(Error::Schema { .. })
         ));
         let mut h = head("t");
         h.run_id = Some("../etc");
-        assert!(matches!(w.emit(&h, b"{}"), Err(Error::Schema(_))));
+        assert!(matches!(w.emit(&h, b"{}"), Err(Error::Schema { .. })));
         w.emit(&head("t"), b"{}").unwrap();
         w.close().unwrap();
         let ls = lines(&ev);
@@ -734,5 +778,71 @@ mod tests {
             ls[0].contains("\"seq\":1,"),
             "failed emits must not consume seq"
         );
+    }
+
+    #[test]
+    fn refuses_bad_migration_overrides() {
+        let ev = tmp("ovr");
+        let w = Writer::open(Config::new(&ev)).unwrap();
+        let dashes = "-".repeat(36);
+        for (id, ts) in [
+            (Some(dashes.as_str()), Some(1_700_000_000_000_000)),
+            (Some("0190c1f0-0000-7000-8000-00000000000z"), None),
+            (Some("0190c1f0-0000-7000-8000-00000000000a"), Some(0)),
+            (None, Some(-5)),
+            (None, Some(MAX_TS_US + 1)),
+        ] {
+            let mut h = head("t");
+            h.event_id = id;
+            h.ts_us = ts;
+            assert!(
+                matches!(w.emit(&h, b"{}"), Err(Error::Schema { .. })),
+                "{id:?} {ts:?}"
+            );
+        }
+        let mut h = head("t");
+        h.event_id = Some("0190c1f0-0000-7000-8000-00000000000a");
+        h.ts_us = Some(1_700_000_000_000_000);
+        w.emit(&h, b"{}").unwrap();
+        w.close().unwrap();
+        let ls = lines(&ev);
+        assert_eq!(ls.len(), 1);
+        assert!(ls[0].contains("\"event_id\":\"0190c1f0-0000-7000-8000-00000000000a\""));
+        assert!(ls[0].contains("\"ts\":\"2023-11-14T22:13:20.000000Z\""));
+        assert!(ls[0].contains("\"seq\":1,"));
+    }
+
+    #[test]
+    fn group_writer_takes_its_own_part_back_after_a_day_switch() {
+        let ev = tmp("back");
+        let mut cfg = Config::new(&ev);
+        // The flusher gathers for 30 s: every segment stays pending until close() flushes.
+        cfg.commit_interval = Duration::from_secs(60);
+        let w = Writer::open(cfg).unwrap();
+        let day0 = 1_700_006_399_000_000; // 2023-11-14T23:59:59Z
+        let mut files = Vec::new();
+        for ts in [day0, day0 + 2_000_000, day0 - 1_000_000, day0 + 3_000_000] {
+            let mut h = head("t");
+            h.ts_us = Some(ts);
+            files.push(w.emit(&h, b"{}").unwrap().0.file);
+        }
+        w.close().unwrap();
+        assert_eq!(
+            files,
+            [
+                "day=2023-11-14/part-000001.jsonl",
+                "day=2023-11-15/part-000001.jsonl",
+                "day=2023-11-14/part-000001.jsonl",
+                "day=2023-11-15/part-000001.jsonl",
+            ]
+        );
+        for day in ["day=2023-11-14", "day=2023-11-15"] {
+            assert_eq!(fs::read_dir(ev.join(day)).unwrap().count(), 1, "{day}");
+        }
+        let seqs: Vec<String> = lines(&ev)
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].to_string())
+            .collect();
+        assert_eq!(seqs, ["1", "3", "2", "4"]);
     }
 }

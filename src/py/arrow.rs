@@ -34,13 +34,20 @@ pub struct FfiArray {
     private_data: *mut c_void,
 }
 
+// SAFETY: the structs own what their pointers reach (boxed children, CStrings and buffers kept
+// alive by an `Arc<Columns>` in `private_data`); nothing is shared with another thread, so
+// moving one to another thread (PyCapsule destructors may run on any) is sound.
 unsafe impl Send for FfiSchema {}
+// SAFETY: as for FfiSchema above.
 unsafe impl Send for FfiArray {}
 
 impl FfiSchema {
     /// Free the struct unless a consumer moved it out (which nulls `release`).
     pub fn release_if_owned(&mut self) {
         if let Some(r) = self.release {
+            // SAFETY: `release` is set only by `export_schema`/`leaf_schema` to
+            // `release_schema`, which expects exactly this struct; a consumer that moved the
+            // struct out nulled it, so it runs at most once.
             unsafe { r(self) }
         }
     }
@@ -50,6 +57,8 @@ impl FfiArray {
     /// Free the struct unless a consumer moved it out (which nulls `release`).
     pub fn release_if_owned(&mut self) {
         if let Some(r) = self.release {
+            // SAFETY: `release` is set only by `array` to `release_array`, which expects exactly
+            // this struct; a consumer that moved the struct out nulled it: it runs at most once.
             unsafe { r(self) }
         }
     }
@@ -76,6 +85,9 @@ struct SchemaPrivate {
     children: Vec<*mut FfiSchema>,
 }
 
+/// # Safety
+/// `s` is null or a schema made by `export_schema`/`leaf_schema` (the Arrow C data interface
+/// release callback contract); it is released once, then marked released.
 unsafe extern "C" fn release_schema(s: *mut FfiSchema) {
     if s.is_null() || (*s).release.is_none() {
         return;
@@ -145,6 +157,9 @@ struct ArrayPrivate {
     children: Vec<*mut FfiArray>,
 }
 
+/// # Safety
+/// `a` is null or an array made by `array` (the Arrow C data interface release callback
+/// contract); it is released once, then marked released.
 unsafe extern "C" fn release_array(a: *mut FfiArray) {
     if a.is_null() || (*a).release.is_none() {
         return;

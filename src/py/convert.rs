@@ -20,11 +20,20 @@ pub fn with_serialized<R>(
     obj: &Bound<'_, PyAny>,
     f: impl FnOnce(&[u8], &mut Tape) -> R,
 ) -> Result<R, ConvertError> {
-    SCRATCH.with(|cell| {
-        let (buf, tape) = &mut *cell.borrow_mut();
-        buf.clear();
-        write_obj(buf, obj, 0)?;
-        Ok(f(buf, tape))
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let (buf, tape) = &mut *scratch;
+            buf.clear();
+            write_obj(buf, obj, 0)?;
+            Ok(f(buf, tape))
+        }
+        // Re-entered while serializing (a list subclass's `__iter__` that emits): the outer
+        // call holds the scratch, so this one gets its own buffers.
+        Err(_) => {
+            let (mut buf, mut tape) = (Vec::new(), Tape::default());
+            write_obj(&mut buf, obj, 0)?;
+            Ok(f(&buf, &mut tape))
+        }
     })
 }
 
@@ -47,7 +56,8 @@ impl ConvertError {
         self
     }
 
-    pub fn render(&self, root: &str) -> String {
+    /// Where the value is: `data.params[2]`.
+    pub fn path_str(&self, root: &str) -> String {
         let mut p = String::from(root);
         for seg in self.path.iter().rev() {
             if !seg.starts_with('[') {
@@ -55,7 +65,11 @@ impl ConvertError {
             }
             p.push_str(seg);
         }
-        format!("{p}: {}", self.message)
+        p
+    }
+
+    pub fn render(&self, root: &str) -> String {
+        format!("{}: {}", self.path_str(root), self.message)
     }
 }
 

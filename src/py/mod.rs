@@ -1,41 +1,16 @@
-//! The PyO3 binding: conversion and error mapping only; the work is in `crate::core`.
+//! The PyO3 binding: conversion only (errors: `errors.rs`); the work is in `crate::core`.
 
 mod arrow;
 mod convert;
+mod errors;
 mod scan;
 mod schema;
 mod writer;
 
-use crate::core::{self, Error};
-use pyo3::create_exception;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use crate::core;
 use pyo3::prelude::*;
 
-create_exception!(
-    _core,
-    SchemaError,
-    PyValueError,
-    "An invalid event or schema."
-);
-create_exception!(
-    _core,
-    LedgerIOError,
-    PyOSError,
-    "A disk fault; the message names the path."
-);
-create_exception!(_core, ClosedError, LedgerIOError, "The ledger is closed.");
-
-/// One mapping from the core error enum to the Python exception hierarchy.
-pub fn to_py(e: Error) -> PyErr {
-    match e {
-        Error::Schema(m) => SchemaError::new_err(m),
-        Error::Closed => ClosedError::new_err("ledger is closed"),
-        Error::Io { path, source } => {
-            let errno = source.raw_os_error().unwrap_or(libc::EIO);
-            LedgerIOError::new_err((errno, format!("{path}: {source}"), path))
-        }
-    }
-}
+pub use errors::{schema_err, to_py, SchemaError};
 
 #[pyfunction]
 fn day_of(ts_us: i64) -> String {
@@ -60,10 +35,6 @@ fn crc32c_of(data: &[u8]) -> u32 {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("SchemaError", py.get_type::<SchemaError>())?;
-    m.add("LedgerIOError", py.get_type::<LedgerIOError>())?;
-    m.add("ClosedError", py.get_type::<ClosedError>())?;
     m.add("BUILTIN_REGISTRY", core::builtin::BUILTIN_REGISTRY)?;
     m.add(
         "SUPPORTED_KEYWORDS",

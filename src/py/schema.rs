@@ -2,7 +2,7 @@
 //! Documents are validated exactly as emit() does: serialized, then read through a token tape.
 
 use super::convert::with_serialized;
-use super::SchemaError;
+use super::{schema_err, SchemaError};
 use crate::core::json::{Checker, Tape};
 use crate::core::schema::{Schema, TapeNode, Violation};
 use pyo3::prelude::*;
@@ -18,7 +18,14 @@ impl SchemaValidator {
             tape.parse(bytes).map_err(SchemaError::new_err)?;
             Ok(self.schema.validate(&TapeNode::root(bytes, tape)))
         })
-        .map_err(|e| SchemaError::new_err(e.render("document")))?
+        .map_err(|e| {
+            schema_err(
+                e.render("document"),
+                None,
+                None,
+                Some(e.path_str("document")),
+            )
+        })?
     }
 }
 
@@ -41,7 +48,7 @@ impl SchemaValidator {
     #[pyo3(signature = (document, label = "data"))]
     fn validate(&self, document: Bound<'_, PyAny>, label: &str) -> PyResult<()> {
         self.check(&document)?
-            .map_err(|v| SchemaError::new_err(v.render(label)))
+            .map_err(|v| schema_err(v.render(label), None, None, Some(v.path_str(label))))
     }
 
     /// Validate a JSON document given as text (str or bytes); refuses non-I-JSON text.

@@ -2,7 +2,7 @@
 //! core appender. Blocking work (write, fdatasync, waiting on the flusher) runs without the GIL.
 
 use super::convert::with_serialized;
-use super::{to_py, SchemaError};
+use super::{schema_err, to_py};
 use crate::core::schema::Registry;
 use crate::core::schema::TapeNode;
 use crate::core::writer::{self as cw, Config, Durability, EventHead};
@@ -114,15 +114,17 @@ impl Writer {
         max_event_bytes: usize,
         writer_id: Option<String>,
     ) -> PyResult<Self> {
-        let mode = Durability::parse(durability).ok_or_else(|| {
-            SchemaError::new_err(format!(
-                "durability must be 'fsync', 'group' or 'os', not {durability:?}"
-            ))
-        })?;
+        let mode = Durability::parse(durability)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "durability must be 'fsync', 'group' or 'os', not {durability:?}"
+                ))
+            })
+            .map_err(to_py)?;
         if max_part_bytes == 0 || max_event_bytes == 0 {
-            return Err(SchemaError::new_err(
+            return Err(to_py(Error::config(
                 "max_part_bytes and max_event_bytes must be positive",
-            ));
+            )));
         }
         let events = cw::events_dir(&root);
         let mut cfg = Config::new(&events);
@@ -190,25 +192,20 @@ impl Writer {
             self.reload().map_err(to_py)?;
             reg = self.registry();
         }
+        let invalid = |msg: String, version: Option<u32>, path: Option<String>| {
+            schema_err(msg, Some(event_type.to_string()), version, path)
+        };
         let (version, schema) = reg
             .get(event_type, schema_version)
-            .map_err(SchemaError::new_err)?;
+            .map_err(|m| invalid(m, schema_version, None))?;
         let data = data.downcast::<PyDict>().map_err(|_| {
-            SchemaError::new_err(format!(
+            let ty = data.get_type().name().map(|n| n.to_string());
+            let msg = format!(
                 "{event_type}: data must be a dict, not {}",
-                data.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
+                ty.unwrap_or_default()
+            );
+            invalid(msg, Some(version), Some("data".into()))
         })?;
-        if let Some(id) = event_id {
-            if id.len() != 36 || !id.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-') {
-                return Err(SchemaError::new_err(format!(
-                    "event_id {id:?} is not a UUID"
-                )));
-            }
-        }
         let head = EventHead {
             event_type,
             schema_version: version,
@@ -216,13 +213,20 @@ impl Writer {
             event_id,
             ts_us,
         };
+        // Refused before serializing, like the run id (the core checks again on emit).
+        cw::check_overrides(&head).map_err(|e| to_py(e.for_event(event_type, Some(version))))?;
         // Reading Python objects needs the GIL; everything after works on the bytes.
         let result = with_serialized(data.as_any(), |bytes, tape| {
             let mut work = || -> Result<(cw::Position, bool), Error> {
                 tape.parse(bytes).map_err(Error::schema)?;
-                schema.validate(&TapeNode::root(bytes, tape)).map_err(|v| {
-                    Error::schema(format!("{event_type} v{version}: {}", v.render("data")))
-                })?;
+                schema
+                    .validate(&TapeNode::root(bytes, tape))
+                    .map_err(|v| Error::Schema {
+                        message: format!("{event_type} v{version}: {}", v.render("data")),
+                        event_type: None,
+                        version: None,
+                        path: Some(v.path_str("data")),
+                    })?;
                 self.inner.emit(&head, bytes)
             };
             if self.durability == "group" {
@@ -233,9 +237,11 @@ impl Writer {
             }
         })
         .map_err(|e| {
-            SchemaError::new_err(format!("{event_type} v{version}: {}", e.render("data")))
+            let msg = format!("{event_type} v{version}: {}", e.render("data"));
+            invalid(msg, Some(version), Some(e.path_str("data")))
         })?;
-        let (pos, backpressure) = result.map_err(to_py)?;
+        let (pos, backpressure) =
+            result.map_err(|e| to_py(e.for_event(event_type, Some(version))))?;
         if backpressure {
             py.allow_threads(|| self.inner.wait_drained());
         }

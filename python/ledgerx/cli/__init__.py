@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ledgerx.cli import index_cmds, legacy_cmds, ops_cmds, schema_cmds, ui_cmds, write_cmds
+from ledgerx.errors import LedgerError
 
 COMMAND_MODULES = [write_cmds, schema_cmds, index_cmds, ops_cmds, legacy_cmds, ui_cmds]
 
@@ -16,7 +17,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-class CliError(Exception):
+class CliError(LedgerError):
     """A user-facing failure: printed as one line, exit code `code`."""
 
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
@@ -63,7 +64,7 @@ def COMMAND_NAMES() -> list[str]:  # noqa: N802 - reads like the constant it sta
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ledgerx.errors import LedgerError, LedgerIOError, SchemaError
+    from ledgerx.errors import LedgerIOError, SchemaError
 
     try:
         args = build_parser().parse_args(argv)

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
+from ledgerx.errors import ConfigError
 from ledgerx.index import schema as S
 from ledgerx.index.publish import (
     IndexPaths,
@@ -149,7 +150,7 @@ def check_since_date(since_date: str | None) -> str | None:
     try:
         return date.fromisoformat(since_date).isoformat()
     except ValueError:
-        raise ValueError(f"--since-date must be YYYY-MM-DD, got {since_date!r}") from None
+        raise ConfigError(f"--since-date must be YYYY-MM-DD, got {since_date!r}") from None
 
 
 def read_state(path: Path) -> tuple[dict[str, tuple[int, int, int]], dict[str, str]]:
@@ -215,13 +216,12 @@ class _Scanner:
         strict: bool,
         chunk: int,
         threads: int,
-        gen: int,
         upcaster: Upcaster | None,
         progress: Progress | None,
         depth: int = 1,
     ) -> None:
         self.ev, self.states, self.strict, self.chunk = ev, states, strict, chunk
-        self.threads, self.gen, self.upcaster, self.progress = threads, gen, upcaster, progress
+        self.threads, self.upcaster, self.progress = threads, upcaster, progress
         self.newest = upcaster.newest_versions() if upcaster is not None else {}
         self.bad: list[tuple[str, int, int, str]] = []
         self.upcast_errors: list[str] = []
@@ -434,7 +434,6 @@ def build_index(
                 strict=strict,
                 chunk=chunk_bytes,
                 threads=threads,
-                gen=gen,
                 upcaster=up,
                 progress=progress,
             )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledgerx.config import index_dir
-from ledgerx.errors import IndexBusyError
+from ledgerx.errors import IndexBusyError, LedgerIOError
 from ledgerx.fsutil import fsync_path
 
 TMP_MARK = ".building-"
@@ -129,14 +129,14 @@ def copy_file(src: Path, dst: Path) -> None:
                 fo.write(chunk)
             off = n
         if off != n:
-            raise OSError(errno.EIO, f"short copy of {src}: {off} of {n} bytes")
+            raise LedgerIOError(errno.EIO, f"short copy of {src}: {off} of {n} bytes")
 
 
 def publish(tmp: Path, target: Path, durable: bool = True) -> None:
     """Atomically replace `target` with the complete file `tmp`."""
     wal = tmp.with_name(tmp.name + ".wal")
     if wal.exists():  # a WAL next to the work file means it was not checkpointed: never publish
-        raise OSError(errno.EIO, f"refusing to publish {tmp}: un-checkpointed WAL {wal}")
+        raise LedgerIOError(errno.EIO, f"refusing to publish {tmp}: un-checkpointed WAL {wal}")
     if durable:
         fsync_path(tmp)
     # A WAL beside the published name belongs to the old file (someone opened it read-write);

@@ -22,11 +22,9 @@ class Upcaster(Protocol):
 
 
 def default_upcaster(events_dir: Path) -> Upcaster | None:
-    """The root's schema registry, or None when the schema package is unavailable."""
-    try:
-        from ledgerx.schema import SchemaRegistry
-    except ImportError:  # pragma: no cover - the schema package ships with ledgerx
-        return None
+    """The root's schema registry."""
+    from ledgerx.schema import SchemaRegistry
+
     return SchemaRegistry(events_dir)
 
 

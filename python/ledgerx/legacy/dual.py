@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from ledgerx.errors import ConfigError
 from ledgerx.index import schema as S
 from ledgerx.index.indexer import DEFAULT_STALE_AFTER_S
 from ledgerx.legacy.source import (
@@ -53,7 +54,7 @@ def parse_cutover(cutover: str | date | datetime) -> datetime:
         try:
             dt = datetime.fromisoformat(str(cutover).strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"cutover must be a date (YYYY-MM-DD) or ISO datetime, got {cutover!r}"
             ) from None
     if dt.tzinfo is None:

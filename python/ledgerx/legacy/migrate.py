@@ -306,8 +306,6 @@ def migrate(
 
 def _seed_registry(ev: Path) -> None:
     """Make sure `_schema.json` exists, as `ledgerx.open` does."""
-    try:
-        from ledgerx.schema import ensure_registry
-    except ImportError:
-        return
+    from ledgerx.schema import ensure_registry
+
     ensure_registry(ev)

@@ -10,6 +10,7 @@ import socket
 import threading
 from typing import Any
 
+from ledgerx.errors import ConfigError
 from ledgerx.ui import require_extra
 
 
@@ -25,7 +26,7 @@ def is_loopback(host: str) -> bool:
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port (IPv6 when the host is an IPv6 address)."""
     if not 0 <= port <= 65535:
-        raise ValueError(f"port must be between 0 and 65535, not {port}")
+        raise ConfigError(f"port must be between 0 and 65535, not {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
