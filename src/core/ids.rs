@@ -60,6 +60,17 @@ pub fn uuid7(unix_ms: u64, rng: &mut Rng) -> [u8; 36] {
     format_uuid(&uuid7_bytes(unix_ms, (r >> 48) as u16, rng.next_u64()))
 }
 
+/// The one rule for an `event_id`, for writers, the scanner and `schema validate`: a UUID in
+/// its 36-character text form (8-4-4-4-12 hex digits, any version: writers make UUIDv7,
+/// third-party tools often uuid4).
+pub fn is_uuid(s: &[u8]) -> bool {
+    s.len() == 36
+        && s.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 /// A short random id for a writer instance: `w-` + 16 hex digits.
 pub fn writer_id(rng: &mut Rng) -> String {
     format!("w-{:016x}", rng.next_u64())
@@ -68,6 +79,21 @@ pub fn writer_id(rng: &mut Rng) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuid_text_form() {
+        assert!(is_uuid(b"0190c1f0-0000-7000-8000-000000000001"));
+        assert!(is_uuid(b"9F1C2D3E-4B5A-4C6D-8E7F-0123456789AB")); // uuid4, upper case
+        for bad in [
+            &b"0190c1f0-0000-7000-8000-00000000000"[..],
+            b"0190c1f0-0000-7000-8000-0000000000011",
+            b"0190c1f000000-7000-8000-000000000001",
+            b"0190c1f0-0000-7000-8000-00000000000g",
+            b"",
+        ] {
+            assert!(!is_uuid(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn uuid7_layout() {

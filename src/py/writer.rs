@@ -203,7 +203,7 @@ impl Writer {
             ))
         })?;
         if let Some(id) = event_id {
-            if id.len() != 36 || !id.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-') {
+            if !crate::core::ids::is_uuid(id.as_bytes()) {
                 return Err(SchemaError::new_err(format!(
                     "event_id {id:?} is not a UUID"
                 )));
