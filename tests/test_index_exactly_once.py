@@ -7,12 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from crc32c_ref import crc32c
 from index_support import index_runs, part_files, write_sweep
-from logcheck import expected_index
 
 from ledgerx.index import IndexPaths, build_index
 from ledgerx.index.indexer import open_readonly
+
+from crc32c_ref import crc32c
+from logcheck import expected_index
 
 # write_sweep(runs=2, trials=5, alerts=1): per run created, started, 2 phases x (started,
 # completed), 5 trials, a baseline, an artifact, completed = 14 events; plus 1 alert.
