@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from ledgerx import _core
+
+from logcheck import expected_index
 
 DAY_US = 86_400 * 1_000_000
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -102,57 +104,22 @@ def part_files(root: Path) -> list[Path]:
 
 
 def reference_events(root: Path, strict: bool = False) -> list[dict[str, Any]]:
-    """Every valid, crc-checked line of every part file, in (file, offset) order, first
-    occurrence of each event id only: what `events` must hold."""
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    ev = root / "events"
-    for p in part_files(root):
-        rel = str(p.relative_to(ev))
-        raw = p.read_bytes()
-        off = 0
-        for line in raw.split(b"\n")[:-1]:  # the part after the last \n is not a line yet
-            start, off = off, off + len(line) + 1
-            obj = _parse(line, strict)
-            k = line.rfind(b'{"event_id":')
-            if obj is None and k > 0:  # a valid event glued behind a torn prefix
-                obj, start = _parse(line[k:], strict), start + k
-            if obj is None:
-                continue
-            if obj["event_id"] in seen:
-                continue
-            seen.add(obj["event_id"])
-            out.append(
-                {
-                    "event_id": obj["event_id"],
-                    "event_type": obj["event_type"],
-                    "schema_version": obj.get("schema_version", 1),
-                    "ts": obj["ts"],
-                    "run_id": obj.get("run_id"),
-                    "writer": obj.get("writer", ""),
-                    "seq": obj.get("seq", 0),
-                    "data": obj["data"],
-                    "file": rel,
-                    "offset": start,
-                }
-            )
-    return out
+    """What `events` must hold, from the independent reader (tests/logcheck.py): every accepted
+    line of every part file in (file, offset) order, first occurrence of each event id only."""
+    keys = ["event_id", "event_type", "schema_version", "ts", "run_id", "writer", "seq", "data"]
+    return [
+        {
+            **{k: e[k] for k in keys},
+            "ts": _ts_text(e["ts_us"]),
+            "file": e["file"],
+            "offset": e["offset"],
+        }
+        for e in expected_index(root, strict)
+    ]
 
 
-def _parse(line: bytes, strict: bool) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    if "crc" in obj:
-        i = line.rfind(b',"crc":"')
-        if f"{_core.crc32c(line[:i]):08x}" != obj["crc"]:
-            return None
-    elif strict:
-        return None
-    return obj
+def _ts_text(us: int) -> str:
+    return ts_str(datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us))
 
 
 def ts_str(v: datetime) -> str:

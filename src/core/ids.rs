@@ -60,11 +60,12 @@ pub fn uuid7(unix_ms: u64, rng: &mut Rng) -> [u8; 36] {
     format_uuid(&uuid7_bytes(unix_ms, (r >> 48) as u16, rng.next_u64()))
 }
 
-/// A canonical UUID string: 8-4-4-4-12 hex digits (any version; migration ids are UUIDv7).
-pub fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, &c)| match i {
+/// The one rule for an `event_id`, for writers, the scanner and `schema validate`: a UUID in
+/// its 36-character text form (8-4-4-4-12 hex digits, any version: writers make UUIDv7,
+/// third-party tools often uuid4).
+pub fn is_uuid(s: &[u8]) -> bool {
+    s.len() == 36
+        && s.iter().enumerate().all(|(i, &c)| match i {
             8 | 13 | 18 | 23 => c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
@@ -80,6 +81,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn uuid_text_form() {
+        assert!(is_uuid(b"0190c1f0-0000-7000-8000-000000000001"));
+        assert!(is_uuid(b"9F1C2D3E-4B5A-4C6D-8E7F-0123456789AB")); // uuid4, upper case
+        for bad in [
+            &b"0190c1f0-0000-7000-8000-00000000000"[..],
+            b"0190c1f0-0000-7000-8000-0000000000011",
+            b"0190c1f000000-7000-8000-000000000001",
+            b"0190c1f0-0000-7000-8000-00000000000g",
+            b"",
+        ] {
+            assert!(!is_uuid(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn uuid7_layout() {
         let mut rng = Rng::from_os();
         let u = uuid7(0x0123_4567_89ab, &mut rng);
@@ -88,16 +104,16 @@ mod tests {
         assert_eq!(&s[14..15], "7");
         assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"));
         assert_eq!(s.len(), 36);
-        assert!(is_uuid(s));
+        assert!(is_uuid(s.as_bytes()));
     }
 
     #[test]
     fn is_uuid_wants_the_canonical_layout() {
-        assert!(is_uuid("0190c1f0-0000-7000-8000-00000000000a"));
-        assert!(is_uuid("0190C1F0-0000-7000-8000-00000000000A"));
-        assert!(!is_uuid(&"-".repeat(36)));
-        assert!(!is_uuid("0190c1f0a0000-7000-8000-00000000000a"));
-        assert!(!is_uuid("0190c1f0-0000-7000-8000-00000000000"));
-        assert!(!is_uuid("0190c1f0-0000-7000-8000-00000000000g"));
+        assert!(is_uuid(b"0190c1f0-0000-7000-8000-00000000000a"));
+        assert!(is_uuid(b"0190C1F0-0000-7000-8000-00000000000A"));
+        assert!(!is_uuid("-".repeat(36).as_bytes()));
+        assert!(!is_uuid(b"0190c1f0a0000-7000-8000-00000000000a"));
+        assert!(!is_uuid(b"0190c1f0-0000-7000-8000-00000000000"));
+        assert!(!is_uuid(b"0190c1f0-0000-7000-8000-00000000000g"));
     }
 }

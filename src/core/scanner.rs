@@ -3,6 +3,7 @@
 //! An unterminated last line is never returned: a writer may still be writing it.
 
 use super::clock;
+use super::ids;
 use super::error::{Error, Result};
 use super::json::{unescape, Checker, Members};
 use std::borrow::Cow;
@@ -318,23 +319,42 @@ struct Scratch {
     members: Members,
 }
 
-/// The envelope members, by position: event_id, event_type, schema_version, ts, run_id,
-/// writer, seq, data, crc.
-const N_ENVELOPE: usize = 9;
+/// The v1 envelope keys, in the only order a line may have them; `crc` (last) is optional.
+const ENVELOPE: [&[u8]; 9] = [
+    b"event_id",
+    b"event_type",
+    b"schema_version",
+    b"ts",
+    b"run_id",
+    b"writer",
+    b"seq",
+    b"data",
+    b"crc",
+];
 
-fn envelope_index(key: &[u8]) -> Option<usize> {
-    Some(match key {
-        b"event_id" => 0,
-        b"event_type" => 1,
-        b"schema_version" => 2,
-        b"ts" => 3,
-        b"run_id" => 4,
-        b"writer" => 5,
-        b"seq" => 6,
-        b"data" => 7,
-        b"crc" => 8,
-        _ => return None,
-    })
+/// A line is v1 only with exactly the envelope keys in order (`crc` last, optional): any other
+/// top-level key, a missing one or a damaged `"Crc":` makes it a bad line, so one flipped bit
+/// cannot switch the checksum off.
+fn check_envelope(line: &[u8], members: &Members) -> std::result::Result<(), String> {
+    for (i, (k, _)) in members.iter().enumerate() {
+        let key = json_string(&line[k.start..k.end]).unwrap_or_default();
+        if ENVELOPE.get(i) != Some(&&key[..]) {
+            let shown: String = String::from_utf8_lossy(&key).chars().take(40).collect();
+            return Err(match ENVELOPE.get(i) {
+                Some(want) => format!(
+                    "not a v1 envelope: key {} is {shown:?}, expected {:?}",
+                    i + 1,
+                    String::from_utf8_lossy(want)
+                ),
+                None => format!("not a v1 envelope: key {shown:?} after crc"),
+            });
+        }
+    }
+    if members.len() < 8 {
+        let want = String::from_utf8_lossy(ENVELOPE[members.len()]);
+        return Err(format!("not a v1 envelope: missing {want:?}"));
+    }
+    Ok(())
 }
 
 /// A JSON string literal's text: borrowed when it has no escape (the line is valid UTF-8).
@@ -385,19 +405,12 @@ fn take_line(
     Checker::object_members_into(line, &mut sc.members)
         .map_err(|e| format!("invalid JSON: {e}"))?;
     let members = &sc.members;
-    let mut env: [Option<usize>; N_ENVELOPE] = [None; N_ENVELOPE];
-    for (i, (k, _)) in members.iter().enumerate() {
-        if let Some(j) = envelope_index(&line[k.start + 1..k.end - 1]) {
-            env[j] = Some(i);
-        }
-    }
-    let get = |j: usize| env[j].map(|i| &line[members[i].1.start..members[i].1.end]);
-    match env[8] {
-        Some(i) => {
-            let (key, v) = members[i];
-            let last = i + 1 == members.len();
-            if !last || key.start == 0 || line[key.start - 1] != b',' {
-                return Err("crc is not the last member".into());
+    check_envelope(line, members)?;
+    let get = |j: usize| &line[members[j].1.start..members[j].1.end];
+    match members.get(8) {
+        Some(&(key, v)) => {
+            if line[key.start - 1] != b',' {
+                return Err("crc does not follow data as `,\"crc\":`".into());
             }
             let v = &line[v.start..v.end];
             let want = json_string(v).and_then(|s| hex8(&s));
@@ -414,39 +427,28 @@ fn take_line(
         None if opts.strict => return Err("missing crc (strict mode)".into()),
         None => {}
     }
-    let event_id = get(0)
-        .and_then(json_string)
+    let event_id = json_string(get(0))
+        .filter(|s| ids::is_uuid(s))
+        .ok_or("event_id is not a UUID string")?;
+    let event_type = json_string(get(1))
         .filter(|s| !s.is_empty())
-        .ok_or("missing or non-string event_id")?;
-    let event_type = get(1)
-        .and_then(json_string)
-        .filter(|s| !s.is_empty())
-        .ok_or("missing or non-string event_type")?;
-    let version = match get(2) {
-        None => 1,
-        Some(v) => json_int(v)
-            .filter(|&n| n >= 1)
-            .ok_or("schema_version is not a positive integer")?,
-    };
-    let ts = get(3)
-        .and_then(json_string)
+        .ok_or("event_type is not a non-empty string")?;
+    // The index stores it as INTEGER: a larger value would fail the whole round's insert.
+    let version = json_int(get(2))
+        .filter(|&n| (1..=i32::MAX as i64).contains(&n))
+        .ok_or("schema_version is not an integer in 1..=2147483647")?;
+    let ts = json_string(get(3))
         .and_then(|s| clock::parse_ts(&s))
-        .ok_or("missing or invalid ts (RFC 3339)")?;
+        .ok_or("ts is not an RFC 3339 timestamp")?;
     let run_id = match get(4) {
-        None | Some(b"null") => None,
-        Some(v) => Some(json_string(v).ok_or("run_id is neither a string nor null")?),
+        b"null" => None,
+        v => Some(json_string(v).ok_or("run_id is neither a string nor null")?),
     };
-    let writer = match get(5) {
-        None => Cow::Borrowed(&b""[..]),
-        Some(v) => json_string(v).ok_or("writer is not a string")?,
-    };
-    let seq = match get(6) {
-        None => 0,
-        Some(v) => json_int(v).ok_or("seq is not an integer")?,
-    };
-    let data = get(7)
+    let writer = json_string(get(5)).ok_or("writer is not a string")?;
+    let seq = json_int(get(6)).ok_or("seq is not an integer")?;
+    let data = Some(get(7))
         .filter(|v| v.first() == Some(&b'{'))
-        .ok_or("missing or non-object data")?;
+        .ok_or("data is not an object")?;
     cols.event_id.push(&event_id);
     cols.event_type.push(&event_type);
     cols.schema_version.push(version);
@@ -502,17 +504,15 @@ mod tests {
         let mut flipped = good_line(4);
         flipped[60] ^= 1;
         buf.extend_from_slice(&flipped);
-        buf.extend_from_slice(b"{\"event_id\":\"x\",\"event_type\":\"t\",\"ts\":\"2026-01-02T00:00:00Z\",\"data\":{}}\n");
+        // A third-party line: every envelope key but no crc (the writer may be any tool).
+        buf.extend_from_slice(b"{\"event_id\":\"9f1c2d3e-4b5a-4c6d-8e7f-0123456789ab\",\"event_type\":\"t\",\"schema_version\":1,\"ts\":\"2026-01-02T00:00:00Z\",\"run_id\":null,\"writer\":\"\",\"seq\":0,\"data\":{}}\n");
         let tail = good_line(5);
         buf.extend_from_slice(&tail[..tail.len() - 1]); // unterminated
         let (c, bad, n) = scan(&buf, false);
         assert_eq!(c.seq, vec![1, 3, 0]);
         assert_eq!(bad.len(), 2, "{bad:?}");
         assert!(bad[0].reason.contains("torn prefix"));
-        assert!(
-            bad[1].reason.contains("crc") || bad[1].reason.contains("JSON"),
-            "{bad:?}"
-        );
+        assert!(bad[1].reason.contains("not a v1 envelope"), "{bad:?}");
         assert_eq!(n, buf.len() - (tail.len() - 1));
         assert_eq!(
             c.ts_us[0],
@@ -522,6 +522,50 @@ mod tests {
         let (c, bad, _) = scan(&buf, true);
         assert_eq!(c.len(), 2);
         assert_eq!(bad.len(), 3);
+    }
+
+    /// One flipped bit in a key must not switch the crc off: the line is no longer v1.
+    #[test]
+    fn damaged_or_extra_keys_make_a_bad_line() {
+        let good = good_line(1);
+        let text = String::from_utf8(good.clone()).unwrap();
+        let cases: Vec<(String, &str)> = vec![
+            (text.replace("\"crc\"", "\"Crc\""), "key 9 is \"Crc\""),
+            (text.replace("\"crc\"", "\"src\""), "key 9 is \"src\""),
+            (text.replace("\"crc\"", "\"crk\""), "key 9 is \"crk\""),
+            (text.replace("\"seq\"", "\"sep\""), "key 7 is \"sep\""),
+            (
+                text.replace("\"writer\":\"w\",", ""),
+                "key 6 is \"seq\", expected \"writer\"",
+            ),
+            (
+                text.replace(",\"data\":{}", ",\"data\":{},\"extra\":1"),
+                "key 9 is \"extra\"",
+            ),
+            (
+                text.replace("}\n", ",\"more\":1}\n"),
+                "key \"more\" after crc",
+            ),
+            (
+                text.replace("\"event_type\":\"run.heartbeat\",\"schema_version\":1,", "\"schema_version\":1,\"event_type\":\"run.heartbeat\","),
+                "key 2 is \"schema_version\"",
+            ),
+            (
+                format!("{}}}\n", &text[..text.find(",\"crc\"").unwrap()])
+                    .replace("0190c1f0-0000-7000-8000-000000000001", "not-a-uuid"),
+                "event_id is not a UUID",
+            ),
+        ];
+        for (line, want) in cases {
+            let (c, bad, _) = scan(line.as_bytes(), false);
+            assert_eq!(c.len(), 0, "{line}");
+            assert_eq!(bad.len(), 1, "{line}");
+            assert!(bad[0].reason.contains(want), "{want}: {bad:?}");
+        }
+        // Only `data` and the crc-less end: a truncated envelope is not v1 either.
+        let short = b"{\"event_id\":\"0190c1f0-0000-7000-8000-000000000001\",\"event_type\":\"t\"}\n";
+        let (_, bad, _) = scan(short, false);
+        assert!(bad[0].reason.contains("missing \"schema_version\""), "{bad:?}");
     }
 
     #[test]

@@ -177,7 +177,7 @@ const MAX_TS_US: i64 = 253_402_300_799_999_999;
 /// and within the line format's four-digit years.
 pub fn check_overrides(head: &EventHead<'_>) -> Result<()> {
     if let Some(id) = head.event_id {
-        if !ids::is_uuid(id) {
+        if !ids::is_uuid(id.as_bytes()) {
             return Err(Error::schema(format!("event_id {id:?} is not a UUID")));
         }
     }

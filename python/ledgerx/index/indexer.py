@@ -592,12 +592,17 @@ def _drop_duplicates(
     """`event_id` is unique in the index: of several lines with one id, the first in
     (file, offset) order stays, the others are reported as bad lines. Returns rows dropped."""
     if incremental:
+        # No duplicate iff every id of this round occurs once in the whole table: as many rows
+        # carry the round's ids as the round has distinct ids (two new lines with one id, or a
+        # new line repeating an old id, both make `n` larger).
         n = con.execute(
             """SELECT count(*) FROM events
                WHERE event_id IN (SELECT event_id FROM events WHERE gen = ?)""",
             [gen],
         ).fetchone()[0]
-        new = con.execute("SELECT count(*) FROM events WHERE gen = ?", [gen]).fetchone()[0]
+        new = con.execute(
+            "SELECT count(DISTINCT event_id) FROM events WHERE gen = ?", [gen]
+        ).fetchone()[0]
         if n == new:
             con.execute("CREATE OR REPLACE TEMP TABLE _dups (event_id VARCHAR)")
             return 0
