@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledgerx.errors import ClosedError, IndexBusyError, LedgerError, LedgerIOError, SchemaError
+from ledgerx.errors import (
+    ClosedError,
+    IndexBusyError,
+    IndexLockedError,
+    LedgerError,
+    LedgerIOError,
+    RunStateError,
+    SchemaError,
+)
 from ledgerx.writer import (
     Ledger,
     Phase,
@@ -36,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ClosedError",
     "IndexBusyError",
+    "IndexLockedError",
     "Ledger",
     "LedgerError",
     "LedgerIOError",
@@ -43,6 +52,7 @@ __all__ = [
     "Position",
     "Reader",
     "Run",
+    "RunStateError",
     "SchemaError",
     "default_ledger",
     "emit",
