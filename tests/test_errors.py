@@ -30,13 +30,18 @@ RAISE_ALLOWED = {
     ("strictjson.py", "ValueError"): "json object_pairs_hook: callers turn it into their error",
     ("demo.py", "RuntimeError"): "the demo's simulated user failure inside a run",
     ("__init__.py", "AttributeError"): "module __getattr__ protocol",
-    ("reader.py", "AssertionError"): "an unreachable line after a retry loop (for the type checker)",
+    (
+        "reader.py",
+        "AssertionError",
+    ): "an unreachable line after a retry loop (for the type checker)",
 }
 
 
 def _modules() -> list[str]:
     return ["ledgerx"] + [
-        m.name for m in pkgutil.walk_packages([str(PKG)], prefix="ledgerx.") if m.name != "ledgerx.__main__"
+        m.name
+        for m in pkgutil.walk_packages([str(PKG)], prefix="ledgerx.")
+        if m.name != "ledgerx.__main__"
     ]
 
 
@@ -76,8 +81,7 @@ def test_the_extension_raises_the_public_classes() -> None:
 
 def test_traceback_names_ledgerx_schema_error(root: Path) -> None:
     r = run_py(
-        "import sys, ledgerx\n"
-        "ledgerx.open(sys.argv[1]).emit('trial.recorded', {'trial_id': 1})\n",
+        "import sys, ledgerx\nledgerx.open(sys.argv[1]).emit('trial.recorded', {'trial_id': 1})\n",
         str(root),
     )
     assert r.returncode == 1

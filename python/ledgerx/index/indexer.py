@@ -160,7 +160,7 @@ def check_stale_after(stale_after: float | None) -> None:
         return
     ok = isinstance(stale_after, (int, float)) and not isinstance(stale_after, bool)
     if not ok or not math.isfinite(stale_after) or stale_after < 0:
-        raise ValueError(f"stale_after must be a number of seconds >= 0, not {stale_after!r}")
+        raise ConfigError(f"stale_after must be a number of seconds >= 0, not {stale_after!r}")
 
 
 def read_state(path: Path) -> tuple[dict[str, tuple[int, int, int]], dict[str, str]]:
