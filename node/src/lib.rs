@@ -243,6 +243,7 @@ impl NativeWriter {
         if let Some(r) = run_id {
             cw::check_run_id(r).map_err(js_err)?;
         }
+        cw::check_run_scoped(event_type, run_id).map_err(js_err)?;
         let reg = self.schemas.for_type(event_type).map_err(js_err)?;
         let (version, schema) = reg.get(event_type, schema_version).map_err(schema_err)?;
         let raw = data.value();

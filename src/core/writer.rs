@@ -245,6 +245,27 @@ pub fn check_overrides(head: &EventHead<'_>) -> Result<()> {
     }
 }
 
+/// Types whose events belong to a run: `run.*`, `phase.*`, `trial.recorded`,
+/// `baseline.completed`, `artifact.created`.
+pub fn is_run_scoped(event_type: &str) -> bool {
+    event_type.starts_with("run.")
+        || event_type.starts_with("phase.")
+        || matches!(
+            event_type,
+            "trial.recorded" | "baseline.completed" | "artifact.created"
+        )
+}
+
+/// A run-scoped type needs a run id.
+pub fn check_run_scoped(event_type: &str, run_id: Option<&str>) -> Result<()> {
+    if run_id.is_none() && is_run_scoped(event_type) {
+        return Err(Error::schema(format!(
+            "{event_type} is run-scoped: it needs a run_id"
+        )));
+    }
+    Ok(())
+}
+
 impl Writer {
     pub fn open(cfg: Config) -> Result<Writer> {
         super::appender::ensure_dir(&cfg.events)?;
