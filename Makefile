@@ -79,8 +79,9 @@ lint: setup
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 
-bench: setup
+bench: setup node
 	$(PY) -m pytest benches -q -p no:cacheprovider --benchmark-columns=min,median,max,mean,ops,rounds -s
+	node benches/node/bench_emit.js
 
 soak: setup
 	$(PY) -m pytest -q -m slow tests

@@ -72,6 +72,50 @@ function positionOf(p) {
 }
 
 const DURABILITIES = ['group', 'fsync', 'os'];
+const OBJECT_PROTO = Object.prototype;
+const MAX_DEPTH = 128;
+
+/**
+ * True when `v` holds only what JSON.stringify writes faithfully: plain objects, arrays,
+ * well-formed strings, finite numbers, booleans, null (and undefined object properties, which
+ * both leave out). Anything else (NaN, Date, BigInt, Map, class instances, ...) takes the
+ * native serializer, which converts it or names the offending path in a SchemaError.
+ */
+function plainJson(v, depth) {
+  switch (typeof v) {
+    case 'string':
+      return v.isWellFormed === undefined || v.isWellFormed();
+    case 'number':
+      return Number.isFinite(v);
+    case 'boolean':
+      return true;
+    case 'object': {
+      if (v === null) return true;
+      if (depth >= MAX_DEPTH) return false;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) {
+          if (v[i] === undefined || !plainJson(v[i], depth + 1)) return false;
+        }
+        return true;
+      }
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== OBJECT_PROTO && proto !== null) return false;
+      for (const k in v) {
+        const x = v[k];
+        if (x === undefined) continue;
+        if (!plainJson(x, depth + 1)) return false;
+        if (k.isWellFormed !== undefined && !k.isWellFormed()) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+function isPlainObject(v) {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && plainJson(v, 0);
+}
 
 function checkOptions(options) {
   const o = Object.assign(
@@ -102,8 +146,11 @@ class EventEmitter {
     this.writerId = this._w.writerId;
     this._closed = false;
     // Group mode: promises waiting for their batch, in seq order (parallel arrays).
+    this._seq = 0;
+    this._file = '';
     this._seqs = [];
-    this._positions = [];
+    this._files = [];
+    this._offsets = [];
     this._settlers = [];
     this._head = 0;
     this._waiting = false;
@@ -123,23 +170,41 @@ class EventEmitter {
       return Promise.reject(new SchemaError(`${eventType}: schemaVersion must be a positive integer`));
     }
     try {
+      const fast = isPlainObject(data);
       if (this.durability === 'fsync') {
-        return this._w.emitFsync(eventType, data, runId, version).then(positionOf, (e) => {
+        const task = fast
+          ? this._w.emitFsyncJson(eventType, JSON.stringify(data), runId, version)
+          : this._w.emitFsync(eventType, data, runId, version);
+        return task.then(positionOf, (e) => {
           throw typed(e);
         });
       }
-      const p = this._w.emit(eventType, data, runId, version);
-      if (this.durability === 'os') return Promise.resolve(positionOf(p));
-      return this._queue(p);
+      let offset;
+      if (fast) {
+        offset = this._w.emitJson(eventType, JSON.stringify(data), runId, version);
+        if (offset < 0) {
+          offset = -offset - 1;
+          this._file = this._w.lastFile;
+        }
+        this._seq += 1; // a successful emit takes the next seq
+      } else {
+        const p = this._w.emit(eventType, data, runId, version);
+        offset = p.offset;
+        this._seq = p.seq;
+        this._file = p.file;
+      }
+      if (this.durability === 'os') return Promise.resolve({ file: this._file, offset });
+      return this._queue(this._seq, this._file, offset);
     } catch (e) {
       return Promise.reject(typed(e));
     }
   }
 
-  _queue(p) {
+  _queue(seq, file, offset) {
     return new Promise((resolve, reject) => {
-      this._seqs.push(p.seq);
-      this._positions.push(p);
+      this._seqs.push(seq);
+      this._files.push(file);
+      this._offsets.push(offset);
       this._settlers.push(resolve, reject);
       if (!this._waiting) this._wait();
     });
@@ -169,7 +234,7 @@ class EventEmitter {
     while (i < n && this._seqs[i] <= progress.doneSeq) {
       const seq = this._seqs[i];
       if (failure && seq <= progress.failedThrough) this._settlers[2 * i + 1](failure);
-      else this._settlers[2 * i](positionOf(this._positions[i]));
+      else this._settlers[2 * i]({ file: this._files[i], offset: this._offsets[i] });
       i++;
     }
     if (progress.closed && i < n) {
@@ -184,7 +249,8 @@ class EventEmitter {
   _compact() {
     const h = this._head;
     this._seqs = this._seqs.slice(h);
-    this._positions = this._positions.slice(h);
+    this._files = this._files.slice(h);
+    this._offsets = this._offsets.slice(h);
     this._settlers = this._settlers.slice(2 * h);
     this._head = 0;
   }

@@ -288,6 +288,41 @@ impl Serializer {
     }
 }
 
+/// Append the UTF-8 of the JS string `v` to `out` (one copy, straight into the buffer).
+///
+/// # Safety
+/// `v` must be a string value of `env`, in the current handle scope.
+pub unsafe fn append_string(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) -> R<()> {
+    let start = out.len();
+    out.reserve(4096);
+    let mut room = out.capacity() - start;
+    loop {
+        let mut written = 0usize;
+        ok(sys::napi_get_value_string_utf8(
+            env,
+            v,
+            out.as_mut_ptr().add(start).cast(),
+            room,
+            &mut written,
+        ))?;
+        if written + 1 < room {
+            out.set_len(start + written);
+            return Ok(());
+        }
+        // Maybe truncated: ask for the length and make room for all of it.
+        let mut len = 0usize;
+        ok(sys::napi_get_value_string_utf8(
+            env,
+            v,
+            ptr::null_mut(),
+            0,
+            &mut len,
+        ))?;
+        out.reserve(len + 2);
+        room = out.capacity() - start;
+    }
+}
+
 /// Integral values in the i64 range as integers (as `JSON.stringify` writes them), others as
 /// the shortest round-tripping float; NaN and ±Infinity refused (I-JSON).
 fn write_number(out: &mut Vec<u8>, f: f64) -> R<()> {

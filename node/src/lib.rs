@@ -98,6 +98,7 @@ pub struct NativeWriter {
     mode: Durability,
     /// Scratch for the serialized `data` and its token tape, reused between calls.
     scratch: RefCell<(Vec<u8>, Tape)>,
+    last_file: RefCell<String>,
 }
 
 #[napi]
@@ -134,6 +135,7 @@ impl NativeWriter {
             schemas,
             mode,
             scratch: RefCell::new((Vec::with_capacity(4096), Tape::default())),
+            last_file: RefCell::new(String::new()),
         })
     }
 
@@ -152,12 +154,55 @@ impl NativeWriter {
         run_id: Option<String>,
         schema_version: Option<u32>,
     ) -> Result<Position> {
-        let e = self.emit_inner(&event_type, data, run_id.as_deref(), schema_version)?;
+        self.emit_sync(&event_type, Data::Value(data), run_id, schema_version)
+    }
+
+    /// `emit` with `data` already as JSON text (index.js passes `JSON.stringify(data)` when a
+    /// quick check found only plain JSON values); the text is still parsed and validated here.
+    #[napi]
+    pub fn emit_json(
+        &self,
+        event_type: String,
+        json: Unknown<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<f64> {
+        let e = self.emit_inner(
+            &event_type,
+            Data::Json(json),
+            run_id.as_deref(),
+            schema_version,
+        )?;
         if e.backpressure {
-            // Over 64 MiB queued: wait for the flusher to catch up (bounded, rare).
             self.inner.wait_drained();
         }
-        Ok(Position::of(&e.pos, e.seq))
+        // The hot path returns one number: the offset, or -(offset + 1) when the part changed
+        // since the last call (then `lastFile` has its name). The seq is the previous + 1.
+        let mut last = self.last_file.borrow_mut();
+        if *last == e.pos.file {
+            Ok(e.pos.offset as f64)
+        } else {
+            *last = e.pos.file;
+            Ok(-(e.pos.offset as f64) - 1.0)
+        }
+    }
+
+    /// The part file of the last `emitJson` that reported a change.
+    #[napi(getter)]
+    pub fn last_file(&self) -> String {
+        self.last_file.borrow().clone()
+    }
+
+    /// fsync mode, `data` as JSON text (see `emitJson`).
+    #[napi]
+    pub fn emit_fsync_json(
+        &self,
+        event_type: String,
+        json: Unknown<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<AsyncTask<SyncTask>> {
+        self.emit_task(&event_type, Data::Json(json), run_id, schema_version)
     }
 
     /// fsync mode: write the event now (order fixed at the call), fdatasync on the thread pool.
@@ -169,11 +214,7 @@ impl NativeWriter {
         run_id: Option<String>,
         schema_version: Option<u32>,
     ) -> Result<AsyncTask<SyncTask>> {
-        let e = self.emit_inner(&event_type, data, run_id.as_deref(), schema_version)?;
-        Ok(AsyncTask::new(SyncTask {
-            ticket: e.sync,
-            pos: Some(Position::of(&e.pos, e.seq)),
-        }))
+        self.emit_task(&event_type, Data::Value(data), run_id, schema_version)
     }
 
     /// Group mode: resolves once events past seq `after` were handed to the disk (or after
@@ -232,11 +273,46 @@ impl NativeWriter {
     }
 }
 
+/// The event's `data`: a JS value serialized here, or JSON text made by `JSON.stringify`.
+enum Data<'a> {
+    Value(Unknown<'a>),
+    Json(Unknown<'a>),
+}
+
 impl NativeWriter {
+    fn emit_sync(
+        &self,
+        event_type: &str,
+        data: Data<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<Position> {
+        let e = self.emit_inner(event_type, data, run_id.as_deref(), schema_version)?;
+        if e.backpressure {
+            // Over 64 MiB queued: wait for the flusher to catch up (bounded, rare).
+            self.inner.wait_drained();
+        }
+        Ok(Position::of(&e.pos, e.seq))
+    }
+
+    fn emit_task(
+        &self,
+        event_type: &str,
+        data: Data<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<AsyncTask<SyncTask>> {
+        let e = self.emit_inner(event_type, data, run_id.as_deref(), schema_version)?;
+        Ok(AsyncTask::new(SyncTask {
+            ticket: e.sync,
+            pos: Some(Position::of(&e.pos, e.seq)),
+        }))
+    }
+
     fn emit_inner(
         &self,
         event_type: &str,
-        data: Unknown<'_>,
+        data: Data<'_>,
         run_id: Option<&str>,
         schema_version: Option<u32>,
     ) -> Result<cw::Emitted> {
@@ -246,24 +322,36 @@ impl NativeWriter {
         cw::check_run_scoped(event_type, run_id).map_err(js_err)?;
         let reg = self.schemas.for_type(event_type).map_err(js_err)?;
         let (version, schema) = reg.get(event_type, schema_version).map_err(schema_err)?;
-        let raw = data.value();
-        if data.get_type()? != ValueType::Object {
-            return Err(schema_err(format!(
-                "{event_type} v{version}: data must be an object, not {}",
-                type_name(data.get_type()?)
-            )));
-        }
         let mut scratch = self.scratch.borrow_mut();
         let (buf, tape) = &mut *scratch;
         buf.clear();
-        // SAFETY: env and value come from this very call, inside its handle scope.
-        unsafe {
-            let ser = Serializer::new(raw.env).map_err(|e| {
-                schema_err(format!("{event_type} v{version}: {}", e.render("data")))
-            })?;
-            ser.write(buf, raw.value, 0)
+        let at = |e: convert::ConvertError| {
+            schema_err(format!("{event_type} v{version}: {}", e.render("data")))
+        };
+        match data {
+            Data::Json(text) => {
+                let raw = text.value();
+                if text.get_type()? != ValueType::String {
+                    return Err(schema_err(format!(
+                        "{event_type}: JSON text must be a string"
+                    )));
+                }
+                // SAFETY: a string value of this very call.
+                unsafe { convert::append_string(raw.env, raw.value, buf) }.map_err(at)?;
+            }
+            Data::Value(v) => {
+                if v.get_type()? != ValueType::Object {
+                    return Err(schema_err(format!(
+                        "{event_type} v{version}: data must be an object, not {}",
+                        type_name(v.get_type()?)
+                    )));
+                }
+                let raw = v.value();
+                // SAFETY: env and value come from this very call, inside its handle scope.
+                unsafe { Serializer::new(raw.env).and_then(|s| s.write(buf, raw.value, 0)) }
+                    .map_err(at)?;
+            }
         }
-        .map_err(|e| schema_err(format!("{event_type} v{version}: {}", e.render("data"))))?;
         let bytes = &buf[..];
         tape.parse(bytes).map_err(schema_err)?;
         schema

@@ -114,3 +114,24 @@ test('one emitter per process per root; a closed one is replaced', async () => {
   await b.close();
   assert.equal(checkLog(root).length, 1);
 });
+
+test('the JSON.stringify fast path and the native serializer write the same values', async () => {
+  const root = tmpRoot('paths');
+  const em = getEventEmitter(root, { durability: 'os' });
+  const samples = [
+    { f: [0.1, 1e-7, 1e21, 1.5e300, 5e-324, -2.5, 2 ** 53, -(2 ** 63), 123456789.125] },
+    { s: ['', 'é', '✓', '😀', '"\\/', '\u0000\u001f\u007f', '\u2028\u2029', 'a\tb\nc\rd\be\ff'] },
+    { nested: { a: [[], {}, [null, true, false]], 'k "q"': { '': 0 } } },
+  ];
+  for (const data of samples) {
+    em._w.emitJson('run.heartbeat', JSON.stringify(data), 'fast', null); // index.js fast path
+    em._w.emit('run.heartbeat', data, 'slow', null); // native walk
+  }
+  await em.close();
+  const events = checkLog(root);
+  assert.equal(events.length, 2 * samples.length);
+  for (let i = 0; i < samples.length; i++) {
+    assert.deepEqual(events[2 * i].data, samples[i]);
+    assert.deepEqual(events[2 * i + 1].data, samples[i]);
+  }
+});
