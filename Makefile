@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 RUST_SRC := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: demo test test-rust test-py lint bench soak clean setup build ui screenshots
+.PHONY: demo test test-rust test-py test-node node lint bench soak clean setup build ui screenshots
 
 # Python deps from pyproject.toml (runtime + test + bench extras), into a local venv.
 $(VENV)/.deps: pyproject.toml
@@ -34,7 +34,22 @@ $(VENV)/.built: $(VENV)/.deps $(RUST_SRC) pyproject.toml
 setup: $(VENV)/.built $(VENV)/.tools
 build: setup
 
-demo: setup
+# The Node addon (napi-rs, workspace member node/) over the same core, release build, next to
+# node/index.js; copied through a temp file so a running process keeps its mapped copy.
+NODE_ADDON := node/ledgerx.linux-x64-gnu.node
+$(NODE_ADDON): $(RUST_SRC) $(shell find node/src -name '*.rs') node/Cargo.toml node/build.rs
+	@command -v node >/dev/null || (apt-get install -y -q nodejs || (apt-get update -q && apt-get install -y -q nodejs)) >/dev/null
+	cargo build --locked --release -p ledgerx-node
+	cp target/release/libledgerx_node.so $@.tmp && mv $@.tmp $@
+
+# TypeScript (Debian's node-typescript; the npm registry is not used) checks the typings.
+$(VENV)/.tsc: $(VENV)/.deps
+	@command -v tsc >/dev/null || (apt-get install -y -q node-typescript || (apt-get update -q && apt-get install -y -q node-typescript)) >/dev/null
+	touch $@
+
+node: $(NODE_ADDON)
+
+demo: setup node
 	$(PY) -m ledgerx.demo
 
 # The dashboard on the demo ledger (or $$LEDGERX_ROOT): http://127.0.0.1:8765/
@@ -45,13 +60,17 @@ ui: setup
 screenshots: setup
 	$(PY) docs/screenshots.py
 
-test: setup test-rust test-py
+test: setup test-rust test-py test-node
 
 test-rust:
 	cargo test --locked --release -q
 
 test-py: setup
 	$(PY) -m pytest -q -x -p no:cacheprovider tests
+
+test-node: setup node $(VENV)/.tsc
+	rm -rf node/build && tsc -p node
+	LEDGERX_PYTHON=$(abspath $(PY)) node --test node/test/*.test.js
 
 lint: setup
 	cargo fmt --check
@@ -60,11 +79,12 @@ lint: setup
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 
-bench: setup
+bench: setup node
 	$(PY) -m pytest benches -q -p no:cacheprovider --benchmark-columns=min,median,max,mean,ops,rounds -s
+	node benches/node/bench_emit.js
 
 soak: setup
 	$(PY) -m pytest -q -m slow tests
 
 clean:
-	rm -rf $(VENV) target data
+	rm -rf $(VENV) target data node/build $(NODE_ADDON)

@@ -7,6 +7,8 @@ import math
 import multiprocessing as mp
 import os
 import random
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -80,6 +82,16 @@ def worker(root: str, worker_no: int, stamp: str) -> None:
     ledger.close()
 
 
+def node_worker(root: Path, stamp: str) -> subprocess.Popen[bytes] | None:
+    """The Node emitter's worker (node/examples/demo_worker.js), when `make node` built it."""
+    node_dir = Path(__file__).resolve().parents[2] / "node"
+    script = node_dir / "examples" / "demo_worker.js"
+    node = shutil.which("node")
+    if node is None or not script.exists() or not any(node_dir.glob("ledgerx.*.node")):
+        return None
+    return subprocess.Popen([node, str(script), str(root), stamp])
+
+
 def main() -> int:
     root = Path(os.environ.get("LEDGERX_ROOT") or "data/ledger").absolute()
     t0 = time.perf_counter()
@@ -88,6 +100,10 @@ def main() -> int:
     procs = [ctx.Process(target=worker, args=(str(root), w, stamp)) for w in range(WORKERS)]
     for p in procs:
         p.start()
+    node = node_worker(root, stamp)
+    if node is not None and node.wait() != 0:
+        print(f"demo: node worker exited with {node.returncode}", file=sys.stderr)
+        return 1
     for p in procs:
         p.join()
         if p.exitcode != 0:

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod json;
 pub mod scanner;
 pub mod schema;
+pub mod schema_file;
 pub mod writer;
 
 pub use error::{Error, Result};

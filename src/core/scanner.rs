@@ -3,8 +3,8 @@
 //! An unterminated last line is never returned: a writer may still be writing it.
 
 use super::clock;
-use super::ids;
 use super::error::{Error, Result};
+use super::ids;
 use super::json::{unescape, Checker, Members};
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
@@ -547,7 +547,10 @@ mod tests {
                 "key \"more\" after crc",
             ),
             (
-                text.replace("\"event_type\":\"run.heartbeat\",\"schema_version\":1,", "\"schema_version\":1,\"event_type\":\"run.heartbeat\","),
+                text.replace(
+                    "\"event_type\":\"run.heartbeat\",\"schema_version\":1,",
+                    "\"schema_version\":1,\"event_type\":\"run.heartbeat\",",
+                ),
                 "key 2 is \"schema_version\"",
             ),
             (
@@ -563,9 +566,13 @@ mod tests {
             assert!(bad[0].reason.contains(want), "{want}: {bad:?}");
         }
         // Only `data` and the crc-less end: a truncated envelope is not v1 either.
-        let short = b"{\"event_id\":\"0190c1f0-0000-7000-8000-000000000001\",\"event_type\":\"t\"}\n";
+        let short =
+            b"{\"event_id\":\"0190c1f0-0000-7000-8000-000000000001\",\"event_type\":\"t\"}\n";
         let (_, bad, _) = scan(short, false);
-        assert!(bad[0].reason.contains("missing \"schema_version\""), "{bad:?}");
+        assert!(
+            bad[0].reason.contains("missing \"schema_version\""),
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -76,6 +76,58 @@ pub struct EventHead<'a> {
     pub ts_us: Option<i64>,
 }
 
+/// What `emit_deferred` did: the position and seq, whether the caller should wait for the
+/// flusher (group mode backpressure), and in fsync mode the fdatasync still to run.
+pub struct Emitted {
+    pub pos: Position,
+    pub seq: u64,
+    pub backpressure: bool,
+    pub sync: Option<SyncTicket>,
+}
+
+/// fsync mode: the fdatasync an emitted line still needs; `sync()` may run on any thread.
+pub struct SyncTicket {
+    part: Arc<Part>,
+    shared: Arc<Shared>,
+}
+
+impl SyncTicket {
+    /// fdatasync without the state lock; a failure abandons the part.
+    pub fn sync(&self) -> Result<()> {
+        if let Err(e) = self.part.datasync() {
+            self.part.abandon(&format!("fdatasync failed: {e}"));
+            let mut st = lock(&self.shared.state);
+            if st
+                .current
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &self.part))
+            {
+                st.current = None;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// A flusher failure as text: the path, errno and message of the I/O error.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub path: String,
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+/// Group-mode progress: every seq up to `done_seq` was handed to the disk; those up to
+/// `failed_through` may not be durable (`failure` says why).
+#[derive(Clone, Debug)]
+pub struct Done {
+    pub done_seq: u64,
+    pub failed_through: u64,
+    pub failure: Option<Failure>,
+    pub closed: bool,
+}
+
 /// Bytes waiting for the flusher, all for one part.
 struct Segment {
     part: Arc<Part>,
@@ -115,6 +167,10 @@ struct State {
     done_seq: u64,
     /// A flusher failure not yet raised to a caller.
     error: Option<Error>,
+    /// Highest seq of a batch the flusher failed to make durable, and that failure's text
+    /// (read by `wait_done`, which may run while `error` is taken by another caller).
+    failed_through: u64,
+    last_failure: Option<Failure>,
     /// flush() callers waiting: the flusher stops gathering and commits at once.
     flush_waiters: usize,
     stats: CommitStats,
@@ -234,6 +290,8 @@ impl Writer {
                 pending_bytes: 0,
                 done_seq: 0,
                 error: None,
+                failed_through: 0,
+                last_failure: None,
                 flush_waiters: 0,
                 stats: CommitStats::default(),
                 free_bufs: Vec::new(),
@@ -289,6 +347,16 @@ impl Writer {
     /// Append one event whose `data` is already valid, serialized JSON. Returns its position
     /// and whether the caller should wait for the flusher (group mode backpressure).
     pub fn emit(&self, head: &EventHead<'_>, data: &[u8]) -> Result<(Position, bool)> {
+        let e = self.emit_deferred(head, data)?;
+        if let Some(t) = &e.sync {
+            t.sync()?;
+        }
+        Ok((e.pos, e.backpressure))
+    }
+
+    /// Like `emit`, but in fsync mode the fdatasync is left to the caller (`Emitted::sync`), so
+    /// a binding can run it off its event loop while order stays fixed at the call.
+    pub fn emit_deferred(&self, head: &EventHead<'_>, data: &[u8]) -> Result<Emitted> {
         check_run_scope(head.event_type, head.run_id)?;
         check_overrides(head)?;
         let mut guard = lock(&self.shared.state);
@@ -309,25 +377,43 @@ impl Writer {
         build_line(&mut line, st, head, ts, seq, data);
         let result = self.place(st, &line, ts, seq);
         st.scratch = line;
+        let seq = st.seq;
         drop(guard);
         let (pos, backpressure, to_sync) = result?;
-        if let Some(part) = to_sync {
-            self.sync_part(&part)?;
-        }
-        Ok((pos, backpressure))
+        Ok(Emitted {
+            pos,
+            seq,
+            backpressure,
+            sync: to_sync.map(|part| SyncTicket {
+                part,
+                shared: Arc::clone(&self.shared),
+            }),
+        })
     }
 
-    /// fsync mode: fdatasync without the state lock; a failure abandons the part.
-    fn sync_part(&self, part: &Arc<Part>) -> Result<()> {
-        if let Err(e) = part.datasync() {
-            part.abandon(&format!("fdatasync failed: {e}"));
-            let mut st = lock(&self.shared.state);
-            if st.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, part)) {
-                st.current = None;
+    /// Group mode: wait up to `timeout` until events past seq `after` were handed to the
+    /// disk, then report the progress (a binding resolves or rejects its callers from it).
+    pub fn wait_done(&self, after: u64, timeout: Duration) -> Done {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.shared.state);
+        while st.done_seq <= after && st.seq > after && !st.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
             }
-            return Err(e);
+            st = self
+                .shared
+                .done
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
-        Ok(())
+        Done {
+            done_seq: st.done_seq,
+            failed_through: st.failed_through,
+            failure: st.last_failure.clone(),
+            closed: st.closed,
+        }
     }
 
     #[allow(clippy::type_complexity)]
@@ -634,12 +720,29 @@ fn flusher_loop(shared: &Shared, gather: Duration) {
                     st.current = None;
                 }
             }
+            st.failed_through = last_seq;
+            st.last_failure = Some(failure_of(&e));
             // Keep the first failure until a caller sees it.
             if st.error.is_none() {
                 st.error = Some(e);
             }
         }
         shared.done.notify_all();
+    }
+}
+
+fn failure_of(e: &Error) -> Failure {
+    match e {
+        Error::Io { path, source } => Failure {
+            path: path.clone(),
+            errno: source.raw_os_error(),
+            message: e.to_string(),
+        },
+        other => Failure {
+            path: String::new(),
+            errno: None,
+            message: other.to_string(),
+        },
     }
 }
 

@@ -3,31 +3,19 @@
 
 use super::convert::{with_serialized, Opts};
 use super::{schema_err, to_py};
-use crate::core::schema::Registry;
 use crate::core::schema::TapeNode;
+use crate::core::schema_file::SchemaFile;
 use crate::core::writer::{self as cw, Config, Durability, EventHead};
 use crate::core::Error;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// How often emit() looks at `_schema.json` for registrations by other processes.
-const REGISTRY_CHECK_MS: i64 = 1000;
-
-struct RegistryState {
-    registry: Arc<Registry>,
-    mtime: Option<SystemTime>,
-}
+use std::sync::RwLock;
 
 #[pyclass(frozen, module = "ledgerx._core")]
 pub struct Writer {
     inner: cw::Writer,
-    schema_path: PathBuf,
-    registry: RwLock<RegistryState>,
-    next_check_ms: AtomicI64,
+    schemas: SchemaFile,
     durability: &'static str,
     /// The part's relative path as a Python string, reused while the part does not change.
     last_file: RwLock<Option<(String, Py<PyString>)>>,
@@ -37,58 +25,7 @@ pub struct Writer {
     default: Option<Py<PyAny>>,
 }
 
-fn mtime_of(p: &PathBuf) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
-fn load_registry(path: &PathBuf) -> Result<Registry, Error> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Registry::from_json(&text)
-            .map_err(|e| Error::schema(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Registry::from_json(crate::core::builtin::BUILTIN_REGISTRY).map_err(Error::schema)
-        }
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl Writer {
-    fn registry(&self) -> Arc<Registry> {
-        let now = now_ms();
-        if now >= self.next_check_ms.load(Ordering::Relaxed) {
-            self.next_check_ms
-                .store(now + REGISTRY_CHECK_MS, Ordering::Relaxed);
-            let m = mtime_of(&self.schema_path);
-            let stale = self.registry.read().map(|r| r.mtime != m).unwrap_or(true);
-            if stale {
-                let _ = self.reload();
-            }
-        }
-        match self.registry.read() {
-            Ok(r) => Arc::clone(&r.registry),
-            Err(p) => Arc::clone(&p.into_inner().registry),
-        }
-    }
-
-    fn reload(&self) -> Result<(), Error> {
-        let mtime = mtime_of(&self.schema_path);
-        let reg = load_registry(&self.schema_path)?;
-        if let Ok(mut w) = self.registry.write() {
-            *w = RegistryState {
-                registry: Arc::new(reg),
-                mtime,
-            };
-        }
-        Ok(())
-    }
-
     fn file_str(&self, py: Python<'_>, rel: &str) -> Py<PyString> {
         if let Ok(g) = self.last_file.read() {
             if let Some((s, obj)) = g.as_ref() {
@@ -156,20 +93,12 @@ impl Writer {
         cfg.max_part_bytes = max_part_bytes;
         cfg.max_event_bytes = max_event_bytes;
         cfg.writer_id = writer_id;
-        let schema_path = events.join("_schema.json");
-        let (inner, reg) = py
-            .allow_threads(|| {
-                Ok::<_, Error>((cw::Writer::open(cfg)?, load_registry(&schema_path)?))
-            })
+        let (inner, schemas) = py
+            .allow_threads(|| Ok::<_, Error>((cw::Writer::open(cfg)?, SchemaFile::open(&events)?)))
             .map_err(to_py)?;
         Ok(Writer {
             inner,
-            registry: RwLock::new(RegistryState {
-                registry: Arc::new(reg),
-                mtime: mtime_of(&schema_path),
-            }),
-            schema_path,
-            next_check_ms: AtomicI64::new(now_ms() + REGISTRY_CHECK_MS),
+            schemas,
             durability: match mode {
                 Durability::Fsync => "fsync",
                 Durability::Group => "group",
@@ -211,12 +140,7 @@ impl Writer {
         if let Some(r) = run_id {
             cw::check_run_id(r).map_err(to_py)?;
         }
-        let mut reg = self.registry();
-        if !reg.contains(event_type) {
-            // Maybe registered by another process since we last looked.
-            self.reload().map_err(to_py)?;
-            reg = self.registry();
-        }
+        let reg = self.schemas.for_type(event_type).map_err(to_py)?;
         let invalid = |msg: String, version: Option<u32>, path: Option<String>| {
             schema_err(msg, Some(event_type.to_string()), version, path)
         };
@@ -294,7 +218,7 @@ impl Writer {
     }
 
     fn reload_schemas(&self, py: Python<'_>) -> PyResult<()> {
-        py.allow_threads(|| self.reload()).map_err(to_py)
+        py.allow_threads(|| self.schemas.reload()).map_err(to_py)
     }
 
     /// Group-commit figures: batches, events, max_latency_us (emit to durable, oldest event of a

@@ -1,0 +1,412 @@
+'use strict';
+// ledgerx for Node: the Promise API over the native addon (the same Rust core as the Python
+// package). Validation, serialization and ordering happen synchronously in each emit call; the
+// returned Promise settles when the event is durable for the emitter's mode.
+
+const path = require('node:path');
+const os = require('node:os');
+
+function loadNative() {
+  const name = `ledgerx.${process.platform}-${process.arch}-gnu.node`;
+  try {
+    return require(path.join(__dirname, name));
+  } catch (e) {
+    e.message = `ledgerx: cannot load the native addon ${name} (run \`make node\`): ${e.message}`;
+    throw e;
+  }
+}
+
+const native = loadNative();
+const MARK = '\u0001ledgerx:';
+const ERRNO_NAMES = Object.fromEntries(
+  Object.entries(os.constants.errno).map(([name, n]) => [n, name]),
+);
+
+/** Base class of every error this package raises. */
+class LedgerError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'LedgerError';
+  }
+}
+
+/** An invalid event (unknown type, schema violation, not I-JSON, too large, bad run id). */
+class SchemaError extends LedgerError {
+  constructor(message) {
+    super(message);
+    this.name = 'SchemaError';
+  }
+}
+
+/** A disk fault: `code` is the errno name (e.g. 'ENOSPC'), `errno` its number, `path` the file. */
+class LedgerIOError extends LedgerError {
+  constructor(message, errno, filePath) {
+    super(message);
+    this.name = 'LedgerIOError';
+    this.errno = errno;
+    this.code = ERRNO_NAMES[errno] || 'EIO';
+    this.path = filePath;
+  }
+}
+
+/** The emitter was closed. */
+class ClosedError extends LedgerIOError {
+  constructor(message) {
+    super(message, os.constants.errno.EBADF, '');
+    this.name = 'ClosedError';
+  }
+}
+
+/** Turn a native error (marked JSON message) into the typed error; others pass through. */
+function typed(err) {
+  const msg = err && typeof err.message === 'string' ? err.message : '';
+  if (!msg.startsWith(MARK)) return err;
+  const body = JSON.parse(msg.slice(MARK.length));
+  if (body.kind === 'schema') return new SchemaError(body.message);
+  if (body.kind === 'closed') return new ClosedError(body.message);
+  return new LedgerIOError(body.message, body.errno, body.path);
+}
+
+function positionOf(p) {
+  return { file: p.file, offset: p.offset };
+}
+
+const DURABILITIES = ['group', 'fsync', 'os'];
+const OBJECT_PROTO = Object.prototype;
+const MAX_DEPTH = 128;
+
+/**
+ * True when `v` holds only what JSON.stringify writes faithfully: plain objects, arrays,
+ * well-formed strings, finite numbers, booleans, null (and undefined object properties, which
+ * both leave out). Anything else (NaN, Date, BigInt, Map, class instances, ...) takes the
+ * native serializer, which converts it or names the offending path in a SchemaError.
+ */
+function plainJson(v, depth) {
+  switch (typeof v) {
+    case 'string':
+      return v.isWellFormed === undefined || v.isWellFormed();
+    case 'number':
+      return Number.isFinite(v);
+    case 'boolean':
+      return true;
+    case 'object': {
+      if (v === null) return true;
+      if (depth >= MAX_DEPTH) return false;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) {
+          if (v[i] === undefined || !plainJson(v[i], depth + 1)) return false;
+        }
+        return true;
+      }
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== OBJECT_PROTO && proto !== null) return false;
+      for (const k in v) {
+        const x = v[k];
+        if (x === undefined) continue;
+        if (!plainJson(x, depth + 1)) return false;
+        if (k.isWellFormed !== undefined && !k.isWellFormed()) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+function isPlainObject(v) {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && plainJson(v, 0);
+}
+
+function checkOptions(options) {
+  const o = Object.assign(
+    { durability: 'group', commitIntervalMs: 2, maxPartBytes: 100e6, maxEventBytes: 16 * 1024 * 1024 },
+    options || {},
+  );
+  if (!DURABILITIES.includes(o.durability)) {
+    throw new SchemaError(`durability must be 'fsync', 'group' or 'os', not ${JSON.stringify(o.durability)}`);
+  }
+  for (const k of ['commitIntervalMs', 'maxPartBytes', 'maxEventBytes']) {
+    if (!Number.isInteger(o[k]) || o[k] < 1) {
+      throw new SchemaError(`${k} must be a positive integer, not ${String(o[k])}`);
+    }
+  }
+  return o;
+}
+
+class EventEmitter {
+  constructor(root, options) {
+    const o = checkOptions(options);
+    this.root = root;
+    this.durability = o.durability;
+    try {
+      this._w = new native.NativeWriter(root, o.durability, o.commitIntervalMs, o.maxPartBytes, o.maxEventBytes);
+    } catch (e) {
+      throw typed(e);
+    }
+    this.writerId = this._w.writerId;
+    this._closed = false;
+    // Group mode: promises waiting for their batch, in seq order (parallel arrays).
+    this._seq = 0;
+    this._file = '';
+    this._seqs = [];
+    this._files = [];
+    this._offsets = [];
+    this._settlers = [];
+    this._head = 0;
+    this._waiting = false;
+  }
+
+  /** Emit one event of any registered type. Resolves to `{file, offset}` once durable. */
+  emit(eventType, data, options) {
+    const runId = options && options.runId != null ? options.runId : null;
+    const version = options && options.schemaVersion != null ? options.schemaVersion : null;
+    if (typeof eventType !== 'string') {
+      return Promise.reject(new SchemaError(`event_type must be a string, not ${typeof eventType}`));
+    }
+    if (runId !== null && typeof runId !== 'string') {
+      return Promise.reject(new SchemaError(`${eventType}: run_id must be a string, not ${typeof runId}`));
+    }
+    if (version !== null && !(Number.isInteger(version) && version >= 1)) {
+      return Promise.reject(new SchemaError(`${eventType}: schemaVersion must be a positive integer`));
+    }
+    try {
+      const fast = isPlainObject(data);
+      if (this.durability === 'fsync') {
+        const task = fast
+          ? this._w.emitFsyncJson(eventType, JSON.stringify(data), runId, version)
+          : this._w.emitFsync(eventType, data, runId, version);
+        return task.then(positionOf, (e) => {
+          throw typed(e);
+        });
+      }
+      let offset;
+      if (fast) {
+        offset = this._w.emitJson(eventType, JSON.stringify(data), runId, version);
+        if (offset < 0) {
+          offset = -offset - 1;
+          this._file = this._w.lastFile;
+        }
+        this._seq += 1; // a successful emit takes the next seq
+      } else {
+        const p = this._w.emit(eventType, data, runId, version);
+        offset = p.offset;
+        this._seq = p.seq;
+        this._file = p.file;
+      }
+      if (this.durability === 'os') return Promise.resolve({ file: this._file, offset });
+      return this._queue(this._seq, this._file, offset);
+    } catch (e) {
+      return Promise.reject(typed(e));
+    }
+  }
+
+  _queue(seq, file, offset) {
+    return new Promise((resolve, reject) => {
+      this._seqs.push(seq);
+      this._files.push(file);
+      this._offsets.push(offset);
+      this._settlers.push(resolve, reject);
+      if (!this._waiting) this._wait();
+    });
+  }
+
+  /** Wait (on the thread pool) for the flusher, then settle every promise it covered. */
+  _wait() {
+    this._waiting = true;
+    const after = this._seqs[this._head] - 1;
+    this._w.waitDone(after, 1000).then(
+      (progress) => {
+        this._waiting = false;
+        this._settle(progress);
+        if (this._head < this._seqs.length) this._wait();
+      },
+      (e) => {
+        this._waiting = false;
+        this._settleAll(typed(e));
+      },
+    );
+  }
+
+  _settle(progress) {
+    const failure = progress.failure ? typed(new Error(progress.failure)) : null;
+    let i = this._head;
+    const n = this._seqs.length;
+    while (i < n && this._seqs[i] <= progress.doneSeq) {
+      const seq = this._seqs[i];
+      if (failure && seq <= progress.failedThrough) this._settlers[2 * i + 1](failure);
+      else this._settlers[2 * i]({ file: this._files[i], offset: this._offsets[i] });
+      i++;
+    }
+    if (progress.closed && i < n) {
+      this._head = i;
+      this._settleAll(new ClosedError('ledger closed before the event was made durable'));
+      return;
+    }
+    this._head = i;
+    if (i === n || i > 4096) this._compact();
+  }
+
+  _compact() {
+    const h = this._head;
+    this._seqs = this._seqs.slice(h);
+    this._files = this._files.slice(h);
+    this._offsets = this._offsets.slice(h);
+    this._settlers = this._settlers.slice(2 * h);
+    this._head = 0;
+  }
+
+  _settleAll(err) {
+    for (let i = this._head; i < this._seqs.length; i++) this._settlers[2 * i + 1](err);
+    this._head = this._seqs.length;
+    this._compact();
+  }
+
+  /** Resolves once everything emitted so far is durable. */
+  flush() {
+    return this._w.flush().catch((e) => {
+      throw typed(e);
+    });
+  }
+
+  /** Flush, then release the part file; later emits reject with ClosedError. Idempotent. */
+  close() {
+    if (!this._closed) {
+      this._closed = true;
+      forget(this);
+    }
+    return this._w.close().catch((e) => {
+      throw typed(e);
+    });
+  }
+
+  /** Blocking flush (exit and signal handlers). */
+  _flushSync(close) {
+    try {
+      this._w.flushSync(close);
+    } catch (e) {
+      process.emitWarning(`ledgerx: flush at exit failed: ${typed(e).message}`);
+    }
+  }
+
+  /** Re-read events/_schema.json now (it is also re-read when it changes). */
+  reloadSchemas() {
+    try {
+      this._w.reloadSchemas();
+    } catch (e) {
+      throw typed(e);
+    }
+  }
+
+  // The seed's names: one method per built-in event type.
+  emitRunCreated(runId, runKind, config, dataFingerprint, tags) {
+    const data = { run_kind: runKind, config, data_fingerprint: dataFingerprint };
+    if (tags !== undefined) data.tags = tags;
+    return this.emit('run.created', data, { runId });
+  }
+
+  emitRunStarted(runId, info) {
+    const data = Object.assign({ host: os.hostname(), pid: process.pid }, info || {});
+    return this.emit('run.started', data, { runId });
+  }
+
+  emitRunCompleted(runId, summary, artifactPaths) {
+    return this.emit('run.completed', { summary, artifact_paths: artifactPaths }, { runId });
+  }
+
+  emitRunFailed(runId, error, traceback) {
+    const data = { error: error instanceof Error ? `${error.name}: ${error.message}` : error };
+    if (traceback !== undefined) data.traceback = traceback;
+    else if (error instanceof Error && error.stack) data.traceback = error.stack;
+    return this.emit('run.failed', data, { runId });
+  }
+
+  emitRunHeartbeat(runId) {
+    return this.emit('run.heartbeat', {}, { runId });
+  }
+
+  emitPhaseStarted(runId, phase, phaseIndex) {
+    return this.emit('phase.started', { phase, phase_index: phaseIndex }, { runId });
+  }
+
+  emitPhaseCompleted(runId, phase, durationMs, outputSummary) {
+    const data = { phase, duration_ms: durationMs };
+    if (outputSummary !== undefined) data.output_summary = outputSummary;
+    return this.emit('phase.completed', data, { runId });
+  }
+
+  emitTrialRecorded(runId, trialId, params, metrics) {
+    return this.emit('trial.recorded', { trial_id: trialId, params, metrics }, { runId });
+  }
+
+  emitBaselineCompleted(runId, name, metrics) {
+    return this.emit('baseline.completed', { baseline: name, metrics }, { runId });
+  }
+
+  emitArtifactCreated(runId, artifact) {
+    return this.emit('artifact.created', artifact, { runId });
+  }
+
+  emitAlert(alertId, source, severity, payload) {
+    return this.emit('alert.ingested', { alert_id: alertId, source, severity, payload });
+  }
+}
+
+// One emitter per process per root; flushed at exit and on SIGTERM/SIGINT.
+const emitters = new Map();
+
+function forget(em) {
+  if (emitters.get(em._key) === em) emitters.delete(em._key);
+}
+
+/**
+ * The process's emitter for `root` (default `$LEDGERX_ROOT`, else `data/ledger`). Options apply
+ * when it is first opened; asking again with other options for an open root is an error.
+ */
+function getEventEmitter(root, options) {
+  const r = path.resolve(root || process.env.LEDGERX_ROOT || path.join('data', 'ledger'));
+  const existing = emitters.get(r);
+  if (existing) {
+    const o = checkOptions(options);
+    if (options && options.durability && o.durability !== existing.durability) {
+      throw new SchemaError(`${r} is already open with durability '${existing.durability}'`);
+    }
+    return existing;
+  }
+  const em = new EventEmitter(r, options);
+  em._key = r;
+  emitters.set(r, em);
+  installExitHooks();
+  return em;
+}
+
+let hooked = false;
+
+function flushAll(close) {
+  for (const em of emitters.values()) em._flushSync(close);
+}
+
+function onSignal(signal) {
+  flushAll(true);
+  emitters.clear();
+  process.removeListener(signal, onSignal);
+  // Re-raise: with no other listener left, Node's default action ends the process by signal.
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+function installExitHooks() {
+  if (hooked) return;
+  hooked = true;
+  process.on('beforeExit', () => flushAll(false));
+  process.on('exit', () => flushAll(true));
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+module.exports = {
+  getEventEmitter,
+  EventEmitter,
+  LedgerError,
+  SchemaError,
+  LedgerIOError,
+  ClosedError,
+};

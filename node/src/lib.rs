@@ -1,0 +1,450 @@
+//! The Node binding (napi-rs): conversion and error mapping only; the work is in the same core
+//! as the Python extension (`ledgerx::core`), which this shared object links without pyo3.
+//!
+//! Validation, serialization and the order of events happen synchronously at the call; what can
+//! block (fdatasync, waiting for a group commit, flush, close) runs as an `AsyncTask` on the libuv
+//! thread pool, never on the event loop. `index.js` turns these into the public Promise API.
+
+mod convert;
+
+use convert::Serializer;
+use ledgerx::core::json::Tape;
+use ledgerx::core::schema::TapeNode;
+use ledgerx::core::schema_file::SchemaFile;
+use ledgerx::core::writer::{self as cw, Config, Durability, EventHead, SyncTicket};
+use ledgerx::core::Error as CoreError;
+use napi::bindgen_prelude::*;
+use napi::JsValue;
+use napi_derive::napi;
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors cross to JavaScript as `Error`s whose message starts with this marker followed by a
+/// JSON object (`kind`, `message`, and for I/O `errno`, `path`); index.js makes the typed error.
+const MARK: &str = "\u{1}ledgerx:";
+
+fn js_err(e: CoreError) -> Error {
+    let body = match &e {
+        CoreError::Schema(m) => format!(r#"{{"kind":"schema","message":{}}}"#, quote(m)),
+        CoreError::Closed => r#"{"kind":"closed","message":"ledger is closed"}"#.to_string(),
+        CoreError::Io { path, source } => format!(
+            r#"{{"kind":"io","errno":{},"path":{},"message":{}}}"#,
+            source.raw_os_error().unwrap_or(libc_eio()),
+            quote(path),
+            quote(&e.to_string())
+        ),
+    };
+    Error::from_reason(format!("{MARK}{body}"))
+}
+
+fn failure_err(f: &cw::Failure) -> Error {
+    js_err(CoreError::Io {
+        path: f.path.clone(),
+        source: match f.errno {
+            Some(n) => std::io::Error::from_raw_os_error(n),
+            None => std::io::Error::other(f.message.clone()),
+        },
+    })
+}
+
+fn schema_err(m: String) -> Error {
+    js_err(CoreError::Schema(m))
+}
+
+const fn libc_eio() -> i32 {
+    5
+}
+
+fn quote(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    ledgerx::core::json::write_str(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Where an event was written: part path relative to `events/`, and its byte offset.
+#[napi(object)]
+pub struct Position {
+    pub file: String,
+    pub offset: f64,
+    /// The writer's sequence number of the event (group mode resolves by it).
+    pub seq: f64,
+}
+
+impl Position {
+    fn of(p: &cw::Position, seq: u64) -> Self {
+        Position {
+            file: p.file.clone(),
+            offset: p.offset as f64,
+            seq: seq as f64,
+        }
+    }
+}
+
+/// Group-commit progress: events up to `doneSeq` were handed to the disk; those up to
+/// `failedThrough` may not be durable (`failure` is the marked error message).
+#[napi(object)]
+pub struct Progress {
+    pub done_seq: f64,
+    pub failed_through: f64,
+    pub failure: Option<String>,
+    pub closed: bool,
+}
+
+#[napi]
+pub struct NativeWriter {
+    inner: Arc<cw::Writer>,
+    schemas: SchemaFile,
+    mode: Durability,
+    /// Scratch for the serialized `data` and its token tape, reused between calls.
+    scratch: RefCell<(Vec<u8>, Tape)>,
+    last_file: RefCell<String>,
+}
+
+#[napi]
+impl NativeWriter {
+    #[napi(constructor)]
+    pub fn new(
+        root: String,
+        durability: String,
+        commit_interval_ms: u32,
+        max_part_bytes: f64,
+        max_event_bytes: f64,
+    ) -> Result<Self> {
+        let mode = Durability::parse(&durability).ok_or_else(|| {
+            schema_err(format!(
+                "durability must be 'fsync', 'group' or 'os', not {durability:?}"
+            ))
+        })?;
+        let positive = |v: f64| v.is_finite() && v >= 1.0 && v.fract() == 0.0;
+        if !positive(max_part_bytes) || !positive(max_event_bytes) {
+            return Err(schema_err(
+                "maxPartBytes and maxEventBytes must be positive integers".into(),
+            ));
+        }
+        let events = cw::events_dir(std::path::Path::new(&root));
+        let mut cfg = Config::new(&events);
+        cfg.durability = mode;
+        cfg.commit_interval = Duration::from_millis(u64::from(commit_interval_ms.max(1)));
+        cfg.max_part_bytes = max_part_bytes as u64;
+        cfg.max_event_bytes = max_event_bytes as usize;
+        let inner = cw::Writer::open(cfg).map_err(js_err)?;
+        let schemas = SchemaFile::open(&events).map_err(js_err)?;
+        Ok(NativeWriter {
+            inner: Arc::new(inner),
+            schemas,
+            mode,
+            scratch: RefCell::new((Vec::with_capacity(4096), Tape::default())),
+            last_file: RefCell::new(String::new()),
+        })
+    }
+
+    #[napi(getter)]
+    pub fn writer_id(&self) -> String {
+        self.inner.writer_id()
+    }
+
+    /// Validate, serialize and append (group: queue) one event; in fsync mode the line is
+    /// written but its fdatasync is left to `syncLast()`.
+    #[napi]
+    pub fn emit(
+        &self,
+        event_type: String,
+        data: Unknown<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<Position> {
+        self.emit_sync(&event_type, Data::Value(data), run_id, schema_version)
+    }
+
+    /// `emit` with `data` already as JSON text (index.js passes `JSON.stringify(data)` when a
+    /// quick check found only plain JSON values); the text is still parsed and validated here.
+    #[napi]
+    pub fn emit_json(
+        &self,
+        event_type: String,
+        json: Unknown<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<f64> {
+        let e = self.emit_inner(
+            &event_type,
+            Data::Json(json),
+            run_id.as_deref(),
+            schema_version,
+        )?;
+        if e.backpressure {
+            self.inner.wait_drained();
+        }
+        // The hot path returns one number: the offset, or -(offset + 1) when the part changed
+        // since the last call (then `lastFile` has its name). The seq is the previous + 1.
+        let mut last = self.last_file.borrow_mut();
+        if *last == e.pos.file {
+            Ok(e.pos.offset as f64)
+        } else {
+            *last = e.pos.file;
+            Ok(-(e.pos.offset as f64) - 1.0)
+        }
+    }
+
+    /// The part file of the last `emitJson` that reported a change.
+    #[napi(getter)]
+    pub fn last_file(&self) -> String {
+        self.last_file.borrow().clone()
+    }
+
+    /// fsync mode, `data` as JSON text (see `emitJson`).
+    #[napi]
+    pub fn emit_fsync_json(
+        &self,
+        event_type: String,
+        json: Unknown<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<AsyncTask<SyncTask>> {
+        self.emit_task(&event_type, Data::Json(json), run_id, schema_version)
+    }
+
+    /// fsync mode: write the event now (order fixed at the call), fdatasync on the thread pool.
+    #[napi]
+    pub fn emit_fsync(
+        &self,
+        event_type: String,
+        data: Unknown<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<AsyncTask<SyncTask>> {
+        self.emit_task(&event_type, Data::Value(data), run_id, schema_version)
+    }
+
+    /// Group mode: resolves once events past seq `after` were handed to the disk (or after
+    /// `timeoutMs`), with the progress.
+    #[napi]
+    pub fn wait_done(&self, after: f64, timeout_ms: u32) -> AsyncTask<WaitTask> {
+        AsyncTask::new(WaitTask {
+            writer: Arc::clone(&self.inner),
+            after: after as u64,
+            timeout: Duration::from_millis(u64::from(timeout_ms)),
+        })
+    }
+
+    /// Everything emitted so far durable, on the thread pool.
+    #[napi]
+    pub fn flush(&self) -> AsyncTask<WriterTask> {
+        AsyncTask::new(WriterTask {
+            writer: Arc::clone(&self.inner),
+            close: false,
+        })
+    }
+
+    /// Flush, stop the flusher and release the part, on the thread pool.
+    #[napi]
+    pub fn close(&self) -> AsyncTask<WriterTask> {
+        AsyncTask::new(WriterTask {
+            writer: Arc::clone(&self.inner),
+            close: true,
+        })
+    }
+
+    /// Blocking flush (or close), for exit and signal handlers only.
+    #[napi]
+    pub fn flush_sync(&self, close: bool) -> Result<()> {
+        let r = if close {
+            self.inner.close()
+        } else {
+            self.inner.flush()
+        };
+        r.map_err(js_err)
+    }
+
+    /// Re-read `_schema.json` now.
+    #[napi]
+    pub fn reload_schemas(&self) -> Result<()> {
+        self.schemas.reload().map_err(js_err)
+    }
+
+    #[napi(getter)]
+    pub fn durability(&self) -> &'static str {
+        match self.mode {
+            Durability::Fsync => "fsync",
+            Durability::Group => "group",
+            Durability::Os => "os",
+        }
+    }
+}
+
+/// The event's `data`: a JS value serialized here, or JSON text made by `JSON.stringify`.
+enum Data<'a> {
+    Value(Unknown<'a>),
+    Json(Unknown<'a>),
+}
+
+impl NativeWriter {
+    fn emit_sync(
+        &self,
+        event_type: &str,
+        data: Data<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<Position> {
+        let e = self.emit_inner(event_type, data, run_id.as_deref(), schema_version)?;
+        if e.backpressure {
+            // Over 64 MiB queued: wait for the flusher to catch up (bounded, rare).
+            self.inner.wait_drained();
+        }
+        Ok(Position::of(&e.pos, e.seq))
+    }
+
+    fn emit_task(
+        &self,
+        event_type: &str,
+        data: Data<'_>,
+        run_id: Option<String>,
+        schema_version: Option<u32>,
+    ) -> Result<AsyncTask<SyncTask>> {
+        let e = self.emit_inner(event_type, data, run_id.as_deref(), schema_version)?;
+        Ok(AsyncTask::new(SyncTask {
+            ticket: e.sync,
+            pos: Some(Position::of(&e.pos, e.seq)),
+        }))
+    }
+
+    fn emit_inner(
+        &self,
+        event_type: &str,
+        data: Data<'_>,
+        run_id: Option<&str>,
+        schema_version: Option<u32>,
+    ) -> Result<cw::Emitted> {
+        cw::check_run_scope(event_type, run_id).map_err(js_err)?;
+        let reg = self.schemas.for_type(event_type).map_err(js_err)?;
+        let (version, schema) = reg.get(event_type, schema_version).map_err(schema_err)?;
+        let mut scratch = self.scratch.borrow_mut();
+        let (buf, tape) = &mut *scratch;
+        buf.clear();
+        let at = |e: convert::ConvertError| {
+            schema_err(format!("{event_type} v{version}: {}", e.render("data")))
+        };
+        match data {
+            Data::Json(text) => {
+                let raw = text.value();
+                if text.get_type()? != ValueType::String {
+                    return Err(schema_err(format!(
+                        "{event_type}: JSON text must be a string"
+                    )));
+                }
+                // SAFETY: a string value of this very call.
+                unsafe { convert::append_string(raw.env, raw.value, buf) }.map_err(at)?;
+            }
+            Data::Value(v) => {
+                if v.get_type()? != ValueType::Object {
+                    return Err(schema_err(format!(
+                        "{event_type} v{version}: data must be an object, not {}",
+                        type_name(v.get_type()?)
+                    )));
+                }
+                let raw = v.value();
+                // SAFETY: env and value come from this very call, inside its handle scope.
+                unsafe { Serializer::new(raw.env).and_then(|s| s.write(buf, raw.value, 0)) }
+                    .map_err(at)?;
+            }
+        }
+        let bytes = &buf[..];
+        tape.parse(bytes).map_err(schema_err)?;
+        schema
+            .validate(&TapeNode::root(bytes, tape))
+            .map_err(|v| schema_err(format!("{event_type} v{version}: {}", v.render("data"))))?;
+        let head = EventHead {
+            event_type,
+            schema_version: version,
+            run_id,
+            event_id: None,
+            ts_us: None,
+        };
+        self.inner.emit_deferred(&head, bytes).map_err(js_err)
+    }
+}
+
+fn type_name(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Undefined => "undefined",
+        ValueType::Null => "null",
+        ValueType::Boolean => "boolean",
+        ValueType::Number => "number",
+        ValueType::String => "string",
+        ValueType::Symbol => "symbol",
+        ValueType::Function => "function",
+        ValueType::BigInt => "bigint",
+        _ => "a non-object",
+    }
+}
+
+pub struct SyncTask {
+    ticket: Option<SyncTicket>,
+    pos: Option<Position>,
+}
+
+impl Task for SyncTask {
+    type Output = ();
+    type JsValue = Position;
+
+    fn compute(&mut self) -> Result<()> {
+        match &self.ticket {
+            Some(t) => t.sync().map_err(js_err),
+            None => Ok(()),
+        }
+    }
+
+    fn resolve(&mut self, _env: Env, _out: ()) -> Result<Position> {
+        self.pos
+            .take()
+            .ok_or_else(|| Error::from_reason("resolved twice"))
+    }
+}
+
+pub struct WaitTask {
+    writer: Arc<cw::Writer>,
+    after: u64,
+    timeout: Duration,
+}
+
+impl Task for WaitTask {
+    type Output = cw::Done;
+    type JsValue = Progress;
+
+    fn compute(&mut self) -> Result<cw::Done> {
+        Ok(self.writer.wait_done(self.after, self.timeout))
+    }
+
+    fn resolve(&mut self, _env: Env, d: cw::Done) -> Result<Progress> {
+        Ok(Progress {
+            done_seq: d.done_seq as f64,
+            failed_through: d.failed_through as f64,
+            failure: d.failure.as_ref().map(|f| failure_err(f).reason.clone()),
+            closed: d.closed,
+        })
+    }
+}
+
+pub struct WriterTask {
+    writer: Arc<cw::Writer>,
+    close: bool,
+}
+
+impl Task for WriterTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> Result<()> {
+        let r = if self.close {
+            self.writer.close()
+        } else {
+            self.writer.flush()
+        };
+        r.map_err(js_err)
+    }
+
+    fn resolve(&mut self, _env: Env, _out: ()) -> Result<()> {
+        Ok(())
+    }
+}

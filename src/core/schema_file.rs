@@ -1,0 +1,116 @@
+//! `events/_schema.json` as a writer sees it: loaded once, re-read when its mtime changes (looked
+//! at most once a second) or when an event type is unknown, so a type registered by another
+//! process (in any language) validates here too. Both bindings' writers use this.
+
+use super::error::{Error, Result};
+use super::schema::Registry;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How often a lookup looks at `_schema.json` for registrations by other processes.
+const CHECK_MS: i64 = 1000;
+
+struct Loaded {
+    registry: Arc<Registry>,
+    mtime: Option<SystemTime>,
+}
+
+pub struct SchemaFile {
+    path: PathBuf,
+    loaded: RwLock<Loaded>,
+    next_check_ms: AtomicI64,
+}
+
+fn mtime_of(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The registry in `path`, or the built-in one when the file does not exist yet.
+fn load(path: &Path) -> Result<Registry> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Registry::from_json(&text)
+            .map_err(|e| Error::schema(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Registry::from_json(super::builtin::BUILTIN_REGISTRY).map_err(Error::schema)
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+impl SchemaFile {
+    /// Load `<events>/_schema.json`.
+    pub fn open(events: &Path) -> Result<SchemaFile> {
+        let path = events.join("_schema.json");
+        let mtime = mtime_of(&path);
+        let registry = Arc::new(load(&path)?);
+        Ok(SchemaFile {
+            path,
+            loaded: RwLock::new(Loaded { registry, mtime }),
+            next_check_ms: AtomicI64::new(now_ms() + CHECK_MS),
+        })
+    }
+
+    fn current(&self) -> Arc<Registry> {
+        match self.loaded.read() {
+            Ok(r) => Arc::clone(&r.registry),
+            Err(p) => Arc::clone(&p.into_inner().registry),
+        }
+    }
+
+    /// The registry to validate `event_type` with: re-read when the file changed, and once
+    /// more when the type is unknown (maybe registered elsewhere since the last look).
+    pub fn for_type(&self, event_type: &str) -> Result<Arc<Registry>> {
+        let now = now_ms();
+        if now >= self.next_check_ms.load(Ordering::Relaxed) {
+            self.next_check_ms.store(now + CHECK_MS, Ordering::Relaxed);
+            let m = mtime_of(&self.path);
+            let stale = self.loaded.read().map(|r| r.mtime != m).unwrap_or(true);
+            if stale {
+                let _ = self.reload();
+            }
+        }
+        let reg = self.current();
+        if reg.contains(event_type) {
+            return Ok(reg);
+        }
+        self.reload()?;
+        Ok(self.current())
+    }
+
+    /// Re-read the file now.
+    pub fn reload(&self) -> Result<()> {
+        let mtime = mtime_of(&self.path);
+        let registry = Arc::new(load(&self.path)?);
+        let mut w = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+        *w = Loaded { registry, mtime };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_type_triggers_a_reload() {
+        let d = std::env::temp_dir().join(format!("ledgerx-sf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let sf = SchemaFile::open(&d).unwrap();
+        assert!(sf.for_type("run.created").unwrap().contains("run.created"));
+        assert!(!sf.for_type("x.custom").unwrap().contains("x.custom"));
+        let text = r#"{"types": {"x.custom": {"1": {"type": "object"}}}}"#;
+        std::fs::write(d.join("_schema.json"), text).unwrap();
+        assert!(sf.for_type("x.custom").unwrap().contains("x.custom"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
