@@ -8,9 +8,25 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from ledgerx.cli import index_cmds, legacy_cmds, ops_cmds, schema_cmds, ui_cmds, write_cmds
+from ledgerx.cli import (
+    index_cmds,
+    legacy_cmds,
+    ops_cmds,
+    remote_cmds,
+    schema_cmds,
+    ui_cmds,
+    write_cmds,
+)
 
-COMMAND_MODULES = [write_cmds, schema_cmds, index_cmds, ops_cmds, legacy_cmds, ui_cmds]
+COMMAND_MODULES = [
+    write_cmds,
+    schema_cmds,
+    index_cmds,
+    ops_cmds,
+    legacy_cmds,
+    ui_cmds,
+    remote_cmds,
+]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
