@@ -271,3 +271,32 @@ def test_daemon_ships_each_cycle(tmp_path, endpoint, bucket):
     assert p.returncode == 0, p.stderr
     check_chains(objects(endpoint, bucket), "d", {rid(root): root})
     assert (root / "index" / "runs.duckdb").exists()
+
+
+def test_create_only_put_never_replaces_an_object(tmp_path, endpoint, bucket, monkeypatch):
+    """An object that appears under our next name after the listing (a race the listing cannot
+    see) is checked, not overwritten: same bytes are adopted, other bytes refused."""
+    from ledgerx.remote import RemoteError, Shipper
+
+    for k, v in AWS_ENV.items():
+        monkeypatch.setenv(k, v)
+    root = tmp_path / "a"
+    write_sweep(root, runs=1, trials=5)
+    part = sorted((root / "events").glob("day=*/part-*.jsonl"))[0]
+    data = part.read_bytes()
+    url = f"s3://{bucket}/z"
+    with Shipper(root, url, endpoint_url=endpoint) as s:
+        s._found = s._listing()
+        key = f"z/roots/{s.root_id}/day=2026-01-01/{part.stem}/{0:015d}-{len(data):015d}.jsonl"
+        s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=data[:-2] + b"X\n")
+        with pytest.raises(RemoteError, match="not overwritten"):
+            s.round()
+    assert objects(endpoint, bucket)[key] == data[:-2] + b"X\n"
+    assert set(object_versions(endpoint, bucket).values()) == {1}
+    s3_client(endpoint).delete_object(Bucket=bucket, Key=key)  # a delete marker: 2 versions
+    with Shipper(root, url, endpoint_url=endpoint) as s:
+        s._found = s._listing()
+        s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=data)
+        rep = s.round()
+    assert rep.adopted == 1 and rep.objects == 0
+    check_chains(objects(endpoint, bucket), "z", {rid(root): root})
