@@ -121,6 +121,8 @@ class Daemon:
         health_host: str = "127.0.0.1",
         health_port: int | None = None,
         verbose: bool = False,
+        ship_to: str | None = None,
+        endpoint_url: str | None = None,
     ) -> None:
         if interval <= 0:
             raise ConfigError("--interval must be > 0 seconds")
@@ -135,6 +137,13 @@ class Daemon:
         self.health_port = health_port
         self.verbose = verbose
         self.state = DaemonState()
+        # `--ship-to`: each cycle also ships the log to object storage (docs/scale.md).
+        if ship_to is not None:
+            from ledgerx.remote.store import check_url
+
+            check_url(ship_to)
+        self.ship_to, self.endpoint_url = ship_to, endpoint_url
+        self._shipper: Any = None
         self.stop = threading.Event()
         self.server: ThreadingHTTPServer | None = None
         self._health_lock = threading.Lock()
@@ -160,6 +169,7 @@ class Daemon:
 
         try:
             rep = build_index(self.root, stale_after=self.stale_after, progress=progress)
+            self._ship()
         except IndexBusyError as e:
             with st.lock:
                 st.busy_skips += 1
@@ -207,6 +217,17 @@ class Daemon:
             log.warning("%s", w)
         return True
 
+    def _ship(self) -> None:
+        if self.ship_to is None:
+            return
+        if self._shipper is None:
+            from ledgerx.remote.ship import Shipper
+
+            self._shipper = Shipper(self.root, self.ship_to, endpoint_url=self.endpoint_url)
+        srep = self._shipper.round()
+        if srep.objects or self.verbose:
+            log.info("%s", srep.summary())
+
     def backoff(self) -> float:
         k = self.state.consecutive_failures
         return min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** max(0, k - 1))
@@ -241,6 +262,8 @@ class Daemon:
                     self.stop.wait(delay)
             finally:
                 self.stop_health()
+                if self._shipper is not None:
+                    self._shipper.close()
             log.info("stopped")
             return 0 if ok or not once else 1
 

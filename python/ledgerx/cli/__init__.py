@@ -10,10 +10,26 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ledgerx.cli import index_cmds, legacy_cmds, ops_cmds, schema_cmds, ui_cmds, write_cmds
+from ledgerx.cli import (
+    index_cmds,
+    legacy_cmds,
+    ops_cmds,
+    remote_cmds,
+    schema_cmds,
+    ui_cmds,
+    write_cmds,
+)
 from ledgerx.errors import LedgerError
 
-COMMAND_MODULES = [write_cmds, schema_cmds, index_cmds, ops_cmds, legacy_cmds, ui_cmds]
+COMMAND_MODULES = [
+    write_cmds,
+    schema_cmds,
+    index_cmds,
+    ops_cmds,
+    legacy_cmds,
+    ui_cmds,
+    remote_cmds,
+]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,  # None: keep an existing index/legacy.duckdb current (docs/legacy.md)
         help="also publish index/legacy.duckdb in the legacy layout, for old readers",
     )
+    p.add_argument(
+        "--source", default=None, metavar="URL", help="index a shipped log: s3://bucket/prefix"
+    )
+    p.add_argument("--endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint")
     p.set_defaults(handler=_rebuild)
 
     p = sub.add_parser("runs", help="latest runs, newest first")
@@ -154,17 +158,19 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     existing_root(args.root)
     bar = _Bar("indexing")
+    kw: dict[str, Any] = dict(
+        since_date=args.since_date,
+        full_rebuild=args.full_rebuild,
+        strict=args.strict,
+        stale_after=args.stale_after,
+        progress=bar,
+        legacy_projection=args.legacy_projection,
+    )
     try:
-        rep = build_index(
-            args.root,
-            db=args.db,
-            since_date=args.since_date,
-            full_rebuild=args.full_rebuild,
-            strict=args.strict,
-            stale_after=args.stale_after,
-            progress=bar,
-            legacy_projection=args.legacy_projection,
-        )
+        if args.source is not None:
+            rep = _rebuild_remote(args, kw)
+        else:
+            rep = build_index(args.root, db=args.db, **kw)
     finally:
         bar.end()
     if args.json:
@@ -183,6 +189,20 @@ def _rebuild(args: argparse.Namespace) -> int:
         else:
             print(rep.summary())
     return 0
+
+
+def _rebuild_remote(args: argparse.Namespace, kw: dict[str, Any]) -> Any:
+    """`rebuild --source s3://…`: mirror the shipped objects, then index them (docs/scale.md)."""
+    from ledgerx.cli import CliError
+    from ledgerx.remote import rebuild_from_remote
+
+    if args.db is not None:
+        raise CliError("--db cannot be combined with --source (the index goes to <root>/index)")
+    fetched, rep = rebuild_from_remote(args.root, args.source, endpoint_url=args.endpoint_url, **kw)
+    rep.warnings[:0] = fetched.warnings
+    if not args.json:
+        print(fetched.summary(), file=sys.stderr)
+    return rep
 
 
 def _runs(args: argparse.Namespace) -> int:

@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="also serve the dashboard (ledgerx ui) on --ui-host:PORT; needs ledgerx[ui]",
     )
     p.add_argument("--ui-host", default="127.0.0.1", help="address for --ui-port (127.0.0.1)")
+    p.add_argument(
+        "--ship-to", default=None, metavar="URL", help="also ship the log to s3://bucket/prefix"
+    )
+    p.add_argument("--endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint")
     p.set_defaults(handler=_daemon)
 
     p = sub.add_parser("retention", help="move closed days older than the policy to archive/")
@@ -88,6 +92,8 @@ def _daemon(args: argparse.Namespace) -> int:
             health_host=args.health_host,
             health_port=args.health_port,
             verbose=args.verbose,
+            ship_to=args.ship_to,
+            endpoint_url=args.endpoint_url,
         )
         return d.run(once=args.once)
     except DaemonBusyError as e:
