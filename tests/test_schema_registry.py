@@ -184,7 +184,7 @@ def test_validate_messages_name_type_version_path_and_rule(root: Path) -> None:
     w = _core.Writer(str(root))
     try:
         with pytest.raises(SchemaError) as ei:
-            w.emit("trial.recorded", bad)
+            w.emit("trial.recorded", bad, run_id="r1")
         assert (
             str(ei.value) == "trial.recorded v1: data.metrics.sharpe: expected number, got string"
         )
@@ -260,15 +260,24 @@ def test_writer_picks_up_a_new_version_from_another_process(root: Path) -> None:
     ensure_registry(events(root))
     w = _core.Writer(str(root))
     try:
-        w.emit("trial.recorded", {"trial_id": 1, "params": {}, "metrics": {}})
+        w.emit("trial.recorded", {"trial_id": 1, "params": {}, "metrics": {}}, run_id="r1")
         r = run_py(REGISTER_IN_CHILD, str(events(root)), "trial.recorded", json.dumps(TRIAL_V2))
         assert r.returncode == 0 and r.stdout.strip() == "2", r.stderr
         time.sleep(1.2)  # the writer looks at the file's mtime at most once a second
         with pytest.raises(SchemaError, match="trial.recorded v2: data: missing required field"):
-            w.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}})
-        w.emit("trial.recorded", {"trial_id": 3, "parameters": {}, "metrics": {}, "source": "x"})
+            w.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}}, run_id="r1")
+        w.emit(
+            "trial.recorded",
+            {"trial_id": 3, "parameters": {}, "metrics": {}, "source": "x"},
+            run_id="r1",
+        )
         # an old version is still accepted when named
-        w.emit("trial.recorded", {"trial_id": 4, "params": {}, "metrics": {}}, schema_version=1)
+        w.emit(
+            "trial.recorded",
+            {"trial_id": 4, "params": {}, "metrics": {}},
+            schema_version=1,
+            run_id="r1",
+        )
         w.flush()
     finally:
         w.close()
@@ -281,10 +290,10 @@ def test_on_change_reloads_the_writer_at_once(root: Path) -> None:
     w = _core.Writer(str(root))
     try:
         reg = SchemaRegistry(events(root), on_change=w.reload_schemas)
-        w.emit("trial.recorded", {"trial_id": 1, "params": {}, "metrics": {}})
+        w.emit("trial.recorded", {"trial_id": 1, "params": {}, "metrics": {}}, run_id="r1")
         assert reg.register("trial.recorded", TRIAL_V2) == 2
         with pytest.raises(SchemaError, match="trial.recorded v2"):
-            w.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}})
+            w.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}}, run_id="r1")
     finally:
         w.close()
 
@@ -514,10 +523,18 @@ def test_upcast_arrow_batches_from_the_scanner(root: Path) -> None:
     ensure_registry(events(root))
     w = _core.Writer(str(root))
     try:
-        w.emit("trial.recorded", {"trial_id": 1, "params": {"a": 1}, "metrics": {"m": 0.5}})
-        w.emit("run.failed", {"error": "boom"})
+        w.emit(
+            "trial.recorded",
+            {"trial_id": 1, "params": {"a": 1}, "metrics": {"m": 0.5}},
+            run_id="r1",
+        )
+        w.emit("run.failed", {"error": "boom"}, run_id="r1")
         reg = _trial_chain(root, SchemaRegistry(events(root), on_change=w.reload_schemas))
-        w.emit("trial.recorded", {"trial_id": "2", "parameters": {}, "metrics": {}, "source": "n"})
+        w.emit(
+            "trial.recorded",
+            {"trial_id": "2", "parameters": {}, "metrics": {}, "source": "n"},
+            run_id="r1",
+        )
         w.flush()
     finally:
         w.close()
@@ -554,7 +571,11 @@ def test_old_events_are_upcast_in_the_index(root: Path) -> None:
     ensure_registry(events(root))
     w = _core.Writer(str(root), durability="fsync")
     try:
-        w.emit("trial.recorded", {"trial_id": 7, "params": {"w": 1}, "metrics": {"m": 0.5}})
+        w.emit(
+            "trial.recorded",
+            {"trial_id": 7, "params": {"w": 1}, "metrics": {"m": 0.5}},
+            run_id="r1",
+        )
         reg = SchemaRegistry(events(root), on_change=w.reload_schemas)
         v2 = {
             "type": "object",
@@ -567,7 +588,11 @@ def test_old_events_are_upcast_in_the_index(root: Path) -> None:
             },
         }
         assert reg.register("trial.recorded", v2, upcaster=schema_upcasters.trial_id_to_label) == 2
-        w.emit("trial.recorded", {"trial_id": "t-8", "params": {}, "metrics": {}, "stage": "new"})
+        w.emit(
+            "trial.recorded",
+            {"trial_id": "t-8", "params": {}, "metrics": {}, "stage": "new"},
+            run_id="r1",
+        )
     finally:
         w.close()
     rep = build_index(root)

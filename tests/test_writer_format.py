@@ -165,20 +165,20 @@ def test_adopting_a_torn_part_quarantines_the_tail(root: Path) -> None:
 def test_busy_part_is_never_shared(root: Path) -> None:
     a = ledgerx.open(root)
     b = ledgerx.open(root)
-    pa = a.emit("run.heartbeat", {})
-    pb = b.emit("run.heartbeat", {})
+    pa = a.emit("run.heartbeat", {}, run_id="r1")
+    pb = b.emit("run.heartbeat", {}, run_id="r1")
     assert pa[0] != pb[0]
     a.close()
     b.close()
     c = ledgerx.open(root)
-    assert c.emit("run.heartbeat", {})[0] in (pa[0], pb[0]), "an idle part is adopted"
+    assert c.emit("run.heartbeat", {}, run_id="r1")[0] in (pa[0], pb[0]), "an idle part is adopted"
     c.close()
     assert len(check_log(root).files) == 2
 
 
 def test_positions_and_flush_in_group_mode(root: Path) -> None:
     ledger = ledgerx.open(root, durability="group")
-    pos = [ledger.emit("run.heartbeat", {"i": i}) for i in range(1000)]
+    pos = [ledger.emit("run.heartbeat", {"i": i}, run_id="r1") for i in range(1000)]
     ledger.flush()
     # After flush() every emitted line is in the file at its reported offset.
     data = (root / "events" / pos[-1][0]).read_bytes()

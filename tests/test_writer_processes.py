@@ -125,20 +125,20 @@ time.sleep(60)
 
 def test_forked_child_gets_its_own_writer(root: Path) -> None:
     ledger = ledgerx.open(root)
-    ledger.emit("run.heartbeat", {"who": "parent"})
+    ledger.emit("run.heartbeat", {"who": "parent"}, run_id="r1")
     parent_id = ledger.writer_id
     pid = os.fork()
     if pid == 0:  # child
         try:
             for _ in range(10):
-                ledger.emit("run.heartbeat", {"who": "child"})
+                ledger.emit("run.heartbeat", {"who": "child"}, run_id="r1")
             ledger.close()
             os._exit(0)
         except BaseException:  # pragma: no cover - reported through the exit code
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    ledger.emit("run.heartbeat", {"who": "parent"})
+    ledger.emit("run.heartbeat", {"who": "parent"}, run_id="r1")
     ledger.close()
     report = check_log(root)
     by_writer = report.by_writer()
@@ -157,7 +157,7 @@ def test_threads_share_one_ledger(root: Path) -> None:
 
     def work(k: int) -> None:
         for i in range(2000):
-            ledger.emit("run.heartbeat", {"k": k, "i": i})
+            ledger.emit("run.heartbeat", {"k": k, "i": i}, run_id="r1")
 
     ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
     for t in ts:

@@ -79,10 +79,14 @@ def check_name(name: object, ext: str) -> str:
 
 
 def to_arrow_table(data: Any) -> pa.Table:
-    """A pyarrow Table from a Table, RecordBatch, RecordBatchReader, DuckDB relation, pandas or
-    polars DataFrame, or any object with the Arrow PyCapsule stream interface."""
+    """A pyarrow Table from a Table, RecordBatch, RecordBatchReader, DuckDB relation, pandas
+    DataFrame or Series, polars DataFrame, 1-D/2-D numpy array, or any object with the Arrow
+    PyCapsule stream interface."""
     import pyarrow as pa
 
+    special = _series_or_ndarray(data)
+    if special is not None:
+        return special
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -102,8 +106,32 @@ def to_arrow_table(data: Any) -> pa.Table:
         return pa.table(data)
     raise SchemaError(
         f"write_table: unsupported data of type {type(data).__module__}.{type(data).__qualname__}"
-        " (pyarrow Table/RecordBatch, pandas or polars DataFrame, DuckDB relation)"
+        " (pyarrow Table/RecordBatch, pandas DataFrame/Series, polars DataFrame, DuckDB relation,"
+        " 1-D/2-D numpy array)"
     )
+
+
+def _series_or_ndarray(data: Any) -> pa.Table | None:
+    """A pandas Series (an equity curve: its index becomes a column unless it is the default
+    0..n-1) or a 1-D/2-D numpy array; None for anything else."""
+    import pyarrow as pa
+
+    mod, name = type(data).__module__ or "", type(data).__name__
+    if mod.startswith("pandas") and name == "Series":
+        frame = data.to_frame(name="value" if data.name is None else str(data.name))
+        if type(data.index).__name__ != "RangeIndex":
+            frame = frame.reset_index()
+        frame.columns = [str(c) for c in frame.columns]
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    if mod == "numpy" and name == "ndarray":
+        if data.ndim == 1:
+            return pa.table({"value": pa.array(data)})
+        if data.ndim == 2:
+            return pa.table({str(i): pa.array(data[:, i]) for i in range(data.shape[1])})
+        raise SchemaError(
+            f"write_table: a {data.ndim}-D numpy array is not a table (1-D or 2-D only)"
+        )
+    return None
 
 
 def _sha256_and_size(path: Path) -> tuple[str, int]:

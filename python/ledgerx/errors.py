@@ -13,6 +13,8 @@ nothing of ledgerx, so the extension can import it at any time.
     │   ├── ClosedError              the ledger is closed
     │   └── CommitError              a group commit failed: `lost` events not made durable
     ├── IndexBusyError               another indexer holds the index lock
+    ├── IndexLockedError             a foreign process holds the published index read-write
+    ├── RunStateError                a run used before its start, after its end, or reused
     └── IndexTimeoutError (TimeoutError)  an event was not indexed in time
 """
 
@@ -23,9 +25,11 @@ __all__ = [
     "CommitError",
     "ConfigError",
     "IndexBusyError",
+    "IndexLockedError",
     "IndexTimeoutError",
     "LedgerError",
     "LedgerIOError",
+    "RunStateError",
     "SchemaError",
     "UnknownUpcasterError",
 ]
@@ -96,6 +100,16 @@ class IndexTimeoutError(LedgerError, TimeoutError):
     """An event was not indexed within the time given (`wait_indexed`)."""
 
 
+class RunStateError(LedgerError):
+    """A run used outside its life: events on a run that was never started (no `with`) or has
+    ended, or a run id that already exists (pass `resume=True` to record a new attempt)."""
+
+
+class IndexLockedError(LedgerError):
+    """A published index file is held open read-write by a foreign process (a DuckDB connection
+    opened without `read_only=True`); the message names its PID."""
+
+
 # Tracebacks and reprs name the public path (`ledgerx.SchemaError`), where users import them.
 for _cls in (
     LedgerError,
@@ -107,6 +121,8 @@ for _cls in (
     IndexBusyError,
     IndexTimeoutError,
     UnknownUpcasterError,
+    RunStateError,
+    IndexLockedError,
 ):
     _cls.__module__ = "ledgerx"
 del _cls

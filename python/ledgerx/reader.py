@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from ledgerx.config import resolve_root
 from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
@@ -35,9 +37,20 @@ STANDARD_QUERIES: dict[str, str] = {
 
 _RETRIES = 20
 
+SEARCH_PATH = "memory.main,ledger.main"
+"""Names resolve in the reader's own views (memory.main: `alerts`, `runs_catalog`) and then in
+the index; every query runs on its own cursor with this path."""
+
 
 class IndexMissingError(LedgerError):
     """No published index yet: run `ledgerx rebuild` (or the daemon) first."""
+
+
+class RunNotFoundError(LedgerError, KeyError):
+    """No run (or more than one) matches the id or prefix given."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def _file_id(p: Path) -> tuple[int, int, int] | None:
@@ -141,7 +154,11 @@ class Reader:
         ):
             if path.exists():
                 con.execute(f"ATTACH '{_esc(str(path))}' AS {alias} (READ_ONLY)")
-                con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {alias}.main.{table}")
+                # In memory.main, not TEMP: a temp view is private to one cursor.
+                con.execute(
+                    f"CREATE OR REPLACE VIEW memory.main.{view} AS "
+                    f"SELECT * FROM {alias}.main.{table}"
+                )
 
     def close(self) -> None:
         if self._con is not None:
@@ -156,13 +173,20 @@ class Reader:
 
     # -- queries -------------------------------------------------------------------------------
 
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for one query, so results are independent: an unread
+        `.arrow()` reader or a half-fetched relation never blocks the next call."""
+        cur = self.connection.cursor()
+        cur.execute(f"SET search_path = '{SEARCH_PATH}'")
+        return cur
+
     def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
         """Any read-only SQL over the index (tables, views, `alerts`, `runs_catalog`). With
         `external_access=False`, anything but one read-only statement is QueryRefusedError."""
         if not self.external_access:
             check_read_only_sql(query)
         for attempt in range(_RETRIES):
-            con = self.connection
+            con = self._cursor()
             try:
                 return con.sql(query, params=params) if params else con.sql(query)
             except duckdb.IOException as e:  # the file went away under a lazy scan: reopen
@@ -194,6 +218,83 @@ class Reader:
     def alerts(self) -> duckdb.DuckDBPyRelation:
         """All ingested alerts (alerts.duckdb)."""
         return self._standard("alerts")
+
+    # -- results as tables (ledgerx.results) ------------------------------------------------------
+
+    def trials_table(self, run_ids: str | Sequence[str] | None = None) -> pa.Table:
+        """One row per trial (the latest record of each): run_id, trial_id (int64 when every
+        id is an integer), ts, `params.<k>`..., `metrics.<k>`... as typed columns."""
+        from ledgerx.results import trials_table
+
+        return trials_table(self, run_ids)
+
+    def trials_frame(self, run_ids: str | Sequence[str] | None = None) -> Any:
+        """`trials_table()` as a pandas DataFrame (needs pandas)."""
+        from ledgerx.results import to_pandas
+
+        return to_pandas(self.trials_table(run_ids), "trials_frame")
+
+    def runs_table(
+        self,
+        run_ids: str | Sequence[str] | None = None,
+        *,
+        best_metric: str | None = None,
+        mode: str = "max",
+    ) -> pa.Table:
+        """One row per run, newest first: status, kind, times, duration_ms, trials, error,
+        `tags.<k>`, `config.<k>`, `summary.<k>`; with `best_metric`, the best trial on it
+        (`best_trial_id`, `best.<metric>`; mode "max" or "min")."""
+        from ledgerx.results import runs_table
+
+        return runs_table(self, run_ids, best_metric=best_metric, mode=mode)
+
+    def runs_frame(
+        self,
+        run_ids: str | Sequence[str] | None = None,
+        *,
+        best_metric: str | None = None,
+        mode: str = "max",
+    ) -> Any:
+        """`runs_table()` as a pandas DataFrame (needs pandas)."""
+        from ledgerx.results import to_pandas
+
+        table = self.runs_table(run_ids, best_metric=best_metric, mode=mode)
+        return to_pandas(table, "runs_frame")
+
+    def baselines(self, run_id: str) -> duckdb.DuckDBPyRelation:
+        """The run's baselines: baseline, metrics (JSON), completed_at."""
+        return self.sql(
+            "SELECT baseline, metrics, completed_at FROM baseline_results WHERE run_id = ? "
+            "ORDER BY completed_at, event_id",
+            [run_id],
+        )
+
+    def artifacts(self, run_id: str) -> duckdb.DuckDBPyRelation:
+        """The run's artifacts: name, path (relative to the root), abs_path, format, bytes,
+        sha256, rows, created_at."""
+        return self.sql(
+            """SELECT name, path, ? || '/' || path AS abs_path, format, bytes, sha256, "rows",
+                      created_at
+               FROM artifacts_catalog WHERE run_id = ? ORDER BY created_at, event_id""",
+            [str(self.root), run_id],
+        )
+
+    def resolve_run_id(self, prefix: str) -> str:
+        """The run id that `prefix` names: itself when it is a run id, else the one run id
+        starting with it. KeyError (with a message) when none or several match."""
+        rows = self.sql(
+            "SELECT run_id FROM runs_d WHERE starts_with(run_id, ?) ORDER BY run_id LIMIT 6",
+            [prefix],
+        ).fetchall()
+        ids = [r[0] for r in rows]
+        if prefix in ids:
+            return prefix
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            raise RunNotFoundError(f"unknown run {prefix!r} (not in the index)")
+        more = ", ..." if len(ids) > 5 else ""
+        raise RunNotFoundError(f"run id prefix {prefix!r} is ambiguous: {', '.join(ids[:5])}{more}")
 
     def indexed_offset(self, file: str) -> int:
         """Bytes of part `file` (relative to events/) indexed so far; 0 when never seen."""

@@ -6,7 +6,6 @@ in Rust, and write/fsync happen there without the GIL.
 
 from __future__ import annotations
 
-import atexit
 import os
 import secrets
 import signal
@@ -14,7 +13,6 @@ import socket
 import threading
 import time
 import traceback
-import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,17 +20,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ledgerx import _core
+from ledgerx import _core, _process
 from ledgerx.config import events_dir, resolve_root
-from ledgerx.errors import ClosedError, ConfigError, LedgerIOError, SchemaError
+from ledgerx.errors import ClosedError, ConfigError, LedgerIOError, RunStateError, SchemaError
 
 Position = tuple[str, int]
 """Where an event landed: (part file relative to `events/`, byte offset of its line)."""
 
 DURABILITY_MODES = ("fsync", "group", "os")
 
-_LIVE: weakref.WeakSet[Ledger] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
+DEFAULT_HEARTBEAT_S = 60.0
+"""A live run emits `run.heartbeat` this often (well inside the index's `stale_after`)."""
 
 
 def new_run_id() -> str:
@@ -59,6 +57,9 @@ class Ledger:
 
     Durability: "group" (default: emit queues, a background flusher fdatasyncs within
     `commit_interval_ms`), "fsync" (emit returns once the line is fdatasynced) or "os".
+    Values: `nonfinite="error"` (default) refuses NaN/±Inf, `"null"` records them as null;
+    `default=fn` converts values no built-in rule covers (like orjson's `default`).
+    `heartbeat_s`: how often a live run emits `run.heartbeat` (0 or None: never).
     """
 
     def __init__(
@@ -70,6 +71,9 @@ class Ledger:
         max_part_bytes: int = 100_000_000,
         max_event_bytes: int = 16 * 1024 * 1024,
         writer_id: str | None = None,
+        nonfinite: str = "error",
+        default: Any = None,
+        heartbeat_s: float | None = DEFAULT_HEARTBEAT_S,
     ) -> None:
         if durability not in DURABILITY_MODES:
             raise ConfigError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
@@ -82,15 +86,18 @@ class Ledger:
             max_part_bytes=max_part_bytes,
             max_event_bytes=max_event_bytes,
             writer_id=writer_id,
+            nonfinite=nonfinite,
+            default=default,
         )
+        self.heartbeat_s = _check_heartbeat(heartbeat_s)
+        self._run_ids: set[str] = set()
         self._closed = False
         self._writer: _core.Writer | None = None
         self._open_writer()
         _seed_registry(self.events_dir)
         self._schema: Any = None
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-        _install_process_hooks()
+        _process.add_ledger(self)
+        _process.install(after_fork=_forget_default)
 
     def _open_writer(self) -> _core.Writer:
         w = _core.Writer(str(self.root), **self._options)
@@ -169,8 +176,7 @@ class Ledger:
         self._closed = True
         w, self._writer = self._writer, None
         self.emit = self._emit_closed  # type: ignore[method-assign]
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
+        _process.drop_ledger(self)
         if w is not None:
             w.close()
 
@@ -198,10 +204,36 @@ class Ledger:
         config: Mapping[str, Any],
         data_fingerprint: str,
         tags: Mapping[str, Any] | None = None,
+        resume: bool = False,
+        heartbeat_s: float | None = None,
     ) -> Run:
-        """A run as a context manager: created+started on enter, completed or failed on exit."""
+        """A run as a context manager: created+started on enter, completed or failed on exit
+        (`run.start()` / `run.end()` do the same without `with`).
+
+        A run id is never silently reused: entering a run whose id this process already ran,
+        or that the published index knows, raises RunStateError unless `resume=True`, which
+        records a new attempt (`run.started` with `resumed: true`, no second `run.created`).
+        `heartbeat_s` overrides the ledger's heartbeat interval for this run."""
         rid = run_id if run_id is not None else new_run_id()
-        return Run(self, rid, run_kind, config, data_fingerprint, tags)
+        hb = self.heartbeat_s if heartbeat_s is None else _check_heartbeat(heartbeat_s)
+        run = Run(self, rid, run_kind, config, data_fingerprint, tags)
+        run._explicit_id, run._resume, run._heartbeat_s = run_id is not None, resume, hb
+        return run
+
+    def _run_exists(self, run_id: str) -> bool:
+        """Known to this ledger, or to the published index of its root (best effort: an
+        event not indexed yet is not seen)."""
+        if run_id in self._run_ids:
+            return True
+        try:
+            from ledgerx.reader import Reader
+
+            if not (self.root / "index" / "runs.duckdb").exists():
+                return False
+            with Reader(self.root) as r:
+                return bool(r.sql("SELECT 1 FROM runs_d WHERE run_id = ?", [run_id]).fetchall())
+        except Exception:  # noqa: BLE001 - an unreadable index proves nothing either way
+            return False
 
     # The seed's names, kept for code that emitted these events by hand.
     def emit_run_created(
@@ -221,9 +253,11 @@ class Ledger:
             data["tags"] = tags
         return self.emit("run.created", data, run_id=run_id)
 
-    def emit_run_started(self, run_id: str) -> Position:
+    def emit_run_started(self, run_id: str, **extra: Any) -> Position:
         return self.emit(
-            "run.started", {"host": socket.gethostname(), "pid": os.getpid()}, run_id=run_id
+            "run.started",
+            {"host": socket.gethostname(), "pid": os.getpid(), **extra},
+            run_id=run_id,
         )
 
     def emit_run_completed(
@@ -272,7 +306,8 @@ class Phase:
 
 
 class Run:
-    """One run's events. Use through `ledger.run(...)`."""
+    """One run's events. Use through `ledger.run(...)`, as `with ... as run:` (or `run.start()`
+    then `run.end()`); events before the start or after the end are refused."""
 
     def __init__(
         self,
@@ -292,15 +327,88 @@ class Run:
         self.tags = tags
         self.summary: dict[str, Any] = {}
         self.artifact_paths: list[str] = []
+        self.resumed = False
         self._phase_index = 0
         self._artifacts: Any = None
+        self._explicit_id = False
+        self._resume = False
+        self._heartbeat_s: float | None = None
+        self._state = "new"  # new -> live -> ended
+        self._beat: threading.Event | None = None
+
+    # -- life ------------------------------------------------------------------------------------
+
+    def start(self) -> Run:
+        """Emit run.created (unless resuming) and run.started; start the heartbeat."""
+        if self._state != "new":
+            raise RunStateError(f"run {self.run_id} was already started")
+        led = self.ledger
+        exists = self._explicit_id and led._run_exists(self.run_id)
+        if exists and not self._resume:
+            raise RunStateError(
+                f"run {self.run_id} already exists; pass resume=True to record a resumed "
+                "attempt, or leave run_id out for a fresh id"
+            )
+        if exists:
+            self.resumed = True
+            led.emit_run_started(self.run_id, resumed=True)
+        else:
+            led.emit_run_created(
+                self.run_id, self.run_kind, self.config, self.data_fingerprint, self.tags
+            )
+            led.emit_run_started(self.run_id)
+        led._run_ids.add(self.run_id)
+        self._state = "live"
+        _process.run_entered(self)
+        if self._heartbeat_s:
+            self._beat = threading.Event()
+            threading.Thread(
+                target=self._heartbeat_loop,
+                args=(self._beat, self._heartbeat_s),
+                name=f"ledgerx-heartbeat-{self.run_id}",
+                daemon=True,
+            ).start()
+        return self
+
+    def end(self, error: BaseException | str | None = None) -> None:
+        """run.completed (no error) or run.failed, then flush: a run boundary is durable."""
+        if self._state != "live":
+            raise RunStateError(f"run {self.run_id} is not live (state: {self._state})")
+        self._leave()
+        if error is None:
+            self.ledger.emit_run_completed(self.run_id, self.summary, self.artifact_paths)
+        elif isinstance(error, BaseException):
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            self.ledger.emit_run_failed(self.run_id, _reason(error), text)
+        else:
+            self.ledger.emit_run_failed(self.run_id, str(error))
+        self.ledger.flush()
+
+    def _leave(self) -> None:
+        self._state = "ended"
+        _process.run_left(self)
+        if self._beat is not None:
+            self._beat.set()
+
+    def _end_by_signal(self, reason: str, frame: Any) -> None:
+        """From the SIGTERM handler: takes no lock, never raises for an ended run."""
+        if self._state != "live":
+            return
+        self._leave()
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else None
+        self.ledger.emit_run_failed(self.run_id, reason, stack)
+
+    def _heartbeat_loop(self, stop: threading.Event, every: float) -> None:
+        # Signals go to the main thread, where Python runs their handlers promptly.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        while not stop.wait(every):
+            try:
+                self.ledger.emit("run.heartbeat", {}, run_id=self.run_id)
+            except Exception:  # noqa: BLE001 - a closed ledger or a disk fault ends the beat
+                return
 
     def __enter__(self) -> Run:
-        self.ledger.emit_run_created(
-            self.run_id, self.run_kind, self.config, self.data_fingerprint, self.tags
-        )
-        self.ledger.emit_run_started(self.run_id)
-        return self
+        return self.start()
 
     def __exit__(
         self,
@@ -308,25 +416,31 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.ledger.emit_run_completed(self.run_id, self.summary, self.artifact_paths)
-        else:
-            text = "".join(traceback.format_exception(exc_type, exc, tb))
-            self.ledger.emit_run_failed(
-                self.run_id, f"{exc_type.__name__}: {exc}" if exc_type else str(exc), text
+        if self._state == "live":
+            self.end(exc)
+
+    def _live(self) -> None:
+        if self._state != "live":
+            hint = (
+                "use `with ledger.run(...) as run:` or call run.start() first"
+                if self._state == "new"
+                else "it has ended"
             )
-        # A run boundary: make everything of this run durable before moving on.
-        self.ledger.flush()
+            raise RunStateError(f"run {self.run_id} is not live: {hint}")
+
+    # -- events ----------------------------------------------------------------------------------
 
     def emit(
         self, event_type: str, data: Mapping[str, Any], schema_version: int | None = None
     ) -> Position:
+        self._live()
         return self.ledger.emit(event_type, data, run_id=self.run_id, schema_version=schema_version)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[Phase]:
         """phase.started on enter; phase.completed with the measured duration on success.
         A phase that raises gets no phase.completed: the run.failed event explains it."""
+        self._live()
         p = Phase(self, name, self._phase_index)
         self._phase_index += 1
         self.ledger.emit_phase_started(self.run_id, name, p.index)
@@ -351,11 +465,28 @@ class Run:
     @property
     def artifacts(self) -> Any:
         """Artifact files of this run (`write_table`, `write_json`)."""
+        self._live()
         if self._artifacts is None:
             from ledgerx.artifacts import RunArtifacts
 
             self._artifacts = RunArtifacts(self)
         return self._artifacts
+
+
+def _reason(exc: BaseException) -> str:
+    """A readable one-line reason for run.failed (KeyboardInterrupt has no message)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT / KeyboardInterrupt)"
+    msg = str(exc)
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _check_heartbeat(v: float | None) -> float | None:
+    if v is None or v == 0:
+        return None
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+        raise ConfigError(f"heartbeat_s must be a positive number of seconds or 0, not {v!r}")
+    return float(v)
 
 
 def _core_check_run_id(run_id: str) -> None:
@@ -367,61 +498,10 @@ def _core_check_run_id(run_id: str) -> None:
         )
 
 
-# --- process hooks: flush at exit and on SIGTERM, fresh writers after fork -----------------
-
-_HOOKS_INSTALLED = False
-
-
-def _close_all() -> None:
-    with _LIVE_LOCK:
-        ledgers = list(_LIVE)
-    for ledger in ledgers:
-        try:
-            ledger.close()
-        except Exception:  # noqa: BLE001 - at exit, report and keep closing the others
-            traceback.print_exc()
-
-
-def _flush_all() -> None:
-    with _LIVE_LOCK:
-        ledgers = list(_LIVE)
-    for ledger in ledgers:
-        try:
-            ledger.flush()
-        except Exception:  # noqa: BLE001
-            traceback.print_exc()
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    _flush_all()
-    # Then die of SIGTERM as the sender intended (exit status and all).
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _after_fork_in_child() -> None:
-    with _LIVE_LOCK:
-        ledgers = list(_LIVE)
-    for ledger in ledgers:
-        ledger._after_fork_in_child()
+def _forget_default() -> None:
+    # After fork the child opens its own default ledger on first use.
     global _DEFAULT
     _DEFAULT = None
-
-
-def _install_process_hooks() -> None:
-    global _HOOKS_INSTALLED
-    if _HOOKS_INSTALLED:
-        return
-    _HOOKS_INSTALLED = True
-    atexit.register(_close_all)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-    # Only take SIGTERM when nobody else did, and only from the main thread (Python's rule).
-    if threading.current_thread() is threading.main_thread():
-        try:
-            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-                signal.signal(signal.SIGTERM, _on_sigterm)
-        except (ValueError, OSError):
-            pass
 
 
 # --- module-level default ledger ------------------------------------------------------------

@@ -189,6 +189,29 @@ pub fn check_overrides(head: &EventHead<'_>) -> Result<()> {
     }
 }
 
+/// Event types that belong to a run and so need a run id (`alert.ingested` and user types
+/// do not): `run.*`, `phase.*`, `trial.recorded`, `baseline.completed`, `artifact.created`.
+pub fn is_run_scoped(event_type: &str) -> bool {
+    event_type.starts_with("run.")
+        || event_type.starts_with("phase.")
+        || matches!(
+            event_type,
+            "trial.recorded" | "baseline.completed" | "artifact.created"
+        )
+}
+
+/// The one check of an event's run id: well-formed when given, present when the type is
+/// run-scoped.
+pub fn check_run_scope(event_type: &str, run_id: Option<&str>) -> Result<()> {
+    match run_id {
+        Some(r) => check_run_id(r),
+        None if is_run_scoped(event_type) => Err(Error::schema(format!(
+            "{event_type} belongs to a run: pass run_id=... (or emit it through `with ledger.run(...) as run`)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Writer {
     pub fn open(cfg: Config) -> Result<Writer> {
         super::appender::ensure_dir(&cfg.events)?;
@@ -229,7 +252,10 @@ impl Writer {
             Some(
                 std::thread::Builder::new()
                     .name("ledgerx-flusher".into())
-                    .spawn(move || flusher_loop(&s, gather))
+                    .spawn(move || {
+                        block_signals();
+                        flusher_loop(&s, gather)
+                    })
                     .map_err(|e| Error::io(&cfg.events, e))?,
             )
         } else {
@@ -263,9 +289,7 @@ impl Writer {
     /// Append one event whose `data` is already valid, serialized JSON. Returns its position
     /// and whether the caller should wait for the flusher (group mode backpressure).
     pub fn emit(&self, head: &EventHead<'_>, data: &[u8]) -> Result<(Position, bool)> {
-        if let Some(r) = head.run_id {
-            check_run_id(r)?;
-        }
+        check_run_scope(head.event_type, head.run_id)?;
         check_overrides(head)?;
         let mut guard = lock(&self.shared.state);
         if guard.closed {
@@ -533,6 +557,18 @@ fn build_line(
     out.extend_from_slice(b"\"}\n");
 }
 
+/// Keep process-directed signals (SIGTERM, SIGINT, ...) off this thread: delivered here, they
+/// would not interrupt the main thread's blocking call, so Python's handler would never run
+/// (a worker stuck in a lock wait that `Pool.terminate()` can no longer end).
+fn block_signals() {
+    // SAFETY: plain libc calls on a local, initialized signal set; only this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 fn flusher_loop(shared: &Shared, gather: Duration) {
     loop {
         let batch = {
@@ -770,10 +806,28 @@ mod tests {
         let mut h = head("t");
         h.run_id = Some("../etc");
         assert!(matches!(w.emit(&h, b"{}"), Err(Error::Schema { .. })));
+        for t in [
+            "run.created",
+            "phase.started",
+            "trial.recorded",
+            "baseline.completed",
+            "artifact.created",
+        ] {
+            let mut h = head(t);
+            h.run_id = None;
+            let e = w.emit(&h, b"{}");
+            assert!(
+                matches!(&e, Err(Error::Schema { message: m, .. }) if m.contains("run_id")),
+                "{t}: {e:?}"
+            );
+        }
+        let mut h = head("alert.ingested");
+        h.run_id = None;
+        w.emit(&h, b"{}").unwrap();
         w.emit(&head("t"), b"{}").unwrap();
         w.close().unwrap();
         let ls = lines(&ev);
-        assert_eq!(ls.len(), 1);
+        assert_eq!(ls.len(), 2);
         assert!(
             ls[0].contains("\"seq\":1,"),
             "failed emits must not consume seq"

@@ -8,6 +8,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use std::cell::RefCell;
 
+/// How values outside JSON's own types are handled (per ledger: `ledgerx.open(..., nonfinite=,
+/// default=)`).
+#[derive(Clone, Copy, Default)]
+pub struct Opts<'a, 'py> {
+    /// NaN/±Inf become `null` (else they are refused).
+    pub nonfinite_null: bool,
+    /// Called with any value no rule covers; its result is serialized instead.
+    pub default: Option<&'a Bound<'py, PyAny>>,
+}
+
 thread_local! {
     /// Per-thread scratch: the serialized bytes and their token tape, reused between calls so
     /// the hot path allocates nothing once warm.
@@ -18,22 +28,21 @@ thread_local! {
 /// `f` (which may release the GIL: the bytes no longer need Python).
 pub fn with_serialized<R>(
     obj: &Bound<'_, PyAny>,
+    opts: Opts<'_, '_>,
     f: impl FnOnce(&[u8], &mut Tape) -> R,
 ) -> Result<R, ConvertError> {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => {
-            let (buf, tape) = &mut *scratch;
-            buf.clear();
-            write_obj(buf, obj, 0)?;
-            Ok(f(buf, tape))
-        }
-        // Re-entered while serializing (a list subclass's `__iter__` that emits): the outer
-        // call holds the scratch, so this one gets its own buffers.
-        Err(_) => {
+    SCRATCH.with(|cell| {
+        // A `default` callable or a signal handler may emit while this thread's scratch is in
+        // use: then work in fresh buffers instead of failing.
+        let Ok(mut guard) = cell.try_borrow_mut() else {
             let (mut buf, mut tape) = (Vec::new(), Tape::default());
-            write_obj(&mut buf, obj, 0)?;
-            Ok(f(&buf, &mut tape))
-        }
+            write_obj(&mut buf, obj, 0, opts)?;
+            return Ok(f(&buf, &mut tape));
+        };
+        let (buf, tape) = &mut *guard;
+        buf.clear();
+        write_obj(buf, obj, 0, opts)?;
+        Ok(f(buf, tape))
     })
 }
 
@@ -73,12 +82,13 @@ impl ConvertError {
     }
 }
 
-/// Append `obj` as JSON. Only JSON types are accepted: dict (str keys), list, tuple, str, int
-/// (64-bit), float (finite), bool, None.
+/// Append `obj` as JSON: dict (str keys), list, tuple, str, int (64-bit), float (finite), bool,
+/// None first (the hot path); then the values of `write_other` (numpy, datetime, ...).
 pub fn write_obj(
     out: &mut Vec<u8>,
     obj: &Bound<'_, PyAny>,
     depth: usize,
+    opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
     if let Ok(s) = obj.downcast::<PyString>() {
         let s = s
@@ -108,7 +118,7 @@ pub fn write_obj(
                 .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
             json::write_str(out, key);
             out.push(b':');
-            write_obj(out, &v, depth + 1).map_err(|e| e.at(key.to_string()))?;
+            write_obj(out, &v, depth + 1, opts).map_err(|e| e.at(key.to_string()))?;
         }
         out.push(b'}');
     } else if obj.is_instance_of::<PyBool>() {
@@ -126,13 +136,7 @@ pub fn write_obj(
             return Err(ConvertError::new("integer out of 64-bit range"));
         }
     } else if let Ok(f) = obj.downcast::<PyFloat>() {
-        let v = f.value();
-        if !v.is_finite() {
-            return Err(ConvertError::new(format!(
-                "{v} is not allowed (I-JSON: finite numbers only)"
-            )));
-        }
-        json::write_f64(out, v);
+        write_float(out, f.value(), opts)?;
     } else if obj.is_none() {
         out.extend_from_slice(b"null");
     } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
@@ -151,13 +155,24 @@ pub fn write_obj(
                 out.push(b',');
             }
             let item = item.map_err(|e| ConvertError::new(e.to_string()))?;
-            write_obj(out, &item, depth + 1).map_err(|e| e.at(format!("[{i}]")))?;
+            write_obj(out, &item, depth + 1, opts).map_err(|e| e.at(format!("[{i}]")))?;
         }
         out.push(b']');
     } else {
+        write_other(out, obj, depth, opts)?;
+    }
+    Ok(())
+}
+
+fn write_float(out: &mut Vec<u8>, v: f64, opts: Opts<'_, '_>) -> Result<(), ConvertError> {
+    if v.is_finite() {
+        json::write_f64(out, v);
+    } else if opts.nonfinite_null {
+        out.extend_from_slice(b"null");
+    } else {
         return Err(ConvertError::new(format!(
-            "value of type {} is not JSON-serializable",
-            type_name(obj)
+            "{v} is not allowed (I-JSON: finite numbers only); to record NaN/Inf as null, \
+             open the ledger with ledgerx.open(..., nonfinite=\"null\")"
         )));
     }
     Ok(())
@@ -174,6 +189,181 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 #[pyfunction]
 pub fn to_json<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let mut out = Vec::new();
-    write_obj(&mut out, obj, 0).map_err(|e| SchemaError::new_err(e.render("value")))?;
+    write_obj(&mut out, obj, 0, Opts::default())
+        .map_err(|e| SchemaError::new_err(e.render("value")))?;
     Ok(PyBytes::new(py, &out))
+}
+
+/// The values quant code passes besides JSON's own types, recognized by their type's module
+/// and name so numpy and pandas are never imported here: numpy scalars and 1-D arrays,
+/// datetime/date/pandas.Timestamp, UUID, os.PathLike, Enum, Decimal; then `default`.
+fn write_other(
+    out: &mut Vec<u8>,
+    obj: &Bound<'_, PyAny>,
+    depth: usize,
+    opts: Opts<'_, '_>,
+) -> Result<(), ConvertError> {
+    let py_err = |e: PyErr| ConvertError::new(e.to_string());
+    let ty = obj.get_type();
+    let module = ty.module().map(|m| m.to_string()).unwrap_or_default();
+    let name = ty.name().map(|n| n.to_string()).unwrap_or_default();
+    if depth >= MAX_DEPTH {
+        return Err(ConvertError::new(format!(
+            "nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    if module == "numpy" {
+        if let Some(done) = write_numpy(out, obj, &name, depth, opts)? {
+            return Ok(done);
+        }
+    } else if let Some(s) = datetime_text(obj).map_err(py_err)? {
+        json::write_str(out, &s);
+        return Ok(());
+    } else if module == "uuid" && name == "UUID" {
+        let s = obj.str().map_err(py_err)?;
+        json::write_str(out, s.to_str().map_err(py_err)?);
+        return Ok(());
+    } else if module == "decimal" && name == "Decimal" {
+        return write_decimal(out, obj, opts);
+    } else if obj.hasattr("__fspath__").unwrap_or(false) {
+        let p = obj.call_method0("__fspath__").map_err(py_err)?;
+        if let Ok(s) = p.downcast::<PyString>() {
+            json::write_str(out, s.to_str().map_err(py_err)?);
+            return Ok(());
+        }
+    } else if is_enum(obj) {
+        let v = obj.getattr("value").map_err(py_err)?;
+        return write_obj(out, &v, depth + 1, opts);
+    }
+    if let Some(default) = opts.default {
+        let v = default
+            .call1((obj,))
+            .map_err(|e| ConvertError::new(format!("default({}) raised {e}", type_name(obj))))?;
+        return write_obj(out, &v, depth + 1, opts);
+    }
+    Err(ConvertError::new(format!(
+        "value of type {} is not JSON-serializable (pass ledgerx.open(..., default=fn) to convert it)",
+        if module.is_empty() || module == "builtins" { name } else { format!("{module}.{name}") }
+    )))
+}
+
+/// numpy scalars (bool, every int/uint/float width) and 1-D arrays; None for other numpy types.
+fn write_numpy(
+    out: &mut Vec<u8>,
+    obj: &Bound<'_, PyAny>,
+    name: &str,
+    depth: usize,
+    opts: Opts<'_, '_>,
+) -> Result<Option<()>, ConvertError> {
+    let py_err = |e: PyErr| ConvertError::new(e.to_string());
+    if name == "bool" || name == "bool_" {
+        let b = obj.is_truthy().map_err(py_err)?;
+        out.extend_from_slice(if b { b"true" } else { b"false" });
+    } else if name.starts_with("int")
+        || name.starts_with("uint")
+        || name.ends_with("longlong")
+        || matches!(
+            name,
+            "byte" | "ubyte" | "short" | "ushort" | "intc" | "uintc" | "long" | "ulong"
+        )
+    {
+        if let Ok(v) = obj.extract::<i64>() {
+            json::write_i64(out, v);
+        } else if let Ok(v) = obj.extract::<u64>() {
+            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        } else {
+            return Err(ConvertError::new("integer out of 64-bit range"));
+        }
+    } else if name.starts_with("float")
+        || matches!(name, "half" | "single" | "double" | "longdouble")
+    {
+        let v = obj.extract::<f64>().map_err(py_err)?;
+        write_float(out, v, opts)?;
+    } else if name == "ndarray" {
+        let ndim: usize = obj
+            .getattr("ndim")
+            .and_then(|n| n.extract())
+            .map_err(py_err)?;
+        if ndim != 1 {
+            return Err(ConvertError::new(format!(
+                "a {ndim}-D numpy array is not a value (only 1-D arrays become lists)"
+            )));
+        }
+        let list = obj.call_method0("tolist").map_err(py_err)?;
+        write_obj(out, &list, depth + 1, opts)?;
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(()))
+}
+
+/// RFC 3339 text for datetime (aware: converted to UTC; naive: taken as UTC), pandas.Timestamp
+/// (a datetime subclass) and date; None for anything else.
+fn datetime_text(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    let py = obj.py();
+    let dt = py.import("datetime")?;
+    if obj.is_instance(&dt.getattr("datetime")?)? {
+        let utc = dt.getattr("timezone")?.getattr("utc")?;
+        let v = if obj.call_method0("utcoffset")?.is_none() {
+            obj.clone()
+        } else {
+            obj.call_method1("astimezone", (utc,))?
+        };
+        let f = |k: &str| -> PyResult<i64> { v.getattr(k)?.extract() };
+        return Ok(Some(format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            f("year")?,
+            f("month")?,
+            f("day")?,
+            f("hour")?,
+            f("minute")?,
+            f("second")?,
+            f("microsecond")?
+        )));
+    }
+    if obj.is_instance(&dt.getattr("date")?)? {
+        let f = |k: &str| -> PyResult<i64> { obj.getattr(k)?.extract() };
+        return Ok(Some(format!(
+            "{:04}-{:02}-{:02}",
+            f("year")?,
+            f("month")?,
+            f("day")?
+        )));
+    }
+    Ok(None)
+}
+
+fn is_enum(obj: &Bound<'_, PyAny>) -> bool {
+    let py = obj.py();
+    py.import("enum")
+        .and_then(|m| m.getattr("Enum"))
+        .and_then(|e| obj.is_instance(&e))
+        .unwrap_or(false)
+}
+
+/// A Decimal is a number when a double holds it exactly (I-JSON), otherwise refused.
+fn write_decimal(
+    out: &mut Vec<u8>,
+    obj: &Bound<'_, PyAny>,
+    opts: Opts<'_, '_>,
+) -> Result<(), ConvertError> {
+    let py_err = |e: PyErr| ConvertError::new(e.to_string());
+    let v: f64 = obj
+        .call_method0("__float__")
+        .and_then(|f| f.extract())
+        .map_err(py_err)?;
+    if !v.is_finite() {
+        return write_float(out, v, opts);
+    }
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(v);
+    let back = obj.get_type().call1((text,)).map_err(py_err)?;
+    if !back.eq(obj).map_err(py_err)? {
+        return Err(ConvertError::new(format!(
+            "Decimal('{}') is not exactly representable as a JSON number (IEEE double); pass str() or float()",
+            obj.str().map_err(py_err)?
+        )));
+    }
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
 }

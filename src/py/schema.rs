@@ -1,7 +1,7 @@
 //! `SchemaValidator`: one compiled schema, for the registry, the CLI and the differential tests.
 //! Documents are validated exactly as emit() does: serialized, then read through a token tape.
 
-use super::convert::with_serialized;
+use super::convert::{with_serialized, Opts};
 use super::{schema_err, SchemaError};
 use crate::core::json::{Checker, Tape};
 use crate::core::schema::{Schema, TapeNode, Violation};
@@ -14,7 +14,7 @@ pub struct SchemaValidator {
 
 impl SchemaValidator {
     fn check(&self, document: &Bound<'_, PyAny>) -> PyResult<Result<(), Violation>> {
-        with_serialized(document, |bytes, tape| {
+        with_serialized(document, Opts::default(), |bytes, tape| {
             tape.parse(bytes).map_err(SchemaError::new_err)?;
             Ok(self.schema.validate(&TapeNode::root(bytes, tape)))
         })

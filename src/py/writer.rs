@@ -1,7 +1,7 @@
 //! `Writer`: validates and serializes `data` from Python objects, then hands the line to the
 //! core appender. Blocking work (write, fdatasync, waiting on the flusher) runs without the GIL.
 
-use super::convert::with_serialized;
+use super::convert::{with_serialized, Opts};
 use super::{schema_err, to_py};
 use crate::core::schema::Registry;
 use crate::core::schema::TapeNode;
@@ -31,6 +31,10 @@ pub struct Writer {
     durability: &'static str,
     /// The part's relative path as a Python string, reused while the part does not change.
     last_file: RwLock<Option<(String, Py<PyString>)>>,
+    /// NaN/±Inf become null (`nonfinite="null"`) instead of being refused.
+    nonfinite_null: bool,
+    /// `default=`: called with values no built-in rule serializes.
+    default: Option<Py<PyAny>>,
 }
 
 fn mtime_of(p: &PathBuf) -> Option<SystemTime> {
@@ -104,7 +108,8 @@ impl Writer {
 #[pymethods]
 impl Writer {
     #[new]
-    #[pyo3(signature = (root, durability = "group", commit_interval_ms = 2, max_part_bytes = 100_000_000, max_event_bytes = 16 * 1024 * 1024, writer_id = None))]
+    #[pyo3(signature = (root, durability = "group", commit_interval_ms = 2, max_part_bytes = 100_000_000, max_event_bytes = 16 * 1024 * 1024, writer_id = None, nonfinite = "error", default = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         root: PathBuf,
@@ -113,7 +118,25 @@ impl Writer {
         max_part_bytes: u64,
         max_event_bytes: usize,
         writer_id: Option<String>,
+        nonfinite: &str,
+        default: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
+        let nonfinite_null = match nonfinite {
+            "error" => false,
+            "null" => true,
+            other => {
+                return Err(to_py(Error::config(format!(
+                    "nonfinite must be 'error' or 'null', not {other:?}"
+                ))))
+            }
+        };
+        if let Some(d) = &default {
+            if !d.bind(py).is_callable() {
+                return Err(to_py(Error::config(
+                    "default must be a callable (value -> JSON value)",
+                )));
+            }
+        }
         let mode = Durability::parse(durability)
             .ok_or_else(|| {
                 Error::config(format!(
@@ -153,6 +176,8 @@ impl Writer {
                 Durability::Os => "os",
             },
             last_file: RwLock::new(None),
+            nonfinite_null,
+            default,
         })
     }
 
@@ -216,7 +241,12 @@ impl Writer {
         // Refused before serializing, like the run id (the core checks again on emit).
         cw::check_overrides(&head).map_err(|e| to_py(e.for_event(event_type, Some(version))))?;
         // Reading Python objects needs the GIL; everything after works on the bytes.
-        let result = with_serialized(data.as_any(), |bytes, tape| {
+        let default = self.default.as_ref().map(|d| d.bind(py));
+        let opts = Opts {
+            nonfinite_null: self.nonfinite_null,
+            default,
+        };
+        let result = with_serialized(data.as_any(), opts, |bytes, tape| {
             let mut work = || -> Result<(cw::Position, bool), Error> {
                 tape.parse(bytes).map_err(Error::schema)?;
                 schema

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ledgerx.cli import index_cmds, legacy_cmds, ops_cmds, schema_cmds, ui_cmds, write_cmds
 from ledgerx.errors import LedgerError
@@ -70,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler: Callable[[argparse.Namespace], int | None] = args.handler
         return handler(args) or 0
+    except BrokenPipeError:
+        # The reader of our output went away (`ledgerx show ... | head -2`): end quietly, and
+        # keep Python from complaining when it flushes stdout at exit.
+        _silence_stdout()
+        return 0
     except CliError as e:
         print(f"ledgerx: error: {e}", file=sys.stderr)
         return e.code
@@ -79,11 +86,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ledgerx: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
     except Exception as e:  # last resort: still one line, never a traceback dump
         print(f"ledgerx: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _silence_stdout() -> None:
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+def existing_root(root: str | None) -> Path:
+    """The ledger root a read command works on; a root that does not exist (a typo in --root
+    or $LEDGERX_ROOT) is an error, never an empty "OK"."""
+    from ledgerx.config import events_dir, resolve_root
+
+    p = resolve_root(root)
+    if not p.is_dir():
+        raise CliError(
+            f"no ledger at {p}: the directory does not exist (check --root or $LEDGERX_ROOT)"
+        )
+    if not events_dir(p).is_dir():
+        raise CliError(
+            f"no ledger at {p}: it has no events/ directory (check --root or $LEDGERX_ROOT)"
+        )
+    return p
+
+
+def seconds_arg(text: str) -> float:
+    """argparse type for durations in seconds: a finite number >= 0."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text!r}")
+    return v
 
 
 def _one_line(e: BaseException) -> str:

@@ -7,9 +7,15 @@ import sys
 import time
 from typing import Any
 
+STALE_HELP = (
+    "a running run with no event for this long is abandoned; the value is kept in the index, "
+    "so later rebuilds and the daemon use it until changed (`ledgerx status` shows it; "
+    "default 3600)"
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from ledgerx.cli import add_common
+    from ledgerx.cli import add_common, seconds_arg
 
     p = sub.add_parser("rebuild", help="index new log bytes into index/runs.duckdb and publish")
     add_common(p)
@@ -19,10 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--strict", action="store_true", help="refuse lines without crc")
     p.add_argument(
         "--stale-after",
-        type=float,
+        type=seconds_arg,
         default=None,
         metavar="SECONDS",
-        help="a running run with no event for this long is abandoned (default 3600)",
+        help=STALE_HELP,
     )
     p.add_argument(
         "--legacy-projection",
@@ -92,9 +98,11 @@ class _Bar:
 
 
 def _reader(args: argparse.Namespace, external_access: bool = True) -> Any:
-    from ledgerx.cli import CliError
+    from ledgerx.cli import CliError, existing_root
     from ledgerx.reader import Reader
 
+    if args.db is None:
+        existing_root(args.root)
     r = Reader(args.root, db=args.db, external_access=external_access)
     if not r.paths.runs.exists():
         raise CliError(f"no index at {r.paths.runs}; run `ledgerx rebuild` first")
@@ -141,9 +149,10 @@ def _emit_rows(args: argparse.Namespace, cols: list[str], rows: list[tuple[Any, 
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from ledgerx.cli import print_json
+    from ledgerx.cli import existing_root, print_json
     from ledgerx.index import build_index
 
+    existing_root(args.root)
     bar = _Bar("indexing")
     try:
         rep = build_index(
@@ -258,9 +267,10 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ledgerx.cli import print_json
+    from ledgerx.cli import existing_root, print_json
     from ledgerx.index.verify import index_status
 
+    existing_root(args.root)
     st = index_status(args.root, db=args.db)
     if args.json:
         print_json(st)
@@ -273,6 +283,10 @@ def _status(args: argparse.Namespace) -> int:
         f"lag              {st['lag_events']} events, {st['lag_bytes']} bytes"
         + (f", oldest {age:.1f} s old" if age is not None else "")
     )
+    if "stale_after_s" in st:
+        print(
+            f"stale after      {st['stale_after_s']:g} s (kept in the index; rebuild --stale-after)"
+        )
     if lr:
         print(
             f"last rebuild     {lr['at']} ({lr['mode']}, {lr['events']} events, {lr['seconds']} s)"
@@ -283,9 +297,10 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ledgerx.cli import print_json
+    from ledgerx.cli import existing_root, print_json
     from ledgerx.index.verify import verify
 
+    existing_root(args.root)
     bar = _Bar("verifying")
     try:
         rep = verify(args.root, db=args.db, strict=args.strict, progress=bar)

@@ -7,7 +7,8 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from ledgerx.cli import add_common
+    from ledgerx.cli import add_common, seconds_arg
+    from ledgerx.cli.index_cmds import STALE_HELP
 
     p = sub.add_parser("daemon", help="keep the index caught up; optional health endpoint")
     add_common(p, json_flag=False)
@@ -35,10 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--stale-after",
-        type=float,
+        type=seconds_arg,
         default=None,
         metavar="SECONDS",
-        help="a running run with no event for this long is abandoned",
+        help=STALE_HELP,
     )
     p.add_argument("--once", action="store_true", help="run one cycle and exit")
     p.add_argument(

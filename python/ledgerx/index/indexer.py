@@ -16,8 +16,10 @@ moved together, so the next round neither skips nor repeats a byte.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -32,7 +34,7 @@ import pyarrow as pa
 
 from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
-from ledgerx.errors import ConfigError
+from ledgerx.errors import ConfigError, IndexLockedError
 from ledgerx.index import schema as S
 from ledgerx.index.publish import (
     IndexPaths,
@@ -153,6 +155,14 @@ def check_since_date(since_date: str | None) -> str | None:
         raise ConfigError(f"--since-date must be YYYY-MM-DD, got {since_date!r}") from None
 
 
+def check_stale_after(stale_after: float | None) -> None:
+    if stale_after is None:
+        return
+    ok = isinstance(stale_after, (int, float)) and not isinstance(stale_after, bool)
+    if not ok or not math.isfinite(stale_after) or stale_after < 0:
+        raise ConfigError(f"stale_after must be a number of seconds >= 0, not {stale_after!r}")
+
+
 def read_state(path: Path) -> tuple[dict[str, tuple[int, int, int]], dict[str, str]]:
     """Checkpoints {file: (offset, events, bad_lines)} and meta of a published index file."""
     con = open_readonly(path, external_access=False)
@@ -175,7 +185,11 @@ def open_readonly(path: Path, external_access: bool = True) -> duckdb.DuckDBPyCo
     keep serving the file that a publish has since replaced."""
     con = duckdb.connect(":memory:")
     try:
-        con.execute(f"ATTACH {_sql_str(str(path))} AS ledger (READ_ONLY)")
+        try:
+            con.execute(f"ATTACH {_sql_str(str(path))} AS ledger (READ_ONLY)")
+        except duckdb.IOException as e:
+            raise_if_foreign_lock(path, e)
+            raise
         con.execute("USE ledger")
         con.execute("SET enable_progress_bar = false")  # it would print on stdout
         if not external_access:
@@ -184,6 +198,34 @@ def open_readonly(path: Path, external_access: bool = True) -> duckdb.DuckDBPyCo
         con.close()
         raise
     return con
+
+
+def raise_if_foreign_lock(path: Path, e: BaseException) -> None:
+    """DuckDB's "Could not set lock" on a published file means some other process opened it
+    read-write (ledgerx itself never does): say who, and how to open it instead."""
+    msg = str(e)
+    if "Could not set lock" not in msg:
+        return
+    m = re.search(r"PID (\d+)", msg)
+    who = f"process {m.group(1)}" if m else "another process"
+    raise IndexLockedError(
+        f"{path} is held open read-write by {who}; open it with "
+        "duckdb.connect(path, read_only=True) (or ledgerx.Reader) instead, or close that "
+        "connection; `ledgerx rebuild` publishes a fresh copy that it does not lock"
+    ) from None
+
+
+def _read_state_any(
+    path: Path, work: Path
+) -> tuple[dict[str, tuple[int, int, int]], dict[str, str], bool]:
+    """read_state of the published file; when a foreign read-write connection locks it, copy
+    it at the file level (no DuckDB lock needed) and read the copy. Returns (checkpoints, meta,
+    copied): `copied` means `work` already holds the copy and the round must republish."""
+    try:
+        return (*read_state(path), False)
+    except IndexLockedError:
+        copy_file(path, work)
+        return (*read_state(work), True)
 
 
 def _sql_str(s: str) -> str:
@@ -378,6 +420,7 @@ def build_index(
     t0 = time.monotonic()
     started_at = datetime.now(timezone.utc)
     since = check_since_date(since_date)
+    check_stale_after(stale_after)
     rootp = resolve_root(root)
     ev = events_dir(rootp)
     paths = IndexPaths.for_root(rootp, db)
@@ -388,8 +431,10 @@ def build_index(
         incremental = paths.runs.exists() and not full_rebuild
         ckpt: dict[str, tuple[int, int, int]] = {}
         meta: dict[str, str] = {}
+        work = paths.tmp_for(paths.runs)
+        copied = False
         if incremental:
-            ckpt, meta = read_state(paths.runs)
+            ckpt, meta, copied = _read_state_any(paths.runs, work)
         states: list[_FileState] = []
         parts = list_part_files(ev, since)
         rep.warnings.extend(irregular_entries(ev))
@@ -404,7 +449,8 @@ def build_index(
         sides_missing = not (paths.alerts.exists() and paths.catalog.exists())
         # Days moved to archive/ by retention: their Parquet stands in for the JSONL.
         arch = pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
-        if incremental and not states and not arch and not meta_change and not sides_missing:
+        quiet = not (states or arch or meta_change or sides_missing or copied)
+        if incremental and quiet:
             _legacy_hook(paths, legacy_projection, changed=False, durable=durable)
             rep.seconds = time.monotonic() - t0
             return rep
@@ -414,8 +460,7 @@ def build_index(
         gen = int(meta.get("gen", "0")) + 1 if incremental else 1
         rep.gen = gen
         up = default_upcaster(ev) if upcaster is _DEFAULT else upcaster
-        work = paths.tmp_for(paths.runs)
-        if incremental:
+        if incremental and not copied:
             copy_file(paths.runs, work)
             _trace("copy")
         con = duckdb.connect(str(work))

@@ -188,6 +188,11 @@ class DualReader(Reader):
         if att.snapshot is not None:
             self._snaps.append(att)
 
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        # The merged views are TEMP views of this connection (ledgerx.legacy.source), which a
+        # cursor would not see: dual-mode queries share the connection.
+        return self.connection
+
     def _standard(self, name: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
         if name == "run":
             rid = (params or [None])[0]

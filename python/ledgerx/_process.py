@@ -1,0 +1,108 @@
+"""Process-wide hooks: close ledgers at exit, end live runs and flush on SIGTERM, give a forked
+child fresh writers.
+
+The SIGTERM handler runs between two bytecodes of whatever the main thread was doing, possibly
+inside `Ledger.close()` or inside this module. So it takes no lock: the registries below are
+plain dicts whose single operations (set, pop, `list(values())`) are atomic under the GIL, and
+a handler that runs again (a second SIGTERM) only repeats idempotent steps.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+import traceback
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+_LEDGERS: dict[int, weakref.ref[Any]] = {}
+"""Open ledgers (weakly): flushed on SIGTERM, closed at exit, re-opened lazily after fork."""
+
+_RUNS: dict[int, Any] = {}
+"""Runs entered and not yet ended: ended with `run.failed` on SIGTERM."""
+
+_INSTALLED = False
+_AFTER_FORK: list[Callable[[], None]] = []
+
+
+def add_ledger(ledger: Any) -> None:
+    key = id(ledger)
+
+    def gone(ref: weakref.ref[Any], key: int = key) -> None:
+        if _LEDGERS.get(key) is ref:
+            _LEDGERS.pop(key, None)
+
+    _LEDGERS[key] = weakref.ref(ledger, gone)
+
+
+def drop_ledger(ledger: Any) -> None:
+    _LEDGERS.pop(id(ledger), None)
+
+
+def live_ledgers() -> list[Any]:
+    return [led for ref in list(_LEDGERS.values()) if (led := ref()) is not None]
+
+
+def run_entered(run: Any) -> None:
+    _RUNS[id(run)] = run
+
+
+def run_left(run: Any) -> None:
+    _RUNS.pop(id(run), None)
+
+
+def _close_all() -> None:
+    for ledger in live_ledgers():
+        try:
+            ledger.close()
+        except Exception:  # noqa: BLE001 - at exit, report and keep closing the others
+            traceback.print_exc()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """End every live run with `run.failed`, flush every ledger, then die of SIGTERM."""
+    name = signal.Signals(signum).name
+    for run in list(_RUNS.values()):
+        try:
+            run._end_by_signal(f"terminated by {name} (signal {signum})", frame)
+        except BaseException:  # noqa: BLE001, S110 - best effort: the process is going down
+            pass
+    for ledger in live_ledgers():
+        try:
+            ledger.flush()
+        except BaseException:  # noqa: BLE001, S110
+            pass
+    # Then die of SIGTERM as the sender intended (exit status and all).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _after_fork_in_child() -> None:
+    # The parent's runs are not the child's to end; its writers are not the child's to use.
+    _RUNS.clear()
+    for ledger in live_ledgers():
+        ledger._after_fork_in_child()
+    for hook in _AFTER_FORK:
+        hook()
+
+
+def install(after_fork: Callable[[], None] | None = None) -> None:
+    """Once per process: atexit close, the fork hook, and SIGTERM when nobody else took it
+    (only from the main thread, Python's rule)."""
+    global _INSTALLED
+    if after_fork is not None and after_fork not in _AFTER_FORK:
+        _AFTER_FORK.append(after_fork)
+    if _INSTALLED:
+        return
+    _INSTALLED = True
+    atexit.register(_close_all)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):
+            pass

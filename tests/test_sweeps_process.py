@@ -1,0 +1,209 @@
+"""Sweeps in real processes (issue: ready for real sweeps): Pool sweeps never hang, SIGTERM and
+SIGINT end a run with a readable `run.failed` flushed before death, the background heartbeat,
+runs used without `with`, and run ids that are never silently reused. The log is read back with
+the independent checker (logcheck)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import ledgerx
+
+from logcheck import check_log
+
+SWEEP = textwrap.dedent(
+    """
+    import multiprocessing as mp, os, sys
+    import ledgerx
+
+    LEDGER = ledgerx.open(os.environ["LEDGERX_ROOT"])  # at module level, as notebooks do
+
+    def work(i):
+        LEDGER.emit("sweep.point", {"i": i})
+        return i
+
+    if __name__ == "__main__":
+        LEDGER.schema.register("sweep.point", {"type": "object"})
+        ctx = mp.get_context(sys.argv[1])
+        with ctx.Pool(2) as pool:  # leaving the block calls Pool.terminate()
+            print(sum(pool.map(work, range(6))))
+    """
+)
+
+
+def _one_sweep(script: Path, root: Path, method: str) -> tuple[str, int | None, str]:
+    env = {**os.environ, "LEDGERX_ROOT": str(root)}
+    try:
+        p = subprocess.run(
+            [sys.executable, str(script), method],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env=env,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired as e:
+        return (str(root), None, f"hung: {e}")
+    return (str(root), p.returncode, p.stdout + p.stderr)
+
+
+def test_pool_sweeps_spawn_and_forkserver_never_hang(tmp_path: Path) -> None:
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP)
+    jobs = [(m, tmp_path / f"{m}-{i}") for m in ("spawn", "forkserver") for i in range(50)]
+    with ThreadPoolExecutor(max_workers=6) as ex:
+        results = list(ex.map(lambda j: _one_sweep(script, j[1], j[0]), jobs))
+    bad = [r for r in results if r[1] != 0 or r[2].split()[:1] != ["15"]]
+    assert not bad, f"{len(bad)} of {len(jobs)} sweeps failed or hung, e.g. {bad[:2]}"
+    for _, root in jobs[::10]:
+        rep = check_log(root)
+        assert sorted(e["data"]["i"] for e in rep.events) == list(range(6))
+
+
+RUNNER = textwrap.dedent(
+    """
+    import os, sys, time
+    import ledgerx
+    led = ledgerx.open(sys.argv[1], heartbeat_s=float(sys.argv[2]))
+    with led.run(run_id="r-sig", run_kind="sweep", config={}, data_fingerprint="fp") as run:
+        run.trial(trial_id=1, params={"a": 1}, metrics={"m": 1.0})
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def _start_runner(root: Path, heartbeat: float = 0) -> subprocess.Popen[str]:
+    p = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(root), str(heartbeat)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "ready", p.stderr.read() if p.stderr else ""
+    return p
+
+
+def _types(root: Path) -> list[str]:
+    return [e["event_type"] for e in check_log(root).events]
+
+
+def test_sigterm_inside_run_records_run_failed_then_dies_of_sigterm(root: Path) -> None:
+    p = _start_runner(root)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == -signal.SIGTERM
+    evs = check_log(root).events
+    assert [e["event_type"] for e in evs] == [
+        "run.created",
+        "run.started",
+        "trial.recorded",
+        "run.failed",
+    ]
+    assert evs[-1]["data"]["error"] == "terminated by SIGTERM (signal 15)"
+    assert 'File "<string>", line' in evs[-1]["data"]["traceback"]  # where it was stopped
+
+
+def test_second_sigterm_does_not_deadlock_or_double_fail(root: Path) -> None:
+    p = _start_runner(root)
+    p.send_signal(signal.SIGTERM)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == -signal.SIGTERM
+    assert _types(root).count("run.failed") == 1
+
+
+def test_sigint_inside_run_gives_a_readable_reason(root: Path) -> None:
+    p = _start_runner(root)
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=30)
+    evs = check_log(root).events
+    assert evs[-1]["event_type"] == "run.failed"
+    assert evs[-1]["data"]["error"] == "interrupted (SIGINT / KeyboardInterrupt)"
+
+
+def test_background_heartbeat_keeps_a_silent_run_alive(root: Path) -> None:
+    p = _start_runner(root, heartbeat=0.1)
+    time.sleep(1.0)
+    p.kill()
+    p.wait(timeout=30)
+    beats = _types(root).count("run.heartbeat")
+    assert beats >= 3, f"only {beats} heartbeats in 1 s at 0.1 s"
+
+
+def test_heartbeat_interval_is_validated(root: Path) -> None:
+    with pytest.raises(ledgerx.SchemaError, match="heartbeat_s"):
+        ledgerx.open(root, heartbeat_s=-1)
+
+
+def test_run_without_with_refuses_events(root: Path) -> None:
+    with ledgerx.open(root) as led:
+        run = led.run(run_kind="k", config={}, data_fingerprint="fp")
+        with pytest.raises(ledgerx.RunStateError, match="not live"):
+            run.trial(trial_id=1, params={}, metrics={})
+        run.start()
+        run.trial(trial_id=1, params={}, metrics={})
+        run.end()
+        with pytest.raises(ledgerx.RunStateError, match="has ended"):
+            run.trial(trial_id=2, params={}, metrics={})
+    assert _types(root) == ["run.created", "run.started", "trial.recorded", "run.completed"]
+
+
+def test_reused_run_id_is_refused_unless_resumed(root: Path) -> None:
+    with ledgerx.open(root) as led:
+        with led.run(run_id="r-1", run_kind="k", config={}, data_fingerprint="fp"):
+            pass
+        with pytest.raises(ledgerx.RunStateError, match="already exists"):
+            with led.run(run_id="r-1", run_kind="k", config={}, data_fingerprint="fp"):
+                pass
+        with led.run(run_id="r-1", run_kind="k", config={}, data_fingerprint="fp", resume=True):
+            pass
+    evs = check_log(root).events
+    assert [e["event_type"] for e in evs] == [
+        "run.created",
+        "run.started",
+        "run.completed",
+        "run.started",
+        "run.completed",
+    ]
+    assert evs[3]["data"]["resumed"] is True
+
+
+def test_reused_run_id_known_to_the_index_is_refused(root: Path) -> None:
+    from ledgerx.index import build_index
+
+    with ledgerx.open(root) as led:
+        with led.run(run_id="r-2", run_kind="k", config={}, data_fingerprint="fp"):
+            pass
+    build_index(root)
+    with ledgerx.open(root) as led2:  # a new process would start from here
+        with pytest.raises(ledgerx.RunStateError, match="already exists"):
+            led2.run(run_id="r-2", run_kind="k", config={}, data_fingerprint="fp").start()
+
+
+def _blocked_signals(tid: int) -> int:
+    for line in Path(f"/proc/self/task/{tid}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk")
+
+
+def test_flusher_thread_blocks_signals_so_the_main_thread_gets_them(root: Path) -> None:
+    # A SIGTERM delivered to the flusher would not interrupt the main thread's blocking call
+    # (a Pool worker waiting on its queue lock), and Python's handler would never run.
+    with ledgerx.open(root, durability="group"):
+        tids = [int(t.name) for t in Path("/proc/self/task").iterdir()]
+        names = {t: Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in tids}
+        flusher = [t for t, n in names.items() if n == "ledgerx-flusher"]
+        assert flusher, names
+        mask = _blocked_signals(flusher[-1])
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        assert mask & (1 << (sig - 1)), f"{sig.name} not blocked in the flusher"
