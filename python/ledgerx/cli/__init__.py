@@ -10,10 +10,26 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ledgerx.cli import index_cmds, legacy_cmds, ops_cmds, schema_cmds, ui_cmds, write_cmds
+from ledgerx.cli import (
+    index_cmds,
+    legacy_cmds,
+    ops_cmds,
+    results_cmds,
+    schema_cmds,
+    ui_cmds,
+    write_cmds,
+)
 from ledgerx.errors import LedgerError
 
-COMMAND_MODULES = [write_cmds, schema_cmds, index_cmds, ops_cmds, legacy_cmds, ui_cmds]
+COMMAND_MODULES = [
+    write_cmds,
+    schema_cmds,
+    index_cmds,
+    results_cmds,
+    ops_cmds,
+    legacy_cmds,
+    ui_cmds,
+]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -48,7 +64,10 @@ def print_json(obj: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ledgerx import __version__
+
     parser = _Parser(prog="ledgerx", description="Append-only event ledger with a DuckDB index.")
+    parser.add_argument("--version", action="version", version=f"ledgerx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for mod in COMMAND_MODULES:
