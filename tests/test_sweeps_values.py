@@ -129,7 +129,7 @@ def test_nonfinite_null_records_null(root: Path) -> None:
 
 
 def test_nonfinite_option_is_checked(root: Path) -> None:
-    with pytest.raises(ledgerx.SchemaError, match="nonfinite"):
+    with pytest.raises(ledgerx.ConfigError, match="nonfinite"):
         ledgerx.open(root, nonfinite="zero")
 
 
