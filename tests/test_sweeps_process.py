@@ -140,7 +140,7 @@ def test_background_heartbeat_keeps_a_silent_run_alive(root: Path) -> None:
 
 
 def test_heartbeat_interval_is_validated(root: Path) -> None:
-    with pytest.raises(ledgerx.SchemaError, match="heartbeat_s"):
+    with pytest.raises(ledgerx.ConfigError, match="heartbeat_s"):
         ledgerx.open(root, heartbeat_s=-1)
 
 

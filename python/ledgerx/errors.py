@@ -13,8 +13,8 @@ nothing of ledgerx, so the extension can import it at any time.
     │   ├── ClosedError              the ledger is closed
     │   └── CommitError              a group commit failed: `lost` events not made durable
     ├── IndexBusyError               another indexer holds the index lock
-    ├── IndexLockedError             a foreign read-write DuckDB connection holds an index file
-    ├── RunStateError                a run used outside its life (no `with`, ended, id reused)
+    ├── IndexLockedError             a foreign process holds the published index read-write
+    ├── RunStateError                a run used before its start, after its end, or reused
     └── IndexTimeoutError (TimeoutError)  an event was not indexed in time
 """
 

@@ -485,7 +485,7 @@ def _check_heartbeat(v: float | None) -> float | None:
     if v is None or v == 0:
         return None
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-        raise SchemaError(f"heartbeat_s must be a positive number of seconds or 0, not {v!r}")
+        raise ConfigError(f"heartbeat_s must be a positive number of seconds or 0, not {v!r}")
     return float(v)
 
 

@@ -15,6 +15,7 @@ from ledgerx.cli import (
     legacy_cmds,
     ops_cmds,
     remote_cmds,
+    results_cmds,
     schema_cmds,
     ui_cmds,
     write_cmds,
@@ -25,6 +26,7 @@ COMMAND_MODULES = [
     write_cmds,
     schema_cmds,
     index_cmds,
+    results_cmds,
     ops_cmds,
     legacy_cmds,
     ui_cmds,
@@ -64,7 +66,10 @@ def print_json(obj: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ledgerx import __version__
+
     parser = _Parser(prog="ledgerx", description="Append-only event ledger with a DuckDB index.")
+    parser.add_argument("--version", action="version", version=f"ledgerx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for mod in COMMAND_MODULES:

@@ -1,4 +1,4 @@
-"""Read-side commands: rebuild, runs, show, query, status, verify."""
+"""Read-side commands: rebuild, query, status, verify (runs, show, trials: results_cmds)."""
 
 from __future__ import annotations
 
@@ -41,18 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint")
     p.set_defaults(handler=_rebuild)
-
-    p = sub.add_parser("runs", help="latest runs, newest first")
-    add_common(p)
-    p.add_argument("--db", default=None)
-    p.add_argument("--limit", type=int, default=20)
-    p.set_defaults(handler=_runs)
-
-    p = sub.add_parser("show", help="one run: state, phases, trials")
-    add_common(p)
-    p.add_argument("--db", default=None)
-    p.add_argument("run_id")
-    p.set_defaults(handler=_show)
 
     p = sub.add_parser("query", help="read-only SQL over the index (no access to other files)")
     add_common(p)
@@ -113,43 +101,25 @@ def _reader(args: argparse.Namespace, external_access: bool = True) -> Any:
     return r
 
 
-def _jsonable(v: Any) -> Any:
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
-    return v
+def _rows(rel: Any) -> tuple[list[str], list[tuple[Any, ...]], set[str]]:
+    from ledgerx.cli.render import rel_rows
+
+    return rel_rows(rel)
 
 
-def _rows(rel: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
-    return list(rel.columns), rel.fetchall()
-
-
-def _print_table(cols: list[str], rows: list[tuple[Any, ...]], width: int = 40) -> None:
-    def cell(v: Any) -> str:
-        if v is None:
-            return ""
-        if hasattr(v, "isoformat"):
-            s = v.isoformat(sep=" ", timespec="seconds") if hasattr(v, "hour") else v.isoformat()
-        elif isinstance(v, float):
-            s = f"{v:.6g}"
-        else:
-            s = str(v)
-        s = " ".join(s.split())
-        return s if len(s) <= width else s[: width - 1] + "…"
-
-    body = [[cell(v) for v in r] for r in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
-    for r in body:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-
-
-def _emit_rows(args: argparse.Namespace, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
+def _emit_rows(
+    args: argparse.Namespace,
+    cols: list[str],
+    rows: list[tuple[Any, ...]],
+    json_cols: set[str] = frozenset(),  # type: ignore[assignment]
+) -> None:
     from ledgerx.cli import print_json
+    from ledgerx.cli.render import as_json_rows, parse_json_cols, table
 
-    if args.json:
-        print_json([{c: _jsonable(v) for c, v in zip(cols, r, strict=True)} for r in rows])
+    if args.json:  # JSON columns as JSON values, never as JSON text inside JSON
+        print_json(as_json_rows(cols, rows, json_cols))
     else:
-        _print_table(cols, rows)
+        table(cols, parse_json_cols(cols, rows, json_cols))
 
 
 def _rebuild(args: argparse.Namespace) -> int:
@@ -205,84 +175,13 @@ def _rebuild_remote(args: argparse.Namespace, kw: dict[str, Any]) -> Any:
     return rep
 
 
-def _runs(args: argparse.Namespace) -> int:
-    with _reader(args) as r:
-        rel = r.latest_runs().limit(max(0, args.limit))
-        cols, rows = _rows(rel)
-    if not args.json:
-        keep = ["run_id", "run_kind", "status", "created_at", "duration_ms", "trials"]
-        idx = [cols.index(c) for c in keep]
-        cols, rows = keep, [tuple(row[i] for i in idx) for row in rows]
-    _emit_rows(args, cols, rows)
-    return 0
-
-
-def _show(args: argparse.Namespace) -> int:
-    from ledgerx.cli import CliError, print_json
-
-    with _reader(args) as r:
-        cols, rows = _rows(r.run(args.run_id))
-        if not rows:
-            raise CliError(f"unknown run {args.run_id!r} (not in the index)")
-        run = dict(zip(cols, rows[0], strict=True))
-        pcols, prows = _rows(r.phases(args.run_id))
-        ntr = r.sql(
-            "SELECT count(*) FROM trial_results WHERE run_id = ?", [args.run_id]
-        ).fetchall()[0][0]
-        arts = r.sql(
-            "SELECT name, path, format, bytes FROM artifacts_catalog WHERE run_id = ? "
-            "ORDER BY created_at",
-            [args.run_id],
-        ).fetchall()
-    if args.json:
-        print_json(
-            {
-                "run": {k: _jsonable(v) for k, v in run.items()},
-                "phases": [{c: _jsonable(v) for c, v in zip(pcols, p, strict=True)} for p in prows],
-                "trials": ntr,
-                "artifacts": [
-                    dict(zip(["name", "path", "format", "bytes"], a, strict=True)) for a in arts
-                ],
-            }
-        )
-        return 0
-    for k in (
-        "run_id",
-        "run_kind",
-        "status",
-        "created_at",
-        "started_at",
-        "completed_at",
-        "failed_at",
-        "last_event_at",
-        "data_fingerprint",
-        "host",
-        "pid",
-        "error",
-        "summary",
-        "n_events",
-        "days",
-    ):
-        v = run.get(k)
-        if v is not None:
-            print(f"{k:17} {_jsonable(v)}")
-    print(f"{'trials':17} {ntr}")
-    if prows:
-        print()
-        _print_table(pcols[1:], [p[1:] for p in prows])
-    if arts:
-        print()
-        _print_table(["artifact", "path", "format", "bytes"], arts)
-    return 0
-
-
 def _query(args: argparse.Namespace) -> int:
     with _reader(args, external_access=False) as r:
         rel = r.sql(args.sql)
         if rel is None:  # a statement with no result (and nothing can be written read-only)
             return 0
-        cols, rows = _rows(rel)
-    _emit_rows(args, cols, rows)
+        cols, rows, jcols = _rows(rel)
+    _emit_rows(args, cols, rows, jcols)
     return 0
 
 
