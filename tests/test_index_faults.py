@@ -199,6 +199,11 @@ def test_cli_commands(ledger: Path) -> None:
     assert "lag              1 events" in cli("status", root=ledger).stdout
     r = cli("rebuild", "--since-date", "bad", root=ledger)
     assert r.returncode == 1 and "YYYY-MM-DD" in r.stderr
+    missing = ledger.parent / "missing"
+    r = cli("runs", root=missing)
+    assert r.returncode == 1 and "does not exist" in r.stderr and r.stderr.count("\n") == 1
+    assert not missing.exists()
     empty = ledger.parent / "empty"
+    (empty / "events").mkdir(parents=True)
     r = cli("runs", root=empty)
     assert r.returncode == 1 and "ledgerx rebuild" in r.stderr
