@@ -96,7 +96,7 @@ def check_log(
 
 
 # ---------------------------------------------------------------------------------------------
-# What a reader must index (DESIGN §2 as docs/format.md states it), line by line, from the spec:
+# What a reader must index (docs/format.md, "Reading rules"), line by line, from the spec:
 # the oracle of the scanner/indexer differential. Nothing here calls ledgerx.
 
 MAX_LINE_BYTES = 16 << 20
