@@ -21,7 +21,6 @@ from ui_support import (
     add_run,
     cli,
     env_without_ui,
-    metrics_for,
     rebuild,
     wait_for,
     write_ledger,
@@ -147,30 +146,39 @@ def test_failed_run_shows_its_error(client):
 
 
 def test_many_trials_are_downsampled_keeping_the_envelope(tmp_path, monkeypatch):
+    import random
+
     import ledgerx
     from ledgerx.ui import trials as trials_mod
 
     root = tmp_path / "ledger"
-    n = 1500
+    n, max_points = 1500, 100
+    rng = random.Random(5)
+    pnl = [round(rng.gauss(0, 1), 6) for _ in range(n)]
     led = ledgerx.open(root)
     with led.run(run_id="big", run_kind="sweep", config={}, data_fingerprint="fp") as run:
         for t in range(n):
-            run.trial(trial_id=t, params={"a": t % 17}, metrics=metrics_for(7, t))
+            run.trial(trial_id=t, params={"a": t % 17}, metrics={"pnl": pnl[t]})
     led.close()
     rebuild(root)
-    monkeypatch.setattr(trials_mod, "MAX_POINTS", 100)
+    monkeypatch.setattr(trials_mod, "MAX_POINTS", max_points)
     with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
         d = c.get("/api/runs/big").json()
     rows = d["series"]["rows"]
     assert d["series"]["sampled"] and d["series"]["total"] == n
-    assert len(rows) <= 100 + 2
-    pnl = [metrics_for(7, t)["pnl"] for t in range(n)]
-    got = [r["metrics"]["pnl"] for r in rows]
-    assert max(got) == max(pnl) and min(got) == min(pnl)
+    assert len(rows) <= max_points + 2
     assert rows[0]["i"] == 0 and rows[-1]["i"] == n - 1
     assert [r["i"] for r in rows] == sorted({r["i"] for r in rows})
     for r in rows:  # every sampled point is the trial it claims to be
-        assert r["metrics"] == metrics_for(7, r["i"])
+        assert r["trial_id"] == str(r["i"]) and r["metrics"]["pnl"] == pnl[r["i"]]
+    # the envelope: each bucket of consecutive trials keeps its highest and lowest pnl
+    bucket = -(-2 * n // max_points)
+    got = {r["i"] for r in rows}
+    for b in range(0, n, bucket):
+        idx = range(b, min(n, b + bucket))
+        hi = max(idx, key=lambda i: pnl[i])
+        lo = min(idx, key=lambda i: pnl[i])
+        assert hi in got and lo in got, b
 
 
 def test_compare_alerts_status(client, ledger):
