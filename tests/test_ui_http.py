@@ -181,6 +181,35 @@ def test_many_trials_are_downsampled_keeping_the_envelope(tmp_path, monkeypatch)
         assert hi in got and lo in got, b
 
 
+def test_equity_curve_with_gaps_and_timestamps(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    import pyarrow as pa
+
+    import ledgerx
+
+    root = tmp_path / "ledger"
+    t0 = datetime(2026, 1, 2, 9, 30, tzinfo=timezone.utc)
+    curve = pa.table({
+        "ts": [t0 + timedelta(minutes=k) for k in range(4)],
+        "equity": [1.0, float("nan"), float("inf"), 1.5],
+        "label": ["a", "b", "c", "d"],
+    })  # fmt: skip
+    with ledgerx.open(root) as led:
+        with led.run(run_id="eq", run_kind="backtest", config={}, data_fingerprint="fp") as run:
+            run.artifacts.write_equity_curve(curve)
+    rebuild(root)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        r = c.get("/api/runs/eq")
+        assert r.status_code == 200
+        (got,) = r.json()["curves"]
+        assert c.get("/runs/eq").status_code == 200
+    assert got["x_name"] == "ts" and list(got["y"]) == ["equity"]
+    assert got["x"] == ["2026-01-02 09:30:00", "2026-01-02 09:31:00", "2026-01-02 09:32:00",
+                        "2026-01-02 09:33:00"]  # fmt: skip
+    assert got["y"]["equity"] == [1.0, None, None, 1.5]
+
+
 def test_compare_alerts_status(client, ledger):
     root, _ = ledger
     c = client.get("/api/compare?runs=sweep-0,sweep-2,nope").json()

@@ -11,6 +11,7 @@ served from the descriptor that was checked, so it cannot be swapped between che
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 from datetime import date, datetime, timezone
@@ -117,10 +118,15 @@ def equity_curve(root: Path, path: str) -> dict[str, Any] | None:
     return {
         "x_name": x_name or "row",
         "x": x,
-        "y": {name: sub.column(name).to_pylist() for name in ys},
+        "y": {name: [_finite(v) for v in sub.column(name).to_pylist()] for name in ys},
         "rows": n,
         "sampled": len(idx) < n,
     }
+
+
+def _finite(v: Any) -> Any:
+    """NaN and infinities as None (a gap in the line): JSON has no spelling for them."""
+    return v if v is None or math.isfinite(v) else None
 
 
 def chart_value(v: Any) -> Any:
