@@ -155,6 +155,8 @@ def test_many_trials_are_downsampled_keeping_the_envelope(tmp_path, monkeypatch)
     n, max_points = 1500, 100
     rng = random.Random(5)
     pnl = [round(rng.gauss(0, 1), 6) for _ in range(n)]
+    pnl[900] = pnl[905] = pnl[1400] = max(pnl) + 1  # ties: the first recorded one is best
+    pnl[920] = pnl[925] = pnl[1410] = min(pnl) - 1
     led = ledgerx.open(root)
     with led.run(run_id="big", run_kind="sweep", config={}, data_fingerprint="fp") as run:
         for t in range(n):
@@ -164,6 +166,9 @@ def test_many_trials_are_downsampled_keeping_the_envelope(tmp_path, monkeypatch)
     monkeypatch.setattr(trials_mod, "MAX_POINTS", max_points)
     with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
         d = c.get("/api/runs/big").json()
+        worst = c.get("/api/runs/big?goal=min").json()["best"]
+    assert d["best"]["trial_id"] == str(pnl.index(max(pnl)))
+    assert worst["trial_id"] == str(pnl.index(min(pnl)))
     rows = d["series"]["rows"]
     assert d["series"]["sampled"] and d["series"]["total"] == n
     assert len(rows) <= max_points + 2

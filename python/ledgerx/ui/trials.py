@@ -54,21 +54,27 @@ def _decode(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def best(index: Index, run_id: str, metric: str, goal: str = "max") -> dict[str, Any] | None:
-    """The trial with the highest (goal 'max') or lowest value of `metric`; the first recorded
-    one among equals."""
-    m, args = _metric(metric)
-    order = "DESC" if goal == "max" else "ASC"
-    # No `WHERE m IS NOT NULL`: DuckDB would extract the value twice; NULLS LAST instead.
-    rows = index.rows(
-        _TRIALS
-        + f"SELECT {_FIELDS}, m FROM (SELECT d, m FROM (SELECT d, {m} AS m, {_ORDER} FROM e)"
-        f" ORDER BY m {order} NULLS LAST, {_ORDER} LIMIT 1)",
-        [run_id, *args],
-    )
-    if not rows or rows[0].pop("m") is None:
+def best(rows: list[dict[str, Any]], metric: str, goal: str = "max") -> dict[str, Any] | None:
+    """The trial with the highest (goal 'max') or lowest value of `metric`, the first recorded
+    among equals, from `series` rows: every trial, or a sample that keeps each bucket's first
+    highest and first lowest value, so the answer is exact either way."""
+    scored = [(v, r["i"], r) for r in rows if (v := _number(r["metrics"].get(metric))) is not None]
+    if not scored:
         return None
-    return _decode(rows)[0]
+    if goal == "max":
+        return max(scored, key=lambda x: (x[0], -x[1]))[2]
+    return min(scored, key=lambda x: (x[0], x[1]))[2]
+
+
+def _number(v: Any) -> float | None:
+    """A metric value as SQL's TRY_CAST(... AS DOUBLE) reads it."""
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f else None
 
 
 def series(index: Index, run_id: str, metric: str, n_trials: int) -> dict[str, Any]:
@@ -83,14 +89,16 @@ def series(index: Index, run_id: str, metric: str, n_trials: int) -> dict[str, A
         args = []
     else:
         bucket = max(1, -(-2 * n_trials // MAX_POINTS))  # two rows per bucket
-        # Per bucket the positions of the highest and lowest value (an aggregate, not a
-        # window sort: cheaper), or the bucket's first trial when it has no value.
+        # Per bucket the positions of the first highest and first lowest value (an aggregate,
+        # not a window sort: cheaper), or the bucket's first trial when it has no value.
         sql = (
             _TRIALS
             + f""", t AS (
                 SELECT d, {m} AS m, row_number() OVER (ORDER BY {_ORDER}) - 1 AS i FROM e
             ), g AS (
-                SELECT min(i) AS first, arg_max(i, m) AS hi, arg_min(i, m) AS lo
+                SELECT min(i) AS first,
+                       arg_max(i, (m, -i)) FILTER (WHERE m IS NOT NULL) AS hi,
+                       arg_min(i, (m, i)) FILTER (WHERE m IS NOT NULL) AS lo
                 FROM t GROUP BY i // {bucket}
             ), keep AS (
                 SELECT DISTINCT unnest([coalesce(hi, first), coalesce(lo, first)]) AS i FROM g
