@@ -15,6 +15,7 @@ import math
 import os
 import stat
 from datetime import date, datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,8 @@ def chart_value(v: Any) -> Any:
     if isinstance(v, date):
         return v.isoformat()
     return v
+
+
+def plotly_js() -> Path:
+    """plotly.min.js as shipped inside the plotly package (no CDN)."""
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
