@@ -314,6 +314,8 @@ def test_read_only_and_locked_down(client, ledger):
 
 
 def test_index_appears_and_reloads_without_restart(tmp_path):
+    import ledgerx
+
     root = tmp_path / "ledger"
     root.mkdir()
     with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
@@ -324,11 +326,20 @@ def test_index_appears_and_reloads_without_restart(tmp_path):
         rebuild(root)
         v1 = c.get("/api/version").json()["version"]
         assert c.get("/api/runs").json()["total"] == 5
+        assert c.get("/api/runs/bt-running").json()["series"] is None
         add_run(root, "late-run")
+        with ledgerx.open(root) as led:  # the running run records a trial meanwhile
+            led.emit("trial.recorded", {"trial_id": 0, "params": {"k": 1}, "metrics": {"x": 2}},
+                     run_id="bt-running")  # fmt: skip
         rebuild(root)
         assert c.get("/api/version").json()["version"] != v1
         ids = {r["run_id"] for r in c.get("/api/runs").json()["runs"]}
         assert "late-run" in ids and len(ids) == 6
+        d = c.get("/api/runs/bt-running").json()
+        assert [r["metrics"] for r in d["series"]["rows"]] == [{"x": 2}]
+        assert d["metrics"] == ["x"] and d["params"] == ["k"] and d["best"]["trial_id"] == "0"
+        # sweep-0 seen before and after: the cached trials belong to the old index
+        assert c.get("/api/runs/sweep-0").json()["series"]["total"] == 30
 
 
 def test_missing_extra_is_one_line_naming_it(ledger):
