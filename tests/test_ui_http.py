@@ -342,9 +342,10 @@ def test_index_appears_and_reloads_without_restart(tmp_path):
         assert c.get("/api/runs/sweep-0").json()["series"]["total"] == 30
 
 
-def test_missing_extra_is_one_line_naming_it(ledger):
+@pytest.mark.parametrize("cmd", [["ui"], ["daemon", "--once", "--ui-port", "0"]])
+def test_missing_extra_is_one_line_naming_it(ledger, cmd):
     r = subprocess.run(
-        [sys.executable, "-m", "ledgerx", "ui", "--root", str(ledger[0])],
+        [sys.executable, "-m", "ledgerx", *cmd, "--root", str(ledger[0])],
         capture_output=True, text=True, env=env_without_ui(), timeout=60,
     )  # fmt: skip
     assert r.returncode == 1
