@@ -21,7 +21,6 @@ from ui_support import (
     add_run,
     cli,
     env_without_ui,
-    metrics_for,
     rebuild,
     wait_for,
     write_ledger,
@@ -147,30 +146,73 @@ def test_failed_run_shows_its_error(client):
 
 
 def test_many_trials_are_downsampled_keeping_the_envelope(tmp_path, monkeypatch):
+    import random
+
     import ledgerx
     from ledgerx.ui import trials as trials_mod
 
     root = tmp_path / "ledger"
-    n = 1500
+    n, max_points = 1500, 100
+    rng = random.Random(5)
+    pnl = [round(rng.gauss(0, 1), 6) for _ in range(n)]
+    pnl[900] = pnl[905] = pnl[1400] = max(pnl) + 1  # ties: the first recorded one is best
+    pnl[920] = pnl[925] = pnl[1410] = min(pnl) - 1
     led = ledgerx.open(root)
     with led.run(run_id="big", run_kind="sweep", config={}, data_fingerprint="fp") as run:
         for t in range(n):
-            run.trial(trial_id=t, params={"a": t % 17}, metrics=metrics_for(7, t))
+            run.trial(trial_id=t, params={"a": t % 17}, metrics={"pnl": pnl[t]})
     led.close()
     rebuild(root)
-    monkeypatch.setattr(trials_mod, "MAX_POINTS", 100)
+    monkeypatch.setattr(trials_mod, "MAX_POINTS", max_points)
     with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
         d = c.get("/api/runs/big").json()
+        worst = c.get("/api/runs/big?goal=min").json()["best"]
+    assert d["best"]["trial_id"] == str(pnl.index(max(pnl)))
+    assert worst["trial_id"] == str(pnl.index(min(pnl)))
     rows = d["series"]["rows"]
     assert d["series"]["sampled"] and d["series"]["total"] == n
-    assert len(rows) <= 100 + 2
-    pnl = [metrics_for(7, t)["pnl"] for t in range(n)]
-    got = [r["metrics"]["pnl"] for r in rows]
-    assert max(got) == max(pnl) and min(got) == min(pnl)
+    assert len(rows) <= max_points + 2
     assert rows[0]["i"] == 0 and rows[-1]["i"] == n - 1
     assert [r["i"] for r in rows] == sorted({r["i"] for r in rows})
     for r in rows:  # every sampled point is the trial it claims to be
-        assert r["metrics"] == metrics_for(7, r["i"])
+        assert r["trial_id"] == str(r["i"]) and r["metrics"]["pnl"] == pnl[r["i"]]
+    # the envelope: each bucket of consecutive trials keeps its highest and lowest pnl
+    bucket = -(-2 * n // max_points)
+    got = {r["i"] for r in rows}
+    for b in range(0, n, bucket):
+        idx = range(b, min(n, b + bucket))
+        hi = max(idx, key=lambda i: pnl[i])
+        lo = min(idx, key=lambda i: pnl[i])
+        assert hi in got and lo in got, b
+
+
+def test_equity_curve_with_gaps_and_timestamps(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    import pyarrow as pa
+
+    import ledgerx
+
+    root = tmp_path / "ledger"
+    t0 = datetime(2026, 1, 2, 9, 30, tzinfo=timezone.utc)
+    curve = pa.table({
+        "ts": [t0 + timedelta(minutes=k) for k in range(4)],
+        "equity": [1.0, float("nan"), float("inf"), 1.5],
+        "label": ["a", "b", "c", "d"],
+    })  # fmt: skip
+    with ledgerx.open(root) as led:
+        with led.run(run_id="eq", run_kind="backtest", config={}, data_fingerprint="fp") as run:
+            run.artifacts.write_equity_curve(curve)
+    rebuild(root)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        r = c.get("/api/runs/eq")
+        assert r.status_code == 200
+        (got,) = r.json()["curves"]
+        assert c.get("/runs/eq").status_code == 200
+    assert got["x_name"] == "ts" and list(got["y"]) == ["equity"]
+    assert got["x"] == ["2026-01-02 09:30:00", "2026-01-02 09:31:00", "2026-01-02 09:32:00",
+                        "2026-01-02 09:33:00"]  # fmt: skip
+    assert got["y"]["equity"] == [1.0, None, None, 1.5]
 
 
 def test_compare_alerts_status(client, ledger):
@@ -272,6 +314,8 @@ def test_read_only_and_locked_down(client, ledger):
 
 
 def test_index_appears_and_reloads_without_restart(tmp_path):
+    import ledgerx
+
     root = tmp_path / "ledger"
     root.mkdir()
     with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
@@ -282,16 +326,26 @@ def test_index_appears_and_reloads_without_restart(tmp_path):
         rebuild(root)
         v1 = c.get("/api/version").json()["version"]
         assert c.get("/api/runs").json()["total"] == 5
+        assert c.get("/api/runs/bt-running").json()["series"] is None
         add_run(root, "late-run")
+        with ledgerx.open(root) as led:  # the running run records a trial meanwhile
+            led.emit("trial.recorded", {"trial_id": 0, "params": {"k": 1}, "metrics": {"x": 2}},
+                     run_id="bt-running")  # fmt: skip
         rebuild(root)
         assert c.get("/api/version").json()["version"] != v1
         ids = {r["run_id"] for r in c.get("/api/runs").json()["runs"]}
         assert "late-run" in ids and len(ids) == 6
+        d = c.get("/api/runs/bt-running").json()
+        assert [r["metrics"] for r in d["series"]["rows"]] == [{"x": 2}]
+        assert d["metrics"] == ["x"] and d["params"] == ["k"] and d["best"]["trial_id"] == "0"
+        # sweep-0 seen before and after: the cached trials belong to the old index
+        assert c.get("/api/runs/sweep-0").json()["series"]["total"] == 30
 
 
-def test_missing_extra_is_one_line_naming_it(ledger):
+@pytest.mark.parametrize("cmd", [["ui"], ["daemon", "--once", "--ui-port", "0"]])
+def test_missing_extra_is_one_line_naming_it(ledger, cmd):
     r = subprocess.run(
-        [sys.executable, "-m", "ledgerx", "ui", "--root", str(ledger[0])],
+        [sys.executable, "-m", "ledgerx", *cmd, "--root", str(ledger[0])],
         capture_output=True, text=True, env=env_without_ui(), timeout=60,
     )  # fmt: skip
     assert r.returncode == 1

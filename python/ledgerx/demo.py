@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
+
 import ledgerx
 
 WORKERS = 4
@@ -29,8 +31,11 @@ def prices(seed: int, n: int = 500) -> list[float]:
     return out
 
 
-def backtest(px: list[float], fast: int, slow: int) -> dict[str, float]:
-    """A toy moving-average crossover: enough to produce real metrics."""
+def backtest(
+    px: list[float], fast: int, slow: int, curve: list[float] | None = None
+) -> dict[str, float]:
+    """A toy moving-average crossover: enough to produce real metrics (and, given a list,
+    the equity curve)."""
     pnl, pos, trades, peak, dd = 0.0, 0, 0, 0.0, 0.0
     for i in range(slow, len(px)):
         f = sum(px[i - fast : i]) / fast
@@ -42,6 +47,8 @@ def backtest(px: list[float], fast: int, slow: int) -> dict[str, float]:
         pnl += pos * (px[i] / px[i - 1] - 1)
         peak = max(peak, pnl)
         dd = max(dd, peak - pnl)
+        if curve is not None:
+            curve.append(round(1.0 + pnl, 6))
     return {"pnl": round(pnl, 6), "max_drawdown": round(dd, 6), "trades": float(trades)}
 
 
@@ -74,6 +81,11 @@ def worker(root: str, worker_no: int, stamp: str) -> None:
                     phase.output_summary = {"trials": TRIALS_PER_RUN}
                 run.baseline("buy_and_hold", {"pnl": round(px[-1] / px[0] - 1, 6)})
                 assert best is not None
+                curve: list[float] = []
+                backtest(px, **best[0], curve=curve)
+                run.artifacts.write_equity_curve(
+                    pa.table({"step": list(range(len(curve))), "equity": curve})
+                )
                 run.summary.update({"best_params": best[0], "best_pnl": best[1]["pnl"]})
                 if worker_no == WORKERS - 1 and r == RUNS_PER_WORKER - 1:
                     raise RuntimeError("simulated data vendor outage")
@@ -110,6 +122,13 @@ def main() -> int:
             print(f"demo: worker exited with {p.exitcode}", file=sys.stderr)
             return 1
     n_events = WORKERS * RUNS_PER_WORKER * (TRIALS_PER_RUN + 7)
+    with ledgerx.open(root) as ledger:  # what a risk monitor would forward
+        ledger.emit(
+            "alert.ingested",
+            {"alert_id": f"demo-{stamp}-outage", "source": "data-vendor", "severity": "error",
+             "payload": {"message": "simulated data vendor outage"}},
+            run_id=f"demo-{stamp}-w{WORKERS - 1}-r{RUNS_PER_WORKER - 1}",
+        )  # fmt: skip
     print(
         f"demo: {WORKERS} workers wrote ~{n_events} events to {root} "
         f"in {time.perf_counter() - t0:.2f}s"
@@ -122,6 +141,11 @@ def main() -> int:
     else:
         code = cli(["tail", "--root", str(root), "-n", "15"])
     print(f"demo: done in {time.perf_counter() - t0:.2f}s")
+    if code == 0 and "ui" in COMMAND_NAMES():
+        print(
+            f"demo: browse it in the dashboard: {sys.executable} -m ledgerx ui --root {root}"
+            "  (then open http://127.0.0.1:8765/)"
+        )
     return code
 
 

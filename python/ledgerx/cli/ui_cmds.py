@@ -65,6 +65,9 @@ def _ui(args: argparse.Namespace) -> int:
         server = make_server(root, args.host, db=args.db, poll_ms=args.poll_ms)
         print(f"ledgerx ui: serving {root} on {url(sock)} (Ctrl-C to stop)", flush=True)
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C is how the dashboard is stopped: not an error
+        pass
     finally:
         sock.close()
+    print("ledgerx ui: stopped", file=sys.stderr)
     return 0

@@ -11,9 +11,11 @@ served from the descriptor that was checked, so it cannot be swapped between che
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 from datetime import date, datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +119,15 @@ def equity_curve(root: Path, path: str) -> dict[str, Any] | None:
     return {
         "x_name": x_name or "row",
         "x": x,
-        "y": {name: sub.column(name).to_pylist() for name in ys},
+        "y": {name: [_finite(v) for v in sub.column(name).to_pylist()] for name in ys},
         "rows": n,
         "sampled": len(idx) < n,
     }
+
+
+def _finite(v: Any) -> Any:
+    """NaN and infinities as None (a gap in the line): JSON has no spelling for them."""
+    return v if v is None or math.isfinite(v) else None
 
 
 def chart_value(v: Any) -> Any:
@@ -132,3 +139,8 @@ def chart_value(v: Any) -> Any:
     if isinstance(v, date):
         return v.isoformat()
     return v
+
+
+def plotly_js() -> Path:
+    """plotly.min.js as shipped inside the plotly package (no CDN)."""
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))

@@ -44,12 +44,18 @@ def run_detail(
     run = index.run(run_id)
     if run is None:
         return None
-    params, metrics = trials.names(index, run_id)
+    params, metrics = index.cached(("names", run_id), lambda: trials.names(index, run_id))
     goal = "min" if goal == "min" else "max"
     metric = metric if metric in metrics else (metrics[0] if metrics else None)
     n = int(run["n_trials"] or 0)
-    best = trials.best(index, run_id, metric, goal) if metric and n else None
-    series = trials.series(index, run_id, metric or "", n) if n else None
+    series = (
+        index.cached(
+            ("series", run_id, metric), lambda: trials.series(index, run_id, metric or "", n)
+        )
+        if n
+        else None
+    )
+    best = trials.best(series["rows"], metric, goal) if series and metric else None
     tsort = tsort or (f"metric:{metric}" if metric else "trial_id")
     table = trials.table(index, run_id, tsort, tdesc) if n else []
     artifacts = index.artifacts(run_id)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +36,7 @@ MAX_LIMIT = 5000
 # Charts get at most this many points per trace (min/max per bucket past that).
 MAX_POINTS = 4000
 TRIALS_TABLE_ROWS = 200
+CACHE_SIZE = 16
 
 
 def json_path(key: str) -> str:
@@ -60,6 +63,23 @@ class Index:
         self.root = self.reader.root
         self.paths = self.reader.paths
         self.lock = threading.Lock()
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+    def cached(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """`compute()`, remembered for the published index it was computed on: a published
+        index never changes (a publish replaces the file), so the key includes its identity.
+        Keeps the last CACHE_SIZE results (the trials of a few large runs)."""
+        full = (self.version(), *key)
+        with self.lock:
+            if full in self._cache:
+                self._cache.move_to_end(full)
+                return self._cache[full]
+        value = compute()
+        with self.lock:
+            self._cache[full] = value
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return value
 
     def version(self) -> str | None:
         """Identity of the published index file: changes at every publish."""

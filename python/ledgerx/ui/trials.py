@@ -1,7 +1,13 @@
 """Trials of one run for the charts and the table: names of params and metrics, the best trial,
 a downsampled series (at most `MAX_POINTS` rows: past that, for each bucket of consecutive
 trials, the ones with the lowest and the highest value of the chosen metric, so the chart keeps
-its envelope), and a sorted page for the table."""
+its envelope), and a sorted page for the table.
+
+These read the run's `trial.recorded` rows of `events` directly (the effective data, as the
+`trial_results` view does) and parse only the fields they need, and the full params/metrics of
+the rows they return: a run of 100k trials stays well under a second (benches/bench_ui.py).
+Trials are numbered `i` in recording order (timestamp, then position in the log).
+"""
 
 from __future__ import annotations
 
@@ -9,23 +15,28 @@ from typing import Any
 
 from ledgerx.ui.queries import MAX_POINTS, TRIALS_TABLE_ROWS, Index, json_path, loads
 
-# The trials of one run in recording order, with `i` their position and `m` the chosen metric.
-_NUMBERED = """
-WITH t AS (
-    SELECT trial_id, params, metrics, recorded_at,
-           row_number() OVER (ORDER BY recorded_at, event_id) - 1 AS i,
-           TRY_CAST(json_extract_string(metrics, ?) AS DOUBLE) AS m
-    FROM trial_results WHERE run_id = ?
+# The run's trials: `d` is the event's effective data (JSON text, parsed only where used).
+_TRIALS = """
+WITH e AS (
+    SELECT ts, file, "offset", coalesce(data_upcast, data) AS d
+    FROM events WHERE run_id = ? AND event_type = 'trial.recorded'
 )
 """
+_ORDER = 'ts, file, "offset"'
+_FIELDS = "d->>'trial_id' AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
+
+
+def _metric(name: str) -> tuple[str, list[Any]]:
+    """SQL for a metric's value as a double, and its parameter."""
+    return "TRY_CAST(json_extract_string(d, ?) AS DOUBLE)", ["$.metrics." + json_path(name)[2:]]
 
 
 def names(index: Index, run_id: str) -> tuple[list[str], list[str]]:
-    """(param names, metric names) in first-seen order, from the first trials."""
+    """(param names, metric names) in first-seen order, from the first 200 trials."""
     rows = index.rows(
-        "SELECT json_keys(params) AS p, json_keys(metrics) AS m FROM trial_results"
-        " WHERE run_id = ? AND json_type(params) = 'OBJECT' AND json_type(metrics) = 'OBJECT'"
-        " ORDER BY recorded_at, event_id LIMIT 200",
+        _TRIALS + "SELECT json_keys(d->'params') AS p, json_keys(d->'metrics') AS m"
+        f" FROM (SELECT d FROM e ORDER BY {_ORDER} LIMIT 200)"
+        " WHERE json_type(d->'params') = 'OBJECT' AND json_type(d->'metrics') = 'OBJECT'",
         [run_id],
     )
     params: dict[str, None] = {}
@@ -40,37 +51,62 @@ def _decode(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         r["params"] = loads(r["params"]) or {}
         r["metrics"] = loads(r["metrics"]) or {}
-        r.pop("m", None)
     return rows
 
 
-def best(index: Index, run_id: str, metric: str, goal: str = "max") -> dict[str, Any] | None:
-    order = "DESC" if goal == "max" else "ASC"
-    rows = index.rows(
-        _NUMBERED + f"SELECT i, trial_id, params, metrics, m FROM t WHERE m IS NOT NULL"
-        f" ORDER BY m {order}, i LIMIT 1",
-        [json_path(metric), run_id],
-    )
-    return _decode(rows)[0] if rows else None
+def best(rows: list[dict[str, Any]], metric: str, goal: str = "max") -> dict[str, Any] | None:
+    """The trial with the highest (goal 'max') or lowest value of `metric`, the first recorded
+    among equals, from `series` rows: every trial, or a sample that keeps each bucket's first
+    highest and first lowest value, so the answer is exact either way."""
+    scored = [(v, r["i"], r) for r in rows if (v := _number(r["metrics"].get(metric))) is not None]
+    if not scored:
+        return None
+    if goal == "max":
+        return max(scored, key=lambda x: (x[0], -x[1]))[2]
+    return min(scored, key=lambda x: (x[0], x[1]))[2]
+
+
+def _number(v: Any) -> float | None:
+    """A metric value as SQL's TRY_CAST(... AS DOUBLE) reads it."""
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f else None
 
 
 def series(index: Index, run_id: str, metric: str, n_trials: int) -> dict[str, Any]:
-    """Trials for the charts: all of them up to MAX_POINTS, else a min/max-per-bucket sample
-    along `metric` (first and last trial kept)."""
-    args: list[Any] = [json_path(metric), run_id]
+    """Trials for the charts, with their position `i`: all of them up to MAX_POINTS, else a
+    min/max-per-bucket sample along `metric` (first and last trial kept)."""
+    m, args = _metric(metric)
     if n_trials <= MAX_POINTS:
-        sql = _NUMBERED + "SELECT i, trial_id, params, metrics FROM t ORDER BY i"
+        sql = (
+            _TRIALS + f"SELECT row_number() OVER (ORDER BY {_ORDER}) - 1 AS i, {_FIELDS}"
+            f" FROM e ORDER BY i"
+        )
+        args = []
     else:
         bucket = max(1, -(-2 * n_trials // MAX_POINTS))  # two rows per bucket
+        # Per bucket the positions of the first highest and first lowest value (an aggregate,
+        # not a window sort: cheaper), or the bucket's first trial when it has no value.
         sql = (
-            _NUMBERED
-            + f"""SELECT i, trial_id, params, metrics FROM t
-            QUALIFY row_number() OVER (PARTITION BY i // {bucket} ORDER BY m DESC NULLS LAST, i) = 1
-                 OR row_number() OVER (PARTITION BY i // {bucket} ORDER BY m ASC NULLS LAST, i) = 1
-                 OR i = 0 OR i = {int(n_trials) - 1}
-            ORDER BY i"""
+            _TRIALS
+            + f""", t AS (
+                SELECT d, {m} AS m, row_number() OVER (ORDER BY {_ORDER}) - 1 AS i FROM e
+            ), g AS (
+                SELECT min(i) AS first,
+                       arg_max(i, (m, -i)) FILTER (WHERE m IS NOT NULL) AS hi,
+                       arg_min(i, (m, i)) FILTER (WHERE m IS NOT NULL) AS lo
+                FROM t GROUP BY i // {bucket}
+            ), keep AS (
+                SELECT DISTINCT unnest([coalesce(hi, first), coalesce(lo, first)]) AS i FROM g
+                UNION SELECT 0 UNION SELECT max(i) FROM t
+            )
+            SELECT i, {_FIELDS} FROM t SEMI JOIN keep USING (i) ORDER BY i"""
         )
-    rows = _decode(index.rows(sql, args))
+    rows = _decode(index.rows(sql, [run_id, *args]))
     return {"rows": rows, "total": n_trials, "sampled": len(rows) < n_trials}
 
 
@@ -82,24 +118,21 @@ def table(
     limit: int = TRIALS_TABLE_ROWS,
 ) -> list[dict[str, Any]]:
     """A page of trials sorted by `trial_id`, `metric:NAME` or `param:NAME` (numbers as
-    numbers, other values as text)."""
+    numbers, other values as text; ties in recording order)."""
     kind, _, name = sort.partition(":")
-    if kind == "metric" and name:
-        key, args = "json_extract_string(metrics, ?)", [json_path(name)]
-    elif kind == "param" and name:
-        key, args = "json_extract_string(params, ?)", [json_path(name)]
+    if kind in ("metric", "param") and name:
+        field = "metrics" if kind == "metric" else "params"
+        key, args = "json_extract_string(d, ?)", [f"$.{field}." + json_path(name)[2:]]
     else:
-        key, args = "trial_id", []
-    d = "DESC" if desc else "ASC"
+        key, args = "d->>'trial_id'", []
+    o = "DESC" if desc else "ASC"
     rows = index.rows(
-        f"""SELECT trial_id, params, metrics, recorded_at,
-                   row_number() OVER (ORDER BY recorded_at, event_id) - 1 AS i,
-                   {key} AS k
-            FROM trial_results WHERE run_id = ?
-            ORDER BY TRY_CAST(k AS DOUBLE) {d} NULLS LAST, k {d} NULLS LAST, i
-            LIMIT {int(limit)}""",
-        args + [run_id],
+        _TRIALS
+        + f"""SELECT {_FIELDS}, ts AS recorded_at FROM (
+                SELECT d, k, {_ORDER} FROM (SELECT d, {key} AS k, {_ORDER} FROM e)
+                ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, {_ORDER}
+                LIMIT {int(limit)})
+            ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, {_ORDER}""",
+        [run_id, *args],
     )
-    for r in rows:
-        r.pop("k", None)
     return _decode(rows)
