@@ -30,11 +30,26 @@ class LedgerError extends Error {
   }
 }
 
-/** An invalid event (unknown type, schema violation, not I-JSON, too large, bad run id). */
+/**
+ * An invalid event (unknown type, schema violation, not I-JSON, too large, bad run id).
+ * `eventType` and `version` name its schema when known; `path` is where in the document the
+ * first violation is (`data.metrics.sharpe`), when there is one.
+ */
 class SchemaError extends LedgerError {
-  constructor(message) {
+  constructor(message, eventType = null, version = null, path = null) {
     super(message);
     this.name = 'SchemaError';
+    this.eventType = eventType;
+    this.version = version;
+    this.path = path;
+  }
+}
+
+/** A bad option (durability, commit interval, sizes); raised before anything is written. */
+class ConfigError extends LedgerError {
+  constructor(message) {
+    super(message);
+    this.name = 'ConfigError';
   }
 }
 
@@ -62,7 +77,8 @@ function typed(err) {
   const msg = err && typeof err.message === 'string' ? err.message : '';
   if (!msg.startsWith(MARK)) return err;
   const body = JSON.parse(msg.slice(MARK.length));
-  if (body.kind === 'schema') return new SchemaError(body.message);
+  if (body.kind === 'schema') return new SchemaError(body.message, body.eventType, body.version, body.path);
+  if (body.kind === 'config') return new ConfigError(body.message);
   if (body.kind === 'closed') return new ClosedError(body.message);
   return new LedgerIOError(body.message, body.errno, body.path);
 }
@@ -73,6 +89,12 @@ function positionOf(p) {
 
 const DURABILITIES = ['group', 'fsync', 'os'];
 const OBJECT_PROTO = Object.prototype;
+// JSON.stringify escapes a lone surrogate as \udXXX, which is not I-JSON: such strings take the
+// native serializer, which refuses them (String.prototype.isWellFormed from Node 20 on).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const wellFormed = String.prototype.isWellFormed
+  ? (s) => s.isWellFormed()
+  : (s) => !LONE_SURROGATE.test(s);
 const MAX_DEPTH = 128;
 
 /**
@@ -84,7 +106,7 @@ const MAX_DEPTH = 128;
 function plainJson(v, depth) {
   switch (typeof v) {
     case 'string':
-      return v.isWellFormed === undefined || v.isWellFormed();
+      return wellFormed(v);
     case 'number':
       return Number.isFinite(v);
     case 'boolean':
@@ -104,7 +126,7 @@ function plainJson(v, depth) {
         const x = v[k];
         if (x === undefined) continue;
         if (!plainJson(x, depth + 1)) return false;
-        if (k.isWellFormed !== undefined && !k.isWellFormed()) return false;
+        if (!wellFormed(k)) return false;
       }
       return true;
     }
@@ -123,11 +145,11 @@ function checkOptions(options) {
     options || {},
   );
   if (!DURABILITIES.includes(o.durability)) {
-    throw new SchemaError(`durability must be 'fsync', 'group' or 'os', not ${JSON.stringify(o.durability)}`);
+    throw new ConfigError(`durability must be 'fsync', 'group' or 'os', not ${JSON.stringify(o.durability)}`);
   }
   for (const k of ['commitIntervalMs', 'maxPartBytes', 'maxEventBytes']) {
     if (!Number.isInteger(o[k]) || o[k] < 1) {
-      throw new SchemaError(`${k} must be a positive integer, not ${String(o[k])}`);
+      throw new ConfigError(`${k} must be a positive integer, not ${String(o[k])}`);
     }
   }
   return o;
@@ -160,6 +182,10 @@ class EventEmitter {
   emit(eventType, data, options) {
     const runId = options && options.runId != null ? options.runId : null;
     const version = options && options.schemaVersion != null ? options.schemaVersion : null;
+    return this._emit(eventType, data, runId, version);
+  }
+
+  _emit(eventType, data, runId, version) {
     if (typeof eventType !== 'string') {
       return Promise.reject(new SchemaError(`event_type must be a string, not ${typeof eventType}`));
     }
@@ -301,53 +327,53 @@ class EventEmitter {
   emitRunCreated(runId, runKind, config, dataFingerprint, tags) {
     const data = { run_kind: runKind, config, data_fingerprint: dataFingerprint };
     if (tags !== undefined) data.tags = tags;
-    return this.emit('run.created', data, { runId });
+    return this._emit('run.created', data, runId, null);
   }
 
   emitRunStarted(runId, info) {
     const data = Object.assign({ host: os.hostname(), pid: process.pid }, info || {});
-    return this.emit('run.started', data, { runId });
+    return this._emit('run.started', data, runId, null);
   }
 
   emitRunCompleted(runId, summary, artifactPaths) {
-    return this.emit('run.completed', { summary, artifact_paths: artifactPaths }, { runId });
+    return this._emit('run.completed', { summary, artifact_paths: artifactPaths }, runId, null);
   }
 
   emitRunFailed(runId, error, traceback) {
     const data = { error: error instanceof Error ? `${error.name}: ${error.message}` : error };
     if (traceback !== undefined) data.traceback = traceback;
     else if (error instanceof Error && error.stack) data.traceback = error.stack;
-    return this.emit('run.failed', data, { runId });
+    return this._emit('run.failed', data, runId, null);
   }
 
   emitRunHeartbeat(runId) {
-    return this.emit('run.heartbeat', {}, { runId });
+    return this._emit('run.heartbeat', {}, runId, null);
   }
 
   emitPhaseStarted(runId, phase, phaseIndex) {
-    return this.emit('phase.started', { phase, phase_index: phaseIndex }, { runId });
+    return this._emit('phase.started', { phase, phase_index: phaseIndex }, runId, null);
   }
 
   emitPhaseCompleted(runId, phase, durationMs, outputSummary) {
     const data = { phase, duration_ms: durationMs };
     if (outputSummary !== undefined) data.output_summary = outputSummary;
-    return this.emit('phase.completed', data, { runId });
+    return this._emit('phase.completed', data, runId, null);
   }
 
   emitTrialRecorded(runId, trialId, params, metrics) {
-    return this.emit('trial.recorded', { trial_id: trialId, params, metrics }, { runId });
+    return this._emit('trial.recorded', { trial_id: trialId, params, metrics }, runId, null);
   }
 
   emitBaselineCompleted(runId, name, metrics) {
-    return this.emit('baseline.completed', { baseline: name, metrics }, { runId });
+    return this._emit('baseline.completed', { baseline: name, metrics }, runId, null);
   }
 
   emitArtifactCreated(runId, artifact) {
-    return this.emit('artifact.created', artifact, { runId });
+    return this._emit('artifact.created', artifact, runId, null);
   }
 
   emitAlert(alertId, source, severity, payload) {
-    return this.emit('alert.ingested', { alert_id: alertId, source, severity, payload });
+    return this._emit('alert.ingested', { alert_id: alertId, source, severity, payload }, null, null);
   }
 }
 
@@ -368,7 +394,7 @@ function getEventEmitter(root, options) {
   if (existing) {
     const o = checkOptions(options);
     if (options && options.durability && o.durability !== existing.durability) {
-      throw new SchemaError(`${r} is already open with durability '${existing.durability}'`);
+      throw new ConfigError(`${r} is already open with durability '${existing.durability}'`);
     }
     return existing;
   }
@@ -407,6 +433,7 @@ module.exports = {
   EventEmitter,
   LedgerError,
   SchemaError,
+  ConfigError,
   LedgerIOError,
   ClosedError,
 };

@@ -6,7 +6,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { getEventEmitter, SchemaError, LedgerIOError } = require('..');
+const { getEventEmitter, SchemaError, ConfigError, LedgerIOError } = require('..');
 const { tmpRoot, checkLog, logBytes } = require('./helpers');
 
 const cyclic = { a: 1 };
@@ -73,6 +73,9 @@ for (const durability of ['group', 'fsync']) {
       assert.ok(thrown instanceof SchemaError, `${label}: ${thrown}`);
       assert.equal(thrown.name, 'SchemaError');
       assert.match(thrown.message, msg, label);
+      if (label === 'NaN') {
+        assert.deepEqual([thrown.eventType, thrown.version, thrown.path], ['trial.recorded', 1, 'data.metrics.x']);
+      }
       await em.flush();
       assert.equal(logBytes(root), before, `${label}: wrote something`);
       await em.emit('run.heartbeat', { n: good++ }, { runId: 'r' });
@@ -83,11 +86,22 @@ for (const durability of ['group', 'fsync']) {
   });
 }
 
-test('bad options are SchemaErrors; an unusable root is a LedgerIOError with errno code and path', () => {
+test('JSON text with a lone surrogate escape is refused by the native side too', async () => {
+  const root = tmpRoot('escape');
+  const em = getEventEmitter(root, { durability: 'os' });
+  for (const text of ['{"s":"a\\ud800b"}', '{"k\\udc00":1}']) {
+    assert.throws(() => em._w.emitJson('run.heartbeat', text, 'r', null), /lone surrogate/);
+  }
+  em._w.emitJson('run.heartbeat', '{"s":"\\\\ud800 is text","e":"\\ud83d\\ude00"}', 'r', null);
+  await em.close();
+  assert.deepEqual(checkLog(root).map((e) => e.data), [{ s: '\\ud800 is text', e: '😀' }]);
+});
+
+test('bad options are ConfigErrors; an unusable root is a LedgerIOError with errno code and path', () => {
   const root = tmpRoot('badopts');
-  assert.throws(() => getEventEmitter(root, { durability: 'sometimes' }), SchemaError);
-  assert.throws(() => getEventEmitter(root, { maxEventBytes: 0 }), SchemaError);
-  assert.throws(() => getEventEmitter(root, { commitIntervalMs: 1.5 }), SchemaError);
+  assert.throws(() => getEventEmitter(root, { durability: 'sometimes' }), ConfigError);
+  assert.throws(() => getEventEmitter(root, { maxEventBytes: 0 }), ConfigError);
+  assert.throws(() => getEventEmitter(root, { commitIntervalMs: 1.5 }), ConfigError);
   const file = path.join(root, 'not-a-dir');
   fs.writeFileSync(file, 'x');
   assert.throws(
