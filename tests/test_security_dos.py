@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,75 @@ def test_long_arrays_validate_in_linear_time(root: Path) -> None:
             assert f"data.artifact_paths[{N_KEYS}]" in str(e)
     finally:
         led.close()
+
+
+PEAK_RSS = """
+import resource, sys
+from ledgerx import _core
+ev, rel = sys.argv[1:]
+(b,) = _core.scan_files(ev, [(rel, 0)])
+print(b.num_rows, b.end_offset, len(b.bad_lines), b.pending_bytes)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+CLI_RSS = """
+import resource, sys
+from ledgerx.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)
+"""
+
+
+def _peak(code: str, *args: str) -> tuple[str, int]:
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    return r.stdout, int(
+        r.stderr.strip().splitlines()[-1] if code is CLI_RSS else r.stdout.split()[-1]
+    )
+
+
+def test_an_unterminated_line_is_not_read_whole(root: Path) -> None:
+    """A sparse 3 GiB part file with no newline (no disk used): scanning it, and the commands
+    that read the log, stay far below the file's size in memory (peak RSS of a fresh process)."""
+    led = ledgerx.open(root, durability="fsync")
+    try:
+        led.emit("alert.ingested", {"alert_id": "a", "source": "s", "severity": "x", "payload": {}})
+    finally:
+        led.close()
+    part = _day(root) / "part-000900.jsonl"
+    with open(part, "wb") as f:
+        f.write(b'{"event_id":"x",')
+        f.truncate(3 << 30)
+    rel = str(part.relative_to(root / "events"))
+    out, peak = _peak(PEAK_RSS, str(root / "events"), rel)
+    rows, end, bad, pending = map(int, out.split()[:4])
+    assert (rows, end, bad, pending) == (0, 0, 0, 3 << 30), "left pending, never returned"
+    assert peak < 400, f"peak RSS {peak} MiB for a 3 GiB unterminated line"
+    for cmd in (["status", "--json"], ["rebuild", "--json"], ["verify", "--json"], ["tail"]):
+        out, peak = _peak(CLI_RSS, *cmd, "--root", str(root))
+        assert peak < 500, f"ledgerx {cmd[0]}: peak RSS {peak} MiB"
+    assert json.loads(cli("status", "--json", "--root", str(root)).stdout)["lag_bytes"] == 3 << 30
+
+
+def test_an_overlong_line_is_skipped_and_what_follows_is_indexed(root: Path) -> None:
+    led = ledgerx.open(root, durability="fsync")
+    try:
+        pos = led.emit("alert.ingested", {"alert_id": "a", "source": "s", "severity": "x",
+                                          "payload": {}})  # fmt: skip
+    finally:
+        led.close()
+    good = (root / "events" / pos[0]).read_bytes()
+    good2 = good.replace(b'"alert_id":"a"', b'"alert_id":"b"')  # crc now wrong: a bad line
+    part = _day(root) / "part-000900.jsonl"
+    overlong = b"A" * (40 << 20) + b"\n"  # longer than max_event_bytes (16 MiB) and the chunk
+    part.write_bytes(overlong + good2 + overlong)
+    r = cli("rebuild", "--json", "--root", str(root), timeout=TIMEOUT)
+    rep = json.loads(r.stdout)
+    reasons = [(b["offset"], b["len"], b["reason"][:22]) for b in rep["bad"]]
+    n = len(overlong)
+    assert reasons[0] == (0, n, f"line of {n} bytes exceeds"[:22])
+    assert reasons[-1] == (n + len(good2), n, f"line of {n} bytes exceeds"[:22]), reasons
+    assert rep["bad_lines"] == 3 and rep["events"] == 1, rep
