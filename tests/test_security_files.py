@@ -75,3 +75,26 @@ build_index(sys.argv[1])
     for rel in ["events/_schema.json", "events/_schema.lock", "index/.lock"]:
         got = stat.S_IMODE((root / rel).stat().st_mode)
         assert got == mode, f"{rel}: {oct(got)} with umask {oct(umask)}, expected {oct(mode)}"
+
+
+@pytest.mark.parametrize("where", ["artifacts", "artifacts/runs", "artifacts/runs/r1"])
+def test_artifacts_are_never_written_through_a_symlink(
+    root: Path, tmp_path: Path, where: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    led = ledgerx.open(root, durability="fsync")
+    try:
+        link = root / where
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(outside, target_is_directory=True)
+        with led.run(run_id="r1", run_kind="k", config={}, data_fingerprint="fp") as run:
+            with pytest.raises(ledgerx.LedgerIOError, match="symlink or not a folder"):
+                run.artifacts.write_json("summary", {"x": 1})
+            link.unlink()
+            art = run.artifacts.write_json("summary", {"x": 2})  # a real folder: fine
+    finally:
+        led.close()
+    assert list(outside.rglob("*")) == [], "something was written outside the root"
+    assert art.path == "artifacts/runs/r1/summary.json"
+    assert (root / art.path).read_text().strip().endswith("}")

@@ -6,6 +6,7 @@ use super::clock;
 use super::error::{Error, Result};
 use super::ids;
 use super::json::{unescape, Checker, Members};
+use super::writer;
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -196,6 +197,13 @@ fn open_regular(path: &Path) -> Result<File> {
         return Err(Error::io(
             path,
             io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    if std::os::unix::fs::MetadataExt::nlink(&m) > 1 {
+        // A hard link to a file outside the root: never read as the log (like a symlink).
+        return Err(Error::io(
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "has other hard links"),
         ));
     }
     Ok(f)
@@ -508,6 +516,13 @@ fn take_line(
     let data = Some(get(7))
         .filter(|v| v.first() == Some(&b'{'))
         .ok_or("data is not an object")?;
+    // What the writer refuses is bad on the read side too (a hand-written line): run ids end up
+    // in paths, artifact paths must stay inside the root.
+    if let Some(r) = &run_id {
+        writer::check_run_id(&String::from_utf8_lossy(r)).map_err(|e| e.to_string())?;
+    }
+    let et = std::str::from_utf8(&event_type).unwrap_or("");
+    writer::check_artifact_paths(et, data).map_err(|e| e.to_string())?;
     cols.event_id.push(&event_id);
     cols.event_type.push(&event_type);
     cols.schema_version.push(version);
