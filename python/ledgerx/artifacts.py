@@ -6,7 +6,9 @@
         run.artifacts.write_json("summary", {"sharpe": 1.2})  # summary.json
 
 A file is written under a temporary name in the run's folder, fsynced, renamed to its final
-name and the folder fsynced; only then is the event emitted. A crash at any point leaves either
+name and the folder fsynced; only then is the event emitted. Folders and files are created
+relative to directory handles opened without following links, so a symlink under the root
+cannot send an artifact elsewhere. A crash at any point leaves either
 no file under the final name or the complete one (temporaries start with `.` and end in
 `.tmp-<pid>-<hex>`).
 """
@@ -14,6 +16,7 @@ no file under the final name or the complete one (temporaries start with `.` and
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -24,8 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledgerx.config import artifacts_dir
-from ledgerx.errors import SchemaError
-from ledgerx.fsutil import ensure_dir, fsync_path
+from ledgerx.errors import LedgerIOError, SchemaError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -134,13 +136,12 @@ def _series_or_ndarray(data: Any) -> pa.Table | None:
     return None
 
 
-def _sha256_and_size(path: Path) -> tuple[str, int]:
+def _sha256_and_size(f: Any) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            n += len(chunk)
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
+        n += len(chunk)
     return h.hexdigest(), n
 
 
@@ -166,7 +167,7 @@ class RunArtifacts:
         return self._commit(
             stem,
             "parquet",
-            lambda tmp: pq.write_table(table, tmp, compression=compression),
+            lambda f: pq.write_table(table, f, compression=compression),
             table.num_rows,
         )
 
@@ -179,9 +180,8 @@ class RunArtifacts:
             raise SchemaError(f"write_json({stem!r}): not strict JSON: {e}") from None
         payload = (text + "\n").encode("utf-8", "strict")
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                f.write(payload)
+        def write(f: Any) -> None:
+            f.write(payload)
 
         return self._commit(stem, "json", write, None)
 
@@ -201,27 +201,65 @@ class RunArtifacts:
         return self.write_json(CONFIG, dict(self.run.config) if obj is None else obj)
 
     def _commit(self, stem: str, fmt: str, write: Any, rows: int | None) -> Artifact:
-        ensure_dir(self.dir)
-        final = self.dir / f"{stem}.{fmt}"
-        tmp = self.dir / f".{stem}.{fmt}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        final = f"{stem}.{fmt}"
+        tmp = f".{final}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        dfd = open_run_dir(self.root, self.run.run_id)
         try:
-            write(tmp)
-            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(tmp, flags, 0o666, dir_fd=dfd)
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            sha, size = _sha256_and_size(tmp)
-            os.rename(tmp, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        fsync_path(self.dir)
-        rel = final.relative_to(self.root).as_posix()
+                with os.fdopen(fd, "w+b") as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    f.seek(0)
+                    sha, size = _sha256_and_size(f)
+                os.rename(tmp, final, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dfd)
+                raise
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        rel = f"artifacts/runs/{self.run.run_id}/{final}"
         art = Artifact(name=stem, path=rel, format=fmt, bytes=size, sha256=sha, rows=rows)
         self.run.emit("artifact.created", art.event_data())
         if rel not in self.run.artifact_paths:
             self.run.artifact_paths.append(rel)
         self.written.append(art)
         return art
+
+
+def open_run_dir(root: Path, run_id: str) -> int:
+    """The run's artifact folder as a directory fd, created as needed. Each folder below the
+    root (`artifacts`, `runs`, the run's) is opened relative to its parent's fd with
+    O_NOFOLLOW|O_DIRECTORY, so a symlink planted anywhere on the way is refused instead of
+    leading the write out of the root (docs/security.md)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in ("artifacts", "runs", run_id):
+            created = False
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=fd)
+                created = True
+            try:
+                sub = os.open(
+                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise LedgerIOError(
+                        e.errno,
+                        f"{root}/artifacts/runs/{run_id}: '{part}' is a symlink or not a folder; "
+                        "artifacts are never written through links",
+                    ) from None
+                raise
+            if created:
+                os.fsync(fd)  # the new entry is durable
+            os.close(fd)
+            fd = sub
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise

@@ -9,7 +9,11 @@ capped at 300 s); it never ends the daemon. A cycle that finds the index lock ta
 
 Health (stdlib http.server in a thread, 127.0.0.1 by default): `/healthz` is JSON, 200 when
 healthy and 503 when the age of the oldest unindexed event passes `max_lag_seconds` or the
-consecutive failures reach `max_failures`; `/metrics` is Prometheus text (`ledgerx_*`).
+consecutive failures reach `max_failures`; `/metrics` is Prometheus text (`ledgerx_*`). The lag
+is measured incrementally (`ledgerx.index.lag`) at most every `HEALTH_CACHE_S`, by one request
+at a time while the others answer from the last measure; at most `HEALTH_MAX_CONNECTIONS`
+connections are served at once (more are closed) and each gets `HEALTH_TIMEOUT_S` to send its
+request (docs/security.md).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -33,12 +38,16 @@ from typing import Any
 
 from ledgerx.config import events_dir, index_dir, resolve_root
 from ledgerx.errors import ConfigError, IndexBusyError, LedgerError
+from ledgerx.fsutil import open_lock_file
 
 log = logging.getLogger("ledgerx.daemon")
 
 MIN_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 300.0
 BUSY_RETRY_S = 1.0
+HEALTH_CACHE_S = 0.5
+HEALTH_TIMEOUT_S = 5.0
+HEALTH_MAX_CONNECTIONS = 16
 # Tests only: stall each cycle this long inside the scan, so it can be killed mid-cycle.
 STALL_ENV = "LEDGERX_DAEMON_TEST_STALL_S"
 
@@ -54,7 +63,7 @@ def daemon_lock(root: Path) -> Iterator[None]:
     d = index_dir(root)
     d.mkdir(parents=True, exist_ok=True)
     path = d / ".daemon.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_lock_file(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -146,7 +155,9 @@ class Daemon:
         self._shipper: Any = None
         self.stop = threading.Event()
         self.server: ThreadingHTTPServer | None = None
-        self._health_lock = threading.Lock()
+        self._lag_lock = threading.Lock()
+        self._lag_cache: tuple[float, dict[str, Any], str | None, tuple[int, int]] | None = None
+        self._lag_tracker: Any = None
         stall = os.environ.get(STALL_ENV)
         self._stall = float(stall) if stall else 0.0
 
@@ -285,8 +296,16 @@ class Daemon:
 
     def start_health(self) -> None:
         daemon = self
+        if not is_loopback(self.health_host):
+            log.warning(
+                "health endpoint on %s, not loopback: anyone who can reach it sees lag, counters "
+                "and errors (no authentication)",
+                self.health_host,
+            )
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = HEALTH_TIMEOUT_S  # a connection that sends nothing is closed
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 path = self.path.split("?", 1)[0]
                 try:
@@ -312,9 +331,7 @@ class Daemon:
                 if daemon.verbose:
                     log.debug("health: " + fmt, *args)
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer((self.health_host, self.health_port or 0), Handler)
-        self.server.daemon_threads = True
+        self.server = BoundedHTTPServer((self.health_host, self.health_port or 0), Handler)
         t = threading.Thread(target=self.server.serve_forever, name="ledgerx-health", daemon=True)
         t.start()
 
@@ -325,19 +342,32 @@ class Daemon:
             self.server = None
 
     def lag(self) -> dict[str, Any]:
-        """Lag of the published index behind the log (the index package's `index_status`)."""
-        from ledgerx.index.verify import index_status
+        """Lag of the published index behind the log, counted incrementally: only log bytes
+        not seen by an earlier call are scanned (`ledgerx.index.lag.LagTracker`)."""
+        if self._lag_tracker is None:
+            from ledgerx.index.lag import LagTracker
 
-        st = index_status(self.root)
-        return {
-            "events": st["lag_events"],
-            "bytes": st["lag_bytes"],
-            "seconds": st["oldest_unindexed_age_s"],
-            "indexed_events": st.get("indexed_events", 0),
-        }
+            self._lag_tracker = LagTracker(self.root)
+        return self._lag_tracker.measure()  # type: ignore[no-any-return]
 
-    def health(self) -> tuple[int, dict[str, Any]]:
-        with self._health_lock:  # one lag scan at a time, however many pollers
+    def _measured(self) -> tuple[dict[str, Any], str | None, tuple[int, int]]:
+        """(lag, lag error, quarantine) at most HEALTH_CACHE_S old. One request measures at a
+        time; concurrent ones answer from the last measure instead of queueing behind it."""
+        cache = self._lag_cache
+        if cache is not None and time.monotonic() - cache[0] < HEALTH_CACHE_S:
+            return cache[1], cache[2], cache[3]
+        # With no measure yet the first requests wait for one (bounded); later ones never wait.
+        got = (
+            self._lag_lock.acquire(timeout=HEALTH_TIMEOUT_S)
+            if cache is None
+            else (self._lag_lock.acquire(blocking=False))
+        )
+        if not got:
+            if cache is not None:
+                return cache[1], cache[2], cache[3]
+            unknown = {"events": None, "bytes": None, "seconds": None}
+            return unknown, "the first lag measure is still running", (0, 0)
+        try:
             lag: dict[str, Any]
             lag_error = None
             try:
@@ -345,11 +375,18 @@ class Daemon:
             except Exception as e:  # noqa: BLE001 - reported, and unhealthy
                 lag = {"events": None, "bytes": None, "seconds": None}
                 lag_error = f"{type(e).__name__}: {' '.join(str(e).split())}"
-            qfiles, qbytes = quarantine_stats(self.root)
+            quarantine = quarantine_stats(self.root)
+            self._lag_cache = (time.monotonic(), lag, lag_error, quarantine)
+            return lag, lag_error, quarantine
+        finally:
+            self._lag_lock.release()
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        lag, lag_error, (qfiles, qbytes) = self._measured()
         st = self.state
         with st.lock:
             body: dict[str, Any] = {
-                "root": str(self.root),
+                "root": self.root.name,
                 "pid": os.getpid(),
                 "uptime_s": round(time.time() - st.started_at, 3),
                 "interval_s": self.interval,
@@ -425,6 +462,44 @@ class Daemon:
                 f"{name} {float(value)!r}" if isinstance(value, float) else f"{name} {value}"
             )
         return "\n".join(out) + "\n"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, but at most HEALTH_MAX_CONNECTIONS at once: a connection over
+    the bound is closed at once instead of starting another thread (200 half-open connections
+    used to make 200 threads that never ended)."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(HEALTH_MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def setup_logging(verbose: bool) -> None:

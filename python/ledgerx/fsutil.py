@@ -1,12 +1,57 @@
 """Durable file-system steps shared by every module that writes outside the log: fsync a path,
-create folders durably, and replace a file atomically (temp file, fsync, rename, fsync dir)."""
+create folders durably, replace a file atomically (temp file, fsync, rename, fsync dir), and
+open lock files without following links. Files created here get `0666 & ~umask`, so a
+shared-group setup (umask 002) works (docs/security.md)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import threading
 from pathlib import Path
+
+from ledgerx.errors import LedgerError
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else by the
+    set-and-restore dance under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:
+        old = os.umask(0o022)
+        os.umask(old)
+        return old
+
+
+def open_lock_file(path: Path) -> int:
+    """Open (creating it `0666 & ~umask`) a lock file for flock, never through a symlink
+    (O_NOFOLLOW) and never a file with other names (a hard link to a file elsewhere would be
+    truncated by the daemon's pid write). Returns the fd; LedgerError when refused."""
+    try:
+        fd = os.open(
+            path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666
+        )
+    except OSError as e:
+        if e.errno == 40:  # ELOOP: the last component is a symlink
+            raise LedgerError(f"{path}: lock file is a symlink; refusing to follow it") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(fd)
+        why = "not a regular file" if not stat.S_ISREG(st.st_mode) else "has other hard links"
+        raise LedgerError(f"{path}: lock file {why}; refusing to use it")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def fsync_path(path: Path) -> None:
@@ -36,6 +81,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600 whatever the umask
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()

@@ -7,7 +7,7 @@ use super::error::{Error, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -218,7 +218,8 @@ fn try_adopt(events: &Path, path: &Path, day: &str, below: u64) -> Result<Option
         Ok(m) => m,
         Err(_) => return Ok(None),
     };
-    if !meta.file_type().is_file() || meta.len() >= below {
+    // A part with other hard links may be a file outside the root: never adopted (cut, appended).
+    if !meta.file_type().is_file() || meta.len() >= below || meta.nlink() > 1 {
         return Ok(None);
     }
     let file = match OpenOptions::new()
@@ -230,8 +231,9 @@ fn try_adopt(events: &Path, path: &Path, day: &str, below: u64) -> Result<Option
         Ok(f) => f,
         Err(_) => return Ok(None),
     };
-    let ft = file.metadata().map_err(|e| Error::io(path, e))?.file_type();
-    if !ft.is_file() || ft.is_fifo() || !lock_nb(&file) {
+    let m = file.metadata().map_err(|e| Error::io(path, e))?;
+    let ft = m.file_type();
+    if !ft.is_file() || ft.is_fifo() || m.nlink() > 1 || !lock_nb(&file) {
         return Ok(None);
     }
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();

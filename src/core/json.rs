@@ -62,7 +62,7 @@ pub fn write_i64(out: &mut Vec<u8>, v: i64) {
 }
 
 /// A byte range `[start, end)` inside the checked text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Span {
     pub start: usize,
     pub end: usize,
@@ -294,47 +294,20 @@ impl<'a> Checker<'a> {
             self.i += 1;
             return Ok(());
         }
-        // Keys seen so far (for the duplicate check): the members when they are recorded,
-        // else a small inline list that spills to the heap for large objects.
-        let mut inline = [Span { start: 0, end: 0 }; 8];
-        let mut n_inline = 0usize;
-        let mut spill: Vec<Span> = Vec::new();
-        let mut any_esc = false;
+        let mut keys = KeySet::default();
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
                 return self.err("expected string key");
             }
             let ks = self.i;
-            let kb_esc = self.string()?;
+            let esc = self.string()?;
             let key = Span {
                 start: ks,
                 end: self.i,
             };
-            let kb = &self.b[ks..self.i];
-            // Escaped keys are compared decoded so "a" and "\u0061" count as the same key;
-            // while no key of the object has an escape, bytes are compared.
-            let b = self.b;
-            let decode = kb_esc || any_esc;
-            any_esc |= kb_esc;
-            let same = |k: &Span| {
-                let other = &b[k.start..k.end];
-                other == kb || decode && unescape(other) == unescape(kb)
-            };
-            let dup = match out.as_deref() {
-                Some(m) => m.iter().any(|(k, _)| same(k)),
-                None => inline[..n_inline].iter().any(same) || spill.iter().any(same),
-            };
-            if dup {
+            if !keys.insert(self.b, key, esc) {
                 return self.err("duplicate key");
-            }
-            if out.is_none() {
-                if n_inline < inline.len() {
-                    inline[n_inline] = key;
-                    n_inline += 1;
-                } else {
-                    spill.push(key);
-                }
             }
             self.ws();
             if self.peek() != Some(b':') {
@@ -363,6 +336,62 @@ impl<'a> Checker<'a> {
                 _ => return self.err("expected , or }"),
             }
         }
+    }
+}
+
+/// Objects with more keys than this check duplicates through a hash set.
+const FEW_KEYS: usize = 16;
+
+/// The keys of one object, for the duplicate check in linear time. Keys compare decoded (a key
+/// without escapes is its own decoded form, so only escaped keys are decoded, once each): by
+/// bytes over a small inline list while the object is small, then through a hash set (std's
+/// SipHash with a random key, so crafted keys cannot make it quadratic either).
+#[derive(Default)]
+struct KeySet<'a> {
+    few: [(Span, bool); FEW_KEYS],
+    n: usize,
+    any_esc: bool,
+    many: Option<std::collections::HashSet<std::borrow::Cow<'a, [u8]>>>,
+}
+
+impl<'a> KeySet<'a> {
+    /// Add a key (its literal with quotes at `key` in `b`); false when it was already there.
+    fn insert(&mut self, b: &'a [u8], key: Span, esc: bool) -> bool {
+        if let Some(set) = self.many.as_mut() {
+            return set.insert(canonical(b, key, esc));
+        }
+        let kb = &b[key.start..key.end];
+        let decode = esc || self.any_esc;
+        let dup = self.few[..self.n].iter().any(|(k, _)| {
+            let other = &b[k.start..k.end];
+            other == kb || decode && unescape(other) == unescape(kb)
+        });
+        if dup {
+            return false;
+        }
+        self.any_esc |= esc;
+        if self.n < FEW_KEYS {
+            self.few[self.n] = (key, esc);
+            self.n += 1;
+            return true;
+        }
+        let mut set = std::collections::HashSet::with_capacity(4 * FEW_KEYS);
+        for &(k, e) in &self.few {
+            set.insert(canonical(b, k, e));
+        }
+        set.insert(canonical(b, key, esc));
+        self.many = Some(set);
+        true
+    }
+}
+
+/// A key's decoded bytes: borrowed from the text when it has no escape.
+fn canonical(b: &[u8], key: Span, esc: bool) -> std::borrow::Cow<'_, [u8]> {
+    let lit = &b[key.start..key.end];
+    if esc {
+        std::borrow::Cow::Owned(unescape(lit).into_bytes())
+    } else {
+        std::borrow::Cow::Borrowed(&lit[1..lit.len() - 1])
     }
 }
 
@@ -413,6 +442,23 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+        // Past the inline list: the hash set still compares keys decoded.
+        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        for (tail, ok) in [
+            (r#""k39x":1}"#, true),
+            (r#""k7":1}"#, false),
+            (r#""\u006b7":1}"#, false),
+            (r#""\u006b7x":1}"#, true),
+        ] {
+            let text = format!("{{{many}{tail}");
+            assert_eq!(
+                Checker::object_members(text.as_bytes()).is_ok(),
+                ok,
+                "{tail}"
+            );
+        }
+        let esc_first = format!(r#"{{"\u006b0":0,{many}"x":1}}"#);
+        assert!(Checker::object_members(esc_first.as_bytes()).is_err());
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         assert!(Checker::value_only(deep.as_bytes()).is_err());
         assert!(Checker::value_only(br#""\ud83d\ude00""#).is_ok());

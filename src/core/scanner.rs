@@ -6,6 +6,7 @@ use super::clock;
 use super::error::{Error, Result};
 use super::ids;
 use super::json::{unescape, Checker, Members};
+use super::writer;
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -198,6 +199,13 @@ fn open_regular(path: &Path) -> Result<File> {
             io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
         ));
     }
+    if std::os::unix::fs::MetadataExt::nlink(&m) > 1 {
+        // A hard link to a file outside the root: never read as the log (like a symlink).
+        return Err(Error::io(
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "has other hard links"),
+        ));
+    }
     Ok(f)
 }
 
@@ -218,25 +226,84 @@ pub fn scan_file(path: &Path, start: u64, opts: ScanOptions) -> Result<ScanResul
     } else {
         opts.max_bytes
     };
-    let mut want = (size - start).min(budget.max(1 << 16));
+    let want = (size - start).min(budget.max(1 << 16));
+    // No line longer than max_line_bytes can be valid, so no more than that (+1, to see that it
+    // is longer) is ever held to find a line's end: memory stays bounded whatever the file.
+    let cap = opts.max_line_bytes.saturating_add(1).max(1 << 16);
     let mut buf = Vec::new();
+    f.seek(SeekFrom::Start(start))
+        .map_err(|e| Error::io(path, e))?;
+    // Into spare capacity: no zero-filling of a buffer the read overwrites anyway.
+    buf.reserve_exact(want.min(cap) as usize);
+    read_full(&mut f, &mut buf, want.min(cap)).map_err(|e| Error::io(path, e))?;
     loop {
-        // Into spare capacity: no zero-filling of a buffer the read overwrites anyway.
-        buf.clear();
-        buf.reserve_exact(want as usize);
-        f.seek(SeekFrom::Start(start))
-            .map_err(|e| Error::io(path, e))?;
-        let got = read_full(&mut f, &mut buf, want).map_err(|e| Error::io(path, e))?;
-        // A line longer than the budget: read further until it ends or the file does.
-        if memchr::memchr(b'\n', &buf).is_none() && start + (got as u64) < size {
-            want = (want * 2).min(size - start);
-            continue;
+        let held = buf.len() as u64;
+        if memchr::memchr(b'\n', &buf).is_some() {
+            if held < want {
+                // The budget allows more than the first read: the rest of it, in one go.
+                buf.reserve_exact((want - held) as usize);
+                read_full(&mut f, &mut buf, want - held).map_err(|e| Error::io(path, e))?;
+            }
+            break;
         }
-        break;
+        if start + held >= size {
+            break; // an unterminated tail: a writer may still be writing it
+        }
+        if held >= cap {
+            // Longer than any valid line and no end in sight: skip to its end without
+            // holding it, and report it as one bad line.
+            return skip_overlong(&mut f, path, start, start + held, size, opts, res);
+        }
+        // A line longer than the budget: read further (at most up to `cap`).
+        let more = held.min(cap - held).min(size - start - held).max(1);
+        buf.reserve_exact(more as usize);
+        read_full(&mut f, &mut buf, more).map_err(|e| Error::io(path, e))?;
+        if buf.len() as u64 == held {
+            break; // the file shrank under us
+        }
     }
     let consumed = scan_buffer(&buf, start, opts, &mut res.columns, &mut res.bad);
     res.end_offset = start + consumed as u64;
     res.pending_bytes = size - res.end_offset;
+    Ok(res)
+}
+
+/// The line at `start` has no newline in its first `max_line_bytes` + 1 bytes: find its end
+/// reading fixed-size blocks from `from`. Found: one bad line up to it, scanning resumes after.
+/// Not found: an unterminated tail, left pending (nothing returned, nothing held).
+fn skip_overlong(
+    f: &mut File,
+    path: &Path,
+    start: u64,
+    from: u64,
+    size: u64,
+    opts: ScanOptions,
+    mut res: ScanResult,
+) -> Result<ScanResult> {
+    let mut block = vec![0u8; 1 << 20];
+    let mut pos = from;
+    f.seek(SeekFrom::Start(pos))
+        .map_err(|e| Error::io(path, e))?;
+    while pos < size {
+        let n = f.read(&mut block).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        if let Some(k) = memchr::memchr(b'\n', &block[..n]) {
+            let len = pos + k as u64 + 1 - start;
+            res.bad.push(BadLine {
+                offset: start,
+                len,
+                reason: format!("line of {len} bytes exceeds {} bytes", opts.max_line_bytes),
+            });
+            res.end_offset = start + len;
+            res.pending_bytes = size - res.end_offset;
+            return Ok(res);
+        }
+        pos += n as u64;
+    }
+    res.end_offset = start;
+    res.pending_bytes = size - start;
     Ok(res)
 }
 
@@ -449,6 +516,13 @@ fn take_line(
     let data = Some(get(7))
         .filter(|v| v.first() == Some(&b'{'))
         .ok_or("data is not an object")?;
+    // What the writer refuses is bad on the read side too (a hand-written line): run ids end up
+    // in paths, artifact paths must stay inside the root.
+    if let Some(r) = &run_id {
+        writer::check_run_id(&String::from_utf8_lossy(r)).map_err(|e| e.to_string())?;
+    }
+    let et = std::str::from_utf8(&event_type).unwrap_or("");
+    writer::check_artifact_paths(et, data).map_err(|e| e.to_string())?;
     cols.event_id.push(&event_id);
     cols.event_type.push(&event_type);
     cols.schema_version.push(version);

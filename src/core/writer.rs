@@ -225,6 +225,41 @@ pub fn check_run_id(id: &str) -> Result<()> {
     }
 }
 
+/// Artifact paths are relative to the ledger root and stay inside it: not absolute, no `..`
+/// component, no NUL. Checked for `artifact.created` (`path`) and `run.completed`
+/// (`artifact_paths`) by the writer and, for hand-written lines, by the scanner.
+pub fn check_artifact_paths(event_type: &str, data: &[u8]) -> Result<()> {
+    let key = match event_type {
+        "artifact.created" => "path",
+        "run.completed" => "artifact_paths",
+        _ => return Ok(()),
+    };
+    // The shape itself is the schema's business; only the strings found are checked here.
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return Ok(());
+    };
+    let check = |p: &str| {
+        let inside = !p.is_empty()
+            && !p.starts_with('/')
+            && !p.contains('\0')
+            && p.split('/').all(|c| c != "..");
+        if inside {
+            Ok(())
+        } else {
+            Err(Error::schema(format!(
+                "{event_type}: artifact path {p:?} must be relative to the ledger root, without '..'"
+            )))
+        }
+    };
+    match v.get(key) {
+        Some(serde_json::Value::String(p)) => check(p),
+        Some(serde_json::Value::Array(items)) => {
+            items.iter().filter_map(|x| x.as_str()).try_for_each(check)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The latest timestamp a line can carry: 9999-12-31T23:59:59.999999Z.
 const MAX_TS_US: i64 = 253_402_300_799_999_999;
 
@@ -358,6 +393,7 @@ impl Writer {
     /// a binding can run it off its event loop while order stays fixed at the call.
     pub fn emit_deferred(&self, head: &EventHead<'_>, data: &[u8]) -> Result<Emitted> {
         check_run_scope(head.event_type, head.run_id)?;
+        check_artifact_paths(head.event_type, data)?;
         check_overrides(head)?;
         let mut guard = lock(&self.shared.state);
         if guard.closed {

@@ -21,7 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="PORT",
         help="serve /healthz and /metrics on 127.0.0.1:PORT",
     )
-    p.add_argument("--health-host", default="127.0.0.1", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--health-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address for --health-port (127.0.0.1); a warning is logged when it is not "
+        "loopback: /healthz and /metrics have no authentication",
+    )
     p.add_argument(
         "--max-lag-seconds",
         type=float,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ledgerx.config import index_dir
 from ledgerx.errors import IndexBusyError, LedgerIOError
-from ledgerx.fsutil import fsync_path
+from ledgerx.fsutil import fsync_path, open_lock_file
 
 TMP_MARK = ".building-"
 
@@ -57,7 +57,7 @@ class IndexPaths:
 def index_lock(paths: IndexPaths) -> Iterator[None]:
     """One indexer per index: a non-blocking flock on the lock file, released on exit or death."""
     paths.lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_lock_file(paths.lock)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -88,7 +88,10 @@ def lock_is_free(paths: IndexPaths) -> bool:
     """True when no indexer holds the lock right now (a hint: it may be taken a moment later)."""
     if not paths.lock.exists():
         return True
-    fd = os.open(paths.lock, os.O_RDONLY | os.O_CLOEXEC)
+    try:  # never through a link, never blocking on a FIFO; index_lock reports either
+        fd = os.open(paths.lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return True

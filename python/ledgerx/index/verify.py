@@ -129,6 +129,9 @@ def verify(
     for rel, day, size in files:
         last = None
         for b in _iter_file(ev, rel, size, strict, chunk_bytes):
+            if b.error is not None:  # e.g. a part with other hard links: never read as log
+                rep.add(f"{rel}: not read: {b.error}")
+                break
             last = b
             for off, ln, reason in b.bad_lines:
                 rep.add(f"{rel}:{off}: bad line ({ln} bytes): {reason}")

@@ -30,6 +30,7 @@ import pyarrow as pa
 from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import LedgerError
+from ledgerx.fsutil import open_lock_file
 from ledgerx.legacy.source import attach_legacy, create_legacy_views, remove_snapshot
 
 # Order of events that share a timestamp: the order the old code did things in.
@@ -242,7 +243,7 @@ def _migrate_lock(root: Path) -> Iterator[None]:
     """One migration per root at a time: two would both write what neither has seen yet."""
     ev = events_dir(root)
     ev.mkdir(parents=True, exist_ok=True)
-    fd = os.open(ev / ".legacy-migrate.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_lock_file(ev / ".legacy-migrate.lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

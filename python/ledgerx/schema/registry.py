@@ -34,7 +34,7 @@ from typing import Any
 
 from ledgerx import _core
 from ledgerx.errors import SchemaError
-from ledgerx.fsutil import atomic_write, fsync_path
+from ledgerx.fsutil import atomic_write, fsync_path, open_lock_file
 from ledgerx.schema.names import validate_event_type
 from ledgerx.schema.upcasters import (
     Upcaster,
@@ -80,7 +80,7 @@ def _bind(
 @contextlib.contextmanager
 def _exclusive(events_dir: Path) -> Iterator[None]:
     """Hold the registry lock: every read-modify-write of `_schema.json` happens under it."""
-    fd = os.open(events_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_lock_file(events_dir / LOCK_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
