@@ -121,7 +121,9 @@ def main() -> int:
         if p.exitcode != 0:
             print(f"demo: worker exited with {p.exitcode}", file=sys.stderr)
             return 1
-    n_events = WORKERS * RUNS_PER_WORKER * (TRIALS_PER_RUN + 7)
+    # Per run: created, started, 2 phases x (started, completed), the trials, a baseline, the
+    # equity curve's artifact.created, and completed (or failed).
+    n_events = WORKERS * RUNS_PER_WORKER * (TRIALS_PER_RUN + 9)
     with ledgerx.open(root) as ledger:  # what a risk monitor would forward
         ledger.emit(
             "alert.ingested",
@@ -130,7 +132,7 @@ def main() -> int:
             run_id=f"demo-{stamp}-w{WORKERS - 1}-r{RUNS_PER_WORKER - 1}",
         )  # fmt: skip
     print(
-        f"demo: {WORKERS} workers wrote ~{n_events} events to {root} "
+        f"demo: {WORKERS} workers wrote {n_events} events and 1 alert to {root} "
         f"in {time.perf_counter() - t0:.2f}s"
     )
     from ledgerx.cli import COMMAND_NAMES
