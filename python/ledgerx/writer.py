@@ -80,7 +80,7 @@ class Ledger:
         self.root = resolve_root(root)
         self.events_dir = events_dir(self.root)
         self.durability = durability
-        self._options = dict(
+        self._options: dict[str, Any] = dict(
             durability=durability,
             commit_interval_ms=commit_interval_ms,
             max_part_bytes=max_part_bytes,
@@ -102,20 +102,24 @@ class Ledger:
     def _open_writer(self) -> _core.Writer:
         w = _core.Writer(str(self.root), **self._options)
         self._writer = w
-        # Bind the Rust method directly: no Python frame on the hot path.
-        self.emit = w.emit  # type: ignore[method-assign]
+        # Bind the Rust method directly: no Python frame on the hot path. (Its parameters after
+        # `data` are positional-or-keyword where the signature below makes them keyword-only.)
+        self.emit = w.emit  # type: ignore[method-assign,assignment]
         return w
 
     # The signature users see; replaced per instance by the Rust bound method above.
     def emit(  # type: ignore[no-redef]
         self,
         event_type: str,
-        data: Mapping[str, Any],
+        data: dict[str, Any],
         *,
         run_id: str | None = None,
         schema_version: int | None = None,
     ) -> Position:
-        """Validate and append one event; returns its position (file, offset)."""
+        """Validate and append one event; returns its position (file, offset).
+
+        `data` is a dict (str keys) of JSON values: dict, list, tuple, str, int (64-bit),
+        finite float, bool, None. Anything else raises SchemaError naming the path."""
         return self._live_writer().emit(event_type, data, run_id, schema_version)
 
     def _live_writer(self) -> _core.Writer:
@@ -431,7 +435,7 @@ class Run:
     # -- events ----------------------------------------------------------------------------------
 
     def emit(
-        self, event_type: str, data: Mapping[str, Any], schema_version: int | None = None
+        self, event_type: str, data: dict[str, Any], schema_version: int | None = None
     ) -> Position:
         self._live()
         return self.ledger.emit(event_type, data, run_id=self.run_id, schema_version=schema_version)
@@ -531,7 +535,7 @@ def default_ledger() -> Ledger:
 
 def emit(
     event_type: str,
-    data: Mapping[str, Any],
+    data: dict[str, Any],
     *,
     run_id: str | None = None,
     schema_version: int | None = None,

@@ -561,11 +561,12 @@ def build_index(
             )
             con.commit()
             _trace("commit")
+            # count(*) always returns one row: fetchone() is never None here and below.
             new_alerts = con.execute(
                 "SELECT count(*) FROM events WHERE gen = ? AND event_type = 'alert.ingested'",
                 [gen],
-            ).fetchone()[0]
-            touched = con.execute("SELECT count(*) FROM _touched").fetchone()[0]
+            ).fetchone()[0]  # type: ignore[index]
+            touched = con.execute("SELECT count(*) FROM _touched").fetchone()[0]  # type: ignore[index]
             # Side files first: if we die between the renames, runs.duckdb still points at the
             # old checkpoints, so the next round redoes these bytes and rewrites both.
             if not incremental or new_alerts or rep.duplicates or not paths.alerts.exists():
@@ -626,7 +627,7 @@ def _upgrade_format(con: duckdb.DuckDBPyConnection) -> None:
         """SELECT count(*) FROM duckdb_tables()
            WHERE database_name = current_database() AND schema_name = 'main'
              AND table_name = 'trial_results'"""
-    ).fetchone()[0]
+    ).fetchone()[0]  # type: ignore[index]  # count(*): one row
     if old:
         con.execute("DROP TABLE trial_results")
 
@@ -644,10 +645,10 @@ def _drop_duplicates(
             """SELECT count(*) FROM events
                WHERE event_id IN (SELECT event_id FROM events WHERE gen = ?)""",
             [gen],
-        ).fetchone()[0]
+        ).fetchone()[0]  # type: ignore[index]  # count(*): one row
         new = con.execute(
             "SELECT count(DISTINCT event_id) FROM events WHERE gen = ?", [gen]
-        ).fetchone()[0]
+        ).fetchone()[0]  # type: ignore[index]
         if n == new:
             con.execute("CREATE OR REPLACE TEMP TABLE _dups (event_id VARCHAR)")
             return 0
@@ -656,7 +657,7 @@ def _drop_duplicates(
     else:
         # Distinct 64-bit hashes are cheaper to count than distinct strings, and as many
         # distinct hashes as rows proves the ids distinct; a collision falls to the exact path.
-        n, d = con.execute("SELECT count(*), count(DISTINCT hash(event_id)) FROM events").fetchone()
+        n, d = con.execute("SELECT count(*), count(DISTINCT hash(event_id)) FROM events").fetchone()  # type: ignore[misc]
         if n == d:
             con.execute("CREATE OR REPLACE TEMP TABLE _dups (event_id VARCHAR)")
             return 0
