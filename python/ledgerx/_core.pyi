@@ -1,6 +1,7 @@
 """Type stubs for the Rust extension `ledgerx._core` (checked against the built module by
 `make lint`: mypy.stubtest). Its errors are the classes of `ledgerx.errors`."""
 
+from collections.abc import Callable
 from typing import Any, final
 
 __all__ = [
@@ -51,7 +52,11 @@ class Writer:
         max_part_bytes: int = 100_000_000,
         max_event_bytes: int = 16 * 1024 * 1024,
         writer_id: str | None = None,
-    ) -> Writer: ...
+        nonfinite: str = "error",
+        default: Callable[[Any], Any] | None = None,
+    ) -> Writer:
+        """`nonfinite="null"` writes NaN/±Inf as null; `default` is called with any value no
+        built-in rule serializes and returns a JSON value."""
     @property
     def writer_id(self) -> str: ...
     @property
