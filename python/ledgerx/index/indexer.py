@@ -23,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -36,6 +36,7 @@ from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError, IndexLockedError
 from ledgerx.index import schema as S
+from ledgerx.index.hooks import PublishRound, run_publish_hooks
 from ledgerx.index.publish import (
     IndexPaths,
     copy_file,
@@ -406,7 +407,7 @@ def build_index(
     memory_limit: str | None = "384MB",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     durable: bool = True,
-    legacy_projection: bool | None = None,
+    hook_options: Mapping[str, Any] | None = None,
 ) -> IndexReport:
     """Index the new bytes of every part file (or everything, with `full_rebuild`) and publish.
 
@@ -414,8 +415,9 @@ def build_index(
     running run with no new event counts as abandoned; `upcaster` defaults to the root's schema
     registry (None disables upcasting). Raises IndexBusyError when another indexer holds the
     lock. Returns an IndexReport; `mode == "noop"` means no file was touched.
-    `legacy_projection`: also publish index/legacy.duckdb (True), never (False), or keep an
-    existing one current (None); see ledgerx.legacy.projection.
+    After each round the registered publish hooks run (`ledgerx.index.hooks`), given
+    `hook_options`; e.g. `{"legacy_projection": True}` for the legacy projection, which
+    `ledgerx.legacy` registers.
     """
     t0 = time.monotonic()
     started_at = datetime.now(timezone.utc)
@@ -451,7 +453,7 @@ def build_index(
         arch = pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
         quiet = not (states or arch or meta_change or sides_missing or copied)
         if incremental and quiet:
-            _legacy_hook(paths, legacy_projection, changed=False, durable=durable)
+            run_publish_hooks(PublishRound(paths, False, durable, hook_options or {}))
             rep.seconds = time.monotonic() - t0
             return rep
 
@@ -587,16 +589,9 @@ def build_index(
         publish(work, paths.runs, durable=durable)
         _trace("close + publish")
         rep.published = True
-        _legacy_hook(paths, legacy_projection, changed=True, durable=durable)
+        run_publish_hooks(PublishRound(paths, True, durable, hook_options or {}))
         rep.seconds = time.monotonic() - t0
         return rep
-
-
-def _legacy_hook(paths: IndexPaths, enabled: bool | None, changed: bool, durable: bool) -> None:
-    # docs/legacy.md: the legacy-shaped projection follows the index (ledgerx.legacy.projection).
-    from ledgerx.legacy.projection import projection_hook
-
-    projection_hook(paths, enabled, changed=changed, durable=durable)
 
 
 def _rel_to_root(p: Path, root: Path) -> str:
