@@ -16,6 +16,7 @@ event reached the bucket from two roots. `Reader(root)` reads that index as usua
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerx.config import events_dir, resolve_root
-from ledgerx.errors import LedgerError
+from ledgerx.errors import LedgerError, LedgerIOError
 from ledgerx.fsutil import ensure_dir, fsync_path
 from ledgerx.index.indexer import list_part_files
 from ledgerx.remote.ship import _retry
@@ -123,7 +124,7 @@ def _sync_part(st: Any, ev: Path, rel: str, names: list[ObjectName]) -> tuple[in
                 raise RemoteError(f"{name.key}: read {len(data)} bytes, expected a different size")
             tail = data[cur - name.start :]
             if os.write(fd, tail) != len(tail):
-                raise OSError(f"{path}: short write")
+                raise LedgerIOError(errno.EIO, "short write", str(path))
             cur = name.end
             objects += 1
             nbytes += len(tail)

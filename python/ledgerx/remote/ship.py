@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerx.config import events_dir, resolve_root
-from ledgerx.errors import LedgerError
+from ledgerx.errors import ConfigError, LedgerError
 from ledgerx.fsutil import atomic_write, ensure_dir, fsync_path
 from ledgerx.index.indexer import list_part_files
 from ledgerx.remote.store import ObjectName, RemoteError, check_url, open_store
@@ -114,7 +114,7 @@ class Shipper:
     ) -> None:
         check_url(url)
         if max_object_bytes < 1:
-            raise ValueError("max_object_bytes must be >= 1")
+            raise ConfigError("max_object_bytes must be >= 1")
         self.root = resolve_root(root)
         if not self.root.is_dir():
             raise LedgerError(f"no ledger root at {self.root}")

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from ledgerx.errors import LedgerError
+from ledgerx.errors import ConfigError, LedgerError
 
 OBJECT_RE = re.compile(
     r"roots/(?P<root>[0-9a-f]{32})/(?P<day>day=\d{4}-\d{2}-\d{2})/"
@@ -66,7 +66,7 @@ def check_url(url: str) -> tuple[str, str]:
     """(bucket, prefix) of `s3://bucket/prefix`; anything else is a clear error."""
     u = urlparse(url)
     if u.scheme != "s3" or not u.netloc:
-        raise ValueError(f"expected s3://bucket/prefix, got {url!r}")
+        raise ConfigError(f"expected s3://bucket/prefix, got {url!r}")
     return u.netloc, u.path.strip("/")
 
 
