@@ -78,7 +78,7 @@ CLIPPY_DENY := -D warnings -D clippy::undocumented_unsafe_blocks
 
 lint: setup
 	cargo fmt --check
-	cargo clippy --locked --release --all-targets -- $(CLIPPY_DENY)
+	cargo clippy --locked --release --workspace --all-targets -- $(CLIPPY_DENY)
 	cargo clippy --locked --release --features python -- $(CLIPPY_DENY)
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches

@@ -26,9 +26,13 @@ const MARK: &str = "\u{1}ledgerx:";
 
 fn js_err(e: CoreError) -> Error {
     let body = match &e {
-        CoreError::Schema(m) => format!(r#"{{"kind":"schema","message":{}}}"#, quote(m)),
+        // A configuration mistake reaches JavaScript as a SchemaError, as it did before the
+        // core had a Config variant (index.js has no ConfigError class).
+        CoreError::Schema { message: m, .. } | CoreError::Config(m) => {
+            format!(r#"{{"kind":"schema","message":{}}}"#, quote(m))
+        }
         CoreError::Closed => r#"{"kind":"closed","message":"ledger is closed"}"#.to_string(),
-        CoreError::Io { path, source } => format!(
+        CoreError::Io { path, source } | CoreError::Commit { path, source, .. } => format!(
             r#"{{"kind":"io","errno":{},"path":{},"message":{}}}"#,
             source.raw_os_error().unwrap_or(libc_eio()),
             quote(path),
@@ -49,7 +53,7 @@ fn failure_err(f: &cw::Failure) -> Error {
 }
 
 fn schema_err(m: String) -> Error {
-    js_err(CoreError::Schema(m))
+    js_err(CoreError::schema(m))
 }
 
 const fn libc_eio() -> i32 {
