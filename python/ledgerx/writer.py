@@ -52,6 +52,18 @@ def _seed_registry(events: Path) -> None:
         raise LedgerIOError(e.errno or 5, f"{path}: {e.strerror or e}", str(path)) from None
 
 
+def _check_sizes(commit_interval_ms: Any, max_part_bytes: Any, max_event_bytes: Any) -> None:
+    """Whole numbers in range, checked before anything opens (ConfigError, not a TypeError or
+    OverflowError from the binding)."""
+    for name, v, low in (
+        ("commit_interval_ms", commit_interval_ms, 0),
+        ("max_part_bytes", max_part_bytes, 1),
+        ("max_event_bytes", max_event_bytes, 1),
+    ):
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v < 2**63:
+            raise ConfigError(f"{name} must be a whole number >= {low}, not {v!r}")
+
+
 class Ledger:
     """An open ledger root. One per process is enough; it is safe to share across threads.
 
@@ -77,6 +89,7 @@ class Ledger:
     ) -> None:
         if durability not in DURABILITY_MODES:
             raise ConfigError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
+        _check_sizes(commit_interval_ms, max_part_bytes, max_event_bytes)
         self.root = resolve_root(root)
         self.events_dir = events_dir(self.root)
         self.durability = durability
