@@ -13,6 +13,7 @@ import duckdb
 import pytest
 from index_support import T0, index_events, part_files, reference_events, write_sweep
 
+import ledgerx
 from ledgerx import _core
 from ledgerx.index import IndexPaths, build_index
 from ledgerx.index.indexer import open_readonly
@@ -200,5 +201,8 @@ def test_cli_commands(ledger: Path) -> None:
     r = cli("rebuild", "--since-date", "bad", root=ledger)
     assert r.returncode == 1 and "YYYY-MM-DD" in r.stderr
     empty = ledger.parent / "empty"
+    r = cli("runs", root=empty)  # no such directory: a typo in --root is an error
+    assert r.returncode == 1 and "no ledger at" in r.stderr
+    ledgerx.open(empty).close()  # a ledger without an index yet
     r = cli("runs", root=empty)
     assert r.returncode == 1 and "ledgerx rebuild" in r.stderr
