@@ -78,13 +78,18 @@ test-node: setup node $(VENV)/.tsc
 	rm -rf node/build && tsc -p node
 	LEDGERX_PYTHON=$(abspath $(PY)) node --test node/test/*.test.js
 
+# The gates CI runs after the tests: formatting, clippy (every unsafe block needs a SAFETY
+# comment), ruff, mypy on the package, and the extension's stub checked against the build.
+CLIPPY_DENY := -D warnings -D clippy::undocumented_unsafe_blocks
+
 lint: setup
 	cargo fmt --check
-	cargo clippy --locked --release --all-targets -- -D warnings
-	cargo clippy --locked --release --features python -- -D warnings
-	cargo clippy --locked --release -p ledgerx-node -- -D warnings
+	cargo clippy --locked --release --workspace --all-targets -- $(CLIPPY_DENY)
+	cargo clippy --locked --release --features python -- $(CLIPPY_DENY)
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy python/ledgerx
+	$(PY) -m mypy.stubtest ledgerx._core
 
 bench: setup node
 	$(PY) -m pytest benches -q -p no:cacheprovider --benchmark-columns=min,median,max,mean,ops,rounds -s

@@ -1,4 +1,4 @@
-"""Dual mode: `ledgerx.Reader(root, legacy=..., cutover=...)` (docs/legacy.md)."""
+"""Dual mode: `ledgerx.legacy.DualReader(root, legacy=..., cutover=...)` (docs/legacy.md)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _altered_copy(fx_path: Path, dst: Path) -> Path:
 
 def test_reader_with_legacy_is_dual(migrated, tmp_path: Path) -> None:
     root, fx = migrated
-    r = ledgerx.Reader(root, legacy=fx.path, cutover=CUTOVER)
+    r = DualReader(root, legacy=fx.path, cutover=CUTOVER)
     try:
         assert isinstance(r, DualReader)
         # Same columns and types as the index's own views, for every standard query.
@@ -70,12 +70,15 @@ def test_reader_with_legacy_is_dual(migrated, tmp_path: Path) -> None:
         r.close()
     with pytest.raises(ValueError, match="cutover"):
         ledgerx.Reader(root, cutover=CUTOVER)
+    # The plain Reader knows nothing of legacy: dual mode is constructed explicitly.
+    with pytest.raises(ledgerx.ConfigError, match="ledgerx.legacy.DualReader"):
+        ledgerx.Reader(root, legacy=fx.path, cutover=CUTOVER)
 
 
 def test_runs_before_cutover_come_from_legacy(migrated, tmp_path: Path) -> None:
     root, fx = migrated
     legacy = _altered_copy(fx.path, tmp_path / "altered.duckdb")
-    with ledgerx.Reader(root, legacy=legacy, cutover=CUTOVER) as r:
+    with DualReader(root, legacy=legacy, cutover=CUTOVER) as r:
         kinds = dict(r.sql("SELECT run_id, run_kind FROM latest_runs").fetchall())
         # run 001 was created before the cutover: legacy answers; run 022 exactly at it: index.
         assert kinds["run-legacy-001"] == "FROM-LEGACY"
@@ -104,7 +107,7 @@ def test_runs_before_cutover_come_from_legacy(migrated, tmp_path: Path) -> None:
 
 def test_status_and_nulls_in_the_ledger_model(migrated) -> None:
     root, fx = migrated
-    with ledgerx.Reader(root, legacy=fx.path, cutover="2099-01-01") as r:
+    with DualReader(root, legacy=fx.path, cutover="2099-01-01") as r:
         rows = {x[0]: x for x in r.latest_runs().fetchall()}
         assert rows["run-legacy-005"][2] == "running"  # legacy keeps its `running`
         assert rows["run-legacy-011"][2] == "created"
@@ -119,7 +122,7 @@ def test_status_and_nulls_in_the_ledger_model(migrated) -> None:
 
 def test_legacy_event_ids_are_deterministic_uuid7(migrated) -> None:
     root, fx = migrated
-    with ledgerx.Reader(root, legacy=fx.path, cutover=CUTOVER) as r:
+    with DualReader(root, legacy=fx.path, cutover=CUTOVER) as r:
         rows = r.sql(
             "SELECT epoch_us(recorded_at), run_id, trial_id, k, event_id FROM legacy_trials_n"
         ).fetchall()
@@ -133,13 +136,13 @@ def test_legacy_event_ids_are_deterministic_uuid7(migrated) -> None:
 
 def test_without_an_index_legacy_answers_alone(tmp_path: Path) -> None:
     fx = build(tmp_path / "legacy.duckdb", runs=10)
-    with ledgerx.Reader(tmp_path / "empty-root", legacy=fx.path, cutover=CUTOVER) as r:
+    with DualReader(tmp_path / "empty-root", legacy=fx.path, cutover=CUTOVER) as r:
         assert {x[0] for x in r.latest_runs().fetchall()} == set(fx.before_cutover)
         assert r.phases("run-legacy-001").fetchall()
     with pytest.raises(LegacyError, match="not found"):
-        ledgerx.Reader(tmp_path, legacy=tmp_path / "nope.duckdb", cutover=CUTOVER)
+        DualReader(tmp_path, legacy=tmp_path / "nope.duckdb", cutover=CUTOVER)
     with pytest.raises(ValueError, match="cutover"):
-        ledgerx.Reader(tmp_path, legacy=fx.path, cutover="not-a-date")
+        DualReader(tmp_path, legacy=fx.path, cutover="not-a-date")
 
 
 HOLDER = """
@@ -164,7 +167,7 @@ def test_legacy_file_locked_by_a_writer_is_read_from_a_snapshot(tmp_path: Path) 
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         with pytest.raises(duckdb.IOException, match="lock"):  # the file really is locked
             duckdb.connect(":memory:").execute(f"ATTACH '{fx.path}' AS x (READ_ONLY)")
-        r = ledgerx.Reader(tmp_path / "root", legacy=fx.path, cutover=CUTOVER)
+        r = DualReader(tmp_path / "root", legacy=fx.path, cutover=CUTOVER)
         ids = [a[1] for a in r.alerts().fetchall()]
         assert "alert-new" in ids  # the writer's WAL came along with the copy
         assert len(r.latest_runs().fetchall()) == len(fx.before_cutover)
@@ -180,7 +183,7 @@ def test_legacy_file_locked_by_a_writer_is_read_from_a_snapshot(tmp_path: Path) 
         r.close()
         assert not snap.exists()  # the snapshot is removed with the reader
         with pytest.raises(LegacyLockedError, match="open for writing by another process"):
-            ledgerx.Reader(
+            DualReader(
                 tmp_path / "root", legacy=fx.path, cutover=CUTOVER, snapshot=False
             ).latest_runs()
     finally:

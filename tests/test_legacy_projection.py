@@ -55,7 +55,9 @@ def test_later_rounds_keep_the_projection_current(tmp_path: Path) -> None:
     root = tmp_path / "ledger"
     build_index(root, durable=False)  # empty log, no projection asked for
     assert not (root / "index" / "legacy.duckdb").exists()
-    build_index(root, durable=False, legacy_projection=True)  # noop round still creates it
+    build_index(
+        root, durable=False, hook_options={"legacy_projection": True}
+    )  # noop round still creates it
     proj = root / "index" / "legacy.duckdb"
     assert _columns(proj)
     with ledgerx.open(root, durability="fsync") as led:

@@ -1,6 +1,23 @@
-"""Type stubs for the Rust extension `ledgerx._core`."""
+"""Type stubs for the Rust extension `ledgerx._core` (checked against the built module by
+`make lint`: mypy.stubtest). Its errors are the classes of `ledgerx.errors`."""
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, final
+
+__all__ = [
+    "BUILTIN_REGISTRY",
+    "SUPPORTED_KEYWORDS",
+    "ANNOTATIONS",
+    "Writer",
+    "SchemaValidator",
+    "ScanBatch",
+    "scan_files",
+    "to_json",
+    "day_of",
+    "format_ts",
+    "parse_ts",
+    "crc32c",
+]
 
 BUILTIN_REGISTRY: str
 """JSON text of the built-in registry (`{"ledgerx_registry": 1, "types": {...}}`)."""
@@ -8,19 +25,11 @@ BUILTIN_REGISTRY: str
 SUPPORTED_KEYWORDS: list[str]
 ANNOTATIONS: list[str]
 
-class SchemaError(ValueError):
-    """An event or schema is invalid (type, field, rule, I-JSON, size, run id)."""
-
-class LedgerIOError(OSError):
-    """A disk fault; the message names the path."""
-
-class ClosedError(LedgerIOError):
-    """emit() or flush() on a closed ledger."""
-
+@final
 class SchemaValidator:
     """One JSON Schema of the supported subset, compiled once."""
 
-    def __init__(self, schema_json: str) -> None:
+    def __new__(cls, schema_json: str) -> SchemaValidator:
         """Raises SchemaError naming any keyword outside the subset."""
     def is_valid(self, document: Any) -> bool:
         """Validate a Python object (dict, list, str, int, float, bool, None)."""
@@ -29,18 +38,25 @@ class SchemaValidator:
     def is_valid_json(self, text: str | bytes) -> bool:
         """Validate a JSON document given as text."""
 
+@final
 class Writer:
-    """One writer instance: owns at most one part file at a time."""
+    """One writer instance: owns at most one part file at a time. Bad options raise
+    ConfigError; invalid events SchemaError; disk faults LedgerIOError (CommitError when a
+    group commit fails, ClosedError after close)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         root: str,
         durability: str = "group",
         commit_interval_ms: int = 2,
         max_part_bytes: int = 100_000_000,
         max_event_bytes: int = 16 * 1024 * 1024,
         writer_id: str | None = None,
-    ) -> None: ...
+        nonfinite: str = "error",
+        default: Callable[[Any], Any] | None = None,
+    ) -> Writer:
+        """`nonfinite="null"` writes NaN/±Inf as null; `default` is called with any value no
+        built-in rule serializes and returns a JSON value."""
     @property
     def registry_error(self) -> str | None:
         """Why the last periodic re-read of _schema.json failed; None when it did not."""
@@ -69,6 +85,7 @@ class Writer:
     def _set_fake_now(self, us: int | None) -> None:
         """Tests only: fix the clock to `us` microseconds since the epoch."""
 
+@final
 class ScanBatch:
     """Columns of good events from one part, exported through the Arrow C data interface."""
 

@@ -168,6 +168,7 @@ class Daemon:
 
     def cycle(self) -> bool:
         """One catch-up-and-publish round. True on success (or a busy skip)."""
+        import ledgerx.legacy  # noqa: F401 - registers the legacy projection's publish hook
         from ledgerx.index import build_index
 
         st = self.state

@@ -5,9 +5,10 @@ files by atomic rename, so a Reader never meets a lock or a half-built index: be
 it checks whether a newer file was published and, if so, opens that one (relations already
 handed out keep reading the version they started on).
 
-Dual mode (docs/legacy.md) plugs in by subclassing: the standard queries all go through
-`Reader._standard(name, params)`, whose SQL lives in `STANDARD_QUERIES`; a dual-mode reader
-can attach the legacy file in `_attach_extra` and override `_standard` to union the two.
+Dual mode (docs/legacy.md) plugs in by subclassing, and this module knows nothing of it: the
+standard queries all go through `Reader._standard(name, params)`, whose SQL lives in
+`STANDARD_QUERIES`; `ledgerx.legacy.DualReader` attaches the legacy file in `_attach_extra` and
+overrides `_standard` to union the two. Construct it explicitly.
 """
 
 from __future__ import annotations
@@ -77,15 +78,6 @@ class Reader:
     (`ledgerx.index.safesql`, docs/security.md).
     """
 
-    def __new__(cls, *args: Any, legacy: Any = None, cutover: Any = None, **kwargs: Any) -> Reader:
-        # Dual mode (docs/legacy.md): `Reader(root, legacy=FILE, cutover=DATE)` is a
-        # ledgerx.legacy.DualReader, which merges the legacy DuckDB file with the index.
-        if legacy is not None and cls is Reader:
-            from ledgerx.legacy.dual import DualReader
-
-            return super().__new__(DualReader)
-        return super().__new__(cls)
-
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,
@@ -95,8 +87,11 @@ class Reader:
         legacy: None = None,
         cutover: None = None,
     ) -> None:
-        if cutover is not None:
-            raise ConfigError("cutover= needs legacy= (the legacy DuckDB file)")
+        if legacy is not None or cutover is not None:
+            raise ConfigError(
+                "Reader reads the index only: for legacy= and cutover= construct "
+                "ledgerx.legacy.DualReader(root, legacy=FILE, cutover=DATE)"
+            )
         self.root = resolve_root(root)
         self.paths = IndexPaths.for_root(self.root, db)
         self.external_access = external_access

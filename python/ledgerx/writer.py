@@ -52,6 +52,18 @@ def _seed_registry(events: Path) -> None:
         raise LedgerIOError(e.errno or 5, f"{path}: {e.strerror or e}", str(path)) from None
 
 
+def _check_sizes(commit_interval_ms: Any, max_part_bytes: Any, max_event_bytes: Any) -> None:
+    """Whole numbers in range, checked before anything opens (ConfigError, not a TypeError or
+    OverflowError from the binding)."""
+    for name, v, low in (
+        ("commit_interval_ms", commit_interval_ms, 0),
+        ("max_part_bytes", max_part_bytes, 1),
+        ("max_event_bytes", max_event_bytes, 1),
+    ):
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v < 2**63:
+            raise ConfigError(f"{name} must be a whole number >= {low}, not {v!r}")
+
+
 class Ledger:
     """An open ledger root. One per process is enough; it is safe to share across threads.
 
@@ -77,10 +89,11 @@ class Ledger:
     ) -> None:
         if durability not in DURABILITY_MODES:
             raise ConfigError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
+        _check_sizes(commit_interval_ms, max_part_bytes, max_event_bytes)
         self.root = resolve_root(root)
         self.events_dir = events_dir(self.root)
         self.durability = durability
-        self._options = dict(
+        self._options: dict[str, Any] = dict(
             durability=durability,
             commit_interval_ms=commit_interval_ms,
             max_part_bytes=max_part_bytes,
@@ -102,20 +115,24 @@ class Ledger:
     def _open_writer(self) -> _core.Writer:
         w = _core.Writer(str(self.root), **self._options)
         self._writer = w
-        # Bind the Rust method directly: no Python frame on the hot path.
-        self.emit = w.emit  # type: ignore[method-assign]
+        # Bind the Rust method directly: no Python frame on the hot path. (Its parameters after
+        # `data` are positional-or-keyword where the signature below makes them keyword-only.)
+        self.emit = w.emit  # type: ignore[method-assign,assignment]
         return w
 
     # The signature users see; replaced per instance by the Rust bound method above.
     def emit(  # type: ignore[no-redef]
         self,
         event_type: str,
-        data: Mapping[str, Any],
+        data: dict[str, Any],
         *,
         run_id: str | None = None,
         schema_version: int | None = None,
     ) -> Position:
-        """Validate and append one event; returns its position (file, offset)."""
+        """Validate and append one event; returns its position (file, offset).
+
+        `data` is a dict (str keys) of JSON values: dict, list, tuple, str, int (64-bit),
+        finite float, bool, None. Anything else raises SchemaError naming the path."""
         return self._live_writer().emit(event_type, data, run_id, schema_version)
 
     def _live_writer(self) -> _core.Writer:
@@ -437,7 +454,7 @@ class Run:
     # -- events ----------------------------------------------------------------------------------
 
     def emit(
-        self, event_type: str, data: Mapping[str, Any], schema_version: int | None = None
+        self, event_type: str, data: dict[str, Any], schema_version: int | None = None
     ) -> Position:
         self._live()
         return self.ledger.emit(event_type, data, run_id=self.run_id, schema_version=schema_version)
@@ -537,7 +554,7 @@ def default_ledger() -> Ledger:
 
 def emit(
     event_type: str,
-    data: Mapping[str, Any],
+    data: dict[str, Any],
     *,
     run_id: str | None = None,
     schema_version: int | None = None,

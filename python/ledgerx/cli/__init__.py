@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from ledgerx.cli import (
     index_cmds,
@@ -46,7 +47,7 @@ class CliError(LedgerError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every other failure
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other failure
         raise CliError(
             f"{self.prog.removeprefix('ledgerx').strip() or 'usage'}: {message}", EXIT_USAGE
         )

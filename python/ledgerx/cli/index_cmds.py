@@ -123,6 +123,7 @@ def _emit_rows(
 
 
 def _rebuild(args: argparse.Namespace) -> int:
+    import ledgerx.legacy  # noqa: F401 - registers the legacy projection's publish hook
     from ledgerx.cli import existing_root, print_json
     from ledgerx.index import build_index
 
@@ -134,7 +135,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         strict=args.strict,
         stale_after=args.stale_after,
         progress=bar,
-        legacy_projection=args.legacy_projection,
+        hook_options={"legacy_projection": args.legacy_projection},
     )
     try:
         if args.source is not None:

@@ -68,7 +68,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
 def _part_files(events: Path) -> list[str]:
     """Every part file, oldest day and number first, relative to events/."""
-    out = []
+    out: list[str] = []
     for day in sorted(events.glob("day=*")):
         if day.is_dir() and not day.is_symlink():
             out.extend(f"{day.name}/{p.name}" for p in sorted(day.glob("part-*.jsonl")))
@@ -155,7 +155,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 offsets[f] = off
             todo.append((f, off))
         batches = _core.scan_files(str(events), todo)
-        new = []
+        new: list[dict[str, Any]] = []
         for b in batches:
             offsets[b.file] = b.end_offset
             new.extend(r for r in _rows([b]) if keep(r))

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -36,6 +36,7 @@ from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError, IndexLockedError
 from ledgerx.index import schema as S
+from ledgerx.index.hooks import PublishRound, run_publish_hooks
 from ledgerx.index.publish import (
     IndexPaths,
     copy_file,
@@ -406,7 +407,7 @@ def build_index(
     memory_limit: str | None = "384MB",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     durable: bool = True,
-    legacy_projection: bool | None = None,
+    hook_options: Mapping[str, Any] | None = None,
 ) -> IndexReport:
     """Index the new bytes of every part file (or everything, with `full_rebuild`) and publish.
 
@@ -414,8 +415,9 @@ def build_index(
     running run with no new event counts as abandoned; `upcaster` defaults to the root's schema
     registry (None disables upcasting). Raises IndexBusyError when another indexer holds the
     lock. Returns an IndexReport; `mode == "noop"` means no file was touched.
-    `legacy_projection`: also publish index/legacy.duckdb (True), never (False), or keep an
-    existing one current (None); see ledgerx.legacy.projection.
+    After each round the registered publish hooks run (`ledgerx.index.hooks`), given
+    `hook_options`; e.g. `{"legacy_projection": True}` for the legacy projection, which
+    `ledgerx.legacy` registers.
     """
     t0 = time.monotonic()
     started_at = datetime.now(timezone.utc)
@@ -451,7 +453,7 @@ def build_index(
         arch = pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
         quiet = not (states or arch or meta_change or sides_missing or copied)
         if incremental and quiet:
-            _legacy_hook(paths, legacy_projection, changed=False, durable=durable)
+            run_publish_hooks(PublishRound(paths, False, durable, hook_options or {}))
             rep.seconds = time.monotonic() - t0
             return rep
 
@@ -561,11 +563,12 @@ def build_index(
             )
             con.commit()
             _trace("commit")
+            # count(*) always returns one row: fetchone() is never None here and below.
             new_alerts = con.execute(
                 "SELECT count(*) FROM events WHERE gen = ? AND event_type = 'alert.ingested'",
                 [gen],
-            ).fetchone()[0]
-            touched = con.execute("SELECT count(*) FROM _touched").fetchone()[0]
+            ).fetchone()[0]  # type: ignore[index]
+            touched = con.execute("SELECT count(*) FROM _touched").fetchone()[0]  # type: ignore[index]
             # Side files first: if we die between the renames, runs.duckdb still points at the
             # old checkpoints, so the next round redoes these bytes and rewrites both.
             if not incremental or new_alerts or rep.duplicates or not paths.alerts.exists():
@@ -586,16 +589,9 @@ def build_index(
         publish(work, paths.runs, durable=durable)
         _trace("close + publish")
         rep.published = True
-        _legacy_hook(paths, legacy_projection, changed=True, durable=durable)
+        run_publish_hooks(PublishRound(paths, True, durable, hook_options or {}))
         rep.seconds = time.monotonic() - t0
         return rep
-
-
-def _legacy_hook(paths: IndexPaths, enabled: bool | None, changed: bool, durable: bool) -> None:
-    # docs/legacy.md: the legacy-shaped projection follows the index (ledgerx.legacy.projection).
-    from ledgerx.legacy.projection import projection_hook
-
-    projection_hook(paths, enabled, changed=changed, durable=durable)
 
 
 def _rel_to_root(p: Path, root: Path) -> str:
@@ -626,7 +622,7 @@ def _upgrade_format(con: duckdb.DuckDBPyConnection) -> None:
         """SELECT count(*) FROM duckdb_tables()
            WHERE database_name = current_database() AND schema_name = 'main'
              AND table_name = 'trial_results'"""
-    ).fetchone()[0]
+    ).fetchone()[0]  # type: ignore[index]  # count(*): one row
     if old:
         con.execute("DROP TABLE trial_results")
 
@@ -644,10 +640,10 @@ def _drop_duplicates(
             """SELECT count(*) FROM events
                WHERE event_id IN (SELECT event_id FROM events WHERE gen = ?)""",
             [gen],
-        ).fetchone()[0]
+        ).fetchone()[0]  # type: ignore[index]  # count(*): one row
         new = con.execute(
             "SELECT count(DISTINCT event_id) FROM events WHERE gen = ?", [gen]
-        ).fetchone()[0]
+        ).fetchone()[0]  # type: ignore[index]
         if n == new:
             con.execute("CREATE OR REPLACE TEMP TABLE _dups (event_id VARCHAR)")
             return 0
@@ -656,7 +652,7 @@ def _drop_duplicates(
     else:
         # Distinct 64-bit hashes are cheaper to count than distinct strings, and as many
         # distinct hashes as rows proves the ids distinct; a collision falls to the exact path.
-        n, d = con.execute("SELECT count(*), count(DISTINCT hash(event_id)) FROM events").fetchone()
+        n, d = con.execute("SELECT count(*), count(DISTINCT hash(event_id)) FROM events").fetchone()  # type: ignore[misc]
         if n == d:
             con.execute("CREATE OR REPLACE TEMP TABLE _dups (event_id VARCHAR)")
             return 0

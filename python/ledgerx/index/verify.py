@@ -241,7 +241,7 @@ def _check_index(con: duckdb.DuckDBPyConnection, paths: IndexPaths, rep: VerifyR
         }
         changed_days = [d for d in set(log_days) & set(idx_days) if log_days[d] != idx_days[d]]
         changed = _changed_rows(con, idx, changed_days) if changed_days else []
-        dup = idx.execute("SELECT count(*) - count(DISTINCT event_id) FROM events").fetchone()[0]
+        dup = idx.execute("SELECT count(*) - count(DISTINCT event_id) FROM events").fetchone()[0]  # type: ignore[index]
     finally:
         idx.close()
     if dup:
@@ -309,7 +309,7 @@ def index_status(
             ).fetchone()
         finally:
             con.close()
-        out["indexed_events"], out["runs"], out["bad_lines"] = totals
+        out["indexed_events"], out["runs"], out["bad_lines"] = totals  # type: ignore[misc]
         out["index_bytes"] = paths.runs.stat().st_size
         out["stale_after_s"] = float(meta.get("stale_after_s", "0") or 0)
         if row:

@@ -107,7 +107,7 @@ def archive(
         raise
     fsync_path(dest_dir)
     fsync_path(src.parent)
-    manifest = {
+    manifest: dict[str, Any] = {
         "ledgerx_legacy_archive": 1,
         "source": str(src),
         "archived_at": datetime.now(timezone.utc).isoformat(),

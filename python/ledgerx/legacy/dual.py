@@ -1,4 +1,4 @@
-"""Dual mode (docs/legacy.md): `ledgerx.Reader(root, legacy=FILE, cutover=DATE)`.
+"""Dual mode (docs/legacy.md): `ledgerx.legacy.DualReader(root, legacy=FILE, cutover=DATE)`.
 
 A run created before the cutover that the legacy file holds is answered from legacy; every other
 run from the index. Alerts split on their own time. The standard views keep their names in the

@@ -4,8 +4,12 @@ Old readers keep their SQL (`optimizer.runs_d`, `optimizer.phases_d`, `optimizer
 `baseline.results`, `canon.alerts_raw`) while nothing writes DuckDB but the indexer. The file is
 derived from the just-published index (itself derived from the log), built under a temporary name
 and published by atomic rename like the index files, so a reader opening it READ_ONLY never sees
-a half-written one. The indexer calls `projection_hook` after publishing while it still
-holds the index lock; once the file exists, every later round keeps it current (the daemon too).
+a half-written one. `ledgerx.legacy` registers `on_publish` as an index publish hook
+(`ledgerx.index.hooks`): the indexer calls it after each round while it still holds the index
+lock, without importing legacy. Once the file exists, every later round with the hook keeps it
+current (the CLI and the daemon load it); a round without it (a bare `build_index` or
+`wait_indexed` in a process that never imported `ledgerx.legacy`) leaves the projection older
+than the index, and the next round with the hook notices and rewrites it.
 
 Mapping: `status` is the log status (created/running/completed/failed: legacy has no
 `abandoned`); `completed_at` is the completion or failure time; times are naive UTC TIMESTAMPs
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from ledgerx.index.hooks import PublishRound
 from ledgerx.index.publish import IndexPaths, publish
 from ledgerx.legacy.schema import LEGACY_DDL
 from ledgerx.legacy.source import sql_str
@@ -94,12 +99,21 @@ def projection_hook(
     `enabled`: True keeps the projection (writes it when missing or stale), False never touches
     it, None (the default) keeps an existing one current, so a daemon started without the
     option still refreshes a projection that `ledgerx rebuild --legacy-projection` created."""
-    exists = projection_path(paths).exists()
-    if enabled is False or (enabled is None and not exists) or (exists and not changed):
+    proj = projection_path(paths)
+    exists = proj.exists()
+    if enabled is False or (enabled is None and not exists) or not paths.runs.exists():
         return None
-    if not paths.runs.exists():
+    # Older than the index: a round without this hook published since it was written.
+    stale = exists and proj.stat().st_mtime_ns < paths.runs.stat().st_mtime_ns
+    if exists and not changed and not stale:
         return None
     return write_projection(paths, durable=durable)
+
+
+def on_publish(rnd: PublishRound) -> Path | None:
+    """The publish hook (`ledgerx.index.hooks`): option `legacy_projection` is `enabled`."""
+    enabled = rnd.options.get("legacy_projection")
+    return projection_hook(rnd.paths, enabled, changed=rnd.changed, durable=rnd.durable)
 
 
 def remove_projection(paths: IndexPaths) -> bool:

@@ -23,6 +23,7 @@ version is never changed.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import fcntl
@@ -209,7 +210,7 @@ class SchemaRegistry:
         doc = self._current()
         return {t: sorted(map(int, vs)) for t, vs in sorted(doc["types"].items())}
 
-    def versions(self, event_type: str) -> list[int]:
+    def versions(self, event_type: str) -> builtins.list[int]:
         return sorted(map(int, self._versions_of(self._current(), event_type)))
 
     def newest(self, event_type: str) -> int:
@@ -470,7 +471,7 @@ class SchemaRegistry:
 
     def upcast_rows(
         self, rows: Iterable[tuple[str, int, str | bytes]], *, validate: bool = True
-    ) -> list[tuple[str, int]]:
+    ) -> builtins.list[tuple[str, int]]:
         """Batch form of `upcast_json`: `(event_type, schema_version, data_json)` in,
         `(data_json, schema_version)` out, in order; rows already newest pass through."""
         return [self.upcast_json(t, v, d, validate=validate) for t, v, d in rows]

@@ -128,7 +128,7 @@ def compare(index: Index, run_ids: list[str]) -> dict[str, Any]:
             missing.append(rid)
         else:
             runs.append(r)
-    sections = []
+    sections: list[dict[str, Any]] = []
     for title, get in (
         ("run", lambda r: {
             "status": r["status"], "kind": r["run_kind"], "trials": r["n_trials"],
