@@ -108,6 +108,7 @@ def test_ship_tiles_the_log_and_appends_go_out_as_new_objects(tmp_path, endpoint
 
 def test_two_roots_never_collide_and_rebuild_indexes_each_event_once(tmp_path, endpoint, bucket):
     a, b, idx = tmp_path / "a", tmp_path / "b", tmp_path / "idx"
+    idx.mkdir()  # an empty root of its own for the remote index
     write_sweep(a, runs=2, trials=10, seed=1)
     write_sweep(b, runs=2, trials=10, seed=2)
     # the same events on two hosts (a log copied by hand): the index holds each one once
@@ -138,6 +139,7 @@ def test_two_roots_never_collide_and_rebuild_indexes_each_event_once(tmp_path, e
 
 def test_remote_rebuild_equals_local_rebuild(tmp_path, endpoint, bucket):
     root, idx = tmp_path / "a", tmp_path / "idx"
+    idx.mkdir()
     write_sweep(root, runs=3, trials=25, fail_last=True, max_part_bytes=8000)
     url = f"s3://{bucket}/x"
     assert ship(root, url, endpoint, "--max-object-bytes", "1500").returncode == 0
@@ -153,6 +155,8 @@ def test_remote_rebuild_equals_local_rebuild(tmp_path, endpoint, bucket):
     )
     p = lx("rebuild", "--root", str(idx), "--source", url, "--endpoint-url", endpoint)
     assert p.returncode == 0, p.stderr
+    p = lx("runs", "--root", str(idx), "--json")  # the CLI reads a remote index as any root
+    assert p.returncode == 0 and len(json.loads(p.stdout)) == 3, p.stderr
     build_index(root)
     local, remote = Reader(root), Reader(idx)
     try:
@@ -300,3 +304,34 @@ def test_create_only_put_never_replaces_an_object(tmp_path, endpoint, bucket, mo
         rep = s.round()
     assert rep.adopted == 1 and rep.objects == 0
     check_chains(objects(endpoint, bucket), "z", {rid(root): root})
+
+
+def test_a_forked_child_is_refused_not_hung(tmp_path, endpoint, bucket):
+    """obstore's async runtime does not survive fork(): a child of a process that shipped gets
+    a clear RemoteError instead of hanging."""
+    root = tmp_path / "a"
+    write_sweep(root, runs=1, trials=2)
+    code = f"""
+import os, sys
+from ledgerx.remote import RemoteError, ship
+ship({str(root)!r}, "s3://{bucket}/f", endpoint_url={endpoint!r})
+pid = os.fork()
+if pid == 0:
+    try:
+        ship({str(root)!r}, "s3://{bucket}/g", endpoint_url={endpoint!r})
+        os._exit(3)
+    except RemoteError as e:
+        print("refused:", e, flush=True)
+        os._exit(0)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **AWS_ENV},
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "cannot be used after fork()" in p.stdout
