@@ -200,5 +200,8 @@ def test_cli_commands(ledger: Path) -> None:
     r = cli("rebuild", "--since-date", "bad", root=ledger)
     assert r.returncode == 1 and "YYYY-MM-DD" in r.stderr
     empty = ledger.parent / "empty"
+    (empty / "events").mkdir(
+        parents=True
+    )  # a ledger with no index yet (a missing root: test_sweeps_cli)
     r = cli("runs", root=empty)
     assert r.returncode == 1 and "ledgerx rebuild" in r.stderr

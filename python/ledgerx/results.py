@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ledgerx.errors import LedgerError
+from ledgerx.errors import ConfigError, LedgerError
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -123,7 +123,7 @@ def trials_table(reader: Any, run_ids: str | Sequence[str] | None = None) -> pa.
 def best_trials(trials: pa.Table, metric: str, mode: str = "max") -> dict[str, tuple[Any, float]]:
     """{run_id: (trial_id, value)} of the best trial on `metrics.<metric>` per run."""
     if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
+        raise ConfigError(f"mode must be 'max' or 'min', not {mode!r}")
     col = f"metrics.{metric}"
     if col not in trials.column_names:
         return {}
