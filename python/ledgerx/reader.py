@@ -342,7 +342,9 @@ def wait_indexed(
                 except IndexBusyError:
                     pass
             if time.monotonic() >= deadline:
-                raise IndexTimeoutError(f"event at {file}:{offset} not indexed after {timeout:.1f} s")
+                raise IndexTimeoutError(
+                    f"event at {file}:{offset} not indexed after {timeout:.1f} s"
+                )
             time.sleep(poll)
     finally:
         reader.close()
