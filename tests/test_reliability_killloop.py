@@ -71,6 +71,9 @@ def _index(root: Path) -> subprocess.Popen[str]:
 def test_sigkill_loop(root: Path) -> None:
     rng = random.Random(1234)
     acked: set[tuple[str, int]] = set()
+    # The ledger exists before the first indexer starts (a root that does not exist is a
+    # mistyped --root, which `ledgerx rebuild` refuses).
+    (root / "events").mkdir(parents=True)
     for rnd in range(ROUNDS):
         writers = [
             subprocess.Popen(

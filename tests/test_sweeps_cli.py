@@ -148,18 +148,21 @@ def test_trials_formats(ledger_root: Path, tmp_path: Path) -> None:
     assert sum(LONG.strip() in ln for ln in table.splitlines()) == 3  # whole cells in a pipe
 
 
-def test_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["before any output", "after two lines"])
+def test_closed_pipe_ends_quietly(tmp_path: Path, when: str) -> None:
     root = tmp_path / "big"
     _make(root, n_runs=1, n_trials=3000)
+    cmd = "show" if when == "before any output" else "trials"
     p = subprocess.Popen(
-        [sys.executable, "-m", "ledgerx", "trials", "--root", str(root), "run-000"],
+        [sys.executable, "-m", "ledgerx", cmd, "--root", str(root), "run-000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     assert p.stdout is not None and p.stderr is not None
-    p.stdout.readline()
-    p.stdout.readline()
-    p.stdout.close()  # like `| head -2`
+    if when == "after two lines":  # like `| head -2`
+        p.stdout.readline()
+        p.stdout.readline()
+    p.stdout.close()  # before any output: like `| true`, the write meets EPIPE for sure
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 0
     assert err == ""

@@ -77,8 +77,8 @@ def test_trials_table_one_typed_row_per_trial(swept: Path) -> None:
     assert t.schema.field("params.mode").type == pa.string()
     assert t.schema.field("params.grid").type == pa.string()  # nested: JSON text
     assert t.schema.field("metrics.pnl").type == pa.float64()  # 10 and 20.5: float
+    assert sorted(t["trial_id"].to_pylist()) == [1, 2, 10]  # trial 2's retry: once, the latest
     rows = {d["trial_id"]: d for d in t.to_pylist()}
-    assert sorted(rows) == [1, 2, 10]  # trial 2's retry is shown once, the latest record
     assert rows[2]["metrics.sharpe"] == 1.75 and rows[2]["metrics.pnl"] == 11.0
     assert rows[10]["params.grid"] == "[1,2]" and rows[1]["params.grid"] is None
     assert rows[1]["params.mode"] == "long" and rows[1]["metrics.sharpe"] == -0.25
