@@ -50,6 +50,15 @@ export class LedgerError extends Error {}
 /** An invalid event: the message names type, version, path and rule. Nothing was written. */
 export class SchemaError extends LedgerError {
   name: 'SchemaError';
+  /** The event's type and schema version, when known. */
+  eventType: string | null;
+  version: number | null;
+  /** Where in the document the first violation is (`data.metrics.sharpe`), when known. */
+  path: string | null;
+}
+/** A bad option (durability, commit interval, sizes); raised before anything is written. */
+export class ConfigError extends LedgerError {
+  name: 'ConfigError';
 }
 /** A disk fault: `code` is the errno name ('ENOSPC', 'EIO', ...), `path` the file concerned. */
 export class LedgerIOError extends LedgerError {

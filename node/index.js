@@ -30,11 +30,26 @@ class LedgerError extends Error {
   }
 }
 
-/** An invalid event (unknown type, schema violation, not I-JSON, too large, bad run id). */
+/**
+ * An invalid event (unknown type, schema violation, not I-JSON, too large, bad run id).
+ * `eventType` and `version` name its schema when known; `path` is where in the document the
+ * first violation is (`data.metrics.sharpe`), when there is one.
+ */
 class SchemaError extends LedgerError {
-  constructor(message) {
+  constructor(message, eventType = null, version = null, path = null) {
     super(message);
     this.name = 'SchemaError';
+    this.eventType = eventType;
+    this.version = version;
+    this.path = path;
+  }
+}
+
+/** A bad option (durability, commit interval, sizes); raised before anything is written. */
+class ConfigError extends LedgerError {
+  constructor(message) {
+    super(message);
+    this.name = 'ConfigError';
   }
 }
 
@@ -62,7 +77,8 @@ function typed(err) {
   const msg = err && typeof err.message === 'string' ? err.message : '';
   if (!msg.startsWith(MARK)) return err;
   const body = JSON.parse(msg.slice(MARK.length));
-  if (body.kind === 'schema') return new SchemaError(body.message);
+  if (body.kind === 'schema') return new SchemaError(body.message, body.eventType, body.version, body.path);
+  if (body.kind === 'config') return new ConfigError(body.message);
   if (body.kind === 'closed') return new ClosedError(body.message);
   return new LedgerIOError(body.message, body.errno, body.path);
 }
@@ -123,11 +139,11 @@ function checkOptions(options) {
     options || {},
   );
   if (!DURABILITIES.includes(o.durability)) {
-    throw new SchemaError(`durability must be 'fsync', 'group' or 'os', not ${JSON.stringify(o.durability)}`);
+    throw new ConfigError(`durability must be 'fsync', 'group' or 'os', not ${JSON.stringify(o.durability)}`);
   }
   for (const k of ['commitIntervalMs', 'maxPartBytes', 'maxEventBytes']) {
     if (!Number.isInteger(o[k]) || o[k] < 1) {
-      throw new SchemaError(`${k} must be a positive integer, not ${String(o[k])}`);
+      throw new ConfigError(`${k} must be a positive integer, not ${String(o[k])}`);
     }
   }
   return o;
@@ -368,7 +384,7 @@ function getEventEmitter(root, options) {
   if (existing) {
     const o = checkOptions(options);
     if (options && options.durability && o.durability !== existing.durability) {
-      throw new SchemaError(`${r} is already open with durability '${existing.durability}'`);
+      throw new ConfigError(`${r} is already open with durability '${existing.durability}'`);
     }
     return existing;
   }
@@ -407,6 +423,7 @@ module.exports = {
   EventEmitter,
   LedgerError,
   SchemaError,
+  ConfigError,
   LedgerIOError,
   ClosedError,
 };

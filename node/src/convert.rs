@@ -26,7 +26,8 @@ impl ConvertError {
         self
     }
 
-    pub fn render(&self, root: &str) -> String {
+    /// Where the failure is, e.g. `data.metrics.x` or `data.params.l[1]`.
+    pub fn path_str(&self, root: &str) -> String {
         let mut p = String::from(root);
         for seg in self.path.iter().rev() {
             if !seg.starts_with('[') {
@@ -34,7 +35,11 @@ impl ConvertError {
             }
             p.push_str(seg);
         }
-        format!("{p}: {}", self.message)
+        p
+    }
+
+    pub fn render(&self, root: &str) -> String {
+        format!("{}: {}", self.path_str(root), self.message)
     }
 }
 

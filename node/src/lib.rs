@@ -25,12 +25,25 @@ use std::time::Duration;
 const MARK: &str = "\u{1}ledgerx:";
 
 fn js_err(e: CoreError) -> Error {
+    let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "null".to_string(), quote);
     let body = match &e {
-        CoreError::Schema(m) => format!(r#"{{"kind":"schema","message":{}}}"#, quote(m)),
+        CoreError::Schema {
+            message,
+            event_type,
+            version,
+            path,
+        } => format!(
+            r#"{{"kind":"schema","message":{},"eventType":{},"version":{},"path":{}}}"#,
+            quote(message),
+            opt(event_type),
+            version.map_or_else(|| "null".to_string(), |v| v.to_string()),
+            opt(path)
+        ),
+        CoreError::Config(m) => format!(r#"{{"kind":"config","message":{}}}"#, quote(m)),
         CoreError::Closed => r#"{"kind":"closed","message":"ledger is closed"}"#.to_string(),
-        CoreError::Io { path, source } => format!(
+        CoreError::Io { path, source } | CoreError::Commit { path, source, .. } => format!(
             r#"{{"kind":"io","errno":{},"path":{},"message":{}}}"#,
-            source.raw_os_error().unwrap_or(libc_eio()),
+            source.raw_os_error().unwrap_or(EIO),
             quote(path),
             quote(&e.to_string())
         ),
@@ -49,12 +62,20 @@ fn failure_err(f: &cw::Failure) -> Error {
 }
 
 fn schema_err(m: String) -> Error {
-    js_err(CoreError::Schema(m))
+    js_err(CoreError::schema(m))
 }
 
-const fn libc_eio() -> i32 {
-    5
+/// A SchemaError naming the event's type, schema version and the path in `data`, as in Python.
+fn invalid(m: String, event_type: &str, version: Option<u32>, path: Option<String>) -> Error {
+    js_err(CoreError::Schema {
+        message: m,
+        event_type: Some(event_type.to_string()),
+        version,
+        path,
+    })
 }
+
+const EIO: i32 = 5;
 
 fn quote(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len() + 2);
@@ -112,15 +133,15 @@ impl NativeWriter {
         max_event_bytes: f64,
     ) -> Result<Self> {
         let mode = Durability::parse(&durability).ok_or_else(|| {
-            schema_err(format!(
+            js_err(CoreError::config(format!(
                 "durability must be 'fsync', 'group' or 'os', not {durability:?}"
-            ))
+            )))
         })?;
         let positive = |v: f64| v.is_finite() && v >= 1.0 && v.fract() == 0.0;
         if !positive(max_part_bytes) || !positive(max_event_bytes) {
-            return Err(schema_err(
-                "maxPartBytes and maxEventBytes must be positive integers".into(),
-            ));
+            return Err(js_err(CoreError::config(
+                "maxPartBytes and maxEventBytes must be positive integers",
+            )));
         }
         let events = cw::events_dir(std::path::Path::new(&root));
         let mut cfg = Config::new(&events);
@@ -318,12 +339,15 @@ impl NativeWriter {
     ) -> Result<cw::Emitted> {
         cw::check_run_scope(event_type, run_id).map_err(js_err)?;
         let reg = self.schemas.for_type(event_type).map_err(js_err)?;
-        let (version, schema) = reg.get(event_type, schema_version).map_err(schema_err)?;
+        let (version, schema) = reg
+            .get(event_type, schema_version)
+            .map_err(|m| invalid(m, event_type, schema_version, None))?;
         let mut scratch = self.scratch.borrow_mut();
         let (buf, tape) = &mut *scratch;
         buf.clear();
         let at = |e: convert::ConvertError| {
-            schema_err(format!("{event_type} v{version}: {}", e.render("data")))
+            let msg = format!("{event_type} v{version}: {}", e.render("data"));
+            invalid(msg, event_type, Some(version), Some(e.path_str("data")))
         };
         match data {
             Data::Json(text) => {
@@ -338,10 +362,11 @@ impl NativeWriter {
             }
             Data::Value(v) => {
                 if v.get_type()? != ValueType::Object {
-                    return Err(schema_err(format!(
+                    let msg = format!(
                         "{event_type} v{version}: data must be an object, not {}",
                         type_name(v.get_type()?)
-                    )));
+                    );
+                    return Err(invalid(msg, event_type, Some(version), Some("data".into())));
                 }
                 let raw = v.value();
                 // SAFETY: env and value come from this very call, inside its handle scope.
@@ -350,10 +375,12 @@ impl NativeWriter {
             }
         }
         let bytes = &buf[..];
-        tape.parse(bytes).map_err(schema_err)?;
-        schema
-            .validate(&TapeNode::root(bytes, tape))
-            .map_err(|v| schema_err(format!("{event_type} v{version}: {}", v.render("data"))))?;
+        tape.parse(bytes)
+            .map_err(|m| invalid(m, event_type, Some(version), Some("data".into())))?;
+        schema.validate(&TapeNode::root(bytes, tape)).map_err(|v| {
+            let msg = format!("{event_type} v{version}: {}", v.render("data"));
+            invalid(msg, event_type, Some(version), Some(v.path_str("data")))
+        })?;
         let head = EventHead {
             event_type,
             schema_version: version,

@@ -6,7 +6,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { getEventEmitter, SchemaError, LedgerIOError } = require('..');
+const { getEventEmitter, SchemaError, ConfigError, LedgerIOError } = require('..');
 const { tmpRoot, checkLog, logBytes } = require('./helpers');
 
 const cyclic = { a: 1 };
@@ -73,6 +73,9 @@ for (const durability of ['group', 'fsync']) {
       assert.ok(thrown instanceof SchemaError, `${label}: ${thrown}`);
       assert.equal(thrown.name, 'SchemaError');
       assert.match(thrown.message, msg, label);
+      if (label === 'NaN') {
+        assert.deepEqual([thrown.eventType, thrown.version, thrown.path], ['trial.recorded', 1, 'data.metrics.x']);
+      }
       await em.flush();
       assert.equal(logBytes(root), before, `${label}: wrote something`);
       await em.emit('run.heartbeat', { n: good++ }, { runId: 'r' });
@@ -83,11 +86,11 @@ for (const durability of ['group', 'fsync']) {
   });
 }
 
-test('bad options are SchemaErrors; an unusable root is a LedgerIOError with errno code and path', () => {
+test('bad options are ConfigErrors; an unusable root is a LedgerIOError with errno code and path', () => {
   const root = tmpRoot('badopts');
-  assert.throws(() => getEventEmitter(root, { durability: 'sometimes' }), SchemaError);
-  assert.throws(() => getEventEmitter(root, { maxEventBytes: 0 }), SchemaError);
-  assert.throws(() => getEventEmitter(root, { commitIntervalMs: 1.5 }), SchemaError);
+  assert.throws(() => getEventEmitter(root, { durability: 'sometimes' }), ConfigError);
+  assert.throws(() => getEventEmitter(root, { maxEventBytes: 0 }), ConfigError);
+  assert.throws(() => getEventEmitter(root, { commitIntervalMs: 1.5 }), ConfigError);
   const file = path.join(root, 'not-a-dir');
   fs.writeFileSync(file, 'x');
   assert.throws(

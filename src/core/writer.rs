@@ -377,7 +377,6 @@ impl Writer {
         build_line(&mut line, st, head, ts, seq, data);
         let result = self.place(st, &line, ts, seq);
         st.scratch = line;
-        let seq = st.seq;
         drop(guard);
         let (pos, backpressure, to_sync) = result?;
         Ok(Emitted {
@@ -733,7 +732,7 @@ fn flusher_loop(shared: &Shared, gather: Duration) {
 
 fn failure_of(e: &Error) -> Failure {
     match e {
-        Error::Io { path, source } => Failure {
+        Error::Io { path, source } | Error::Commit { path, source, .. } => Failure {
             path: path.clone(),
             errno: source.raw_os_error(),
             message: e.to_string(),
