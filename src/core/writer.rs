@@ -393,6 +393,8 @@ impl Writer {
     /// Group mode: wait up to `timeout` until events past seq `after` were handed to the
     /// disk, then report the progress (a binding resolves or rejects its callers from it).
     pub fn wait_done(&self, after: u64, timeout: Duration) -> Done {
+        // (the lock is held from the wait's end to the report, so `error` is cleared only for
+        // failures this report covers)
         let deadline = Instant::now() + timeout;
         let mut st = lock(&self.shared.state);
         while st.done_seq <= after && st.seq > after && !st.closed {
@@ -406,6 +408,11 @@ impl Writer {
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+        }
+        if st.failed_through > after && st.flush_waiters == 0 {
+            // The failure reaches the callers of the failed events through this report: it is
+            // not raised a second time to the next emit().
+            st.error = None;
         }
         Done {
             done_seq: st.done_seq,
