@@ -76,6 +76,7 @@ lint: setup
 	cargo fmt --check
 	cargo clippy --locked --release --all-targets -- -D warnings
 	cargo clippy --locked --release --features python -- -D warnings
+	cargo clippy --locked --release -p ledgerx-node -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 

@@ -89,6 +89,12 @@ function positionOf(p) {
 
 const DURABILITIES = ['group', 'fsync', 'os'];
 const OBJECT_PROTO = Object.prototype;
+// JSON.stringify escapes a lone surrogate as \udXXX, which is not I-JSON: such strings take the
+// native serializer, which refuses them (String.prototype.isWellFormed from Node 20 on).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const wellFormed = String.prototype.isWellFormed
+  ? (s) => s.isWellFormed()
+  : (s) => !LONE_SURROGATE.test(s);
 const MAX_DEPTH = 128;
 
 /**
@@ -100,7 +106,7 @@ const MAX_DEPTH = 128;
 function plainJson(v, depth) {
   switch (typeof v) {
     case 'string':
-      return v.isWellFormed === undefined || v.isWellFormed();
+      return wellFormed(v);
     case 'number':
       return Number.isFinite(v);
     case 'boolean':
@@ -120,7 +126,7 @@ function plainJson(v, depth) {
         const x = v[k];
         if (x === undefined) continue;
         if (!plainJson(x, depth + 1)) return false;
-        if (k.isWellFormed !== undefined && !k.isWellFormed()) return false;
+        if (!wellFormed(k)) return false;
       }
       return true;
     }

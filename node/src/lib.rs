@@ -359,6 +359,12 @@ impl NativeWriter {
                 }
                 // SAFETY: a string value of this very call.
                 unsafe { convert::append_string(raw.env, raw.value, buf) }.map_err(at)?;
+                // JSON.stringify writes a lone surrogate as an escape: refuse it (I-JSON), even
+                // though index.js sends such data to the native serializer instead.
+                if memchr::memmem::find(buf, b"\\ud").is_some() {
+                    ledgerx::core::json::Checker::value_only(buf)
+                        .map_err(|m| invalid(m, event_type, Some(version), Some("data".into())))?;
+                }
             }
             Data::Value(v) => {
                 if v.get_type()? != ValueType::Object {

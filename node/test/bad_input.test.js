@@ -86,6 +86,17 @@ for (const durability of ['group', 'fsync']) {
   });
 }
 
+test('JSON text with a lone surrogate escape is refused by the native side too', async () => {
+  const root = tmpRoot('escape');
+  const em = getEventEmitter(root, { durability: 'os' });
+  for (const text of ['{"s":"a\\ud800b"}', '{"k\\udc00":1}']) {
+    assert.throws(() => em._w.emitJson('run.heartbeat', text, 'r', null), /lone surrogate/);
+  }
+  em._w.emitJson('run.heartbeat', '{"s":"\\\\ud800 is text","e":"\\ud83d\\ude00"}', 'r', null);
+  await em.close();
+  assert.deepEqual(checkLog(root).map((e) => e.data), [{ s: '\\ud800 is text', e: '😀' }]);
+});
+
 test('bad options are ConfigErrors; an unusable root is a LedgerIOError with errno code and path', () => {
   const root = tmpRoot('badopts');
   assert.throws(() => getEventEmitter(root, { durability: 'sometimes' }), ConfigError);
