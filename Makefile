@@ -42,9 +42,15 @@ $(NODE_ADDON): $(RUST_SRC) $(shell find node/src -name '*.rs') node/Cargo.toml n
 	cargo build --locked --release -p ledgerx-node
 	cp target/release/libledgerx_node.so $@.tmp && mv $@.tmp $@
 
-# TypeScript (Debian's node-typescript; the npm registry is not used) checks the typings.
+# Node test tools from Debian, installed when missing: TypeScript (node-typescript) checks the
+# typings; npm packs the tarball (installed offline: the npm registry is never used).
 $(VENV)/.tsc: $(VENV)/.deps
-	@command -v tsc >/dev/null || (apt-get install -y -q node-typescript || (apt-get update -q && apt-get install -y -q node-typescript)) >/dev/null
+	@missing=""; for t in tsc:node-typescript npm:npm; do \
+	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  (apt-get install -y -q $$missing || (apt-get update -q && apt-get install -y -q $$missing)) >/dev/null; \
+	fi
 	touch $@
 
 node: $(NODE_ADDON)
