@@ -182,6 +182,10 @@ class EventEmitter {
   emit(eventType, data, options) {
     const runId = options && options.runId != null ? options.runId : null;
     const version = options && options.schemaVersion != null ? options.schemaVersion : null;
+    return this._emit(eventType, data, runId, version);
+  }
+
+  _emit(eventType, data, runId, version) {
     if (typeof eventType !== 'string') {
       return Promise.reject(new SchemaError(`event_type must be a string, not ${typeof eventType}`));
     }
@@ -323,53 +327,53 @@ class EventEmitter {
   emitRunCreated(runId, runKind, config, dataFingerprint, tags) {
     const data = { run_kind: runKind, config, data_fingerprint: dataFingerprint };
     if (tags !== undefined) data.tags = tags;
-    return this.emit('run.created', data, { runId });
+    return this._emit('run.created', data, runId, null);
   }
 
   emitRunStarted(runId, info) {
     const data = Object.assign({ host: os.hostname(), pid: process.pid }, info || {});
-    return this.emit('run.started', data, { runId });
+    return this._emit('run.started', data, runId, null);
   }
 
   emitRunCompleted(runId, summary, artifactPaths) {
-    return this.emit('run.completed', { summary, artifact_paths: artifactPaths }, { runId });
+    return this._emit('run.completed', { summary, artifact_paths: artifactPaths }, runId, null);
   }
 
   emitRunFailed(runId, error, traceback) {
     const data = { error: error instanceof Error ? `${error.name}: ${error.message}` : error };
     if (traceback !== undefined) data.traceback = traceback;
     else if (error instanceof Error && error.stack) data.traceback = error.stack;
-    return this.emit('run.failed', data, { runId });
+    return this._emit('run.failed', data, runId, null);
   }
 
   emitRunHeartbeat(runId) {
-    return this.emit('run.heartbeat', {}, { runId });
+    return this._emit('run.heartbeat', {}, runId, null);
   }
 
   emitPhaseStarted(runId, phase, phaseIndex) {
-    return this.emit('phase.started', { phase, phase_index: phaseIndex }, { runId });
+    return this._emit('phase.started', { phase, phase_index: phaseIndex }, runId, null);
   }
 
   emitPhaseCompleted(runId, phase, durationMs, outputSummary) {
     const data = { phase, duration_ms: durationMs };
     if (outputSummary !== undefined) data.output_summary = outputSummary;
-    return this.emit('phase.completed', data, { runId });
+    return this._emit('phase.completed', data, runId, null);
   }
 
   emitTrialRecorded(runId, trialId, params, metrics) {
-    return this.emit('trial.recorded', { trial_id: trialId, params, metrics }, { runId });
+    return this._emit('trial.recorded', { trial_id: trialId, params, metrics }, runId, null);
   }
 
   emitBaselineCompleted(runId, name, metrics) {
-    return this.emit('baseline.completed', { baseline: name, metrics }, { runId });
+    return this._emit('baseline.completed', { baseline: name, metrics }, runId, null);
   }
 
   emitArtifactCreated(runId, artifact) {
-    return this.emit('artifact.created', artifact, { runId });
+    return this._emit('artifact.created', artifact, runId, null);
   }
 
   emitAlert(alertId, source, severity, payload) {
-    return this.emit('alert.ingested', { alert_id: alertId, source, severity, payload });
+    return this._emit('alert.ingested', { alert_id: alertId, source, severity, payload }, null, null);
   }
 }
 

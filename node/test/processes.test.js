@@ -40,7 +40,7 @@ function cli(args) {
 
 test('3 Node + 2 Python writers in one root: every event once, clean seqs, indexed once', async () => {
   const root = tmpRoot('mixed');
-  const n = 4000;
+  const n = 2500;
   const kids = [
     spawnNode(NODE_WORKER, [root, 'node0', String(n), 'group']),
     spawnNode(NODE_WORKER, [root, 'node1', String(n), 'fsync']),
