@@ -13,7 +13,6 @@ import duckdb
 import pytest
 from index_support import T0, index_events, part_files, reference_events, write_sweep
 
-import ledgerx
 from ledgerx import _core
 from ledgerx.index import IndexPaths, build_index
 from ledgerx.index.indexer import open_readonly

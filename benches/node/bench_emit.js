@@ -121,7 +121,9 @@ async function lagWhileEmitting(durability, rate, ms) {
   await Promise.all(pending);
   h.disable();
   await em.close();
-  return { events: i, perSecond: Math.round(i / (ms / 1000)), p50Ms: h.percentile(50) / 1e6, p99Ms: h.percentile(99) / 1e6, maxMs: h.max / 1e6 };
+  // The histogram records the time between 1 ms timer ticks: the lag is that minus 1 ms.
+  const lag = (ns) => Math.max(0, ns / 1e6 - 1);
+  return { events: i, perSecond: Math.round(i / (ms / 1000)), p50Ms: lag(h.percentile(50)), p99Ms: lag(h.percentile(99)), maxMs: lag(h.max) };
 }
 
 async function main() {
