@@ -74,7 +74,7 @@ def worker(root: str, worker_no: int, stamp: str) -> None:
                     rng = random.Random(seed)
                     for t in range(TRIALS_PER_RUN):
                         params = {"fast": rng.randint(2, 20), "slow": rng.randint(30, 90)}
-                        metrics = backtest(px, **params)
+                        metrics = backtest(px, params["fast"], params["slow"])
                         run.trial(trial_id=t, params=params, metrics=metrics)
                         if best is None or metrics["pnl"] > best[1]["pnl"]:
                             best = (params, metrics)
@@ -82,7 +82,7 @@ def worker(root: str, worker_no: int, stamp: str) -> None:
                 run.baseline("buy_and_hold", {"pnl": round(px[-1] / px[0] - 1, 6)})
                 assert best is not None
                 curve: list[float] = []
-                backtest(px, **best[0], curve=curve)
+                backtest(px, best[0]["fast"], best[0]["slow"], curve=curve)
                 run.artifacts.write_equity_curve(
                     pa.table({"step": list(range(len(curve))), "equity": curve})
                 )

@@ -48,7 +48,12 @@ def runs_page(request: Request) -> Response:
     index = _index(request)
     args = pages.runs_args(request.query_params)
     res = index.runs(**args)
-    ctx = {"args": args, "res": res, "qs": _qs(request), "filters": index.run_filters()}
+    ctx: dict[str, Any] = {
+        "args": args,
+        "res": res,
+        "qs": _qs(request),
+        "filters": index.run_filters(),
+    }
     if request.url.path == "/partials/runs":
         return page(request, "_runs_rows.html", **ctx)
     return page(request, "runs.html", title="runs", **ctx)
