@@ -17,6 +17,7 @@ __all__ = [
     "format_ts",
     "parse_ts",
     "crc32c",
+    "is_event_id",
 ]
 
 BUILTIN_REGISTRY: str
