@@ -10,7 +10,8 @@ the runs touched by that generation.
 from __future__ import annotations
 
 # 2: trial_results is a view over events (format 1 stored it as a table).
-INDEX_FORMAT = "2"
+# 3: trial_results shows the latest record of a trial (run_id, trial_id) once.
+INDEX_FORMAT = "3"
 
 # `gen` is the indexing round that added a row: new rows of a round are `WHERE gen = ?`, which
 # DuckDB prunes with zone maps since a round appends at the end of the table.
@@ -182,6 +183,8 @@ VIEWS_DDL = [
     GROUP BY run_id, phase
     ORDER BY run_id, min(phase_index) NULLS LAST, min(started_at), phase
     """,
+    # Trial identity is (run_id, trial_id): a task retried after its worker died may record a
+    # trial twice; `events` keeps both, the view shows the latest (ts, file, offset) once.
     # Trials are read from `events` when queried: materializing them cost more than half of a
     # full rebuild (storing and compressing a second copy of every trial's params and metrics,
     # ≈ 1.2 CPU-s per million trials), while a per-run query only parses that run's rows
@@ -189,10 +192,12 @@ VIEWS_DDL = [
     """
     CREATE OR REPLACE VIEW trial_results AS
     SELECT event_id, run_id, s.trial_id, s.params, s.metrics, ts AS recorded_at
-    FROM (SELECT event_id, run_id, ts,
+    FROM (SELECT event_id, run_id, ts, file, "offset",
                  json_transform(coalesce(data_upcast, data),
                                 '{"trial_id":"VARCHAR","params":"JSON","metrics":"JSON"}') s
           FROM events WHERE event_type = 'trial.recorded')
+    QUALIFY row_number() OVER (PARTITION BY run_id, s.trial_id
+                               ORDER BY ts DESC, file DESC, "offset" DESC) = 1
     """,
     # The long table of numeric metrics is a view over trial_results: it costs nothing to index,
     # and a per-run query only unnests that run's rows (see docs/index.md for the measurement).

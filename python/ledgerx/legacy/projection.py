@@ -43,8 +43,12 @@ _FILL = [
               timezone('UTC', completed_at), duration_ms, output_summary
        FROM ix.main.phase_timings ORDER BY run_id, started_at, phase, attempt""",
     """INSERT INTO out.optimizer.trials_f
-       SELECT run_id, TRY_CAST(trial_id AS BIGINT), params, metrics, timezone('UTC', recorded_at)
-       FROM ix.main.trial_results ORDER BY recorded_at, event_id""",
+       SELECT run_id, TRY_CAST(s.trial_id AS BIGINT), s.params, s.metrics, timezone('UTC', ts)
+       FROM (SELECT run_id, ts, event_id,
+                    json_transform(coalesce(data_upcast, data),
+                                   '{"trial_id":"VARCHAR","params":"JSON","metrics":"JSON"}') s
+             FROM ix.main.events WHERE event_type = 'trial.recorded')
+       ORDER BY ts, event_id""",  # every record, as the old code wrote them (not only the latest)
     """INSERT INTO out.baseline.results
        SELECT run_id, baseline, metrics, timezone('UTC', completed_at)
        FROM ix.main.baseline_results ORDER BY completed_at, event_id""",

@@ -366,6 +366,8 @@ def create_legacy_views(con: duckdb.DuckDBPyConnection, alias: str = "legacy_db"
     con.execute("""
     CREATE OR REPLACE TEMP VIEW legacy_trial_results AS
     SELECT event_id, run_id, trial_id, params, metrics, recorded_at FROM legacy_trials_n
+    QUALIFY row_number() OVER (PARTITION BY run_id, trial_id
+                               ORDER BY recorded_at DESC, k DESC) = 1  -- as the index: latest once
     """)
     con.execute("""
     CREATE OR REPLACE TEMP VIEW legacy_baseline_results AS
