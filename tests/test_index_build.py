@@ -7,16 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-import ledgerx
-from ledgerx import _core
-from ledgerx.errors import IndexBusyError
-from ledgerx.index import IndexPaths, build_index
-from ledgerx.index import schema as S
-from ledgerx.index.indexer import open_readonly
-from ledgerx.index.publish import index_lock
-from ledgerx.reader import Reader, wait_indexed
-
 from index_support import (
     DAY_US,
     T0,
@@ -27,6 +17,15 @@ from index_support import (
     reference_runs,
     write_sweep,
 )
+
+import ledgerx
+from ledgerx import _core
+from ledgerx.errors import IndexBusyError
+from ledgerx.index import IndexPaths, build_index
+from ledgerx.index import schema as S
+from ledgerx.index.indexer import open_readonly
+from ledgerx.index.publish import index_lock
+from ledgerx.reader import Reader, wait_indexed
 
 
 def q(db: Path, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:

@@ -15,10 +15,10 @@ import pytest
 
 pytest.importorskip("pyspark")
 
+from index_support import DAY_US, T0, write_sweep  # noqa: E402
+
 from ledgerx.index import build_index  # noqa: E402
 from ledgerx.retention import run_retention  # noqa: E402
-
-from index_support import DAY_US, T0, write_sweep  # noqa: E402
 
 TABLES = {  # name: (index file, columns the index keeps for itself)
     "events": ("runs", {"gen", "data_upcast", "upcast_version"}),
