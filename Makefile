@@ -14,11 +14,11 @@ $(VENV)/.deps: pyproject.toml
 	$(PY) -m pip install -q $$($(PY) -c "import tomllib;p=tomllib.load(open('pyproject.toml','rb'))['project'];print(' '.join(repr(d) for d in p['dependencies']+p['optional-dependencies']['test']+p['optional-dependencies']['bench']))" | tr -d "'")
 	touch $@
 
-# Fault-injection tools the reliability tests use, and the browser the dashboard tests drive
-# (Debian packages), installed when missing.
+# Fault-injection tools the reliability tests use, the browser the dashboard tests drive and the
+# Java runtime Spark needs (Debian packages), installed when missing.
 $(VENV)/.tools: $(VENV)/.deps
 	@missing=""; for t in strace:strace faketime:faketime eatmydata:eatmydata \
-	    chromium:chromium chromedriver:chromium-driver; do \
+	    chromium:chromium chromedriver:chromium-driver java:openjdk-17-jre-headless; do \
 	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \

@@ -87,13 +87,15 @@ def raw_events(spark: Any, path: str) -> Any:
         ev = spark.createDataFrame([], EVENTS_DDL)
     else:
         ev = jsonl.select("path", "content").mapInArrow(_scan_partition, EVENTS_DDL)
-    arch = _load(spark.read, f"{base}/archive/events/{_DAY_GLOB}/*.parquet", fmt="parquet")
+    # Archived parts (ledgerx.retention): the same columns, so no schema inference job.
+    arch = _load(spark.read.schema(EVENTS_DDL), f"{base}/archive/events/{_DAY_GLOB}/*.parquet")
     if arch is None:
         return ev
-    arch = arch.select(
-        *[F.col(c).cast(t) for c, t in (f.split(" ") for f in EVENTS_DDL.split(", "))]
-    )
-    present = ev.select("file").distinct()
+    if jsonl is None:
+        return arch
+    # A part whose JSONL is still there (retention stopped before removing it) is read from the
+    # JSONL, as the indexer does; the paths come from the listing, not from a second scan.
+    present = jsonl.select(F.regexp_extract("path", r"(day=[^/]+/[^/]+)$", 1).alias("file"))
     return ev.unionByName(arch.join(present, "file", "left_anti"))
 
 
@@ -121,12 +123,12 @@ def _base(path: str) -> str:
     return "file://" + os.path.abspath(path)
 
 
-def _load(reader: Any, glob: str, fmt: str | None = None) -> Any:
+def _load(reader: Any, glob: str) -> Any:
     """A DataFrame over the files matching `glob`, or None when none does."""
     from pyspark.errors import AnalysisException
 
     try:
-        return reader.parquet(glob) if fmt == "parquet" else reader.load(glob)
+        return reader.parquet(glob) if "/archive/" in glob else reader.load(glob)
     except AnalysisException as e:
         if "PATH_NOT_FOUND" in str(e) or "Path does not exist" in str(e):
             return None
