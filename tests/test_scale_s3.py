@@ -300,3 +300,34 @@ def test_create_only_put_never_replaces_an_object(tmp_path, endpoint, bucket, mo
         rep = s.round()
     assert rep.adopted == 1 and rep.objects == 0
     check_chains(objects(endpoint, bucket), "z", {rid(root): root})
+
+
+def test_a_forked_child_is_refused_not_hung(tmp_path, endpoint, bucket):
+    """obstore's async runtime does not survive fork(): a child of a process that shipped gets
+    a clear RemoteError instead of hanging."""
+    root = tmp_path / "a"
+    write_sweep(root, runs=1, trials=2)
+    code = f"""
+import os, sys
+from ledgerx.remote import RemoteError, ship
+ship({str(root)!r}, "s3://{bucket}/f", endpoint_url={endpoint!r})
+pid = os.fork()
+if pid == 0:
+    try:
+        ship({str(root)!r}, "s3://{bucket}/g", endpoint_url={endpoint!r})
+        os._exit(3)
+    except RemoteError as e:
+        print("refused:", e, flush=True)
+        os._exit(0)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **AWS_ENV},
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "cannot be used after fork()" in p.stdout

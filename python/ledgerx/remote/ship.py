@@ -38,7 +38,13 @@ from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError, LedgerError
 from ledgerx.fsutil import atomic_write, ensure_dir, fsync_path
 from ledgerx.index.indexer import list_part_files
-from ledgerx.remote.store import ObjectName, RemoteError, check_url, open_store
+from ledgerx.remote.store import (
+    ObjectName,
+    RemoteError,
+    check_not_forked,
+    check_url,
+    open_store,
+)
 
 DEFAULT_MAX_OBJECT_BYTES = 32 << 20
 RETRIES = 6
@@ -287,6 +293,7 @@ def _retry(fn: Any) -> Any:
         UnauthenticatedError,
     )
 
+    check_not_forked()
     final = (AlreadyExistsError, PreconditionError)
     denied = (PermissionDeniedError, UnauthenticatedError, NotFoundError)
     delay = BACKOFF_S

@@ -35,6 +35,24 @@ class RemoteError(LedgerError):
     """Object storage refused or failed a request (after retries), or holds unexpected data."""
 
 
+# obstore runs its requests on one process-wide async runtime, which does not survive fork():
+# a child that makes a request after its parent made one would hang. Refuse it instead.
+_USED_BY: list[int] = []
+
+
+def check_not_forked() -> None:
+    """Call before each request: raises RemoteError in a forked child of a process that has
+    already used object storage."""
+    pid = os.getpid()
+    if not _USED_BY:
+        _USED_BY.append(pid)
+    elif _USED_BY[0] != pid:
+        raise RemoteError(
+            "object storage was used before this process forked, and its client cannot be used "
+            "after fork(): ship from a fresh process (multiprocessing 'spawn', or a subprocess)"
+        )
+
+
 @dataclass(frozen=True)
 class ObjectName:
     root_id: str
