@@ -34,6 +34,7 @@ from typing import Any
 
 import ledgerx
 from ledgerx.config import resolve_root
+from ledgerx.errors import ConfigError
 
 try:
     from distributed import WorkerPlugin
@@ -51,7 +52,7 @@ class LedgerPlugin(WorkerPlugin):  # type: ignore[misc,valid-type]
 
     def __init__(self, root: str | os.PathLike[str] | None = None, **options: Any) -> None:
         if WorkerPlugin is object:
-            raise ImportError("LedgerPlugin needs the dask extra: pip install 'ledgerx[dask]'")
+            raise ConfigError("LedgerPlugin needs the dask extra: pip install 'ledgerx[dask]'")
         self.root = str(resolve_root(root))
         self.options = options
 

@@ -17,6 +17,7 @@ upcasters registered in the indexing process) and the index's bookkeeping column
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ def _scan_partition(batches: Iterator[Any]) -> Iterator[Any]:
     import pyarrow as pa
 
     from ledgerx import _core
+    from ledgerx.errors import LedgerIOError
 
     schema = pa.schema(
         [
@@ -66,7 +68,7 @@ def _scan_partition(batches: Iterator[Any]) -> Iterator[Any]:
                 (b,) = _core.scan_files(tmp, [(rel, 0)], strict=False, max_bytes=len(content) + 1)
                 os.unlink(local)
                 if b.error is not None:
-                    raise OSError(b.error)
+                    raise LedgerIOError(errno.EIO, str(b.error), path)
                 rb = pa.record_batch(b)
                 if rb.num_rows == 0:
                     continue
