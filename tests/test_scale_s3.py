@@ -108,6 +108,7 @@ def test_ship_tiles_the_log_and_appends_go_out_as_new_objects(tmp_path, endpoint
 
 def test_two_roots_never_collide_and_rebuild_indexes_each_event_once(tmp_path, endpoint, bucket):
     a, b, idx = tmp_path / "a", tmp_path / "b", tmp_path / "idx"
+    idx.mkdir()  # an empty root of its own for the remote index
     write_sweep(a, runs=2, trials=10, seed=1)
     write_sweep(b, runs=2, trials=10, seed=2)
     # the same events on two hosts (a log copied by hand): the index holds each one once
@@ -138,6 +139,7 @@ def test_two_roots_never_collide_and_rebuild_indexes_each_event_once(tmp_path, e
 
 def test_remote_rebuild_equals_local_rebuild(tmp_path, endpoint, bucket):
     root, idx = tmp_path / "a", tmp_path / "idx"
+    idx.mkdir()
     write_sweep(root, runs=3, trials=25, fail_last=True, max_part_bytes=8000)
     url = f"s3://{bucket}/x"
     assert ship(root, url, endpoint, "--max-object-bytes", "1500").returncode == 0
@@ -153,6 +155,8 @@ def test_remote_rebuild_equals_local_rebuild(tmp_path, endpoint, bucket):
     )
     p = lx("rebuild", "--root", str(idx), "--source", url, "--endpoint-url", endpoint)
     assert p.returncode == 0, p.stderr
+    p = lx("runs", "--root", str(idx), "--json")  # the CLI reads a remote index as any root
+    assert p.returncode == 0 and len(json.loads(p.stdout)) == 3, p.stderr
     build_index(root)
     local, remote = Reader(root), Reader(idx)
     try:

@@ -123,10 +123,14 @@ def _emit_rows(
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from ledgerx.cli import existing_root, print_json
+    from ledgerx.cli import CliError, existing_root, print_json
+    from ledgerx.config import resolve_root
     from ledgerx.index import build_index
 
-    existing_root(args.root)
+    if args.source is None:
+        existing_root(args.root)
+    elif not resolve_root(args.root).is_dir():  # a remote index's root: events/ comes later
+        raise CliError(f"no directory at {resolve_root(args.root)} (check --root)")
     bar = _Bar("indexing")
     kw: dict[str, Any] = dict(
         since_date=args.since_date,

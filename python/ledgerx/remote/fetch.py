@@ -152,6 +152,7 @@ def rebuild_from_remote(
         raise LedgerError(
             f"{rootp} has a local log in events/: index a remote log into a root of its own"
         )
+    ensure_dir(events_dir(rootp))  # empty: a root like any other for the CLI and Reader
     fetched = sync_remote(rootp, url, endpoint_url=endpoint_url, store=store)
     index_kw.setdefault("upcaster", default_upcaster(events_dir(rootp)))
     rep = build_index(mirror_root(rootp), db=rootp / "index" / "runs.duckdb", **index_kw)
