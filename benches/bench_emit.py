@@ -137,7 +137,9 @@ def test_emit_os(bench_dir: Path, benchmark: Any) -> None:
     raw = find("baseline", "raw os.write 300 B")
     ratio = s["p50_us"] / raw["p50_us"] if raw else float("nan")
     record("emit", "emit() os (write, no fsync)", s, note=f"{ratio:.2f}x raw write p50")
-    benchmark.pedantic(emit, args=("trial.recorded", DATA), rounds=1000, iterations=10)
+    benchmark.pedantic(
+        emit, args=("trial.recorded", DATA), kwargs={"run_id": "r"}, rounds=1000, iterations=10
+    )
     ledger.close()
 
 
@@ -153,7 +155,9 @@ def test_emit_fsync(bench_dir: Path, benchmark: Any) -> None:
         s,
         note=f"p99 {ratio:.2f}x raw write+fdatasync {'OK' if ratio <= 1.2 else 'MISS'}",
     )
-    benchmark.pedantic(emit, args=("trial.recorded", DATA), rounds=200, iterations=1)
+    benchmark.pedantic(
+        emit, args=("trial.recorded", DATA), kwargs={"run_id": "r"}, rounds=200, iterations=1
+    )
     ledger.close()
 
 

@@ -96,7 +96,7 @@ def test_ledgerx_validation_inside_emit(tmp_path: Any) -> None:
     SchemaRegistry(root / "events").register("bench.open", True)
     w = _core.Writer(str(root), durability="os")
     try:
-        full = sample(lambda: w.emit("trial.recorded", DOC), N)
+        full = sample(lambda: w.emit("trial.recorded", DOC, run_id="bench"), N)
         open_ = sample(lambda: w.emit("bench.open", DOC), N)
     finally:
         w.close()
