@@ -83,8 +83,11 @@ bench: setup node
 	$(PY) -m pytest benches -q -p no:cacheprovider --benchmark-columns=min,median,max,mean,ops,rounds -s
 	node benches/node/bench_emit.js
 
+# Long runs: the kill loop, the Hypothesis differential (LEDGERX_FUZZ_EXAMPLES) and the Rust
+# fuzz targets (PROPTEST_CASES per target).
 soak: setup
-	$(PY) -m pytest -q -m slow tests
+	PROPTEST_CASES=$${PROPTEST_CASES:-200000} cargo test --locked --release -q --lib fuzz
+	$(PY) -m pytest -q -p no:cacheprovider -m slow tests
 
 clean:
 	rm -rf $(VENV) target data node/build $(NODE_ADDON)

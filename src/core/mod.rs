@@ -5,6 +5,8 @@ pub mod appender;
 pub mod builtin;
 pub mod clock;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod ids;
 pub mod json;
 pub mod scanner;
