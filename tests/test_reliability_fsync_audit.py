@@ -1,0 +1,196 @@
+"""Durability is audited, not assumed: real processes run under strace, and the system calls
+show every acknowledged write made durable. A SIGKILL keeps the page cache, so no kill test can
+prove an fsync; these audits fail when one is missing (each was checked with the fsync removed).
+
+- group mode: every flush() and every acknowledged batch is followed by an fdatasync of its part;
+- index publish: the work file is fsynced after its last write and before the rename that
+  publishes it, and the directory is fsynced after the rename;
+- artifacts: the final name appears only by rename(2) of an fsynced temporary file (never opened
+  for writing, never a copy), and the run's folder is fsynced after the rename."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import ledgerx
+
+# -y shows each descriptor's path: fsync(5</x/index/.building-1-runs.duckdb>) = 0
+FD_CALL = re.compile(r"^\d+\s+(\w+)\((\d+)<([^>]*)>(.*)$")
+RENAME = re.compile(r'^\d+\s+rename(?:at2?)?\((?:[^,]*, )?"([^"]+)", (?:[^,]*, )?"([^"]+)"')
+OPEN = re.compile(r'^\d+\s+open(?:at)?\((?:[^,]*, )?"([^"]+)", ([A-Z_|]+)')
+
+
+@dataclass
+class Call:
+    name: str
+    path: str
+    rest: str = ""
+    dst: str = ""
+
+
+def strace(tmp: Path, code: str, *args: str, trace: str) -> list[Call]:
+    """Run `code` in a fresh interpreter under strace -f -y; its calls in order."""
+    log = tmp / "strace.log"
+    r = subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-s", "64", "-o", str(log), "-e", f"trace={trace}"]
+        + [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    calls: list[Call] = []
+    for line in log.read_text().splitlines():
+        if "resumed>" in line:
+            continue  # the call was recorded where it started (`<unfinished ...>`)
+        if m := RENAME.match(line):
+            calls.append(Call("rename", m.group(1), dst=m.group(2)))
+        elif m := OPEN.match(line):
+            calls.append(Call("open", m.group(1), rest=m.group(2)))
+        elif m := FD_CALL.match(line):
+            calls.append(Call(m.group(1), m.group(3), rest=m.group(4)))
+    return calls
+
+
+WRITES = ("write", "pwrite64", "copy_file_range")
+
+
+class FileStates:
+    """Per path: written → reopened → fsynced. A file is durable for its rename only when, after
+    its last write, the publisher itself opened it again and fsynced it (the design's
+    "temp file, fsync, rename"): an fsync that DuckDB or pyarrow may or may not do while
+    writing does not count."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, int] = {}
+
+    def see(self, c: Call) -> None:
+        st = self.state.get(c.path)
+        if c.name in WRITES:
+            self.state[c.path] = 0
+        elif c.name == "open" and st == 0:
+            self.state[c.path] = 1
+        elif c.name in ("fsync", "fdatasync") and st == 1:
+            self.state[c.path] = 2
+
+    def durable(self, path: str) -> bool:
+        return self.state.get(path) == 2
+
+
+GROUP_CHILD = """
+import os, sys, ledgerx
+led = ledgerx.open(sys.argv[1], durability="group", commit_interval_ms=1)
+for burst in range(8):
+    for i in range(50):
+        led.emit("run.heartbeat", {"i": i}, run_id="audit")
+    led.flush()
+    os.write(1, b"ACK\\n")
+stats = led.commit_stats()
+led.close()
+os.write(1, b"BATCHES %d\\n" % stats["batches"])
+"""
+
+
+def test_group_mode_fdatasyncs_every_batch_and_every_flush(root: Path, tmp_path: Path) -> None:
+    ledgerx.open(root).close()
+    calls = strace(tmp_path, GROUP_CHILD, str(root), trace="write,fdatasync,fsync")
+    acks = unsynced_acks = syncs = 0
+    dirty: set[str] = set()
+    batches = None
+    for c in calls:
+        if c.name == "write" and '"ACK\\n"' in c.rest:
+            acks += 1
+            unsynced_acks += bool(dirty)
+        elif c.name == "write" and "BATCHES" in c.rest:
+            batches = int(re.search(r"BATCHES (\d+)", c.rest).group(1))  # type: ignore[union-attr]
+        elif c.name == "write" and c.path.endswith(".jsonl"):
+            dirty.add(c.path)
+        elif c.name in ("fdatasync", "fsync") and c.path.endswith(".jsonl"):
+            syncs += c.path in dirty
+            dirty.discard(c.path)
+    assert acks == 8 and unsynced_acks == 0, "flush() returned before its part was fdatasynced"
+    assert not dirty, "events written at close but never fdatasynced"
+    # Each acknowledged batch (the writer's own count) had an fdatasync of written data.
+    assert batches is not None and batches >= 8
+    assert syncs == batches
+
+
+PUBLISH_CHILD = """
+import sys
+from index_support import write_sweep, T0, DAY_US
+from ledgerx.index import build_index
+root = sys.argv[1]
+write_sweep(root, runs=2, trials=5, seed=1)
+assert build_index(root).mode == "full"
+write_sweep(root, runs=1, trials=3, seed=2, day_us=T0 + DAY_US)
+assert build_index(root).mode == "incremental"
+"""
+
+
+def test_index_publish_fsyncs_the_work_file_then_the_directory(root: Path, tmp_path: Path) -> None:
+    sys_path = str(Path(__file__).parent)
+    code = f"import sys; sys.path.insert(0, {sys_path!r})\n" + PUBLISH_CHILD
+    calls = strace(
+        tmp_path,
+        code,
+        str(root),
+        trace="/^rename,/^open,fsync,fdatasync,write,pwrite64,copy_file_range",
+    )
+    index = str((root / "index").resolve())
+    files = FileStates()
+    published: list[str] = []
+    need_dir_sync: list[str] = []
+    for c in calls:
+        files.see(c)
+        if c.name in ("fsync", "fdatasync") and c.path == index:
+            need_dir_sync.clear()
+        elif c.name == "rename" and c.dst.startswith(index + "/"):
+            assert files.durable(c.path), f"{c.path} renamed over {c.dst} without its fsync"
+            published.append(Path(c.dst).name)
+            need_dir_sync.append(c.dst)
+    assert sorted(published) == sorted(["alerts.duckdb", "catalog.duckdb", "runs.duckdb"] * 2)
+    assert not need_dir_sync, f"no directory fsync after publishing {need_dir_sync}"
+
+
+ARTIFACT_CHILD = """
+import sys, pyarrow as pa, ledgerx
+led = ledgerx.open(sys.argv[1], durability="fsync")
+with led.run(run_kind="t", config={"a": 1}, data_fingerprint="f", run_id="run-a") as run:
+    run.artifacts.write_table("trades", pa.table({"i": list(range(100))}))
+    run.artifacts.write_json("extra", {"x": 1})
+    run.artifacts.write_summary()
+led.close()
+"""
+
+
+def test_artifacts_appear_only_by_rename_of_an_fsynced_file(root: Path, tmp_path: Path) -> None:
+    calls = strace(
+        tmp_path,
+        ARTIFACT_CHILD,
+        str(root),
+        trace="/^rename,/^open,fsync,fdatasync,write,pwrite64,copy_file_range",
+    )
+    folder = str((root / "artifacts" / "runs" / "run-a").resolve())
+    finals = {folder + "/" + n for n in ("trades.parquet", "extra.json", "summary.json")}
+    files = FileStates()
+    renamed: list[str] = []
+    need_dir_sync: list[str] = []
+    for c in calls:
+        if c.name == "open" and c.path in finals:
+            assert "O_RDONLY" in c.rest and "O_CREAT" not in c.rest, f"{c.path} opened to write"
+        elif c.name in WRITES:
+            assert c.path not in finals, f"bytes written straight into {c.path}"
+        files.see(c)
+        if c.name in ("fsync", "fdatasync") and c.path == folder:
+            need_dir_sync.clear()
+        elif c.name == "rename" and c.dst in finals:
+            assert files.durable(c.path), f"{c.path} renamed to {c.dst} before its fsync"
+            assert Path(c.path).parent == Path(c.dst).parent
+            renamed.append(c.dst)
+            need_dir_sync.append(c.dst)
+    assert sorted(renamed) == sorted(finals)
+    assert not need_dir_sync, f"no fsync of the run's folder after {need_dir_sync}"
