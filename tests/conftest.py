@@ -45,3 +45,22 @@ def cli(
         env=full_env,
         input=input,
     )
+
+
+def find_lib(name: str) -> str:
+    """A shared library installed by a Debian package, wherever this machine keeps it (the
+    multiarch folder, lib64, a package subfolder): ldconfig's cache first, then the usual
+    folders. Fails the test with the name when it is missing."""
+    try:
+        cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    except OSError:
+        cache = ""
+    for line in cache.splitlines():
+        if line.strip().startswith(name + " ") and "=>" in line:
+            return line.split("=>", 1)[1].strip()
+    for base in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib"):
+        for pattern in (name, f"*/{name}", f"*/*/{name}"):
+            hits = sorted(Path(base).glob(pattern))
+            if hits:
+                return str(hits[0])
+    pytest.fail(f"{name} not found (installed by `make setup`)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -129,23 +130,30 @@ def test_artifact_write_killed_midway_leaves_no_partial_file(root: Path) -> None
     n = 400_000
     p = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root), str(n)])
     folder = root / "artifacts" / "runs" / "run-kill"
+    final = folder / "big.parquet"
     try:
-        # Kill while a write is under way: its temporary file exists.
-        wait_for(lambda: list(folder.glob(".big.parquet.tmp-*")), 60, "a write in progress")
+        # Kill while a later write is under way: one write completed (the final name exists)
+        # and the temporary file of the next one exists.
+        wait_for(
+            lambda: final.exists() and list(folder.glob(".big.parquet.tmp-*")),
+            120,
+            "a second write in progress",
+        )
         p.send_signal(signal.SIGKILL)
     finally:
         if p.poll() is None:
             p.kill()
         p.wait(30)
     assert p.returncode == -signal.SIGKILL
-    final = folder / "big.parquet"
-    if final.exists():  # an earlier write completed: the file under the final name is whole
-        assert pq.read_table(final).num_rows == n
-    for tmp in folder.glob(".big.parquet.tmp-*"):
-        assert tmp.name.startswith(".")  # leftovers only ever under a hidden temporary name
-    # Every artifact.created event points at a complete file with its recorded hash.
+    # The file under the final name is whole; what is left besides it is temporary files only.
+    assert pq.read_table(final).num_rows == n
+    leftovers = sorted(x.name for x in folder.iterdir() if x != final)
+    assert all(re.fullmatch(r"\.big\.parquet\.tmp-\d+-[0-9a-f]{8}", x) for x in leftovers), (
+        leftovers
+    )
+    # Every artifact.created event points at that complete file with its recorded hash (the
+    # same table gives the same bytes every time).
     build_index(root)
     with ledgerx.Reader(root) as r:
         rows = r.sql("SELECT path, sha256, rows FROM artifacts_catalog").fetchall()
-    for path, sha, nrows in rows:
-        assert nrows == n and _sha(root / path) == sha
+    assert rows and set(rows) == {("artifacts/runs/run-kill/big.parquet", _sha(final), n)}

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import find_lib
 from logcheck import check_log
-
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 CHILD = """
 import sys, time, ledgerx
@@ -30,7 +29,7 @@ def test_clock_stepping_back_across_midnight(root: Path, tmp_path: Path) -> None
     stamp.write_text("@2026-03-02 00:00:01\n")
     env = {
         **os.environ,
-        "LD_PRELOAD": LIBFAKETIME,
+        "LD_PRELOAD": find_lib("libfaketime.so.1"),
         "FAKETIME_TIMESTAMP_FILE": str(stamp),
         "FAKETIME_NO_CACHE": "1",
         "TZ": "UTC",

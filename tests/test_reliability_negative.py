@@ -12,7 +12,7 @@ from pathlib import Path
 
 import ledgerx
 
-EATMYDATA = "/usr/lib/x86_64-linux-gnu/libeatmydata.so"
+from conftest import find_lib
 
 CHILD = """
 import os, sys, ledgerx
@@ -78,7 +78,6 @@ def test_fsync_audit_passes_on_real_fsync(root: Path, tmp_path: Path) -> None:
 
 
 def test_fsync_audit_catches_a_noop_fsync(root: Path, tmp_path: Path) -> None:
-    assert Path(EATMYDATA).exists(), "eatmydata is installed by the Makefile"
-    acks, unsynced = unsynced_acks(root, tmp_path, preload=EATMYDATA)
+    acks, unsynced = unsynced_acks(root, tmp_path, preload=find_lib("libeatmydata.so"))
     assert acks == 20
     assert unsynced == 20, "with fsync a no-op the audit must flag every acknowledgment"
