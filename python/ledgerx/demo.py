@@ -109,9 +109,11 @@ def main() -> int:
         if p.exitcode != 0:
             print(f"demo: worker exited with {p.exitcode}", file=sys.stderr)
             return 1
-    n_events = WORKERS * RUNS_PER_WORKER * (TRIALS_PER_RUN + 7)
+    # Per run: created, started, 2 phases x (started, completed), the trials, a baseline, and
+    # completed (or failed).
+    n_events = WORKERS * RUNS_PER_WORKER * (TRIALS_PER_RUN + 8)
     print(
-        f"demo: {WORKERS} workers wrote ~{n_events} events to {root} "
+        f"demo: {WORKERS} workers wrote {n_events} events to {root} "
         f"in {time.perf_counter() - t0:.2f}s"
     )
     from ledgerx.cli import COMMAND_NAMES
