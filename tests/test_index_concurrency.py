@@ -172,3 +172,19 @@ def test_indexer_in_another_process_makes_second_fail_cleanly(tmp_path: Path) ->
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
     assert build_index(root).published  # the lock died with its holder
+
+
+def test_lock_is_free_only_when_no_indexer_holds_it(tmp_path: Path) -> None:
+    from ledgerx.errors import IndexBusyError
+    from ledgerx.index.publish import index_lock, lock_is_free
+
+    paths = IndexPaths.for_root(tmp_path / "ledger")
+    assert not paths.lock.exists() and lock_is_free(paths)
+    with index_lock(paths):
+        assert paths.lock.exists() and not lock_is_free(paths)
+        try:
+            with index_lock(paths):
+                raise AssertionError("a second holder got the lock")
+        except IndexBusyError as e:
+            assert f"(pid {os.getpid()})" in str(e)
+    assert paths.lock.exists() and lock_is_free(paths)
