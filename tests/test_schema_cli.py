@@ -195,3 +195,33 @@ def test_validate_uses_registered_types_and_versions(root: Path, tmp_path: Path)
     r = run(root, "schema", "validate", str(f))
     assert r.returncode == 1
     assert r.stdout.strip() == f"{f}:2: my.event v2: data: missing required field 'b'"
+
+
+def test_validate_and_the_indexer_share_the_event_id_rule(root: Path, tmp_path: Path) -> None:
+    """A third-party line with a uuid4 event_id validates, and the indexer indexes it; a
+    non-UUID id is refused by both; keys out of order are refused by both."""
+    from ledgerx.index import build_index
+
+    ensure_registry(root / "events")
+    uuid4 = "9f1c2d3e-4b5a-4c6d-8e7f-0123456789ab"
+    lines = {
+        uuid4: None,
+        "not-a-uuid-at-all": "event_id: not a UUID string",
+    }
+    for eid, want in lines.items():
+        f = tmp_path / "e.jsonl"
+        f.write_text(_line(event_id=eid) + "\n")
+        r = run(root, "schema", "validate", str(f))
+        assert (r.returncode, want is None or want in r.stdout) == (int(want is not None), True)
+    day = root / "events" / "day=2026-01-02"
+    day.mkdir(parents=True, exist_ok=True)
+    swapped = _line(event_id=uuid4).replace('"writer":"w-x","seq":1', '"seq":1,"writer":"w-x"')
+    (day / "part-000009.jsonl").write_text(
+        "\n".join([_line(event_id=uuid4), _line(event_id="not-a-uuid-at-all"), swapped]) + "\n"
+    )
+    rep = build_index(root)
+    assert (rep.events, rep.bad_lines) == (1, 2)
+    f = tmp_path / "swapped.jsonl"
+    f.write_text(swapped + "\n")
+    r = run(root, "schema", "validate", str(f))
+    assert r.returncode == 1 and "envelope fields out of order" in r.stdout

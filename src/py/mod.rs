@@ -27,6 +27,12 @@ fn parse_ts(ts: &str) -> Option<i64> {
     core::clock::parse_ts(ts.as_bytes())
 }
 
+/// The one rule for an event_id (the writer's, the scanner's and `schema validate`'s).
+#[pyfunction]
+fn is_event_id(s: &str) -> bool {
+    core::ids::is_uuid(s.as_bytes())
+}
+
 #[pyfunction]
 #[pyo3(name = "crc32c")]
 fn crc32c_of(data: &[u8]) -> u32 {
@@ -50,5 +56,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format_ts, m)?)?;
     m.add_function(wrap_pyfunction!(parse_ts, m)?)?;
     m.add_function(wrap_pyfunction!(crc32c_of, m)?)?;
+    m.add_function(wrap_pyfunction!(is_event_id, m)?)?;
     Ok(())
 }

@@ -15,7 +15,6 @@ from ledgerx.errors import SchemaError
 from ledgerx.schema import SchemaRegistry
 
 ENVELOPE = ("event_id", "event_type", "schema_version", "ts", "run_id", "writer", "seq", "data")
-_UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _CRC_RE = re.compile(r"^[0-9a-f]{8}$")
 _CRC_MARK = b',"crc":'
 
@@ -150,8 +149,13 @@ def check_line(reg: SchemaRegistry, raw: bytes) -> str | None:
     extra = [k for k in ev if k not in ENVELOPE and k != "crc"]
     if extra:
         return "unexpected envelope field" + ("s " if len(extra) > 1 else " ") + ", ".join(extra)
-    if not isinstance(ev["event_id"], str) or not _UUID7_RE.match(ev["event_id"]):
-        return f"event_id: not a lowercase UUIDv7 string: {ev['event_id']!r}"
+    keys = [k for k in ev if k != "crc"]
+    if keys != list(ENVELOPE):
+        return "envelope fields out of order: " + ", ".join(keys)
+    # The indexer's rule (one owner, in the Rust core): any UUID, so uuid4 third-party lines
+    # validate as they index.
+    if not isinstance(ev["event_id"], str) or not _core.is_event_id(ev["event_id"]):
+        return f"event_id: not a UUID string: {ev['event_id']!r}"
     et = ev["event_type"]
     if not isinstance(et, str):
         return f"event_type: expected string, got {type(et).__name__}"
