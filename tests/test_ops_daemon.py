@@ -3,6 +3,7 @@ one daemon per root, SIGTERM/SIGKILL mid-cycle, failing cycles and recovery."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 
@@ -67,6 +68,10 @@ def test_daemon_end_to_end_over_http(root: Path) -> None:
         assert second.returncode == 1
         assert second.stderr.strip().startswith("ledgerx: error: another daemon is already running")
         assert len(second.stderr.strip().splitlines()) == 1
+        # The daemon's lock is not in the derived index/: deleting it changes nothing.
+        shutil.rmtree(root / "index")
+        second = cli("daemon", "--root", str(root), "--once")
+        assert second.returncode == 1 and "another daemon is already running" in second.stderr
 
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0

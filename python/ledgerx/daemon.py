@@ -2,7 +2,8 @@
 
 Each cycle calls the indexer's `build_index` (catch up and publish; a no-op when nothing is
 new), then sleeps `interval` seconds. One daemon per root: it holds an flock on
-`index/.daemon.lock` for its whole life. SIGTERM/SIGINT let the current cycle finish, then the
+`.ledgerx/daemon.lock` under the root for its whole life (not under `index/`, which may be
+deleted and rebuilt at any time). SIGTERM/SIGINT let the current cycle finish, then the
 daemon exits 0. A failing cycle is logged and retried with exponential backoff (0.5 s doubling,
 capped at 300 s); it never ends the daemon. A cycle that finds the index lock taken (a manual
 `ledgerx rebuild`) is skipped and retried soon, without counting as a failure.
@@ -31,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ledgerx.config import events_dir, index_dir, resolve_root
+from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError, IndexBusyError, LedgerError
 
 log = logging.getLogger("ledgerx.daemon")
@@ -49,11 +50,13 @@ class DaemonBusyError(LedgerError):
 
 @contextlib.contextmanager
 def daemon_lock(root: Path) -> Iterator[None]:
-    """One daemon per root: a non-blocking flock on index/.daemon.lock, dropped on exit or
-    death (the kernel releases it, so a SIGKILLed daemon never blocks its successor)."""
-    d = index_dir(root)
+    """One daemon per root: a non-blocking flock on <root>/.ledgerx/daemon.lock, dropped on
+    exit or death (the kernel releases it, so a SIGKILLed daemon never blocks its successor).
+    Outside index/: deleting the derived index under a running daemon must not let a second
+    daemon start."""
+    d = root / ".ledgerx"
     d.mkdir(parents=True, exist_ok=True)
-    path = d / ".daemon.lock"
+    path = d / "daemon.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
