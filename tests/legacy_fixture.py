@@ -302,8 +302,12 @@ def build(path: str | Path, *, runs: int = 24, seed: int = 7) -> Fixture:
         )
     fx.n_alerts = len(alert_rows)
 
-    con = duckdb.connect(str(p))
+    # ATTACH under a fixed alias: connect(path) would name the catalog after the file, and a file
+    # called optimizer.duckdb would clash with its own `optimizer` schema.
+    con = duckdb.connect(":memory:")
     try:
+        con.execute(f"ATTACH '{str(p).replace(chr(39), chr(39) * 2)}' AS legacy_fixture")
+        con.execute("USE legacy_fixture")
         con.execute(LEGACY_DDL)
         con.executemany("INSERT INTO optimizer.runs_d VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", run_rows)
         con.executemany("INSERT INTO optimizer.phases_d VALUES (?, ?, ?, ?, ?, ?, ?)", phase_rows)
@@ -311,6 +315,8 @@ def build(path: str | Path, *, runs: int = 24, seed: int = 7) -> Fixture:
         con.executemany("INSERT INTO baseline.results VALUES (?, ?, ?, ?)", base_rows)
         con.executemany("INSERT INTO canon.alerts_raw VALUES (?, ?, ?, ?, ?)", alert_rows)
         con.execute("CHECKPOINT")
+        con.execute("USE memory")
+        con.execute("DETACH legacy_fixture")
     finally:
         con.close()
     return fx

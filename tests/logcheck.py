@@ -206,7 +206,7 @@ def read_line(line: bytes, strict: bool = False) -> dict[str, Any] | None:
         and (ev["run_id"] is None or isinstance(ev["run_id"], str))
         and isinstance(ev["writer"], str)
         and type(ev["seq"]) is int
-        and I64[0] <= ev["seq"] <= I64[1]
+        and 1 <= ev["seq"] <= I64[1]
         and isinstance(ev["data"], _Obj)
     )
     if not ok:

@@ -144,6 +144,12 @@ class Ledger:
         return self._live_writer().writer_id
 
     @property
+    def registry_error(self) -> str | None:
+        """Why the last periodic re-read of events/_schema.json failed (None when it did not):
+        meanwhile emits are validated with the last good registry. Also logged on stderr."""
+        return self._live_writer().registry_error
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

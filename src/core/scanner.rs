@@ -445,7 +445,9 @@ fn take_line(
         v => Some(json_string(v).ok_or("run_id is neither a string nor null")?),
     };
     let writer = json_string(get(5)).ok_or("writer is not a string")?;
-    let seq = json_int(get(6)).ok_or("seq is not an integer")?;
+    let seq = json_int(get(6))
+        .filter(|&n| n >= 1)
+        .ok_or("seq is not an integer >= 1")?;
     let data = Some(get(7))
         .filter(|v| v.first() == Some(&b'{'))
         .ok_or("data is not an object")?;
@@ -505,11 +507,11 @@ mod tests {
         flipped[60] ^= 1;
         buf.extend_from_slice(&flipped);
         // A third-party line: every envelope key but no crc (the writer may be any tool).
-        buf.extend_from_slice(b"{\"event_id\":\"9f1c2d3e-4b5a-4c6d-8e7f-0123456789ab\",\"event_type\":\"t\",\"schema_version\":1,\"ts\":\"2026-01-02T00:00:00Z\",\"run_id\":null,\"writer\":\"\",\"seq\":0,\"data\":{}}\n");
+        buf.extend_from_slice(b"{\"event_id\":\"9f1c2d3e-4b5a-4c6d-8e7f-0123456789ab\",\"event_type\":\"t\",\"schema_version\":1,\"ts\":\"2026-01-02T00:00:00Z\",\"run_id\":null,\"writer\":\"\",\"seq\":1,\"data\":{}}\n");
         let tail = good_line(5);
         buf.extend_from_slice(&tail[..tail.len() - 1]); // unterminated
         let (c, bad, n) = scan(&buf, false);
-        assert_eq!(c.seq, vec![1, 3, 0]);
+        assert_eq!(c.seq, vec![1, 3, 1]);
         assert_eq!(bad.len(), 2, "{bad:?}");
         assert!(bad[0].reason.contains("torn prefix"));
         assert!(bad[1].reason.contains("not a v1 envelope"), "{bad:?}");

@@ -21,6 +21,9 @@ pub struct SchemaFile {
     path: PathBuf,
     loaded: RwLock<Loaded>,
     next_check_ms: AtomicI64,
+    /// Why the last periodic re-read failed (None once one succeeds): validation goes on with
+    /// the last good registry, and the failure is reported, never swallowed.
+    last_error: RwLock<Option<String>>,
 }
 
 fn mtime_of(p: &Path) -> Option<SystemTime> {
@@ -56,6 +59,7 @@ impl SchemaFile {
             path,
             loaded: RwLock::new(Loaded { registry, mtime }),
             next_check_ms: AtomicI64::new(now_ms() + CHECK_MS),
+            last_error: RwLock::new(None),
         })
     }
 
@@ -75,7 +79,7 @@ impl SchemaFile {
             let m = mtime_of(&self.path);
             let stale = self.loaded.read().map(|r| r.mtime != m).unwrap_or(true);
             if stale {
-                let _ = self.reload();
+                self.note(self.reload());
             }
         }
         let reg = self.current();
@@ -84,6 +88,27 @@ impl SchemaFile {
         }
         self.reload()?;
         Ok(self.current())
+    }
+
+    /// Why the last periodic re-read of the file failed, if it did (the writer keeps
+    /// validating with the last registry it could read).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.read().map(|e| e.clone()).unwrap_or(None)
+    }
+
+    /// Record a periodic re-read's outcome; a new failure is logged once on stderr.
+    fn note(&self, res: Result<()>) {
+        let msg = res.err().map(|e| e.to_string());
+        let mut last = self.last_error.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = &msg {
+            if last.as_deref() != Some(m.as_str()) {
+                eprintln!(
+                    "ledgerx: warning: could not reload the schema registry ({m}); \
+                     validating with the last good one"
+                );
+            }
+        }
+        *last = msg;
     }
 
     /// Re-read the file now.
@@ -111,6 +136,40 @@ mod tests {
         let text = r#"{"types": {"x.custom": {"1": {"type": "object"}}}}"#;
         std::fs::write(d.join("_schema.json"), text).unwrap();
         assert!(sf.for_type("x.custom").unwrap().contains("x.custom"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_failed_reload_is_reported_and_the_last_good_registry_kept() {
+        let d = std::env::temp_dir().join(format!("ledgerx-sf2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let text = r#"{"types": {"x.custom": {"1": {"type": "object"}}}}"#;
+        std::fs::write(d.join("_schema.json"), text).unwrap();
+        let sf = SchemaFile::open(&d).unwrap();
+        let touch = |secs: u64| {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(d.join("_schema.json"))
+                .unwrap();
+            f.set_modified(UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        std::fs::write(d.join("_schema.json"), "{broken").unwrap();
+        touch(1000); // a changed mtime, whatever the file system's timestamp granularity
+        sf.next_check_ms.store(0, Ordering::Relaxed); // the periodic look is due
+        let reg = sf.for_type("x.custom").unwrap();
+        assert!(
+            reg.contains("x.custom"),
+            "the last good registry still validates"
+        );
+        let err = sf.last_error().expect("the failure is kept for status");
+        assert!(err.contains("_schema.json"), "{err}");
+        std::fs::write(d.join("_schema.json"), text).unwrap();
+        touch(2000);
+        sf.next_check_ms.store(0, Ordering::Relaxed);
+        sf.for_type("x.custom").unwrap();
+        assert_eq!(sf.last_error(), None);
         let _ = std::fs::remove_dir_all(&d);
     }
 }

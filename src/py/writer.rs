@@ -110,6 +110,13 @@ impl Writer {
         })
     }
 
+    /// Why the last periodic re-read of `_schema.json` failed (None when it did not): emits
+    /// are validated with the last good registry meanwhile.
+    #[getter]
+    fn registry_error(&self) -> Option<String> {
+        self.schemas.last_error()
+    }
+
     #[getter]
     fn writer_id(&self) -> String {
         self.inner.writer_id()

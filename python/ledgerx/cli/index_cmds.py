@@ -212,6 +212,11 @@ def _status(args: argparse.Namespace) -> int:
         )
     else:
         print("last rebuild     never")
+    if st.get("registry_error"):
+        print(
+            f"schema registry  UNREADABLE: {st['registry_error']} "
+            "(writers keep validating with the last good registry)"
+        )
     return 0
 
 

@@ -348,4 +348,18 @@ def index_status(
         round((now - oldest).total_seconds(), 3) if oldest is not None else None
     )
     out["checked_at"] = now.isoformat()
+    out["registry_error"] = _registry_error(ev)
     return out
+
+
+def _registry_error(ev: Path) -> str | None:
+    """Why events/_schema.json cannot be read, or None: running writers then keep validating
+    with the last registry they read, and `status` says so."""
+    from ledgerx.errors import LedgerError
+    from ledgerx.schema import SchemaRegistry
+
+    try:
+        SchemaRegistry(ev).list()
+    except (LedgerError, OSError, ValueError) as e:
+        return str(e)
+    return None
