@@ -23,8 +23,7 @@ PY = sys.executable
 MODULES = {
     "python/ledgerx/index/publish.py": "tests/test_reliability_fsync_audit.py "
     "tests/test_index_concurrency.py",
-    "python/ledgerx/index/indexer.py": "tests/test_index_exactly_once.py "
-    "tests/test_index_build.py",
+    "python/ledgerx/index/indexer.py": "tests/test_index_exactly_once.py tests/test_index_build.py",
     "python/ledgerx/artifacts.py": "tests/test_reliability_fsync_audit.py "
     "tests/test_ops_artifacts.py",
     "python/ledgerx/fsutil.py": "tests/test_reliability_fsync_audit.py "
