@@ -110,7 +110,7 @@ MUTANTS_PER_MODULE ?= 6
 MUTANTS_SECONDS ?= 1800
 mutants: setup
 	command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
-	-timeout $(MUTANTS_SECONDS) cargo mutants --no-times -f 'src/core/*.rs' -e src/core/fuzz.rs \
+	-timeout $(MUTANTS_SECONDS) cargo mutants --no-times -p ledgerx -f 'src/core/*.rs' -e src/core/fuzz.rs \
 	  --shard $(MUTANTS_SHARD) --timeout 300 -o target
 	$(VENV)/bin/pip install -q cosmic-ray
 	$(PY) tests/mutants_py.py --per-module $(MUTANTS_PER_MODULE) --seconds $(MUTANTS_SECONDS)

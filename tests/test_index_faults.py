@@ -84,13 +84,18 @@ def test_bad_crc_glued_record_and_missing_crc(ledger: Path, tmp_path: Path) -> N
     flipped[120] ^= 0x01
     glued = make_line("00000000-0000-7000-8000-0000000000b3", seq=3)
     nocrc = make_line("00000000-0000-7000-8000-0000000000b4", seq=4, crc=False)
+    size = part.stat().st_size
     with open(part, "ab") as f:
         f.write(good + bytes(flipped) + glued[:70] + glued + nocrc)
     rep = build_index(ledger)
     db = IndexPaths.for_root(ledger).runs
     assert rep.bad_lines == 2
-    reasons = [r for _, _, _, r in rep.bad]
-    assert any("crc mismatch" in r for r in reasons) and any("torn prefix" in r for r in reasons)
+    rel = f"{part.parent.name}/{part.name}"
+    (crc_bad, torn_bad) = sorted(rep.bad)
+    at = size + len(good)
+    assert crc_bad[:3] == (rel, at, len(flipped)) and crc_bad[3].startswith("crc mismatch")
+    assert torn_bad[:3] == (rel, at + len(flipped), 70)
+    assert torn_bad[3].startswith("torn prefix before a valid event")
     ids = {r[0] for r in open_readonly(db).execute("SELECT event_id FROM events").fetchall()}
     assert "00000000-0000-7000-8000-0000000000b1" in ids
     assert "00000000-0000-7000-8000-0000000000b2" not in ids
@@ -117,7 +122,9 @@ def test_duplicate_event_ids_are_indexed_once(ledger: Path) -> None:
     other.write_bytes(first + make_line("00000000-0000-7000-8000-0000000000c1"))
     rep = build_index(ledger)
     assert rep.duplicates == 1 and rep.events == 1
-    assert any("duplicate event_id" in r for _, _, _, r in rep.bad)
+    ((f, off, ln, why),) = rep.bad
+    assert (f, off, ln) == (f"{other.parent.name}/{other.name}", 0, len(first))
+    assert why.startswith(f"duplicate event_id {first[13:49].decode()} (kept the line at ")
     db = IndexPaths.for_root(ledger).runs
     assert count(db, "SELECT count(*) - count(DISTINCT event_id) FROM events") == 0
     assert index_events(db) == reference_events(ledger)

@@ -131,3 +131,34 @@ def test_bad_retention_arguments_are_one_line_errors(root: Path) -> None:
         r = cli("retention", "--root", str(root), "--archive-older-than", age)
         assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert r.stderr.startswith("ledgerx: error:")
+
+
+def test_strict_rebuild_refuses_archived_rows_without_crc(root: Path, tmp_path: Path) -> None:
+    """`rebuild --strict` treats an archived part as the JSONL it replaced: a third-party line
+    without `crc` is refused there too, and a lenient rebuild still indexes it."""
+    write_sweep(root, runs=1, trials=3, seed=5)
+    part = root / "events" / f"day={DAYS[0]}" / "part-000001.jsonl"
+    nocrc = (
+        b'{"event_id":"9f1c2d3e-4b5a-4c6d-8e7f-0123456789ab","event_type":"run.heartbeat",'
+        b'"schema_version":1,"ts":"2026-01-01T05:00:00.000000Z","run_id":null,"writer":"third",'
+        b'"seq":1,"data":{}}\n'
+    )
+    offset = part.stat().st_size
+    with open(part, "ab") as f:
+        f.write(nocrc)
+    want_strict = {e["event_id"] for e in reference_events(root, strict=True)}
+    want_lenient = {e["event_id"] for e in reference_events(root)}
+    assert want_lenient - want_strict == {"9f1c2d3e-4b5a-4c6d-8e7f-0123456789ab"}
+    r = cli("retention", "--root", str(root), "--archive-older-than", "30d")
+    assert r.returncode == 0, r.stderr
+    assert not part.exists()
+    for strict, want in ((True, want_strict), (False, want_lenient)):
+        db = tmp_path / f"strict-{strict}.duckdb"
+        build_index(root, db=db, full_rebuild=True, strict=strict)
+        con = duckdb.connect(str(db), read_only=True)
+        got = {x[0] for x in con.execute("SELECT event_id FROM events").fetchall()}
+        bad = con.execute('SELECT file, "offset", reason FROM _bad_lines').fetchall()
+        con.close()
+        assert got == want
+        expect_bad = [(f"day={DAYS[0]}/part-000001.jsonl", offset, "missing crc (strict mode)")]
+        assert bad == (expect_bad if strict else [])

@@ -142,6 +142,11 @@ def test_background_heartbeat_keeps_a_silent_run_alive(root: Path) -> None:
 def test_heartbeat_interval_is_validated(root: Path) -> None:
     with pytest.raises(ledgerx.ConfigError, match="heartbeat_s"):
         ledgerx.open(root, heartbeat_s=-1)
+    # 0 turns the heartbeat off (a surviving mutant made it an error): a run writes none.
+    with ledgerx.open(root, heartbeat_s=0) as led:
+        with led.run(run_kind="k", config={}, data_fingerprint="fp"):
+            pass
+    assert "run.heartbeat" not in _types(root)
 
 
 def test_run_without_with_refuses_events(root: Path) -> None:

@@ -62,6 +62,9 @@ class Writer:
     def registry_error(self) -> str | None:
         """Why the last periodic re-read of _schema.json failed; None when it did not."""
     @property
+    def registry_error(self) -> str | None:
+        """Why the last periodic re-read of _schema.json failed; None when it did not."""
+    @property
     def writer_id(self) -> str: ...
     @property
     def durability(self) -> str: ...

@@ -90,6 +90,9 @@ class ArchivedPart:
     events: int
     event_ids_sha256: str
     bad_lines: list[tuple[int, int, str]] = field(default_factory=list)
+    # Offsets (and line lengths) of the archived rows that had no `crc`: a strict rebuild
+    # refuses them as it refuses such lines in JSONL.
+    no_crc: list[tuple[int, int]] = field(default_factory=list)
 
 
 def read_archive_meta(path: Path) -> ArchivedPart:
@@ -106,6 +109,7 @@ def read_archive_meta(path: Path) -> ArchivedPart:
         events=int(m["events"]),
         event_ids_sha256=m["event_ids_sha256"],
         bad_lines=[(int(o), int(n), str(r)) for o, n, r in m["bad_lines"]],
+        no_crc=[(int(o), int(n)) for o, n in m.get("no_crc", [])],
     )
 
 
@@ -159,10 +163,12 @@ def load_archived(
     gen: int,
     upcaster: Any,
     upcast_errors: list[str],
+    strict: bool = False,
 ) -> tuple[list[tuple[PendingArchived, int, int]], list[tuple[str, int, int, str]], int, int]:
     """Insert the rows of `pending` past their checkpoints into `events` (round `gen`), with
-    the same upcast columns as scanned rows. Returns ([(pending, events, bad)], bad lines as
-    (file, offset, len, reason), rows, bytes)."""
+    the same upcast columns as scanned rows; `strict` leaves out the rows that had no `crc`
+    (reported as bad lines, as a strict scan of the JSONL would). Returns ([(pending, events,
+    bad)], bad lines as (file, offset, len, reason), rows, bytes)."""
     from ledgerx.index.upcast import add_upcast_columns
 
     newest = upcaster.newest_versions() if upcaster is not None else {}
@@ -173,11 +179,15 @@ def load_archived(
         p = pa_.part
         pf = pq.ParquetFile(p.path)
         n = 0
+        refused = {o for o, _ in p.no_crc} if strict else set()
         for batch in pf.iter_batches(batch_size=65536):
-            if pa_.start:
-                import pyarrow.compute as pc
+            import pyarrow.compute as pc
 
+            if pa_.start:
                 batch = batch.filter(pc.greater_equal(batch.column("offset"), pa_.start))
+            if refused:
+                keep = pc.invert(pc.is_in(batch.column("offset"), pa.array(sorted(refused))))
+                batch = batch.filter(keep)
             if not batch.num_rows:
                 continue
             rb = add_upcast_columns(batch, upcaster, newest, upcast_errors)
@@ -192,6 +202,9 @@ def load_archived(
             con.unregister("_arch")
             n += rb.num_rows
         b = [(p.rel, o, ln, r) for o, ln, r in p.bad_lines if o >= pa_.start]
+        if strict:
+            b += [(p.rel, o, ln, "missing crc (strict mode)") for o, ln in p.no_crc]
+            b = sorted(x for x in b if x[1] >= pa_.start)
         bad.extend(b)
         done.append((pa_, n, len(b)))
         rows += n
@@ -270,6 +283,7 @@ class _Scanned:
     end: int
     table: pa.Table
     bad: list[tuple[int, int, str]]
+    no_crc: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _scan_part(ev: Path, rel: str, day: str, size: int) -> _Scanned:
@@ -295,7 +309,24 @@ def _scan_part(ev: Path, rel: str, day: str, size: int) -> _Scanned:
         if advanced <= 0:
             break  # only an unterminated tail is left
     table = pa.Table.from_batches(batches, schema=ARCHIVE_SCHEMA)
-    return _Scanned(rel, day, size, end, table, bad)
+    return _Scanned(rel, day, size, end, table, bad, _rows_without_crc(ev, rel, end, table))
+
+
+def _rows_without_crc(ev: Path, rel: str, end: int, table: pa.Table) -> list[tuple[int, int]]:
+    """(offset, line_bytes) of the rows a strict scan refuses (lines without `crc`): the rows
+    of the lenient scan whose offset the strict scan does not return."""
+    strict: set[int] = set()
+    pos = 0
+    while pos < end:
+        (b,) = _core.scan_files(str(ev), [(rel, pos)], strict=True, max_bytes=SCAN_CHUNK)
+        if b.num_rows:
+            strict.update(pa.record_batch(b).column("offset").to_pylist())
+        if b.end_offset <= pos:
+            break
+        pos = b.end_offset
+    offs = table.column("offset").to_pylist()
+    lens = table.column("line_bytes").to_pylist()
+    return [(o, n) for o, n in zip(offs, lens, strict=True) if o not in strict]
 
 
 def _write_archive(adir: Path, s: _Scanned) -> tuple[Path, int, str]:
@@ -314,6 +345,7 @@ def _write_archive(adir: Path, s: _Scanned) -> tuple[Path, int, str]:
         "events": s.table.num_rows,
         "event_ids_sha256": want_hash,
         "bad_lines": [list(b) for b in s.bad],
+        "no_crc": [list(x) for x in s.no_crc],
         "archived_at": datetime.now(timezone.utc).isoformat(),
     }
     table = s.table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})

@@ -515,7 +515,7 @@ def build_index(
             _trace("insert events")
             con.begin()
             arch_done, arch_bad, arch_rows, arch_bytes = load_archived(
-                con, arch, gen, up, scanner.upcast_errors
+                con, arch, gen, up, scanner.upcast_errors, strict=strict
             )
             for pa_, n_ev, n_bad in arch_done:
                 ap = pa_.part
