@@ -208,3 +208,35 @@ def test_stale_after_is_validated_persisted_and_shown(tmp_path: Path) -> None:
 
 def test_version() -> None:
     assert _ok("--version").strip() == f"ledgerx {ledgerx.__version__}"
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    root = tmp_path / "p"
+    _make(root, n_runs=2, n_trials=200)
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "ledgerx", "rebuild", "--root", str(root), "--full-rebuild"],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            timeout=120,
+        )
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:
+                break
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(master)
+    err = b"".join(chunks).decode(errors="replace")
+    assert p.returncode == 0
+    assert "indexing" in err and "%" in err, err  # rich's bar, drawn on the terminal
+    assert b"indexing" not in p.stdout

@@ -212,3 +212,87 @@ def test_flusher_thread_blocks_signals_so_the_main_thread_gets_them(root: Path) 
         mask = _blocked_signals(flusher[-1])
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         assert mask & (1 << (sig - 1)), f"{sig.name} not blocked in the flusher"
+
+
+def test_exit_ends_a_run_left_live_and_sys_exit_0_completes(root: Path) -> None:
+    from conftest import run_py
+
+    code = textwrap.dedent(
+        f"""
+        import sys, ledgerx
+        led = ledgerx.open({str(root)!r})
+        led.run(run_id="r-open", run_kind="k", config={{}}, data_fingerprint="f").start()
+        with led.run(run_id="r-exit", run_kind="k", config={{}}, data_fingerprint="f"):
+            sys.exit(0)
+        """
+    )
+    p = run_py(code)
+    assert p.returncode == 0, p.stderr
+    ends = {
+        e["run_id"]: e
+        for e in check_log(root).events
+        if e["event_type"] in ("run.completed", "run.failed")
+    }
+    assert ends["r-exit"]["event_type"] == "run.completed"
+    assert ends["r-open"]["event_type"] == "run.failed"
+    assert ends["r-open"]["data"]["error"] == "the process exited while the run was live"
+
+
+INTERRUPTED_CLOSE = textwrap.dedent(
+    """
+    import atexit, os, signal, sys, ledgerx
+    root, mode, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    lines = [0]
+    if mode == "exit":  # atexit runs last-registered first: this prints after ledgerx's hook
+        atexit.register(lambda: print("lines", lines[0], flush=True))
+    led = ledgerx.open(root)
+    for i in range(5):
+        led.emit("alert.ingested", {"alert_id": str(i), "source": "s", "severity": "low",
+                                    "payload": {}})
+
+    def tracer(frame, event, arg):
+        # Count the lines ledgerx runs while closing; SIGTERM ourselves at line k.
+        if event == "call":
+            return tracer if frame.f_globals.get("__name__", "").startswith("ledgerx") else None
+        if event == "line":
+            lines[0] += 1
+            if lines[0] == k:
+                sys.settrace(None)
+                os.kill(os.getpid(), signal.SIGTERM)
+        return tracer
+
+    sys.settrace(tracer)
+    if mode == "close":
+        led.close()
+        sys.settrace(None)
+        print("lines", lines[0], flush=True)
+    else:  # close at interpreter exit (atexit), as a Pool worker does
+        sys.settrace(None)
+        atexit.register(lambda: sys.settrace(tracer))  # runs before ledgerx's hook
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["close", "exit"])
+def test_sigterm_at_every_line_of_close_never_deadlocks(root: Path, mode: str) -> None:
+    """The handler takes no lock the interrupted code may hold: SIGTERM at each line that
+    ledgerx runs while closing ends the process (by SIGTERM), with every event in the log."""
+
+    def one(k: int) -> subprocess.CompletedProcess[str]:
+        r = root / f"{mode}-{k}"
+        return subprocess.run(
+            [sys.executable, "-c", INTERRUPTED_CLOSE, str(r), mode, str(k)],
+            capture_output=True,
+            text=True,
+            timeout=30,  # a deadlocked handler never ends the process
+        )
+
+    full = one(10**9)  # never interrupted: how many lines closing takes
+    assert full.returncode == 0, full.stderr
+    n = int(full.stdout.split()[-1])
+    assert n > 3
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        results = list(ex.map(one, range(1, n + 1)))
+    for k, p in enumerate(results, 1):
+        assert p.returncode == -signal.SIGTERM, (k, p.returncode, p.stderr[-500:])
+        assert len(check_log(root / f"{mode}-{k}").events) == 5, k

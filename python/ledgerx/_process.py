@@ -55,6 +55,13 @@ def run_left(run: Any) -> None:
 
 
 def _close_all() -> None:
+    # A run still live at exit (started without `with` and never ended) ends as failed, now,
+    # rather than turning `abandoned` an hour later.
+    for run in list(_RUNS.values()):
+        try:
+            run._end_by_signal("the process exited while the run was live", None)
+        except Exception:  # noqa: BLE001 - at exit, keep going
+            traceback.print_exc()
     for ledger in live_ledgers():
         try:
             ledger.close()

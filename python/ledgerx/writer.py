@@ -197,11 +197,14 @@ class Ledger:
         if self._closed:
             return
         self._closed = True
-        w, self._writer = self._writer, None
         self.emit = self._emit_closed  # type: ignore[method-assign]
-        _process.drop_ledger(self)
+        # The writer stays reachable until it is closed: a SIGTERM between two of these lines
+        # must still find it to flush (the handler flushes `_writer` of every live ledger).
+        w = self._writer
         if w is not None:
             w.close()
+        self._writer = None
+        _process.drop_ledger(self)
 
     def _emit_closed(self, *args: Any, **kwargs: Any) -> Position:
         raise ClosedError(f"ledger at {self.root} is closed")
@@ -440,7 +443,9 @@ class Run:
         tb: TracebackType | None,
     ) -> None:
         if self._state == "live":
-            self.end(exc)
+            # sys.exit(0) inside the block is a normal end, not a failure.
+            clean_exit = isinstance(exc, SystemExit) and exc.code in (0, None)
+            self.end(None if clean_exit else exc)
 
     def _live(self) -> None:
         if self._state != "live":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 STALE_HELP = (
@@ -61,32 +60,45 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 class _Bar:
-    """A progress bar on stderr, only when stderr is a terminal."""
+    """A progress bar on stderr (rich), only when stderr is a terminal; quiet in pipes."""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.on = sys.stderr.isatty()
-        self.t0 = time.monotonic()
-        self.last = 0.0
+        self._progress: Any = None
+        self._task: Any = None
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self.on or (now - self.last < 0.1 and done < total):
+        if not self.on:
             return
-        self.last = now
-        frac = done / total if total else 1.0
-        width = 30
-        fill = int(frac * width)
-        sys.stderr.write(
-            f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {frac * 100:5.1f}% "
-            f"{done / 1e6:.1f}/{total / 1e6:.1f} MB {now - self.t0:.1f}s"
-        )
-        sys.stderr.flush()
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                DownloadColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=total)
+        self._progress.update(self._task, completed=done, total=total)
 
     def end(self) -> None:
-        if self.on:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
 
 def _reader(args: argparse.Namespace, external_access: bool = True) -> Any:
