@@ -296,3 +296,37 @@ def test_sigterm_at_every_line_of_close_never_deadlocks(root: Path, mode: str) -
     for k, p in enumerate(results, 1):
         assert p.returncode == -signal.SIGTERM, (k, p.returncode, p.stderr[-500:])
         assert len(check_log(root / f"{mode}-{k}").events) == 5, k
+
+
+STUCK = textwrap.dedent(
+    """
+    import ctypes, sys, ledgerx
+    led = ledgerx.open(sys.argv[1])
+    with led.run(run_id="r-stuck", run_kind="k", config={}, data_fingerprint="f") as run:
+        run.trial(trial_id=1, params={}, metrics={"m": 1.0})
+        libc = ctypes.CDLL(None)
+        mutex = ctypes.create_string_buffer(64)  # zeroed: PTHREAD_MUTEX_INITIALIZER
+        assert libc.pthread_mutex_lock(mutex) == 0
+        print("ready", flush=True)
+        # A blocking C call that no signal interrupts (relocking a default mutex): Python's
+        # handler can never run here, like a Pool worker that entered its semaphore wait just
+        # after SIGTERM arrived.
+        libc.pthread_mutex_lock(mutex)
+    """
+)
+
+
+def test_sigterm_during_an_uninterruptible_call_still_ends_the_run(root: Path) -> None:
+    p = subprocess.Popen(
+        [sys.executable, "-c", STUCK, str(root)], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    try:
+        assert p.wait(timeout=20) == -signal.SIGTERM
+    finally:
+        p.kill()
+    evs = check_log(root).events
+    assert [e["event_type"] for e in evs][-2:] == ["trial.recorded", "run.failed"]
+    assert evs[-1]["data"]["error"] == "terminated by SIGTERM (signal 15)"

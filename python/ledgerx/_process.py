@@ -25,6 +25,7 @@ _RUNS: dict[int, Any] = {}
 """Runs entered and not yet ended: ended with `run.failed` on SIGTERM."""
 
 _INSTALLED = False
+_WATCHING = [False]
 _AFTER_FORK: list[Callable[[], None]] = []
 
 
@@ -69,8 +70,8 @@ def _close_all() -> None:
             traceback.print_exc()
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """End every live run with `run.failed`, flush every ledger, then die of SIGTERM."""
+def _end_and_flush(signum: int, frame: Any) -> None:
+    """End every live run with `run.failed`, flush every ledger (idempotent)."""
     name = signal.Signals(signum).name
     for run in list(_RUNS.values()):
         try:
@@ -82,6 +83,29 @@ def _on_sigterm(signum: int, frame: Any) -> None:
             ledger.flush()
         except BaseException:  # noqa: BLE001, S110
             pass
+
+
+def _watchdog() -> None:
+    """Run by the Rust SIGTERM watchdog when Python's handler did not run in time (the main
+    thread sat in a blocking C call); the watchdog then re-raises SIGTERM itself."""
+    _end_and_flush(signal.SIGTERM, None)
+
+
+def _install_watchdog() -> None:
+    from ledgerx import _core
+
+    try:
+        _core.install_sigterm_watchdog(_watchdog, WATCHDOG_GRACE_MS)
+    except OSError:
+        pass
+
+
+WATCHDOG_GRACE_MS = 500
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """End every live run with `run.failed`, flush every ledger, then die of SIGTERM."""
+    _end_and_flush(signum, frame)
     # Then die of SIGTERM as the sender intended (exit status and all).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -90,6 +114,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def _after_fork_in_child() -> None:
     # The parent's runs are not the child's to end; its writers are not the child's to use.
     _RUNS.clear()
+    if _WATCHING[0] and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        _install_watchdog()  # the parent's watchdog thread did not survive the fork
     for ledger in live_ledgers():
         ledger._after_fork_in_child()
     for hook in _AFTER_FORK:
@@ -111,5 +137,7 @@ def install(after_fork: Callable[[], None] | None = None) -> None:
         try:
             if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
                 signal.signal(signal.SIGTERM, _on_sigterm)
+                _install_watchdog()
+                _WATCHING[0] = True
         except (ValueError, OSError):
             pass

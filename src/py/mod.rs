@@ -5,6 +5,7 @@ mod convert;
 mod errors;
 mod scan;
 mod schema;
+mod sigterm;
 mod writer;
 
 use crate::core;
@@ -52,6 +53,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scan::ScanBatch>()?;
     m.add_function(wrap_pyfunction!(scan::scan_files, m)?)?;
     m.add_function(wrap_pyfunction!(convert::to_json, m)?)?;
+    m.add_function(wrap_pyfunction!(sigterm::install_sigterm_watchdog, m)?)?;
     m.add_function(wrap_pyfunction!(day_of, m)?)?;
     m.add_function(wrap_pyfunction!(format_ts, m)?)?;
     m.add_function(wrap_pyfunction!(parse_ts, m)?)?;
