@@ -122,6 +122,10 @@ def scan_files(
 def to_json(obj: Any) -> bytes:
     """Serialize like emit() does (I-JSON checks included)."""
 
+def install_sigterm_watchdog(callback: Callable[[], object], grace_ms: int) -> None:
+    """A C-level SIGTERM handler chained to Python's; `callback()` runs under the GIL if the
+    process still lives `grace_ms` after a SIGTERM (see ledgerx._process)."""
+
 def day_of(ts_us: int) -> str: ...
 def format_ts(ts_us: int) -> str: ...
 def parse_ts(ts: str) -> int | None: ...
