@@ -182,16 +182,34 @@ def test_reused_run_id_is_refused_unless_resumed(root: Path) -> None:
     assert evs[3]["data"]["resumed"] is True
 
 
-def test_reused_run_id_known_to_the_index_is_refused(root: Path) -> None:
+def test_reused_run_id_from_another_process_is_refused_without_duckdb(root: Path) -> None:
     from ledgerx.index import build_index
 
     with ledgerx.open(root) as led:
         with led.run(run_id="r-2", run_kind="k", config={}, data_fingerprint="fp"):
             pass
-    build_index(root)
-    with ledgerx.open(root) as led2:  # a new process would start from here
-        with pytest.raises(ledgerx.RunStateError, match="already exists"):
-            led2.run(run_id="r-2", run_kind="k", config={}, data_fingerprint="fp").start()
+    build_index(root)  # an index exists: the check must still not open it
+    probe = textwrap.dedent(
+        """
+        import sys, ledgerx
+        led = ledgerx.open(sys.argv[1])
+        try:
+            led.run(run_id="r-2", run_kind="k", config={}, data_fingerprint="fp").start()
+        except ledgerx.RunStateError as e:
+            print("refused:", e)
+        with led.run(run_id="r-3", run_kind="k", config={}, data_fingerprint="fp"):
+            pass
+        led.close()
+        print("duckdb loaded:", "duckdb" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(root)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "refused: run r-2 already exists" in out.stdout
+    assert "duckdb loaded: False" in out.stdout
+    assert sorted(p.name for p in (root / ".ledgerx" / "runs").iterdir()) == ["r-2", "r-3"]
 
 
 def _blocked_signals(tid: int) -> int:

@@ -62,9 +62,6 @@ class Writer:
     def registry_error(self) -> str | None:
         """Why the last periodic re-read of _schema.json failed; None when it did not."""
     @property
-    def registry_error(self) -> str | None:
-        """Why the last periodic re-read of _schema.json failed; None when it did not."""
-    @property
     def writer_id(self) -> str: ...
     @property
     def durability(self) -> str: ...

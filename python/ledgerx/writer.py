@@ -236,30 +236,38 @@ class Ledger:
         """A run as a context manager: created+started on enter, completed or failed on exit
         (`run.start()` / `run.end()` do the same without `with`).
 
-        A run id is never silently reused: entering a run whose id this process already ran,
-        or that the published index knows, raises RunStateError unless `resume=True`, which
-        records a new attempt (`run.started` with `resumed: true`, no second `run.created`).
+        A run id is never silently reused: entering a run whose id a run of this root already
+        used (any process; a claim file under `<root>/.ledgerx/runs/`) raises RunStateError
+        unless `resume=True`, which records a new attempt (`run.started` with `resumed: true`,
+        no second `run.created`).
         `heartbeat_s` overrides the ledger's heartbeat interval for this run."""
         rid = run_id if run_id is not None else new_run_id()
         hb = self.heartbeat_s if heartbeat_s is None else _check_heartbeat(heartbeat_s)
         run = Run(self, rid, run_kind, config, data_fingerprint, tags)
-        run._explicit_id, run._resume, run._heartbeat_s = run_id is not None, resume, hb
+        run._resume, run._heartbeat_s = resume, hb
         return run
 
-    def _run_exists(self, run_id: str) -> bool:
-        """Known to this ledger, or to the published index of its root (best effort: an
-        event not indexed yet is not seen)."""
+    def _claim_run(self, run_id: str) -> bool:
+        """Claim `run_id` for a run of this root; True when it was claimed before (by this
+        ledger or any process that ran it here). The claim is a file created with O_EXCL under
+        `<root>/.ledgerx/runs/` — no DuckDB on the write path, exact across processes. Runs
+        written without `ledger.run()` (the CLI, the Node emitter, hand-written lines) leave no
+        claim, so their ids are not seen (docs/index.md)."""
         if run_id in self._run_ids:
             return True
+        _core_check_run_id(run_id)
+        claims = self.root / ".ledgerx" / "runs"
         try:
-            from ledgerx.reader import Reader
-
-            if not (self.root / "index" / "runs.duckdb").exists():
-                return False
-            with Reader(self.root) as r:
-                return bool(r.sql("SELECT 1 FROM runs_d WHERE run_id = ?", [run_id]).fetchall())
-        except Exception:  # noqa: BLE001 - an unreadable index proves nothing either way
-            return False
+            claims.mkdir(parents=True, exist_ok=True)
+            fd = os.open(
+                claims / run_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666
+            )
+        except FileExistsError:
+            return True
+        except OSError as e:
+            raise LedgerIOError(e.errno or 5, f"cannot claim run id: {e.strerror}", str(claims))
+        os.close(fd)
+        return False
 
     # The seed's names, kept for code that emitted these events by hand.
     def emit_run_created(
@@ -356,7 +364,6 @@ class Run:
         self.resumed = False
         self._phase_index = 0
         self._artifacts: Any = None
-        self._explicit_id = False
         self._resume = False
         self._heartbeat_s: float | None = None
         self._state = "new"  # new -> live -> ended
@@ -369,7 +376,7 @@ class Run:
         if self._state != "new":
             raise RunStateError(f"run {self.run_id} was already started")
         led = self.ledger
-        exists = self._explicit_id and led._run_exists(self.run_id)
+        exists = led._claim_run(self.run_id)
         if exists and not self._resume:
             raise RunStateError(
                 f"run {self.run_id} already exists; pass resume=True to record a resumed "
