@@ -265,7 +265,9 @@ class Ledger:
         except FileExistsError:
             return True
         except OSError as e:
-            raise LedgerIOError(e.errno or 5, f"cannot claim run id: {e.strerror}", str(claims))
+            raise LedgerIOError(
+                e.errno or 5, f"cannot claim run id: {e.strerror}", str(claims)
+            ) from None
         os.close(fd)
         return False
 
