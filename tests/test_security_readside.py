@@ -126,3 +126,26 @@ def test_a_hard_linked_part_is_neither_read_nor_adopted(root: Path, tmp_path: Pa
         if (root / "events" / "_quarantine").exists()
         else True
     )
+
+
+def test_terminal_output_escapes_control_characters(root: Path) -> None:
+    """`runs`, `show`, `tail` print run data: an escape sequence in it is shown escaped."""
+    evil = "k\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e"
+    led = ledgerx.open(root, durability="fsync")
+    try:
+        with led.run(run_id="r1", run_kind=evil, config={"c": evil}, data_fingerprint=evil) as run:
+            run.summary["note"] = evil
+    finally:
+        led.close()
+    build_index(root)
+    outs = {
+        "runs": cli("runs", "--root", str(root)),
+        "show": cli("show", "r1", "--root", str(root)),
+        "tail": cli("tail", "--root", str(root)),
+    }
+    for name, r in outs.items():
+        assert r.returncode == 0, (name, r.stderr)
+        raw = [c for c in r.stdout if ord(c) < 0x20 and c != "\n" or 0x7F <= ord(c) <= 0x9F]
+        assert raw == [] and "\u202e" not in r.stdout, (name, r.stdout)
+        assert "\\x9b31m\\u202e" in r.stdout, (name, r.stdout)  # C1 and bidi: escaped
+    assert "k\\x1b]0;pwned\\x07\\x1b[2J" in outs["show"].stdout

@@ -156,4 +156,6 @@ def _one_line(e: BaseException) -> str:
     msg = str(e) or type(e).__name__
     if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
         msg = f"{e.filename}: {msg}"
-    return " ".join(msg.split())
+    from ledgerx.cli.term import printable
+
+    return printable(" ".join(msg.split()))

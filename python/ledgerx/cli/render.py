@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+from ledgerx.cli.term import printable
+
 PIPE_WIDTH = 1 << 20
 """Console width in a pipe: wide enough that no cell is ever wrapped or cut."""
 
@@ -50,7 +52,11 @@ def duration(ms: float | None) -> str:
 
 
 def cell(v: Any, column: str = "") -> str:
-    """How a value reads in a table cell."""
+    """How a value reads in a table cell; control characters escaped (ledgerx.cli.term)."""
+    return printable(_cell(v, column))
+
+
+def _cell(v: Any, column: str) -> str:
     if v is None:
         return ""
     if column.endswith("duration_ms") and isinstance(v, (int, float)):
@@ -69,24 +75,25 @@ def cell(v: Any, column: str = "") -> str:
 def table(cols: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(
         box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False
     )
     for c in cols:
         t.add_column(c.removesuffix("_ms") if c.endswith("duration_ms") else c, overflow="fold")
-    for r in rows:
-        t.add_row(*(cell(v, c) for c, v in zip(cols, r, strict=True)))
+    for r in rows:  # Text, not markup: "[red]" in run data is shown, not applied
+        t.add_row(*(Text(cell(v, c)) for c, v in zip(cols, r, strict=True)))
     _print(t)
 
 
 def kv(pairs: Sequence[tuple[str, Any]]) -> None:
     """`key  value` lines (values never cut)."""
-    width = max((len(k) for k, _ in pairs), default=0) + 2
+    width = max((len(printable(k)) for k, _ in pairs), default=0) + 2
     for k, v in pairs:
         if v is None:
             continue
-        print(f"{k:<{width}}{cell(v, k)}")
+        print(f"{printable(k):<{width}}{cell(v, k)}")
 
 
 def json_value(v: Any) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerx import _core, strictjson
+from ledgerx.cli.term import printable
 from ledgerx.config import events_dir, resolve_root
 
 
@@ -106,7 +107,8 @@ def _show(row: dict[str, Any], as_json: bool) -> None:
     if len(data) > 100:
         data = data[:97] + "..."
     run = row["run_id"] or "-"
-    print(f"{ts}  {row['event_type']:<18} {run:<28} {row['writer']}#{row['seq']}  {data}")
+    line = f"{ts}  {row['event_type']:<18} {run:<28} {row['writer']}#{row['seq']}  {data}"
+    print(printable(line))
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
