@@ -197,9 +197,13 @@ def test_corrupt_registry_is_a_clear_error(root: Path) -> None:
     (events(root) / "_schema.json").write_text('{"types": ')
     with pytest.raises(SchemaError, match=r"_schema\.json: not valid JSON"):
         SchemaRegistry(events(root)).list()
-    (events(root) / "_schema.json").write_text('{"types": {"a.b": {"one": {}}}}')
-    with pytest.raises(SchemaError, match="must map version numbers"):
-        SchemaRegistry(events(root)).list()
+    # One bad entry fails closed for its type only (docs/security.md): listed as broken.
+    (events(root) / "_schema.json").write_text('{"types": {"a.b": {"one": {}}, "c.d": {"1": {}}}}')
+    reg = SchemaRegistry(events(root))
+    assert reg.list() == {"c.d": [1]}
+    assert reg.broken() == {"a.b": "it must map version numbers to schemas"}
+    with pytest.raises(SchemaError, match="a.b: its entry in events/_schema.json is invalid"):
+        reg.versions("a.b")
 
 
 def test_writes_leave_no_temp_files_and_use_the_lock_file(root: Path) -> None:

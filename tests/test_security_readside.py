@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,33 @@ def test_terminal_output_escapes_control_characters(root: Path) -> None:
         assert raw == [] and "\u202e" not in r.stdout, (name, r.stdout)
         assert "\\x9b31m\\u202e" in r.stdout, (name, r.stdout)  # C1 and bidi: escaped
     assert "k\\x1b]0;pwned\\x07\\x1b[2J" in outs["show"].stdout
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"1": {"type": "object", "pattern": "^x"}},  # a keyword outside the subset
+        {"one": {"type": "object"}},  # not a version number
+        ["not", "an", "object"],
+    ],
+)
+def test_one_invalid_type_fails_closed_for_that_type_only(root: Path, entry: Any) -> None:
+    _base(root)
+    path = root / "events" / "_schema.json"
+    doc = json.loads(path.read_text())
+    doc["types"]["evil.type"] = entry
+    path.write_text(json.dumps(doc))
+    led = ledgerx.open(root, durability="fsync")
+    try:
+        with pytest.raises(ledgerx.SchemaError, match="evil.type: its entry in events/_schema"):
+            led.emit("evil.type", {})
+        led.emit("alert.ingested", {"alert_id": "b", "source": "s", "severity": "x",
+                                    "payload": {}})  # fmt: skip
+    finally:
+        led.close()
+    r = cli("schema", "list", "--json", "--root", str(root))
+    assert r.returncode == 0 and "alert.ingested" in json.loads(r.stdout)
+    assert "warning: evil.type: invalid entry in _schema.json" in r.stderr, r.stderr
+    st = json.loads(cli("status", "--json", "--root", str(root)).stdout)
+    assert list(st["schema_invalid"]) == ["evil.type"], st
+    assert "schema invalid   evil.type" in cli("status", "--root", str(root)).stdout

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from ledgerx.cli.term import printable
+
 STALE_HELP = (
     "a running run with no event for this long is abandoned; the value is kept in the index, "
     "so later rebuilds and the daemon use it until changed (`ledgerx status` shows it; "
@@ -234,6 +236,8 @@ def _status(args: argparse.Namespace) -> int:
             f"schema registry  UNREADABLE: {st['registry_error']} "
             "(writers keep validating with the last good registry)"
         )
+    for t, why in st.get("schema_invalid", {}).items():
+        print(printable(f"schema invalid   {t}: {why} (no event of this type is written)"))
     return 0
 
 

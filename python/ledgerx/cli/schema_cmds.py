@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerx import _core, strictjson
+from ledgerx.cli.term import printable
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import SchemaError
 from ledgerx.schema import SchemaRegistry
@@ -67,6 +68,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     reg = _registry(args)
     types = reg.list()
     ups = reg.upcasters()
+    for t, why in sorted(reg.broken().items()):  # fails closed; the other types still work
+        print(printable(f"warning: {t}: invalid entry in _schema.json: {why}"), file=sys.stderr)
     if args.json:
         print_json(types)
         return 0

@@ -352,6 +352,7 @@ def index_status(
     )
     out["checked_at"] = now.isoformat()
     out["registry_error"] = _registry_error(ev)
+    out["schema_invalid"] = _schema_invalid(ev)
     return out
 
 
@@ -366,3 +367,14 @@ def _registry_error(ev: Path) -> str | None:
     except (LedgerError, OSError, ValueError) as e:
         return str(e)
     return None
+
+
+def _schema_invalid(ev: Path) -> dict[str, str]:
+    """Types whose entry in `_schema.json` is invalid (they fail closed); {} when none or when
+    the file itself cannot be read (that is an error of its own, reported by the writer)."""
+    from ledgerx.schema import SchemaRegistry
+
+    try:
+        return SchemaRegistry(ev).broken()
+    except (SchemaError, OSError):
+        return {}

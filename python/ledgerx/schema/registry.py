@@ -107,15 +107,31 @@ def _parse(text: str, path: Path) -> dict[str, Any]:
     fmt = doc.get("ledgerx_registry", FORMAT_VERSION)
     if fmt != FORMAT_VERSION:
         raise SchemaError(f"{path}: registry format {fmt!r} is not supported (expected 1)")
-    for t, versions in doc["types"].items():
-        if not isinstance(versions, dict) or not all(
-            isinstance(v, str) and v.isdigit() for v in versions
-        ):
-            raise SchemaError(f"{path}: type {t!r} must map version numbers to schemas")
     ups = doc.setdefault("upcasters", {})
     if not isinstance(ups, dict):
         raise SchemaError(f"{path}: 'upcasters' must be an object")
     return doc
+
+
+def broken_types(doc: Mapping[str, Any]) -> dict[str, str]:
+    """`{type: reason}` for the entries of a registry document that are not valid (a
+    hand-edited file): those types fail closed, every other type stays usable."""
+    out: dict[str, str] = {}
+    for t, versions in doc["types"].items():
+        if (
+            not isinstance(versions, dict)
+            or not versions
+            or not all(isinstance(v, str) and v.isdigit() for v in versions)
+        ):
+            out[t] = "it must map version numbers to schemas"
+            continue
+        for v, schema in versions.items():
+            try:
+                _core.SchemaValidator(json.dumps(schema, allow_nan=False))
+            except (SchemaError, TypeError, ValueError) as e:
+                out[t] = f"v{v}: {e}"
+                break
+    return out
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -174,6 +190,7 @@ class SchemaRegistry:
         self._stamp: tuple[int, int, int] | None = None
         self._doc: dict[str, Any] = {}
         self._newest: dict[str, int] = {}
+        self._broken: dict[str, str] = {}
         self._validators: dict[tuple[str, int], _core.SchemaValidator] = {}
         self._upcasters: dict[tuple[str, int], tuple[Upcaster, str]] = {}
 
@@ -194,21 +211,40 @@ class SchemaRegistry:
     def _set(self, doc: dict[str, Any], stamp: tuple[int, int, int] | None) -> None:
         self._doc = doc
         self._stamp = stamp
-        self._newest = {t: max(map(int, vs)) for t, vs in doc["types"].items() if vs}
+        self._broken = broken_types(doc)
+        self._newest = {
+            t: max(map(int, vs)) for t, vs in doc["types"].items() if vs and t not in self._broken
+        }
         # The file changed (rare): recompile and re-resolve lazily. Modules stay imported.
         self._validators = {}
         self._upcasters = {}
 
     def _versions_of(self, doc: Mapping[str, Any], event_type: str) -> dict[str, Any]:
+        why = (self._broken if doc is self._doc else broken_types(doc)).get(event_type)
+        if why is not None:
+            raise SchemaError(
+                f"{event_type}: its entry in events/_schema.json is invalid ({why}); no event "
+                "of this type is written until it is fixed"
+            )
         versions = doc["types"].get(event_type)
         if not versions:
             raise SchemaError(f"unknown event type {event_type!r}")
         return versions  # type: ignore[no-any-return]
 
     def list(self) -> dict[str, list[int]]:
-        """Every registered type with its versions, oldest first."""
+        """Every registered type with its versions, oldest first (types whose entry is invalid
+        are left out: see `broken()`)."""
         doc = self._current()
-        return {t: sorted(map(int, vs)) for t, vs in sorted(doc["types"].items())}
+        return {
+            t: sorted(map(int, vs))
+            for t, vs in sorted(doc["types"].items())
+            if t not in self._broken
+        }
+
+    def broken(self) -> dict[str, str]:
+        """`{type: reason}` of the types whose entry in the file is invalid (they fail closed)."""
+        self._current()
+        return dict(self._broken)
 
     def versions(self, event_type: str) -> builtins.list[int]:
         return sorted(map(int, self._versions_of(self._current(), event_type)))
@@ -319,6 +355,8 @@ class SchemaRegistry:
             doc = _read(self.path)
             if doc is None:  # deleted between ensure and lock: start again from the built-ins
                 doc = builtin_registry()
+            if event_type in doc["types"]:
+                self._versions_of(doc, event_type)  # an invalid entry is refused, not extended
             versions: dict[str, Any] = doc["types"].setdefault(event_type, {})
             newest = max(map(int, versions), default=0)
             changed = True
