@@ -1,7 +1,7 @@
 """Security: no link followed out of the root, and files created with the umask's modes
 (docs/security.md).
 
-Before: lock files (`index/.lock`, `index/.daemon.lock`, `events/_schema.lock`) were opened
+Before: lock files (`index/.lock`, the daemon's lock, `events/_schema.lock`) were opened
 through symlinks and the indexer/daemon wrote their pid into whatever the link pointed at;
 `_schema.json` was created 0600 and lock files 0644 whatever the umask, so a shared group could
 not use the root.
@@ -30,7 +30,7 @@ def _ledger(root: Path) -> None:
 
 LOCKS = {
     "index/.lock": ["rebuild"],
-    "index/.daemon.lock": ["daemon", "--once"],
+    ".ledgerx/daemon.lock": ["daemon", "--once"],
     "events/_schema.lock": ["schema", "register", "my.event", "-"],
 }
 
