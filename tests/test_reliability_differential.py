@@ -102,7 +102,7 @@ def damage(draw: Any, ls: list[bytes]) -> bytes:
         elif op == 2:  # a garbage line
             ls.insert(i, draw(st.binary(max_size=40)).replace(b"\n", b"") + b"\n")
         elif op == 3:  # a torn prefix glued to a valid line
-            ls.insert(i, ln[: draw(st.integers(0, len(ln) - 1))] + ls[i])
+            ls.insert(i, ln[: draw(st.integers(0, max(len(ln) - 1, 0)))] + ls[i])
             del ls[i + 1]
             ls.insert(i, ln)
         elif op == 4:  # a duplicated line, here or further down
@@ -116,9 +116,9 @@ def damage(draw: Any, ls: list[bytes]) -> bytes:
         elif op == 8:  # trailing JSON whitespace
             ls[i] = ln[:-1] + draw(st.sampled_from([b" ", b"\t", b"\r \t"])) + b"\n"
         elif op == 9:  # a line cut short, the rest lost
-            ls[i] = ln[: draw(st.integers(0, len(ln) - 1))] + b"\n"
+            ls[i] = ln[: draw(st.integers(0, max(len(ln) - 1, 0)))] + b"\n"
         else:  # a byte inserted or removed
-            k = draw(st.integers(0, len(ln) - 1))
+            k = draw(st.integers(0, max(len(ln) - 1, 0)))
             ls[i] = ln[:k] + draw(st.sampled_from([b"", b"{", b'"', b",", b"\\"])) + ln[k + 1 :]
     raw = b"".join(ls)
     if draw(st.booleans()):  # a cut tail: an unterminated last line
