@@ -18,6 +18,7 @@ __all__ = [
     "parse_ts",
     "crc32c",
     "is_event_id",
+    "install_sigterm_watchdog",
 ]
 
 BUILTIN_REGISTRY: str
