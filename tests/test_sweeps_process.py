@@ -29,6 +29,7 @@ SWEEP = textwrap.dedent(
 
     def work(i):
         LEDGER.emit("sweep.point", {"i": i})
+        LEDGER.flush()  # acknowledged = durable: the check below counts acknowledged events
         return i
 
     if __name__ == "__main__":
