@@ -11,7 +11,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SKIP_DIRS = {".git", ".venv", "target", "node_modules", "__pycache__", ".hypothesis", "data"}
-OUTSIDE = re.compile(r"\.\./shared|DESIGN\.md|DESIGN §")
+# Spelled in pieces so this file does not match itself: a sibling folder, the team's design doc.
+_SIBLING = re.escape("..") + "/" + "sha" + "red"
+_DOC = "DES" + r"IGN(?:\.md| §)"
+OUTSIDE = re.compile(f"{_SIBLING}|{_DOC}")
 
 
 def _files() -> list[Path]:
@@ -27,11 +30,8 @@ def _files() -> list[Path]:
 
 
 def test_no_reference_outside_the_repository() -> None:
-    this = Path(__file__).resolve()
     hits = []
     for p in _files():
-        if p == this:
-            continue
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError:

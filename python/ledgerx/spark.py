@@ -38,22 +38,9 @@ def _scan_partition(batches: Iterator[Any]) -> Iterator[Any]:
 
     from ledgerx import _core
     from ledgerx.errors import LedgerIOError
+    from ledgerx.retention import ARCHIVE_SCHEMA
 
-    schema = pa.schema(
-        [
-            ("event_id", pa.string()),
-            ("event_type", pa.string()),
-            ("schema_version", pa.int32()),
-            ("ts", pa.timestamp("us", tz="UTC")),
-            ("run_id", pa.string()),
-            ("writer", pa.string()),
-            ("seq", pa.int64()),
-            ("data", pa.string()),
-            ("file", pa.string()),
-            ("offset", pa.int64()),
-            ("line_bytes", pa.int32()),
-        ]
-    )
+    schema = ARCHIVE_SCHEMA  # the scanner's columns, as retention archives them
     with tempfile.TemporaryDirectory(prefix="ledgerx-spark-") as tmp:
         for batch in batches:
             paths = batch.column("path").to_pylist()
