@@ -87,26 +87,49 @@ function positionOf(p) {
   return { file: p.file, offset: p.offset };
 }
 
+// Promises are made here, with one shared executor (no closure per event); their resolvers wait
+// in queues that the native side settles in bulk (group: "durable up to seq N"; fsync: one
+// callback per event by token).
+let lastResolve = null;
+let lastReject = null;
+function takeResolvers(resolve, reject) {
+  lastResolve = resolve;
+  lastReject = reject;
+}
+
+// fsync mode: token -> [resolve, reject, file, offset], settled when the event's fdatasync on
+// the libuv pool returned.
+const syncs = new Map();
+let nextToken = 1;
+native.setOnSynced((token, failure) => {
+  const s = syncs.get(token);
+  if (s === undefined) return;
+  syncs.delete(token);
+  if (failure === null) s[0]({ file: s[2], offset: s[3] });
+  else s[1](typed(new Error(failure)));
+});
+
+/** A fast-path SchemaError caused by a lone surrogate: the native serializer names its path. */
+function isSurrogateError(e) {
+  return e && typeof e.message === 'string' && e.message.startsWith(MARK) && e.message.includes('lone surrogate');
+}
+
 const DURABILITIES = ['group', 'fsync', 'os'];
 const OBJECT_PROTO = Object.prototype;
-// JSON.stringify escapes a lone surrogate as \udXXX, which is not I-JSON: such strings take the
-// native serializer, which refuses them (String.prototype.isWellFormed from Node 20 on).
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const wellFormed = String.prototype.isWellFormed
-  ? (s) => s.isWellFormed()
-  : (s) => !LONE_SURROGATE.test(s);
 const MAX_DEPTH = 128;
 
 /**
  * True when `v` holds only what JSON.stringify writes faithfully: plain objects, arrays,
- * well-formed strings, finite numbers, booleans, null (and undefined object properties, which
+ * strings, finite numbers, booleans, null (and undefined object properties, which
  * both leave out). Anything else (NaN, Date, BigInt, Map, class instances, ...) takes the
- * native serializer, which converts it or names the offending path in a SchemaError.
+ * native serializer, which converts it or names the offending path in a SchemaError. (A lone
+ * surrogate, which JSON.stringify escapes as \udXXX, is refused by the native side, and the
+ * call is then retried with the native serializer to name its path.)
  */
 function plainJson(v, depth) {
   switch (typeof v) {
     case 'string':
-      return wellFormed(v);
+      return true;
     case 'number':
       return Number.isFinite(v);
     case 'boolean':
@@ -126,7 +149,6 @@ function plainJson(v, depth) {
         const x = v[k];
         if (x === undefined) continue;
         if (!plainJson(x, depth + 1)) return false;
-        if (!wellFormed(k)) return false;
       }
       return true;
     }
@@ -166,14 +188,17 @@ class EventEmitter {
       throw typed(e);
     }
     this.writerId = this._w.writerId;
+    this._slot = this._w.slot;
     this._closed = false;
-    // Group mode: promises waiting for their batch, in seq order (parallel arrays).
     this._seq = 0;
     this._file = '';
-    this._seqs = [];
+    // Group mode: the Promises waiting for their batch, in seq order: resolvers and positions
+    // (parallel arrays); entry i has seq `_seq0 + i` (a successful emit takes the next seq).
+    this._seq0 = 1;
+    this._res = [];
+    this._rej = [];
     this._files = [];
     this._offsets = [];
-    this._settlers = [];
     this._head = 0;
     this._waiting = false;
   }
@@ -195,56 +220,72 @@ class EventEmitter {
     if (version !== null && !(Number.isInteger(version) && version >= 1)) {
       return Promise.reject(new SchemaError(`${eventType}: schemaVersion must be a positive integer`));
     }
+    if (isPlainObject(data)) {
+      const json = JSON.stringify(data);
+      let code;
+      const token = nextToken;
+      try {
+        code = this.durability === 'fsync'
+          ? native.emitFsyncAt(this._slot, eventType, json, runId, version, token)
+          : native.emitJsonAt(this._slot, eventType, json, runId, version);
+      } catch (e) {
+        if (!isSurrogateError(e)) return Promise.reject(typed(e));
+        return this._emitValue(eventType, data, runId, version); // names the path
+      }
+      if (code < 0) {
+        code = -code - 1;
+        this._file = this._w.lastFile;
+      }
+      this._seq += 1; // a successful emit takes the next seq
+      if (this.durability === 'group') return this._queue(code);
+      if (this.durability === 'os') return Promise.resolve({ file: this._file, offset: code });
+      nextToken = token + 1;
+      const p = new Promise(takeResolvers);
+      syncs.set(token, [lastResolve, lastReject, this._file, code]);
+      return p;
+    }
+    return this._emitValue(eventType, data, runId, version);
+  }
+
+  /** Data that is not plain JSON: the native serializer converts it or names what is wrong. */
+  _emitValue(eventType, data, runId, version) {
     try {
-      const fast = isPlainObject(data);
       if (this.durability === 'fsync') {
-        const task = fast
-          ? this._w.emitFsyncJson(eventType, JSON.stringify(data), runId, version)
-          : this._w.emitFsync(eventType, data, runId, version);
-        return task.then(positionOf, (e) => {
+        return this._w.emitFsync(eventType, data, runId, version).then(positionOf, (e) => {
           throw typed(e);
         });
       }
-      let offset;
-      if (fast) {
-        offset = this._w.emitJson(eventType, JSON.stringify(data), runId, version);
-        if (offset < 0) {
-          offset = -offset - 1;
-          this._file = this._w.lastFile;
-        }
-        this._seq += 1; // a successful emit takes the next seq
-      } else {
-        const p = this._w.emit(eventType, data, runId, version);
-        offset = p.offset;
-        this._seq = p.seq;
-        this._file = p.file;
-      }
-      if (this.durability === 'os') return Promise.resolve({ file: this._file, offset });
-      return this._queue(this._seq, this._file, offset);
+      const p = this._w.emit(eventType, data, runId, version);
+      this._seq = p.seq;
+      this._file = p.file;
+      if (this.durability === 'os') return Promise.resolve({ file: p.file, offset: p.offset });
+      return this._queue(p.offset);
     } catch (e) {
       return Promise.reject(typed(e));
     }
   }
 
-  _queue(seq, file, offset) {
-    return new Promise((resolve, reject) => {
-      this._seqs.push(seq);
-      this._files.push(file);
-      this._offsets.push(offset);
-      this._settlers.push(resolve, reject);
-      if (!this._waiting) this._wait();
-    });
+  /** Group mode: a Promise for the event just emitted (seq `_seq`), settled with its batch. */
+  _queue(offset) {
+    const p = new Promise(takeResolvers);
+    if (this._res.length === this._head) this._seq0 = this._seq - this._res.length;
+    this._res.push(lastResolve);
+    this._rej.push(lastReject);
+    this._files.push(this._file);
+    this._offsets.push(offset);
+    if (!this._waiting) this._wait();
+    return p;
   }
 
   /** Wait (on the thread pool) for the flusher, then settle every promise it covered. */
   _wait() {
     this._waiting = true;
-    const after = this._seqs[this._head] - 1;
+    const after = this._seq0 + this._head - 1;
     this._w.waitDone(after, 1000).then(
       (progress) => {
         this._waiting = false;
         this._settle(progress);
-        if (this._head < this._seqs.length) this._wait();
+        if (this._head < this._res.length) this._wait();
       },
       (e) => {
         this._waiting = false;
@@ -256,34 +297,40 @@ class EventEmitter {
   _settle(progress) {
     const failure = progress.failure ? typed(new Error(progress.failure)) : null;
     let i = this._head;
-    const n = this._seqs.length;
-    while (i < n && this._seqs[i] <= progress.doneSeq) {
-      const seq = this._seqs[i];
-      if (failure && seq <= progress.failedThrough) this._settlers[2 * i + 1](failure);
-      else this._settlers[2 * i]({ file: this._files[i], offset: this._offsets[i] });
-      i++;
+    const n = this._res.length;
+    const last = Math.min(n, progress.doneSeq - this._seq0 + 1);
+    for (; i < last; i++) {
+      if (failure && this._seq0 + i <= progress.failedThrough) this._rej[i](failure);
+      else this._res[i]({ file: this._files[i], offset: this._offsets[i] });
     }
+    this._head = i;
     if (progress.closed && i < n) {
-      this._head = i;
       this._settleAll(new ClosedError('ledger closed before the event was made durable'));
       return;
     }
-    this._head = i;
     if (i === n || i > 4096) this._compact();
   }
 
   _compact() {
     const h = this._head;
-    this._seqs = this._seqs.slice(h);
-    this._files = this._files.slice(h);
-    this._offsets = this._offsets.slice(h);
-    this._settlers = this._settlers.slice(2 * h);
+    if (h === this._res.length) {
+      this._res = [];
+      this._rej = [];
+      this._files = [];
+      this._offsets = [];
+    } else {
+      this._res = this._res.slice(h);
+      this._rej = this._rej.slice(h);
+      this._files = this._files.slice(h);
+      this._offsets = this._offsets.slice(h);
+    }
+    this._seq0 += h;
     this._head = 0;
   }
 
   _settleAll(err) {
-    for (let i = this._head; i < this._seqs.length; i++) this._settlers[2 * i + 1](err);
-    this._head = this._seqs.length;
+    for (let i = this._head; i < this._res.length; i++) this._rej[i](err);
+    this._head = this._res.length;
     this._compact();
   }
 

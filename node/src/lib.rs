@@ -6,6 +6,7 @@
 //! thread pool, never on the event loop. `index.js` turns these into the public Promise API.
 
 mod convert;
+mod fast;
 
 use convert::Serializer;
 use ledgerx::core::json::Tape;
@@ -17,6 +18,7 @@ use napi::bindgen_prelude::*;
 use napi::JsValue;
 use napi_derive::napi;
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ use std::time::Duration;
 /// JSON object (`kind`, `message`, and for I/O `errno`, `path`); index.js makes the typed error.
 const MARK: &str = "\u{1}ledgerx:";
 
-fn js_err(e: CoreError) -> Error {
+pub(crate) fn js_err(e: CoreError) -> Error {
     let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "null".to_string(), quote);
     let body = match &e {
         CoreError::Schema {
@@ -112,14 +114,26 @@ pub struct Progress {
     pub closed: bool,
 }
 
-#[napi]
-pub struct NativeWriter {
-    inner: Arc<cw::Writer>,
+/// What an emit needs, shared with the per-thread slot table of `fast.rs`.
+pub(crate) struct Hot {
+    pub(crate) inner: Arc<cw::Writer>,
     schemas: SchemaFile,
-    mode: Durability,
     /// Scratch for the serialized `data` and its token tape, reused between calls.
     scratch: RefCell<(Vec<u8>, Tape)>,
-    last_file: RefCell<String>,
+    pub(crate) last_file: RefCell<String>,
+}
+
+#[napi]
+pub struct NativeWriter {
+    hot: Rc<Hot>,
+    mode: Durability,
+    slot: u32,
+}
+
+impl Drop for NativeWriter {
+    fn drop(&mut self) {
+        fast::unregister(self.slot);
+    }
 }
 
 #[napi]
@@ -151,18 +165,25 @@ impl NativeWriter {
         cfg.max_event_bytes = max_event_bytes as usize;
         let inner = cw::Writer::open(cfg).map_err(js_err)?;
         let schemas = SchemaFile::open(&events).map_err(js_err)?;
-        Ok(NativeWriter {
+        let hot = Rc::new(Hot {
             inner: Arc::new(inner),
             schemas,
-            mode,
             scratch: RefCell::new((Vec::with_capacity(4096), Tape::default())),
             last_file: RefCell::new(String::new()),
-        })
+        });
+        let slot = fast::register(Rc::clone(&hot));
+        Ok(NativeWriter { hot, mode, slot })
+    }
+
+    /// This writer's number for the slot functions (`emitJsonAt`, `emitFsyncAt`).
+    #[napi(getter)]
+    pub fn slot(&self) -> u32 {
+        self.slot
     }
 
     #[napi(getter)]
     pub fn writer_id(&self) -> String {
-        self.inner.writer_id()
+        self.hot.inner.writer_id()
     }
 
     /// Validate, serialize and append (group: queue) one event; in fsync mode the line is
@@ -188,30 +209,22 @@ impl NativeWriter {
         run_id: Option<String>,
         schema_version: Option<u32>,
     ) -> Result<f64> {
-        let e = self.emit_inner(
+        let e = self.hot.emit_inner(
             &event_type,
             Data::Json(json),
             run_id.as_deref(),
             schema_version,
         )?;
         if e.backpressure {
-            self.inner.wait_drained();
+            self.hot.inner.wait_drained();
         }
-        // The hot path returns one number: the offset, or -(offset + 1) when the part changed
-        // since the last call (then `lastFile` has its name). The seq is the previous + 1.
-        let mut last = self.last_file.borrow_mut();
-        if *last == e.pos.file {
-            Ok(e.pos.offset as f64)
-        } else {
-            *last = e.pos.file;
-            Ok(-(e.pos.offset as f64) - 1.0)
-        }
+        Ok(self.hot.offset_code(&e.pos))
     }
 
     /// The part file of the last `emitJson` that reported a change.
     #[napi(getter)]
     pub fn last_file(&self) -> String {
-        self.last_file.borrow().clone()
+        self.hot.last_file.borrow().clone()
     }
 
     /// fsync mode, `data` as JSON text (see `emitJson`).
@@ -243,7 +256,7 @@ impl NativeWriter {
     #[napi]
     pub fn wait_done(&self, after: f64, timeout_ms: u32) -> AsyncTask<WaitTask> {
         AsyncTask::new(WaitTask {
-            writer: Arc::clone(&self.inner),
+            writer: Arc::clone(&self.hot.inner),
             after: after as u64,
             timeout: Duration::from_millis(u64::from(timeout_ms)),
         })
@@ -253,7 +266,7 @@ impl NativeWriter {
     #[napi]
     pub fn flush(&self) -> AsyncTask<WriterTask> {
         AsyncTask::new(WriterTask {
-            writer: Arc::clone(&self.inner),
+            writer: Arc::clone(&self.hot.inner),
             close: false,
         })
     }
@@ -262,7 +275,7 @@ impl NativeWriter {
     #[napi]
     pub fn close(&self) -> AsyncTask<WriterTask> {
         AsyncTask::new(WriterTask {
-            writer: Arc::clone(&self.inner),
+            writer: Arc::clone(&self.hot.inner),
             close: true,
         })
     }
@@ -271,9 +284,9 @@ impl NativeWriter {
     #[napi]
     pub fn flush_sync(&self, close: bool) -> Result<()> {
         let r = if close {
-            self.inner.close()
+            self.hot.inner.close()
         } else {
-            self.inner.flush()
+            self.hot.inner.flush()
         };
         r.map_err(js_err)
     }
@@ -281,7 +294,7 @@ impl NativeWriter {
     /// Re-read `_schema.json` now.
     #[napi]
     pub fn reload_schemas(&self) -> Result<()> {
-        self.schemas.reload().map_err(js_err)
+        self.hot.schemas.reload().map_err(js_err)
     }
 
     #[napi(getter)]
@@ -295,7 +308,7 @@ impl NativeWriter {
 }
 
 /// The event's `data`: a JS value serialized here, or JSON text made by `JSON.stringify`.
-enum Data<'a> {
+pub(crate) enum Data<'a> {
     Value(Unknown<'a>),
     Json(Unknown<'a>),
 }
@@ -308,10 +321,12 @@ impl NativeWriter {
         run_id: Option<String>,
         schema_version: Option<u32>,
     ) -> Result<Position> {
-        let e = self.emit_inner(event_type, data, run_id.as_deref(), schema_version)?;
+        let e = self
+            .hot
+            .emit_inner(event_type, data, run_id.as_deref(), schema_version)?;
         if e.backpressure {
             // Over 64 MiB queued: wait for the flusher to catch up (bounded, rare).
-            self.inner.wait_drained();
+            self.hot.inner.wait_drained();
         }
         Ok(Position::of(&e.pos, e.seq))
     }
@@ -323,14 +338,30 @@ impl NativeWriter {
         run_id: Option<String>,
         schema_version: Option<u32>,
     ) -> Result<AsyncTask<SyncTask>> {
-        let e = self.emit_inner(event_type, data, run_id.as_deref(), schema_version)?;
+        let e = self
+            .hot
+            .emit_inner(event_type, data, run_id.as_deref(), schema_version)?;
         Ok(AsyncTask::new(SyncTask {
             ticket: e.sync,
             pos: Some(Position::of(&e.pos, e.seq)),
         }))
     }
+}
 
-    fn emit_inner(
+impl Hot {
+    /// The hot path returns one number: the offset, or -(offset + 1) when the part changed
+    /// since the last call (then `lastFile` has its name). The seq is the previous + 1.
+    pub(crate) fn offset_code(&self, pos: &cw::Position) -> f64 {
+        let mut last = self.last_file.borrow_mut();
+        if *last == pos.file {
+            pos.offset as f64
+        } else {
+            last.clone_from(&pos.file);
+            -(pos.offset as f64) - 1.0
+        }
+    }
+
+    pub(crate) fn emit_inner(
         &self,
         event_type: &str,
         data: Data<'_>,
@@ -361,7 +392,7 @@ impl NativeWriter {
                 unsafe { convert::append_string(raw.env, raw.value, buf) }.map_err(at)?;
                 // JSON.stringify writes a lone surrogate as an escape: refuse it (I-JSON), even
                 // though index.js sends such data to the native serializer instead.
-                if memchr::memmem::find(buf, b"\\ud").is_some() {
+                if has_escaped_surrogate(buf) {
                     ledgerx::core::json::Checker::value_only(buf)
                         .map_err(|m| invalid(m, event_type, Some(version), Some("data".into())))?;
                 }
@@ -396,6 +427,13 @@ impl NativeWriter {
         };
         self.inner.emit_deferred(&head, bytes).map_err(js_err)
     }
+}
+
+/// Whether JSON text has `\\ud` (an escaped surrogate, maybe lone); the finder is built once.
+fn has_escaped_surrogate(buf: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\\ud"));
+    FINDER.find(buf).is_some()
 }
 
 fn type_name(t: ValueType) -> &'static str {
