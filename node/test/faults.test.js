@@ -55,3 +55,37 @@ for (const mode of ['fsync', 'group']) {
     for (const o of out) if (o.ok) assert.ok(trials.includes(o.i), `resolved event ${o.i} missing`);
   });
 }
+
+// Group mode settles Promises by seq ("durable up to seq N"): an event emitted while an earlier
+// batch was committing belongs to the next batch and must follow that batch's fate, even when
+// the earlier batch's report reaches JavaScript after the event was emitted.
+const GROUP_SCRIPT = `
+const lx = require(${JSON.stringify(path.join(REPO, 'node'))});
+const em = lx.getEventEmitter(process.argv[1], { durability: 'group' });
+const settle = (p) => p.then((pos) => ({ ok: pos.file }), (e) => ({ name: e.name, code: e.code }));
+const first = settle(em.emitTrialRecorded('f', 0, {}, { x: 0 }));
+// Block the event loop while the flusher commits event 0 (fdatasync #1): its report can only
+// reach JavaScript after events 1-3 are queued; they go to the next commit (fdatasync #2, EIO).
+Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+const rest = [1, 2, 3].map((i) => settle(em.emitTrialRecorded('f', i, {}, { x: i })));
+Promise.all([first, ...rest]).then(async (out) => {
+  await em.close().catch(() => {});
+  console.log(JSON.stringify(out));
+});
+`;
+
+test('group: an event queued while the previous batch committed settles with its own batch', () => {
+  const root = tmpRoot('fault-batches');
+  const r = spawnSync('strace', [
+    '-f', '-qq', '--seccomp-bpf', '-o', '/dev/null',
+    '-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:when=2',
+    process.execPath, '-e', GROUP_SCRIPT, '--', root,
+  ], { encoding: 'utf8', timeout: 120000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop());
+  assert.ok(out[0].ok, JSON.stringify(out));
+  // Event 1 is the first of the failed commit: resolving it would claim a durability it lacks.
+  assert.deepEqual(out[1], { name: 'LedgerIOError', code: 'EIO' }, JSON.stringify(out));
+  const trials = checkLog(root, { contiguous_seq: false }).map((e) => e.data.trial_id);
+  out.forEach((o, i) => o.ok && assert.ok(trials.includes(i), `resolved event ${i} missing`));
+});
