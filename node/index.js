@@ -109,6 +109,13 @@ native.setOnSynced((token, failure) => {
   else s[1](typed(new Error(failure)));
 });
 
+/** A rejected Promise to resolve others with (they reject with `err`); itself handled. */
+function rejected(err) {
+  const p = Promise.reject(err);
+  p.catch(() => {});
+  return p;
+}
+
 /** A fast-path SchemaError caused by a lone surrogate: the native serializer names its path. */
 function isSurrogateError(e) {
   return e && typeof e.message === 'string' && e.message.startsWith(MARK) && e.message.includes('lone surrogate');
@@ -193,10 +200,10 @@ class EventEmitter {
     this._seq = 0;
     this._file = '';
     // Group mode: the Promises waiting for their batch, in seq order: resolvers and positions
-    // (parallel arrays); entry i has seq `_seq0 + i` (a successful emit takes the next seq).
+    // (parallel arrays); entry i has seq `_seq0 + i` (a successful emit takes the next seq). A
+    // failed batch resolves its Promises with one rejected Promise, which rejects them all.
     this._seq0 = 1;
     this._res = [];
-    this._rej = [];
     this._files = [];
     this._offsets = [];
     this._head = 0;
@@ -270,7 +277,6 @@ class EventEmitter {
     const p = new Promise(takeResolvers);
     if (this._res.length === this._head) this._seq0 = this._seq - this._res.length;
     this._res.push(lastResolve);
-    this._rej.push(lastReject);
     this._files.push(this._file);
     this._offsets.push(offset);
     if (!this._waiting) this._wait();
@@ -295,12 +301,12 @@ class EventEmitter {
   }
 
   _settle(progress) {
-    const failure = progress.failure ? typed(new Error(progress.failure)) : null;
+    const failure = progress.failure ? rejected(typed(new Error(progress.failure))) : null;
     let i = this._head;
     const n = this._res.length;
     const last = Math.min(n, progress.doneSeq - this._seq0 + 1);
     for (; i < last; i++) {
-      if (failure && this._seq0 + i <= progress.failedThrough) this._rej[i](failure);
+      if (failure && this._seq0 + i <= progress.failedThrough) this._res[i](failure);
       else this._res[i]({ file: this._files[i], offset: this._offsets[i] });
     }
     this._head = i;
@@ -315,12 +321,10 @@ class EventEmitter {
     const h = this._head;
     if (h === this._res.length) {
       this._res = [];
-      this._rej = [];
       this._files = [];
       this._offsets = [];
     } else {
       this._res = this._res.slice(h);
-      this._rej = this._rej.slice(h);
       this._files = this._files.slice(h);
       this._offsets = this._offsets.slice(h);
     }
@@ -329,7 +333,8 @@ class EventEmitter {
   }
 
   _settleAll(err) {
-    for (let i = this._head; i < this._res.length; i++) this._rej[i](err);
+    const failure = rejected(err);
+    for (let i = this._head; i < this._res.length; i++) this._res[i](failure);
     this._head = this._res.length;
     this._compact();
   }

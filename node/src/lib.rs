@@ -6,7 +6,7 @@
 //! thread pool, never on the event loop. `index.js` turns these into the public Promise API.
 
 mod convert;
-mod fast;
+pub mod fast;
 
 use convert::Serializer;
 use ledgerx::core::json::Tape;
