@@ -227,8 +227,13 @@ class EventEmitter {
     if (version !== null && !(Number.isInteger(version) && version >= 1)) {
       return Promise.reject(new SchemaError(`${eventType}: schemaVersion must be a positive integer`));
     }
-    if (isPlainObject(data)) {
-      const json = JSON.stringify(data);
+    let json;
+    try {
+      json = isPlainObject(data) ? JSON.stringify(data) : null;
+    } catch (e) {
+      return Promise.reject(typed(e)); // a throwing getter or Proxy trap
+    }
+    if (json !== null) {
       let code;
       const token = nextToken;
       try {
