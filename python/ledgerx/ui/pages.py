@@ -47,17 +47,16 @@ def run_detail(
     params, metrics = index.cached(("names", run_id), lambda: trials.names(index, run_id))
     goal = "min" if goal == "min" else "max"
     metric = metric if metric in metrics else (metrics[0] if metrics else None)
-    n = int(run["n_trials"] or 0)
-    series = (
-        index.cached(
-            ("series", run_id, metric), lambda: trials.series(index, run_id, metric or "", n)
+    # runs_d.n_trials counts records (a retried trial twice); the charts, the table and the
+    # count shown are of trials, one per trial id (series["total"]).
+    series = None
+    if run["n_trials"]:
+        series = index.cached(
+            ("series", run_id, metric), lambda: trials.series(index, run_id, metric or "")
         )
-        if n
-        else None
-    )
     best = trials.best(series["rows"], metric, goal) if series and metric else None
     tsort = tsort or (f"metric:{metric}" if metric else "trial_id")
-    table = trials.table(index, run_id, tsort, tdesc) if n else []
+    table = trials.table(index, run_id, tsort, tdesc) if series else []
     artifacts = index.artifacts(run_id)
     curves = []
     for a in artifacts:
@@ -89,6 +88,8 @@ def run_detail(
         "metric": metric,
         "goal": goal,
         "best": best,
+        "n_trials": series["total"] if series else 0,
+        "n_records": int(run["n_trials"] or 0),
         "series": series,
         "table": table,
         "tsort": tsort,

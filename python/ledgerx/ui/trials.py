@@ -3,10 +3,11 @@ a downsampled series (at most `MAX_POINTS` rows: past that, for each bucket of c
 trials, the ones with the lowest and the highest value of the chosen metric, so the chart keeps
 its envelope), and a sorted page for the table.
 
-These read the run's `trial.recorded` rows of `events` directly (the effective data, as the
-`trial_results` view does) and parse only the fields they need, and the full params/metrics of
-the rows they return: a run of 100k trials stays well under a second (benches/bench_ui.py).
-Trials are numbered `i` in recording order (timestamp, then position in the log).
+Everything here reads the index's `trial_results` view, the one definition of what a trial is:
+a trial recorded twice (a retried task) is shown once, its latest record, exactly as
+`Reader.trials()` and `Reader.trials_table()` show it. Trials are numbered `i` in the Reader's
+order (recorded_at, then event_id). Counts are of trials, not of records (`runs_d.n_trials`
+counts records).
 """
 
 from __future__ import annotations
@@ -15,28 +16,24 @@ from typing import Any
 
 from ledgerx.ui.queries import MAX_POINTS, TRIALS_TABLE_ROWS, Index, json_path, loads
 
-# The run's trials: `d` is the event's effective data (JSON text, parsed only where used).
+# The run's trials (one row per trial), numbered in the Reader's order.
 _TRIALS = """
-WITH e AS (
-    SELECT ts, file, "offset", coalesce(data_upcast, data) AS d
-    FROM events WHERE run_id = ? AND event_type = 'trial.recorded'
+WITH e AS MATERIALIZED (
+    SELECT trial_id, params, metrics, recorded_at,
+           row_number() OVER (ORDER BY recorded_at, event_id) - 1 AS i
+    FROM trial_results WHERE run_id = ?
 )
 """
-_ORDER = 'ts, file, "offset"'
-_FIELDS = "d->>'trial_id' AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
-
-
-def _metric(name: str) -> tuple[str, list[Any]]:
-    """SQL for a metric's value as a double, and its parameter."""
-    return "TRY_CAST(json_extract_string(d, ?) AS DOUBLE)", ["$.metrics." + json_path(name)[2:]]
+_FIELDS = "i, trial_id, params, metrics"
 
 
 def names(index: Index, run_id: str) -> tuple[list[str], list[str]]:
     """(param names, metric names) in first-seen order, from the first 200 trials."""
     rows = index.rows(
-        _TRIALS + "SELECT json_keys(d->'params') AS p, json_keys(d->'metrics') AS m"
-        f" FROM (SELECT d FROM e ORDER BY {_ORDER} LIMIT 200)"
-        " WHERE json_type(d->'params') = 'OBJECT' AND json_type(d->'metrics') = 'OBJECT'",
+        "SELECT json_keys(params) AS p, json_keys(metrics) AS m FROM ("
+        "  SELECT params, metrics FROM trial_results WHERE run_id = ?"
+        "  ORDER BY recorded_at, event_id LIMIT 200)"
+        " WHERE json_type(params) = 'OBJECT' AND json_type(metrics) = 'OBJECT'",
         [run_id],
     )
     params: dict[str, None] = {}
@@ -55,9 +52,9 @@ def _decode(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def best(rows: list[dict[str, Any]], metric: str, goal: str = "max") -> dict[str, Any] | None:
-    """The trial with the highest (goal 'max') or lowest value of `metric`, the first recorded
-    among equals, from `series` rows: every trial, or a sample that keeps each bucket's first
-    highest and first lowest value, so the answer is exact either way."""
+    """The trial with the highest (goal 'max') or lowest value of `metric`, the first in the
+    Reader's order among equals, from `series` rows: every trial, or a sample that keeps each
+    bucket's first highest and first lowest value, so the answer is exact either way."""
     scored = [(v, r["i"], r) for r in rows if (v := _number(r["metrics"].get(metric))) is not None]
     if not scored:
         return None
@@ -77,37 +74,39 @@ def _number(v: Any) -> float | None:
     return f if f == f else None
 
 
-def series(index: Index, run_id: str, metric: str, n_trials: int) -> dict[str, Any]:
+def series(index: Index, run_id: str, metric: str) -> dict[str, Any]:
     """Trials for the charts, with their position `i`: all of them up to MAX_POINTS, else a
-    min/max-per-bucket sample along `metric` (first and last trial kept)."""
-    m, args = _metric(metric)
-    if n_trials <= MAX_POINTS:
-        sql = (
-            _TRIALS + f"SELECT row_number() OVER (ORDER BY {_ORDER}) - 1 AS i, {_FIELDS}"
-            f" FROM e ORDER BY i"
+    min/max-per-bucket sample along `metric` (first and last trial kept); `total` is the number
+    of trials (one per trial id)."""
+    # Per bucket the positions of the first highest and first lowest value (an aggregate, not a
+    # window sort: cheaper), or the bucket's first trial when it has no value; every trial when
+    # there are at most MAX_POINTS.
+    sql = (
+        _TRIALS
+        + f""", n AS (
+            SELECT count(*) AS n, greatest(1, (2 * count(*) + {MAX_POINTS} - 1) // {MAX_POINTS})
+                   AS bucket FROM e
+        ), t AS (
+            SELECT i, TRY_CAST(json_extract_string(metrics, ?) AS DOUBLE) AS m FROM e
+            WHERE (SELECT n FROM n) > {MAX_POINTS}
+        ), g AS (
+            SELECT min(i) AS first,
+                   arg_max(i, (m, -i)) FILTER (WHERE m IS NOT NULL) AS hi,
+                   arg_min(i, (m, i)) FILTER (WHERE m IS NOT NULL) AS lo
+            FROM t GROUP BY i // (SELECT bucket FROM n)
+        ), keep AS (
+            SELECT DISTINCT unnest([coalesce(hi, first), coalesce(lo, first)]) AS i FROM g
+            UNION SELECT 0 UNION SELECT max(i) FROM t
         )
-        args = []
-    else:
-        bucket = max(1, -(-2 * n_trials // MAX_POINTS))  # two rows per bucket
-        # Per bucket the positions of the first highest and first lowest value (an aggregate,
-        # not a window sort: cheaper), or the bucket's first trial when it has no value.
-        sql = (
-            _TRIALS
-            + f""", t AS (
-                SELECT d, {m} AS m, row_number() OVER (ORDER BY {_ORDER}) - 1 AS i FROM e
-            ), g AS (
-                SELECT min(i) AS first,
-                       arg_max(i, (m, -i)) FILTER (WHERE m IS NOT NULL) AS hi,
-                       arg_min(i, (m, i)) FILTER (WHERE m IS NOT NULL) AS lo
-                FROM t GROUP BY i // {bucket}
-            ), keep AS (
-                SELECT DISTINCT unnest([coalesce(hi, first), coalesce(lo, first)]) AS i FROM g
-                UNION SELECT 0 UNION SELECT max(i) FROM t
-            )
-            SELECT i, {_FIELDS} FROM t SEMI JOIN keep USING (i) ORDER BY i"""
-        )
-    rows = _decode(index.rows(sql, [run_id, *args]))
-    return {"rows": rows, "total": n_trials, "sampled": len(rows) < n_trials}
+        SELECT {_FIELDS}, (SELECT n FROM n) AS total FROM e
+        WHERE (SELECT n FROM n) <= {MAX_POINTS} OR i IN (SELECT i FROM keep)
+        ORDER BY i"""
+    )
+    rows = _decode(index.rows(sql, [run_id, json_path(metric)]))
+    total = rows[0].pop("total") if rows else 0
+    for r in rows[1:]:
+        del r["total"]
+    return {"rows": rows, "total": total, "sampled": len(rows) < total}
 
 
 def table(
@@ -118,21 +117,19 @@ def table(
     limit: int = TRIALS_TABLE_ROWS,
 ) -> list[dict[str, Any]]:
     """A page of trials sorted by `trial_id`, `metric:NAME` or `param:NAME` (numbers as
-    numbers, other values as text; ties in recording order)."""
+    numbers, other values as text; ties in the Reader's order)."""
     kind, _, name = sort.partition(":")
     if kind in ("metric", "param") and name:
         field = "metrics" if kind == "metric" else "params"
-        key, args = "json_extract_string(d, ?)", [f"$.{field}." + json_path(name)[2:]]
+        key, args = f"json_extract_string({field}, ?)", [json_path(name)]
     else:
-        key, args = "d->>'trial_id'", []
+        key, args = "trial_id", []
     o = "DESC" if desc else "ASC"
     rows = index.rows(
         _TRIALS
-        + f"""SELECT {_FIELDS}, ts AS recorded_at FROM (
-                SELECT d, k, {_ORDER} FROM (SELECT d, {key} AS k, {_ORDER} FROM e)
-                ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, {_ORDER}
-                LIMIT {int(limit)})
-            ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, {_ORDER}""",
+        + f"""SELECT {_FIELDS}, recorded_at FROM (SELECT *, {key} AS k FROM e)
+            ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, i
+            LIMIT {int(limit)}""",
         [run_id, *args],
     )
     return _decode(rows)
