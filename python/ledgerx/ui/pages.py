@@ -50,7 +50,8 @@ def run_detail(
     # runs_d.n_trials counts records (a retried trial twice); the charts, the table and the
     # count shown are of trials, one per trial id (series["total"]).
     series = None
-    if run["n_trials"]:
+    counts = trials.count(index, run_id) if run["n_trials"] else None
+    if counts and counts["trials"]:
         series = index.cached(
             ("series", run_id, metric), lambda: trials.series(index, run_id, metric or "")
         )
@@ -88,7 +89,7 @@ def run_detail(
         "metric": metric,
         "goal": goal,
         "best": best,
-        "n_trials": series["total"] if series else 0,
+        "n_trials": counts["trials"] if counts else 0,
         "n_records": int(run["n_trials"] or 0),
         "series": series,
         "table": table,

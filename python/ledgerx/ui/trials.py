@@ -3,11 +3,14 @@ a downsampled series (at most `MAX_POINTS` rows: past that, for each bucket of c
 trials, the ones with the lowest and the highest value of the chosen metric, so the chart keeps
 its envelope), and a sorted page for the table.
 
-Everything here reads the index's `trial_results` view, the one definition of what a trial is:
-a trial recorded twice (a retried task) is shown once, its latest record, exactly as
-`Reader.trials()` and `Reader.trials_table()` show it. Trials are numbered `i` in the Reader's
-order (recorded_at, then event_id). Counts are of trials, not of records (`runs_d.n_trials`
-counts records).
+What a trial is comes from the index's `trial_results` view, its one definition: a trial
+recorded twice (a retried task) is shown once, its latest record, exactly as `Reader.trials()`
+and `Reader.trials_table()` show it, and trials are numbered `i` in the Reader's order
+(recorded_at, then event_id). Counts are of trials, not of records (`runs_d.n_trials` counts
+records). The queries read the run's `trial.recorded` rows of `events` directly and parse only
+the fields they need, and the full params/metrics of the rows they return; a run whose records
+are not one per trial id keeps only the records the view keeps (`event_id IN (SELECT event_id
+FROM trial_results ...)`). A run of 100k trials stays well under a second (benches/bench_ui.py).
 """
 
 from __future__ import annotations
@@ -16,25 +19,58 @@ from typing import Any
 
 from ledgerx.ui.queries import MAX_POINTS, TRIALS_TABLE_ROWS, Index, json_path, loads
 
-# The run's trials (one row per trial), numbered in the Reader's order.
-_TRIALS = """
-WITH e AS MATERIALIZED (
-    SELECT trial_id, params, metrics, recorded_at,
-           row_number() OVER (ORDER BY recorded_at, event_id) - 1 AS i
-    FROM trial_results WHERE run_id = ?
-)
-"""
-_FIELDS = "i, trial_id, params, metrics"
+_ORDER = "ts, event_id"
+_FIELDS = "d->>'trial_id' AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
+
+
+def count(index: Index, run_id: str) -> dict[str, Any]:
+    """{"trials", "records", "retried"}: trials (one per trial id, as trial_results counts them)
+    and trial.recorded records of the run. Cached per published index."""
+
+    def compute() -> dict[str, Any]:
+        r = index.rows(
+            "SELECT count(*) AS records, count(DISTINCT coalesce(data_upcast, data)->>'trial_id')"
+            " AS ids FROM events WHERE run_id = ? AND event_type = 'trial.recorded'",
+            [run_id],
+        )[0]
+        # Every record a distinct, non-null id: the view keeps them all (no window to compute).
+        if r["records"] == r["ids"]:
+            return {"trials": r["ids"], "records": r["records"], "retried": False}
+        n = index.rows("SELECT count(*) AS n FROM trial_results WHERE run_id = ?", [run_id])
+        return {"trials": n[0]["n"], "records": r["records"], "retried": True}
+
+    return index.cached(("count", run_id), compute)  # type: ignore[no-any-return]
+
+
+def _trials(index: Index, run_id: str) -> tuple[str, list[Any]]:
+    """A CTE `e` of the run's trials (ts, event_id, file, offset, d: the effective data, JSON
+    text parsed only where used), and its parameters."""
+    keep, args = "", [run_id]
+    if count(index, run_id)["retried"]:
+        keep = "AND event_id IN (SELECT event_id FROM trial_results WHERE run_id = ?)"
+        args.append(run_id)
+    sql = f"""
+        WITH e AS (
+            SELECT ts, event_id, coalesce(data_upcast, data) AS d
+            FROM events WHERE run_id = ? AND event_type = 'trial.recorded' {keep}
+        )
+        """
+    return sql, args
+
+
+def _metric(name: str) -> tuple[str, list[Any]]:
+    """SQL for a metric's value as a double, and its parameter."""
+    return "TRY_CAST(json_extract_string(d, ?) AS DOUBLE)", ["$.metrics." + json_path(name)[2:]]
 
 
 def names(index: Index, run_id: str) -> tuple[list[str], list[str]]:
     """(param names, metric names) in first-seen order, from the first 200 trials."""
+    cte, args = _trials(index, run_id)
     rows = index.rows(
-        "SELECT json_keys(params) AS p, json_keys(metrics) AS m FROM ("
-        "  SELECT params, metrics FROM trial_results WHERE run_id = ?"
-        "  ORDER BY recorded_at, event_id LIMIT 200)"
-        " WHERE json_type(params) = 'OBJECT' AND json_type(metrics) = 'OBJECT'",
-        [run_id],
+        cte + "SELECT json_keys(d->'params') AS p, json_keys(d->'metrics') AS m"
+        f" FROM (SELECT d FROM e ORDER BY {_ORDER} LIMIT 200)"
+        " WHERE json_type(d->'params') = 'OBJECT' AND json_type(d->'metrics') = 'OBJECT'",
+        args,
     )
     params: dict[str, None] = {}
     metrics: dict[str, None] = {}
@@ -76,37 +112,35 @@ def _number(v: Any) -> float | None:
 
 def series(index: Index, run_id: str, metric: str) -> dict[str, Any]:
     """Trials for the charts, with their position `i`: all of them up to MAX_POINTS, else a
-    min/max-per-bucket sample along `metric` (first and last trial kept); `total` is the number
-    of trials (one per trial id)."""
-    # Per bucket the positions of the first highest and first lowest value (an aggregate, not a
-    # window sort: cheaper), or the bucket's first trial when it has no value; every trial when
-    # there are at most MAX_POINTS.
-    sql = (
-        _TRIALS
-        + f""", n AS (
-            SELECT count(*) AS n, greatest(1, (2 * count(*) + {MAX_POINTS} - 1) // {MAX_POINTS})
-                   AS bucket FROM e
-        ), t AS (
-            SELECT i, TRY_CAST(json_extract_string(metrics, ?) AS DOUBLE) AS m FROM e
-            WHERE (SELECT n FROM n) > {MAX_POINTS}
-        ), g AS (
-            SELECT min(i) AS first,
-                   arg_max(i, (m, -i)) FILTER (WHERE m IS NOT NULL) AS hi,
-                   arg_min(i, (m, i)) FILTER (WHERE m IS NOT NULL) AS lo
-            FROM t GROUP BY i // (SELECT bucket FROM n)
-        ), keep AS (
-            SELECT DISTINCT unnest([coalesce(hi, first), coalesce(lo, first)]) AS i FROM g
-            UNION SELECT 0 UNION SELECT max(i) FROM t
+    min/max-per-bucket sample along `metric` (first and last trial kept)."""
+    n_trials = count(index, run_id)["trials"]
+    cte, args = _trials(index, run_id)
+    if n_trials <= MAX_POINTS:
+        sql = cte + f"SELECT row_number() OVER (ORDER BY {_ORDER}) - 1 AS i, {_FIELDS} FROM e"
+        sql += " ORDER BY i"
+    else:
+        m, margs = _metric(metric)
+        args += margs
+        bucket = max(1, -(-2 * n_trials // MAX_POINTS))  # two rows per bucket
+        # Per bucket the positions of the first highest and first lowest value (an aggregate,
+        # not a window sort: cheaper), or the bucket's first trial when it has no value.
+        sql = (
+            cte
+            + f""", t AS (
+                SELECT d, {m} AS m, row_number() OVER (ORDER BY {_ORDER}) - 1 AS i FROM e
+            ), g AS (
+                SELECT min(i) AS first,
+                       arg_max(i, (m, -i)) FILTER (WHERE m IS NOT NULL) AS hi,
+                       arg_min(i, (m, i)) FILTER (WHERE m IS NOT NULL) AS lo
+                FROM t GROUP BY i // {bucket}
+            ), keep AS (
+                SELECT DISTINCT unnest([coalesce(hi, first), coalesce(lo, first)]) AS i FROM g
+                UNION SELECT 0 UNION SELECT max(i) FROM t
+            )
+            SELECT i, {_FIELDS} FROM t SEMI JOIN keep USING (i) ORDER BY i"""
         )
-        SELECT {_FIELDS}, (SELECT n FROM n) AS total FROM e
-        WHERE (SELECT n FROM n) <= {MAX_POINTS} OR i IN (SELECT i FROM keep)
-        ORDER BY i"""
-    )
-    rows = _decode(index.rows(sql, [run_id, json_path(metric)]))
-    total = rows[0].pop("total") if rows else 0
-    for r in rows[1:]:
-        del r["total"]
-    return {"rows": rows, "total": total, "sampled": len(rows) < total}
+    rows = _decode(index.rows(sql, args))
+    return {"rows": rows, "total": n_trials, "sampled": len(rows) < n_trials}
 
 
 def table(
@@ -121,15 +155,18 @@ def table(
     kind, _, name = sort.partition(":")
     if kind in ("metric", "param") and name:
         field = "metrics" if kind == "metric" else "params"
-        key, args = f"json_extract_string({field}, ?)", [json_path(name)]
+        key, kargs = "json_extract_string(d, ?)", [f"$.{field}." + json_path(name)[2:]]
     else:
-        key, args = "trial_id", []
+        key, kargs = "d->>'trial_id'", []
     o = "DESC" if desc else "ASC"
+    cte, args = _trials(index, run_id)
     rows = index.rows(
-        _TRIALS
-        + f"""SELECT {_FIELDS}, recorded_at FROM (SELECT *, {key} AS k FROM e)
-            ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, i
-            LIMIT {int(limit)}""",
-        [run_id, *args],
+        cte
+        + f"""SELECT {_FIELDS}, ts AS recorded_at FROM (
+                SELECT d, k, {_ORDER} FROM (SELECT d, {key} AS k, {_ORDER} FROM e)
+                ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, {_ORDER}
+                LIMIT {int(limit)})
+            ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, {_ORDER}""",
+        [*args, *kargs],
     )
     return _decode(rows)
