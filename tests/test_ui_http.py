@@ -45,6 +45,8 @@ def ledger(tmp_path_factory: pytest.TempPathFactory):
     os.symlink(root / "secret.txt", runs / "sweep-0" / "leak.json")  # file symlink out
     os.symlink(root, runs / "escape")  # folder symlink out
     os.symlink("/etc", runs / "etc")
+    os.symlink("sweep-0", runs / "alias")  # a folder symlink that stays inside artifacts/
+    os.link(root / "secret.txt", runs / "sweep-0" / "hard.json")  # a hard link out
     return root, exp
 
 
@@ -333,6 +335,17 @@ TRAVERSALS = [
     "/download/artifacts/runs/sweep-0/%00",
     "/download/artifacts/runs",
     "/download/artifacts/./runs/sweep-0/notes.json",
+    "/download/artifacts/runs/sweep-0/hard.json",
+    "/download/artifacts/runs/alias/notes.json",
+    "/download/artifacts/runs/%252e%252e/%252e%252e/secret.txt",
+    "/download/artifacts/runs/%2e./%2e./secret.txt",
+    "/download/artifacts/runs/.%2e/.%2e/secret.txt",
+    "/download/artifacts/runs/sweep-0/..%5c..%5c..%5csecret.txt",
+    "/download/artifacts/runs/%c0%ae%c0%ae/%c0%ae%c0%ae/secret.txt",
+    "/download/artifacts/runs/sweep-0/notes.json%00.png",
+    "/download/artifacts/%2Fetc%2Fpasswd",
+    "/download/artifacts//etc/passwd",
+    "/download/" + str(Path("/etc/passwd")).replace("/", "%2F"),
 ]
 
 
@@ -360,6 +373,23 @@ def test_downloads_never_leave_artifacts(live, path):
     status, body = raw_get(live.base, path)
     assert status in (403, 404), (path, status)
     assert SECRET not in body and b"root:" not in body and b"DUCK" not in body
+
+
+def test_hard_links_and_symlinks_inside_artifacts_are_refused_with_403(live, ledger):
+    root, _ = ledger
+    runs = root / "artifacts" / "runs"
+    assert (runs / "sweep-0" / "hard.json").stat().st_nlink == 2
+    for path, why in [
+        ("runs/sweep-0/hard.json", b"hard link"),
+        ("runs/sweep-0/leak.json", b"symlink"),
+        ("runs/alias/notes.json", b"symlink"),
+        ("runs/escape/secret.txt", b"symlink"),
+    ]:
+        status, body = raw_get(live.base, "/download/artifacts/" + path)
+        assert status == 403 and why in body and SECRET not in body, path
+    # the file the writer made (one link) is served
+    status, body = raw_get(live.base, "/download/artifacts/runs/sweep-0/notes.json")
+    assert status == 200 and body == (runs / "sweep-0" / "notes.json").read_bytes()
 
 
 def test_live_server_serves_a_real_download_and_plotly_locally(live, ledger):
