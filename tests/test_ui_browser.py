@@ -108,6 +108,25 @@ def test_click_opens_the_run_page_with_its_charts(browser, site):
     assert shown == [str(t["trial_id"]) for t in want]
 
 
+def test_a_retried_trial_is_drawn_and_listed_once(browser, site):
+    srv, _, exp = site
+    load(browser, srv.base + "/runs/sweep-2")
+    trials = exp.trials["sweep-2"]  # 30 trials, 31 records: trial 5 recorded twice
+    points = browser.find_elements(
+        By.CSS_SELECTOR, "#chart-trials .scatterlayer .trace:first-child .points path"
+    )
+    assert len(points) == len(trials) == 30
+    assert browser.find_element(By.ID, "n-trials").text == "30"
+    assert "31 records" in browser.find_element(By.ID, "n-records").text
+    shown = [
+        tr.get_attribute("data-trial-id")
+        for tr in browser.find_elements(By.CSS_SELECTOR, "#trials-table tbody tr")
+    ]
+    assert sorted(shown, key=int) == [str(k) for k in range(30)]
+    best = browser.find_element(By.CSS_SELECTOR, "#baselines-table tr.best")
+    assert best.get_attribute("data-best-trial") == "5" and "9.5" in best.text
+
+
 def test_trials_table_sorts_on_click_and_scatter_follows_the_parameter(browser, site):
     srv, _, exp = site
     load(browser, srv.base + "/runs/sweep-1")

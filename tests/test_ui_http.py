@@ -224,6 +224,10 @@ def test_trials_table_sorts_by_param_and_goal_min(client, ledger):
 def test_failed_run_shows_its_error(client):
     html = client.get("/runs/bt-failed").text
     assert "simulated data vendor outage" in html and 'id="run-error"' in html
+    # an unknown run is a 404 page, decided before the streamed page's head goes out
+    r = client.get("/runs/no-such-run")
+    assert r.status_code == 404 and "no-such-run" in r.text and "plotly" not in r.text
+    assert client.get("/api/runs/no-such-run").status_code == 404
 
 
 def test_many_trials_are_downsampled_keeping_the_envelope(tmp_path, monkeypatch):
