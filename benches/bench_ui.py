@@ -153,13 +153,19 @@ def run(runs: int, trials: int, n: int, browser: bool) -> list[str]:
             app.state.index._cache.clear()  # as on the first visit after a publish
             return c.get(path)
 
+        def resorted(path: str) -> object:
+            cache = app.state.index._cache  # the chart data stays, the table is recomputed
+            for k in [k for k in cache if k[1] == "table"]:
+                del cache[k]
+            return c.get(path)
+
         cases = [
             ("runs page /", lambda: c.get("/")),
             ("/api/runs (500)", lambda: c.get("/api/runs")),
             ("baseline Reader.latest_runs()", lambda: reader.latest_runs().fetchall()),
             ("run page /runs/big", lambda: first_view("/runs/big")),
             ("/api/runs/big", lambda: first_view("/api/runs/big")),
-            ("run page re-sorted (trials cached)", lambda: c.get("/runs/big?tsort=param:fast")),
+            ("run page re-sorted (charts cached)", lambda: resorted("/runs/big?tsort=param:fast")),
             ("baseline Reader.trials('big')", lambda: reader.trials("big").fetchall()),
         ]
         res = {}

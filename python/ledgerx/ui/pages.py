@@ -57,7 +57,13 @@ def run_detail(
         )
     best = trials.best(series["rows"], metric, goal) if series and metric else None
     tsort = tsort or (f"metric:{metric}" if metric else "trial_id")
-    table = trials.table(index, run_id, tsort, tdesc) if series else []
+    table = (
+        index.cached(
+            ("table", run_id, tsort, tdesc), lambda: trials.table(index, run_id, tsort, tdesc)
+        )
+        if series
+        else []
+    )
     artifacts = index.artifacts(run_id)
     curves = []
     for a in artifacts:

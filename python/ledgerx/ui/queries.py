@@ -37,7 +37,7 @@ MAX_LIMIT = 5000
 # Charts get at most this many points per trace (min/max per bucket past that).
 MAX_POINTS = 1500
 TRIALS_TABLE_ROWS = 200
-CACHE_SIZE = 16
+CACHE_SIZE = 64
 
 
 def json_path(key: str) -> str:
