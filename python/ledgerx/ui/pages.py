@@ -139,7 +139,7 @@ def compare(index: Index, run_ids: list[str]) -> dict[str, Any]:
     sections: list[dict[str, Any]] = []
     for title, get in (
         ("run", lambda r: {
-            "status": r["status"], "kind": r["run_kind"], "trials": r["n_trials"],
+            "status": r["status"], "kind": r["run_kind"], "trial records": r["n_trials"],
             "duration_ms": r["duration_ms"], "data_fingerprint": r["data_fingerprint"],
         }),
         ("summary", lambda r: flatten(r["summary"])),
