@@ -41,6 +41,21 @@ def shoot(driver: webdriver.Chrome, url: str, path: Path, max_height: int = 2200
     print(f"screenshots: wrote {path}")
 
 
+def shoot_all(driver: webdriver.Chrome, base: str, done: list[str], out: Path) -> list[Path]:
+    """The five main pages (`done`: completed run ids, the first is photographed), as PNGs in
+    `out`. tests/test_ui_browser.py runs this against its own server."""
+    shots = [
+        ("ui-runs.png", "/", 2200),
+        ("ui-run.png", f"/runs/{done[0]}", 3200),
+        ("ui-compare.png", f"/compare?runs={','.join(done[:3])}", 2200),
+        ("ui-status.png", "/status", 2200),
+        ("ui-alerts.png", "/alerts", 2200),
+    ]
+    for name, path, height in shots:
+        shoot(driver, base + path, out / name, max_height=height)
+    return [out / name for name, _, _ in shots]
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ledgerx-shots-") as tmp:
@@ -66,11 +81,7 @@ def main() -> int:
                 service=Service(executable_path="/usr/bin/chromedriver"), options=opts
             )
             try:
-                shoot(driver, f"{base}/", OUT / "ui-runs.png")
-                shoot(driver, f"{base}/runs/{done[0]}", OUT / "ui-run.png", max_height=3200)
-                shoot(driver, f"{base}/compare?runs={','.join(done[:3])}", OUT / "ui-compare.png")
-                shoot(driver, f"{base}/status", OUT / "ui-status.png")
-                shoot(driver, f"{base}/alerts", OUT / "ui-alerts.png")
+                shoot_all(driver, base, done, OUT)
             finally:
                 driver.quit()
         finally:

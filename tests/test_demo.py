@@ -30,6 +30,11 @@ def test_make_demo_writes_indexes_and_lists_its_runs(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert f"demo: 4 workers wrote {RUNS * PER_RUN} events and 1 alert to {root} in " in r.stdout
     assert re.search(r"demo: done in \d+\.\d\ds", r.stdout)
+    # it ends with the command that opens the dashboard on this ledger
+    assert r.stdout.splitlines()[-1] == (
+        f"demo: browse it in the dashboard: {sys.executable} -m ledgerx ui --root {root}"
+        "  (then open http://127.0.0.1:8765/)"
+    )
     assert "Traceback" not in r.stderr
     report = check_log(root)  # every line valid v1, seq contiguous per writer
     alerts = [e for e in report.events if e["event_type"] == "alert.ingested"]

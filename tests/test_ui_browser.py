@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from urllib.parse import urlparse
 
 import pytest
-from ui_support import UiServer, add_run, rebuild, wait_for, write_ledger
+from ui_support import REPO, UiServer, add_run, rebuild, wait_for, write_ledger
 
 os.environ["SE_OFFLINE"] = "true"
 
@@ -106,6 +107,25 @@ def test_click_opens_the_run_page_with_its_charts(browser, site):
     ]
     want = sorted(trials, key=lambda t: (-t["metrics"]["pnl"], t["trial_id"]))
     assert shown == [str(t["trial_id"]) for t in want]
+
+
+def test_a_retried_trial_is_drawn_and_listed_once(browser, site):
+    srv, _, exp = site
+    load(browser, srv.base + "/runs/sweep-2")
+    trials = exp.trials["sweep-2"]  # 30 trials, 31 records: trial 5 recorded twice
+    points = browser.find_elements(
+        By.CSS_SELECTOR, "#chart-trials .scatterlayer .trace:first-child .points path"
+    )
+    assert len(points) == len(trials) == 30
+    assert browser.find_element(By.ID, "n-trials").text == "30"
+    assert "31 records" in browser.find_element(By.ID, "n-records").text
+    shown = [
+        tr.get_attribute("data-trial-id")
+        for tr in browser.find_elements(By.CSS_SELECTOR, "#trials-table tbody tr")
+    ]
+    assert sorted(shown, key=int) == [str(k) for k in range(30)]
+    best = browser.find_element(By.CSS_SELECTOR, "#baselines-table tr.best")
+    assert best.get_attribute("data-best-trial") == "5" and "9.5" in best.text
 
 
 def test_trials_table_sorts_on_click_and_scatter_follows_the_parameter(browser, site):
@@ -206,3 +226,32 @@ def test_no_console_error_and_no_request_beyond_the_server(browser, site):
         and (urlparse(u).hostname, urlparse(u).port) != (server.hostname, server.port)
     ]  # fmt: skip
     assert foreign == []
+
+
+def test_the_screenshot_script_photographs_the_main_pages(browser, site, tmp_path):
+    """`make screenshots` (docs/screenshots.py) on this session's browser and server: five
+    PNGs of the pages' full width, the pages ready when taken. Last: it resizes the window."""
+    import importlib.util
+    import struct
+
+    srv, _, _ = site
+    spec = importlib.util.spec_from_file_location("screenshots", REPO / "docs/screenshots.py")
+    assert spec and spec.loader
+    shots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shots)
+    try:
+        paths = shots.shoot_all(browser, srv.base, ["sweep-0", "sweep-1", "sweep-2"], tmp_path)
+    finally:
+        browser.set_window_size(1400, 1000)
+    names = ["ui-runs.png", "ui-run.png", "ui-compare.png", "ui-status.png", "ui-alerts.png"]
+    assert [p.name for p in paths] == names
+    for p in paths:
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", p
+        width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+        assert width == shots.WIDTH and height > 300, (p, width, height)
+    for p in sorted((REPO / "docs" / "images").glob("ui-*.png")):  # the committed ones
+        assert p.name in {q.name for q in paths}
+    for doc in ("README.md", "docs/ui.md"):  # every screenshot the docs show is committed
+        for ref in re.findall(r"\(((?:docs/)?images/ui-[\w-]+\.png)\)", (REPO / doc).read_text()):
+            assert (REPO / ("docs/" + ref if ref.startswith("images") else ref)).is_file(), ref

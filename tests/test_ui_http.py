@@ -45,6 +45,8 @@ def ledger(tmp_path_factory: pytest.TempPathFactory):
     os.symlink(root / "secret.txt", runs / "sweep-0" / "leak.json")  # file symlink out
     os.symlink(root, runs / "escape")  # folder symlink out
     os.symlink("/etc", runs / "etc")
+    os.symlink("sweep-0", runs / "alias")  # a folder symlink that stays inside artifacts/
+    os.link(root / "secret.txt", runs / "sweep-0" / "hard.json")  # a hard link out
     return root, exp
 
 
@@ -62,8 +64,9 @@ def test_api_runs_lists_every_run_with_its_status(client, ledger):
     assert body["total"] == len(exp.runs)
     kinds = {r["run_id"]: r["run_kind"] for r in body["runs"]}
     assert kinds == exp.kinds
-    trials = {r["run_id"]: r["trials"] for r in body["runs"]}
-    assert trials == {k: len(v) for k, v in exp.trials.items()}
+    # the list's count is of records, as Reader.latest_runs() (sweep-2 recorded trial 5 twice)
+    assert {r["run_id"]: r["trials"] for r in body["runs"]} == exp.records
+    assert exp.records["sweep-2"] == len(exp.trials["sweep-2"]) + 1
 
 
 @pytest.mark.parametrize(
@@ -129,6 +132,84 @@ def test_api_run_detail_against_what_was_written(client, ledger):
     assert curve["y"]["equity"] == [1.0 + k / 1000 for k in range(exp.equity_rows)]
 
 
+def test_a_retried_trial_is_shown_once_its_latest_record(client, ledger):
+    _, exp = ledger
+    trials = exp.trials["sweep-2"]  # trial 5 recorded twice: the second record, last in order
+    assert [t["trial_id"] for t in trials] == [*range(5), *range(6, 30), 5]
+    d = client.get("/api/runs/sweep-2").json()
+    assert [(r["i"], r["trial_id"], r["metrics"]) for r in d["series"]["rows"]] == [
+        (i, str(t["trial_id"]), t["metrics"]) for i, t in enumerate(trials)
+    ]
+    assert d["n_trials"] == d["series"]["total"] == 30 and d["n_records"] == 31
+    assert d["best"]["trial_id"] == "5" and d["best"]["metrics"]["pnl"] == 9.5
+    want = sorted(trials, key=lambda t: (-t["metrics"]["pnl"], trials.index(t)))
+    assert [int(t["trial_id"]) for t in d["table"]] == [t["trial_id"] for t in want]
+    d = client.get("/api/runs/sweep-2?tsort=trial_id&tdir=asc&goal=min").json()
+    assert [t["trial_id"] for t in d["table"]] == [str(k) for k in range(30)]
+    assert d["best"]["metrics"]["pnl"] == min(t["metrics"]["pnl"] for t in trials)
+    html = client.get("/runs/sweep-2").text
+    assert '<span id="n-trials">30</span>' in html and "31 records" in html
+
+
+def _retry_ledger(root: Path, n: int, retried: dict[int, float]) -> list[tuple[int, float]]:
+    """A run of `n` trials written by one writer, then a second writer (a retried task in
+    another process) recording the trials in `retried` again with new values. Returns the
+    (trial_id, pnl) the Reader must show, in order: first the trials not retried, then the
+    retried ones in the order of their second record."""
+    import ledgerx
+
+    first = {t: float((t * 7919) % 1000) / 1000 for t in range(n)}
+    for t in retried:
+        first[t] = 1000.0 + t  # the superseded records hold the extreme values
+    with ledgerx.open(root) as led:
+        led.emit_run_created("r", "sweep", {}, "fp", {})
+        for t in range(n):
+            led.emit("trial.recorded", {"trial_id": t, "params": {"a": t % 7},
+                     "metrics": {"pnl": first[t]}}, run_id="r")  # fmt: skip
+    with ledgerx.open(root) as led:
+        for t, v in retried.items():
+            led.emit("trial.recorded", {"trial_id": t, "params": {"a": -1},
+                     "metrics": {"pnl": v}}, run_id="r")  # fmt: skip
+    rebuild(root)
+    return [(t, first[t]) for t in range(n) if t not in retried] + list(retried.items())
+
+
+@pytest.mark.parametrize("max_points", [4000, 40])
+def test_retries_in_charts_table_count_and_best_agree_with_the_reader(
+    tmp_path, monkeypatch, max_points
+):
+    import ledgerx
+    from ledgerx.ui import trials as trials_mod
+
+    root = tmp_path / "ledger"
+    retried = {3: -5.0, 150: 0.5, 90: -7.0}  # retried in this order
+    want = _retry_ledger(root, 200, retried)
+    monkeypatch.setattr(trials_mod, "MAX_POINTS", max_points)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        d = c.get("/api/runs/r").json()
+        worst = c.get("/api/runs/r?goal=min").json()["best"]
+        asc = c.get("/api/runs/r?tsort=metric:pnl&tdir=asc").json()["table"]
+    assert d["n_trials"] == d["series"]["total"] == 200 and d["n_records"] == 203
+    rows = d["series"]["rows"]
+    assert d["series"]["sampled"] == (max_points < 200)
+    for r in rows:  # each drawn point is the trial at that position, with its latest values
+        assert (int(r["trial_id"]), r["metrics"]["pnl"]) == want[r["i"]]
+    if max_points >= 200:
+        assert [r["i"] for r in rows] == list(range(200))
+    top = max(range(200), key=lambda i: (want[i][1], -i))
+    assert (d["best"]["trial_id"], d["best"]["metrics"]["pnl"]) == (str(want[top][0]), want[top][1])
+    assert (worst["trial_id"], worst["metrics"]["pnl"]) == ("90", -7.0)
+    order = sorted(range(200), key=lambda i: (want[i][1], i))
+    assert [(int(t["trial_id"]), t["metrics"]["pnl"]) for t in asc] == [want[i] for i in order]
+    # the Reader's own views say the same
+    with ledgerx.Reader(root) as reader:
+        tr = reader.trials("r").fetchall()
+        table = reader.trials_table("r")
+    assert [(int(t[2]), json.loads(t[4])["pnl"]) for t in tr] == want
+    assert list(zip(table["trial_id"].to_pylist(), table["metrics.pnl"].to_pylist(),
+                    strict=True)) == want  # fmt: skip
+
+
 def test_trials_table_sorts_by_param_and_goal_min(client, ledger):
     _, exp = ledger
     trials = exp.trials["sweep-1"]
@@ -143,6 +224,10 @@ def test_trials_table_sorts_by_param_and_goal_min(client, ledger):
 def test_failed_run_shows_its_error(client):
     html = client.get("/runs/bt-failed").text
     assert "simulated data vendor outage" in html and 'id="run-error"' in html
+    # an unknown run is a 404 page, decided before the streamed page's head goes out
+    r = client.get("/runs/no-such-run")
+    assert r.status_code == 404 and "no-such-run" in r.text and "plotly" not in r.text
+    assert client.get("/api/runs/no-such-run").status_code == 404
 
 
 def test_many_trials_are_downsampled_keeping_the_envelope(tmp_path, monkeypatch):
@@ -254,6 +339,17 @@ TRAVERSALS = [
     "/download/artifacts/runs/sweep-0/%00",
     "/download/artifacts/runs",
     "/download/artifacts/./runs/sweep-0/notes.json",
+    "/download/artifacts/runs/sweep-0/hard.json",
+    "/download/artifacts/runs/alias/notes.json",
+    "/download/artifacts/runs/%252e%252e/%252e%252e/secret.txt",
+    "/download/artifacts/runs/%2e./%2e./secret.txt",
+    "/download/artifacts/runs/.%2e/.%2e/secret.txt",
+    "/download/artifacts/runs/sweep-0/..%5c..%5c..%5csecret.txt",
+    "/download/artifacts/runs/%c0%ae%c0%ae/%c0%ae%c0%ae/secret.txt",
+    "/download/artifacts/runs/sweep-0/notes.json%00.png",
+    "/download/artifacts/%2Fetc%2Fpasswd",
+    "/download/artifacts//etc/passwd",
+    "/download/" + str(Path("/etc/passwd")).replace("/", "%2F"),
 ]
 
 
@@ -281,6 +377,23 @@ def test_downloads_never_leave_artifacts(live, path):
     status, body = raw_get(live.base, path)
     assert status in (403, 404), (path, status)
     assert SECRET not in body and b"root:" not in body and b"DUCK" not in body
+
+
+def test_hard_links_and_symlinks_inside_artifacts_are_refused_with_403(live, ledger):
+    root, _ = ledger
+    runs = root / "artifacts" / "runs"
+    assert (runs / "sweep-0" / "hard.json").stat().st_nlink == 2
+    for path, why in [
+        ("runs/sweep-0/hard.json", b"hard link"),
+        ("runs/sweep-0/leak.json", b"symlink"),
+        ("runs/alias/notes.json", b"symlink"),
+        ("runs/escape/secret.txt", b"symlink"),
+    ]:
+        status, body = raw_get(live.base, "/download/artifacts/" + path)
+        assert status == 403 and why in body and SECRET not in body, path
+    # the file the writer made (one link) is served
+    status, body = raw_get(live.base, "/download/artifacts/runs/sweep-0/notes.json")
+    assert status == 200 and body == (runs / "sweep-0" / "notes.json").read_bytes()
 
 
 def test_live_server_serves_a_real_download_and_plotly_locally(live, ledger):

@@ -27,7 +27,9 @@ class Expected:
     runs: dict[str, str] = field(default_factory=dict)  # run_id -> status
     kinds: dict[str, str] = field(default_factory=dict)
     tags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the trials each run shows, one per trial id, in recording order of their latest record
     trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)  # trial.recorded events per run
     equity_rows: int = 0
 
 
@@ -56,6 +58,11 @@ def write_ledger(root: Path, *, n_trials: int = 30) -> Expected:
                         m = metrics_for(i, t)
                         run.trial(trial_id=t, params=params, metrics=m)
                         rows.append({"trial_id": t, "params": params, "metrics": m})
+                    if i == 2:  # a retried task records trial 5 again: its latest record counts
+                        m = {"pnl": 9.5, "sharpe": 14.25, "trades": 0.0}
+                        again = {"trial_id": 5, "params": {"fast": 7, "slow": 35}, "metrics": m}
+                        run.trial(**again)
+                        rows = [r for r in rows if r["trial_id"] != 5] + [again]
                 run.baseline("buy_and_hold", {"pnl": 0.05, "sharpe": 0.3})
                 if i == 0:
                     n = 250
@@ -68,6 +75,7 @@ def write_ledger(root: Path, *, n_trials: int = 30) -> Expected:
                 run.summary.update({"best_pnl": best["metrics"]["pnl"]})
             exp.runs[rid], exp.kinds[rid], exp.tags[rid], exp.trials[rid] = (
                 "completed", "sweep", tags, rows)  # fmt: skip
+            exp.records[rid] = n_trials + (i == 2)
         try:
             with led.run(run_id="bt-failed", run_kind="backtest", config={"x": 1},
                          data_fingerprint="fp-x", tags={"team": "beta"}) as run:  # fmt: skip
@@ -77,13 +85,13 @@ def write_ledger(root: Path, *, n_trials: int = 30) -> Expected:
             pass
         exp.runs["bt-failed"], exp.kinds["bt-failed"], exp.tags["bt-failed"] = (
             "failed", "backtest", {"team": "beta"})  # fmt: skip
-        exp.trials["bt-failed"] = []
+        exp.trials["bt-failed"], exp.records["bt-failed"] = [], 0
         led.emit_run_created("bt-running", "backtest", {"x": 2}, "fp-y", {"team": "gamma"})
         led.emit_run_started("bt-running")
         led.emit_phase_started("bt-running", "simulate", 0)
         exp.runs["bt-running"], exp.kinds["bt-running"], exp.tags["bt-running"] = (
             "running", "backtest", {"team": "gamma"})  # fmt: skip
-        exp.trials["bt-running"] = []
+        exp.trials["bt-running"], exp.records["bt-running"] = [], 0
         alert = {"alert_id": "a-1", "source": "risk", "severity": "warn",
                  "payload": {"msg": "drawdown over limit"}}  # fmt: skip
         led.emit("alert.ingested", alert, run_id="sweep-1")

@@ -4,8 +4,10 @@
 A requested path is checked component by component, then opened one component at a time with
 `openat(..., O_NOFOLLOW)` starting from the `artifacts/` folder: `..`, `.`, empty or absolute
 parts, NUL bytes and backslashes are refused before any file is touched, and a symlink anywhere
-on the way (a file or a folder) fails to open instead of leading out of the root. The file is
-served from the descriptor that was checked, so it cannot be swapped between check and read.
+on the way (a file or a folder) fails to open instead of leading out of the root. The file must
+be a regular file with exactly one hard link (the artifact writer creates each file by renaming
+a fresh temporary file; a second link may be a name of a file outside the ledger). It is served
+from the descriptor that was checked, so it cannot be swapped between check and read.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ def open_artifact(root: Path, path: str) -> int:
     if not stat.S_ISREG(st.st_mode):
         os.close(out)
         raise ForbiddenPath("not a regular file")
+    if st.st_nlink != 1:
+        # A hard link is the same file under a second name, possibly outside the ledger (a
+        # symlink check cannot see it). The artifact writer only ever creates a file by rename
+        # of a fresh temporary file: one link. So a second link means the file was not made
+        # that way (or was hard-linked since, e.g. `cp -al`): refused.
+        os.close(out)
+        raise ForbiddenPath("a file with more than one hard link is refused")
     os.set_blocking(out, True)
     return out
 

@@ -47,17 +47,23 @@ def run_detail(
     params, metrics = index.cached(("names", run_id), lambda: trials.names(index, run_id))
     goal = "min" if goal == "min" else "max"
     metric = metric if metric in metrics else (metrics[0] if metrics else None)
-    n = int(run["n_trials"] or 0)
-    series = (
-        index.cached(
-            ("series", run_id, metric), lambda: trials.series(index, run_id, metric or "", n)
+    # runs_d.n_trials counts records (a retried trial twice); the charts, the table and the
+    # count shown are of trials, one per trial id (series["total"]).
+    series = None
+    counts = trials.count(index, run_id) if run["n_trials"] else None
+    if counts and counts["trials"]:
+        series = index.cached(
+            ("series", run_id, metric), lambda: trials.series(index, run_id, metric or "")
         )
-        if n
-        else None
-    )
     best = trials.best(series["rows"], metric, goal) if series and metric else None
     tsort = tsort or (f"metric:{metric}" if metric else "trial_id")
-    table = trials.table(index, run_id, tsort, tdesc) if n else []
+    table = (
+        index.cached(
+            ("table", run_id, tsort, tdesc), lambda: trials.table(index, run_id, tsort, tdesc)
+        )
+        if series
+        else []
+    )
     artifacts = index.artifacts(run_id)
     curves = []
     for a in artifacts:
@@ -89,6 +95,8 @@ def run_detail(
         "metric": metric,
         "goal": goal,
         "best": best,
+        "n_trials": counts["trials"] if counts else 0,
+        "n_records": int(run["n_trials"] or 0),
         "series": series,
         "table": table,
         "tsort": tsort,
@@ -131,7 +139,7 @@ def compare(index: Index, run_ids: list[str]) -> dict[str, Any]:
     sections: list[dict[str, Any]] = []
     for title, get in (
         ("run", lambda r: {
-            "status": r["status"], "kind": r["run_kind"], "trials": r["n_trials"],
+            "status": r["status"], "kind": r["run_kind"], "trial records": r["n_trials"],
             "duration_ms": r["duration_ms"], "data_fingerprint": r["data_fingerprint"],
         }),
         ("summary", lambda r: flatten(r["summary"])),

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from ledgerx.errors import LedgerError
 from ledgerx.reader import Reader, _file_id
 
 STATUSES = ["created", "running", "completed", "failed", "abandoned"]
@@ -34,9 +35,9 @@ RUN_SORTS = {
 }
 MAX_LIMIT = 5000
 # Charts get at most this many points per trace (min/max per bucket past that).
-MAX_POINTS = 4000
+MAX_POINTS = 1500
 TRIALS_TABLE_ROWS = 200
-CACHE_SIZE = 16
+CACHE_SIZE = 64
 
 
 def json_path(key: str) -> str:
@@ -91,6 +92,14 @@ class Index:
             rel = self.reader.sql(sql, params)
             cols = rel.columns
             return [dict(zip(cols, map(plain, r), strict=True)) for r in rel.fetchall()]
+
+    def warm(self) -> None:
+        """Open the index and read the runs once, so the first page does not pay for it (the
+        server calls this on a thread at start); nothing when no index is published yet."""
+        try:
+            self.rows("SELECT count(*) AS n, max(last_event_at) AS t FROM runs_d")
+        except (LedgerError, duckdb.Error):
+            pass
 
     def close(self) -> None:
         with self.lock:

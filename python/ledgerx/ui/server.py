@@ -54,8 +54,16 @@ def make_server(
     from ledgerx.ui.app import create_app
 
     app = create_app(root, db=db, host=host if is_loopback(host) else "*", poll_ms=poll_ms)
+    # The first page should not pay for opening the index or compiling the templates.
+    threading.Thread(target=_warm, args=(app,), name="ledgerx-ui-warm", daemon=True).start()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     return uvicorn.Server(config)
+
+
+def _warm(app: Any) -> None:
+    app.state.index.warm()
+    for name in app.state.env.list_templates(extensions=["html"]):
+        app.state.env.get_template(name)
 
 
 class BackgroundServer:

@@ -3,10 +3,14 @@ a downsampled series (at most `MAX_POINTS` rows: past that, for each bucket of c
 trials, the ones with the lowest and the highest value of the chosen metric, so the chart keeps
 its envelope), and a sorted page for the table.
 
-These read the run's `trial.recorded` rows of `events` directly (the effective data, as the
-`trial_results` view does) and parse only the fields they need, and the full params/metrics of
-the rows they return: a run of 100k trials stays well under a second (benches/bench_ui.py).
-Trials are numbered `i` in recording order (timestamp, then position in the log).
+What a trial is comes from the index's `trial_results` view, its one definition: a trial
+recorded twice (a retried task) is shown once, its latest record, exactly as `Reader.trials()`
+and `Reader.trials_table()` show it, and trials are numbered `i` in the Reader's order
+(recorded_at, then event_id). Counts are of trials, not of records (`runs_d.n_trials` counts
+records). The queries read the run's `trial.recorded` rows of `events` directly and parse only
+the fields they need, and the full params/metrics of the rows they return; a run whose records
+are not one per trial id keeps only the records the view keeps (`event_id IN (SELECT event_id
+FROM trial_results ...)`). A run of 100k trials stays well under a second (benches/bench_ui.py).
 """
 
 from __future__ import annotations
@@ -15,15 +19,43 @@ from typing import Any
 
 from ledgerx.ui.queries import MAX_POINTS, TRIALS_TABLE_ROWS, Index, json_path, loads
 
-# The run's trials: `d` is the event's effective data (JSON text, parsed only where used).
-_TRIALS = """
-WITH e AS (
-    SELECT ts, file, "offset", coalesce(data_upcast, data) AS d
-    FROM events WHERE run_id = ? AND event_type = 'trial.recorded'
-)
-"""
-_ORDER = 'ts, file, "offset"'
+_ORDER = "ts, event_id"
 _FIELDS = "d->>'trial_id' AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
+
+
+def count(index: Index, run_id: str) -> dict[str, Any]:
+    """{"trials", "records", "retried"}: trials (one per trial id, as trial_results counts them)
+    and trial.recorded records of the run. Cached per published index."""
+
+    def compute() -> dict[str, Any]:
+        r = index.rows(
+            "SELECT count(*) AS records, count(DISTINCT coalesce(data_upcast, data)->>'trial_id')"
+            " AS ids FROM events WHERE run_id = ? AND event_type = 'trial.recorded'",
+            [run_id],
+        )[0]
+        # Every record a distinct, non-null id: the view keeps them all (no window to compute).
+        if r["records"] == r["ids"]:
+            return {"trials": r["ids"], "records": r["records"], "retried": False}
+        n = index.rows("SELECT count(*) AS n FROM trial_results WHERE run_id = ?", [run_id])
+        return {"trials": n[0]["n"], "records": r["records"], "retried": True}
+
+    return index.cached(("count", run_id), compute)  # type: ignore[no-any-return]
+
+
+def _trials(index: Index, run_id: str) -> tuple[str, list[Any]]:
+    """A CTE `e` of the run's trials (ts, event_id, file, offset, d: the effective data, JSON
+    text parsed only where used), and its parameters."""
+    keep, args = "", [run_id]
+    if count(index, run_id)["retried"]:
+        keep = "AND event_id IN (SELECT event_id FROM trial_results WHERE run_id = ?)"
+        args.append(run_id)
+    sql = f"""
+        WITH e AS (
+            SELECT ts, event_id, coalesce(data_upcast, data) AS d
+            FROM events WHERE run_id = ? AND event_type = 'trial.recorded' {keep}
+        )
+        """
+    return sql, args
 
 
 def _metric(name: str) -> tuple[str, list[Any]]:
@@ -33,11 +65,12 @@ def _metric(name: str) -> tuple[str, list[Any]]:
 
 def names(index: Index, run_id: str) -> tuple[list[str], list[str]]:
     """(param names, metric names) in first-seen order, from the first 200 trials."""
+    cte, args = _trials(index, run_id)
     rows = index.rows(
-        _TRIALS + "SELECT json_keys(d->'params') AS p, json_keys(d->'metrics') AS m"
+        cte + "SELECT json_keys(d->'params') AS p, json_keys(d->'metrics') AS m"
         f" FROM (SELECT d FROM e ORDER BY {_ORDER} LIMIT 200)"
         " WHERE json_type(d->'params') = 'OBJECT' AND json_type(d->'metrics') = 'OBJECT'",
-        [run_id],
+        args,
     )
     params: dict[str, None] = {}
     metrics: dict[str, None] = {}
@@ -55,9 +88,9 @@ def _decode(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def best(rows: list[dict[str, Any]], metric: str, goal: str = "max") -> dict[str, Any] | None:
-    """The trial with the highest (goal 'max') or lowest value of `metric`, the first recorded
-    among equals, from `series` rows: every trial, or a sample that keeps each bucket's first
-    highest and first lowest value, so the answer is exact either way."""
+    """The trial with the highest (goal 'max') or lowest value of `metric`, the first in the
+    Reader's order among equals, from `series` rows: every trial, or a sample that keeps each
+    bucket's first highest and first lowest value, so the answer is exact either way."""
     scored = [(v, r["i"], r) for r in rows if (v := _number(r["metrics"].get(metric))) is not None]
     if not scored:
         return None
@@ -77,22 +110,22 @@ def _number(v: Any) -> float | None:
     return f if f == f else None
 
 
-def series(index: Index, run_id: str, metric: str, n_trials: int) -> dict[str, Any]:
+def series(index: Index, run_id: str, metric: str) -> dict[str, Any]:
     """Trials for the charts, with their position `i`: all of them up to MAX_POINTS, else a
     min/max-per-bucket sample along `metric` (first and last trial kept)."""
-    m, args = _metric(metric)
+    n_trials = count(index, run_id)["trials"]
+    cte, args = _trials(index, run_id)
     if n_trials <= MAX_POINTS:
-        sql = (
-            _TRIALS + f"SELECT row_number() OVER (ORDER BY {_ORDER}) - 1 AS i, {_FIELDS}"
-            f" FROM e ORDER BY i"
-        )
-        args = []
+        sql = cte + f"SELECT row_number() OVER (ORDER BY {_ORDER}) - 1 AS i, {_FIELDS} FROM e"
+        sql += " ORDER BY i"
     else:
+        m, margs = _metric(metric)
+        args += margs
         bucket = max(1, -(-2 * n_trials // MAX_POINTS))  # two rows per bucket
         # Per bucket the positions of the first highest and first lowest value (an aggregate,
         # not a window sort: cheaper), or the bucket's first trial when it has no value.
         sql = (
-            _TRIALS
+            cte
             + f""", t AS (
                 SELECT d, {m} AS m, row_number() OVER (ORDER BY {_ORDER}) - 1 AS i FROM e
             ), g AS (
@@ -106,7 +139,7 @@ def series(index: Index, run_id: str, metric: str, n_trials: int) -> dict[str, A
             )
             SELECT i, {_FIELDS} FROM t SEMI JOIN keep USING (i) ORDER BY i"""
         )
-    rows = _decode(index.rows(sql, [run_id, *args]))
+    rows = _decode(index.rows(sql, args))
     return {"rows": rows, "total": n_trials, "sampled": len(rows) < n_trials}
 
 
@@ -118,21 +151,22 @@ def table(
     limit: int = TRIALS_TABLE_ROWS,
 ) -> list[dict[str, Any]]:
     """A page of trials sorted by `trial_id`, `metric:NAME` or `param:NAME` (numbers as
-    numbers, other values as text; ties in recording order)."""
+    numbers, other values as text; ties in the Reader's order)."""
     kind, _, name = sort.partition(":")
     if kind in ("metric", "param") and name:
         field = "metrics" if kind == "metric" else "params"
-        key, args = "json_extract_string(d, ?)", [f"$.{field}." + json_path(name)[2:]]
+        key, kargs = "json_extract_string(d, ?)", [f"$.{field}." + json_path(name)[2:]]
     else:
-        key, args = "d->>'trial_id'", []
+        key, kargs = "d->>'trial_id'", []
     o = "DESC" if desc else "ASC"
+    cte, args = _trials(index, run_id)
     rows = index.rows(
-        _TRIALS
+        cte
         + f"""SELECT {_FIELDS}, ts AS recorded_at FROM (
                 SELECT d, k, {_ORDER} FROM (SELECT d, {key} AS k, {_ORDER} FROM e)
                 ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, {_ORDER}
                 LIMIT {int(limit)})
             ORDER BY TRY_CAST(k AS DOUBLE) {o} NULLS LAST, k {o} NULLS LAST, {_ORDER}""",
-        [run_id, *args],
+        [*args, *kargs],
     )
     return _decode(rows)

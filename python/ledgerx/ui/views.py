@@ -4,15 +4,19 @@ the template environment and the poll interval (see app.py)."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
+import duckdb
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 
+from ledgerx.errors import LedgerError
 from ledgerx.ui import pages
 from ledgerx.ui.files import ForbiddenPath, iter_fd, open_artifact, plotly_js
 from ledgerx.ui.queries import Index
@@ -25,6 +29,8 @@ def _index(request: Request) -> Index:
 def page(request: Request, name: str, code: int = 200, **ctx: Any) -> HTMLResponse:
     state = request.app.state
     ctx.setdefault("title", name.removesuffix(".html"))
+    ctx.setdefault("streamed", False)
+    ctx.setdefault("plotly", False)
     html = state.env.get_template(name).render(
         request=request, root=str(state.index.root), poll_ms=state.poll_ms, **ctx
     )
@@ -87,8 +93,26 @@ def _detail(request: Request) -> dict[str, Any]:
 
 
 def run_page(request: Request) -> Response:
-    d = _detail(request)
-    return page(request, "run.html", title=d["run"]["run_id"], d=d, qs=_qs(request))
+    """The page's head goes out first, so the browser fetches and runs plotly.js (async) while
+    the trials are queried; then the rest of the page (404 decided before anything is sent)."""
+    state = request.app.state
+    run_id = request.path_params["run_id"]
+    if _index(request).run(run_id) is None:
+        raise HTTPException(404, f"no run {run_id!r} in the index")
+
+    def chunks() -> Iterator[str]:
+        yield state.env.get_template("_head.html").render(title=run_id, plotly=True)
+        try:
+            d = _detail(request)
+        except (HTTPException, LedgerError, duckdb.Error) as e:  # the index went away meanwhile
+            yield f"<body><p class='failure'>{html.escape(str(e))}</p></body></html>"
+            return
+        yield state.env.get_template("run.html").render(
+            request=request, root=str(state.index.root), poll_ms=state.poll_ms, title=run_id,
+            d=d, qs=_qs(request), streamed=True, plotly=True,
+        )  # fmt: skip
+
+    return StreamingResponse(chunks(), media_type="text/html; charset=utf-8")
 
 
 def api_run(request: Request) -> Response:
@@ -104,7 +128,8 @@ def _run_ids(request: Request) -> list[str]:
 
 
 def compare_page(request: Request) -> Response:
-    return page(request, "compare.html", c=pages.compare(_index(request), _run_ids(request)))
+    c = pages.compare(_index(request), _run_ids(request))
+    return page(request, "compare.html", c=c, plotly=bool(c["chart"]["keys"]))
 
 
 def api_compare(request: Request) -> Response:
