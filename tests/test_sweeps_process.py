@@ -76,7 +76,7 @@ def test_pool_sweeps_spawn_and_forkserver_never_hang(tmp_path: Path) -> None:
 
 EXIT_SWEEP = textwrap.dedent(
     """
-    import multiprocessing as mp, os, sys
+    import multiprocessing as mp, os, sys, time
     import ledgerx
 
     # A commit interval so long that nothing but a flush at the child's exit makes its events
@@ -92,18 +92,29 @@ EXIT_SWEEP = textwrap.dedent(
         LEDGER[0].emit("alert.ingested", alert)
         return i
 
+    def work_then_wait(i, emitted):
+        work(i)
+        emitted.set()
+        time.sleep(600)  # until SIGTERM
+
     if __name__ == "__main__":
         ctx = mp.get_context(method)
         p = ctx.Process(target=work, args=(100,))  # returns normally
         p.start()
         p.join()
+        emitted = ctx.Event()
+        q = ctx.Process(target=work_then_wait, args=(101, emitted))
+        q.start()
+        assert emitted.wait(60)
+        q.terminate()  # SIGTERM, after the emit returned
+        q.join()
         with ctx.Pool(2) as pool:  # close() + join(): the workers leave on their exit sentinel
             pool.map(work, range(6))
             pool.close()
             pool.join()
         with ctx.Pool(2) as pool:  # terminate(): exit sentinel or SIGTERM, whichever is first
             pool.map(work, range(10, 16))
-        print("exit", p.exitcode)
+        print("exit", p.exitcode, q.exitcode)
     """
 )
 
@@ -115,7 +126,7 @@ def test_multiprocessing_children_flush_unflushed_events_when_they_end(
 ) -> None:
     """fork and forkserver children end with os._exit() (no atexit): their unflushed group
     events are still written, whether the ledger came from the parent (opened at module level)
-    or was first opened in the child."""
+    or was first opened in the child; a child SIGTERMed after its emit returned flushes too."""
     script = root.parent / "exit_sweep.py"  # a file: spawn children import their task from it
     script.write_text(EXIT_SWEEP)
     p = subprocess.run(
@@ -125,9 +136,10 @@ def test_multiprocessing_children_flush_unflushed_events_when_they_end(
         timeout=120,
         env={**os.environ, "LEDGERX_ROOT": str(root)},
     )
-    assert p.returncode == 0 and p.stdout.split() == ["exit", "0"], p.stdout + p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.split() == ["exit", "0", str(-signal.SIGTERM)], p.stdout + p.stderr
     got = sorted(int(e["data"]["alert_id"]) for e in check_log(root).events)
-    assert got == [*range(6), *range(10, 16), 100]
+    assert got == [*range(6), *range(10, 16), 100, 101]
 
 
 RUNNER = textwrap.dedent(
