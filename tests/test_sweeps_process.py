@@ -119,6 +119,48 @@ EXIT_SWEEP = textwrap.dedent(
 )
 
 
+LATE_THREAD = textwrap.dedent(
+    """
+    import multiprocessing as mp, os, threading
+    import ledgerx
+
+    def late():
+        threading.main_thread().join()  # returns once the child's target has returned
+        LEDGER.emit("alert.ingested", {"alert_id": "late", "source": "s", "severity": "low",
+                                       "payload": {}})
+
+    def work():
+        global LEDGER
+        LEDGER = ledgerx.open(os.environ["LEDGERX_ROOT"], commit_interval_ms=3_600_000)
+        threading.Thread(target=late).start()  # not a daemon: the child waits for it
+
+    if __name__ == "__main__":
+        p = mp.get_context("spawn").Process(target=work)
+        p.start()
+        p.join()
+        print("exit", p.exitcode)
+    """
+)
+
+
+def test_a_spawn_child_closes_its_ledgers_after_its_threads(root: Path) -> None:
+    """A spawn child leaves through sys.exit(): atexit closes the ledgers after its non-daemon
+    threads ended, so an event emitted by one after the target returned is written (closing
+    from multiprocessing's exit step, as in fork children, would refuse it)."""
+    script = root.parent / "late_thread.py"
+    script.write_text(LATE_THREAD)
+    p = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LEDGERX_ROOT": str(root)},
+    )
+    assert p.returncode == 0 and p.stdout.split() == ["exit", "0"], p.stdout + p.stderr
+    assert "ClosedError" not in p.stderr, p.stderr
+    assert [e["data"]["alert_id"] for e in check_log(root).events] == ["late"]
+
+
 @pytest.mark.parametrize("where", ["module", "inside"])
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_multiprocessing_children_flush_unflushed_events_when_they_end(

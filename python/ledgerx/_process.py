@@ -82,9 +82,12 @@ def _close_all() -> None:
 def _close_at_multiprocessing_exit(_: object = None) -> None:
     """Have multiprocessing's exit step (run before a child's `os._exit()`) close every ledger
     of this process. Registered anew in each child: `Process._bootstrap` clears the finalizers
-    it inherited, then runs the after-fork callbacks, this one among them."""
+    it inherited, then runs the after-fork callbacks, this one among them. Not in a `spawn`
+    child: it leaves through sys.exit(), where atexit closes the ledgers after its threads
+    ended (multiprocessing's step runs before it joins them)."""
     util = sys.modules.get("multiprocessing.util")
-    if util is not None:
+    mp = sys.modules.get("multiprocessing")
+    if util is not None and mp is not None and mp.get_start_method(allow_none=True) != "spawn":
         util.Finalize(None, _close_all, exitpriority=0)
 
 
