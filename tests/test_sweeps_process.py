@@ -28,8 +28,7 @@ SWEEP = textwrap.dedent(
     LEDGER = ledgerx.open(os.environ["LEDGERX_ROOT"])  # at module level, as notebooks do
 
     def work(i):
-        LEDGER.emit("sweep.point", {"i": i})
-        LEDGER.flush()  # acknowledged = durable: the check below counts acknowledged events
+        LEDGER.emit("sweep.point", {"i": i})  # no flush: leaving the worker must flush it
         return i
 
     if __name__ == "__main__":
@@ -65,9 +64,124 @@ def test_pool_sweeps_spawn_and_forkserver_never_hang(tmp_path: Path) -> None:
         results = list(ex.map(lambda j: _one_sweep(script, j[1], j[0]), jobs))
     bad = [r for r in results if r[1] != 0 or r[2].split()[:1] != ["15"]]
     assert not bad, f"{len(bad)} of {len(jobs)} sweeps failed or hung, e.g. {bad[:2]}"
-    for _, root in jobs[::10]:
-        rep = check_log(root)
-        assert sorted(e["data"]["i"] for e in rep.events) == list(range(6))
+    # Every emitted event survives Pool.terminate(), whether a worker left on its exit sentinel
+    # or was SIGTERMed (a forkserver worker lost its unflushed events in about 1 sweep of 10).
+    lost = {}
+    for method, root in jobs:
+        got = sorted(e["data"]["i"] for e in check_log(root).events)
+        if got != list(range(6)):
+            lost[f"{method}:{root.name}"] = got
+    assert not lost, f"{len(lost)} of {len(jobs)} sweeps lost events: {lost}"
+
+
+EXIT_SWEEP = textwrap.dedent(
+    """
+    import multiprocessing as mp, os, sys, time
+    import ledgerx
+
+    # A commit interval so long that nothing but a flush at the child's exit makes its events
+    # durable: each outcome below is deterministic.
+    OPTS = dict(commit_interval_ms=3_600_000)
+    method, where = sys.argv[1], sys.argv[2]
+    LEDGER = [ledgerx.open(os.environ["LEDGERX_ROOT"], **OPTS)] if where == "module" else []
+
+    def work(i):
+        if not LEDGER:  # the child's first ledger, opened there and never closed
+            LEDGER.append(ledgerx.open(os.environ["LEDGERX_ROOT"], **OPTS))
+        alert = {"alert_id": str(i), "source": method, "severity": "low", "payload": {}}
+        LEDGER[0].emit("alert.ingested", alert)
+        return i
+
+    def work_then_wait(i, emitted):
+        work(i)
+        emitted.set()
+        time.sleep(600)  # until SIGTERM
+
+    if __name__ == "__main__":
+        ctx = mp.get_context(method)
+        p = ctx.Process(target=work, args=(100,))  # returns normally
+        p.start()
+        p.join()
+        emitted = ctx.Event()
+        q = ctx.Process(target=work_then_wait, args=(101, emitted))
+        q.start()
+        assert emitted.wait(60)
+        q.terminate()  # SIGTERM, after the emit returned
+        q.join()
+        with ctx.Pool(2) as pool:  # close() + join(): the workers leave on their exit sentinel
+            pool.map(work, range(6))
+            pool.close()
+            pool.join()
+        with ctx.Pool(2) as pool:  # terminate(): exit sentinel or SIGTERM, whichever is first
+            pool.map(work, range(10, 16))
+        print("exit", p.exitcode, q.exitcode)
+    """
+)
+
+
+LATE_THREAD = textwrap.dedent(
+    """
+    import multiprocessing as mp, os, threading
+    import ledgerx
+
+    def late():
+        threading.main_thread().join()  # returns once the child's target has returned
+        LEDGER.emit("alert.ingested", {"alert_id": "late", "source": "s", "severity": "low",
+                                       "payload": {}})
+
+    def work():
+        global LEDGER
+        LEDGER = ledgerx.open(os.environ["LEDGERX_ROOT"], commit_interval_ms=3_600_000)
+        threading.Thread(target=late).start()  # not a daemon: the child waits for it
+
+    if __name__ == "__main__":
+        p = mp.get_context("spawn").Process(target=work)
+        p.start()
+        p.join()
+        print("exit", p.exitcode)
+    """
+)
+
+
+def test_a_spawn_child_closes_its_ledgers_after_its_threads(root: Path) -> None:
+    """A spawn child leaves through sys.exit(): atexit closes the ledgers after its non-daemon
+    threads ended, so an event emitted by one after the target returned is written (closing
+    from multiprocessing's exit step, as in fork children, would refuse it)."""
+    script = root.parent / "late_thread.py"
+    script.write_text(LATE_THREAD)
+    p = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LEDGERX_ROOT": str(root)},
+    )
+    assert p.returncode == 0 and p.stdout.split() == ["exit", "0"], p.stdout + p.stderr
+    assert "ClosedError" not in p.stderr, p.stderr
+    assert [e["data"]["alert_id"] for e in check_log(root).events] == ["late"]
+
+
+@pytest.mark.parametrize("where", ["module", "inside"])
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_multiprocessing_children_flush_unflushed_events_when_they_end(
+    root: Path, method: str, where: str
+) -> None:
+    """fork and forkserver children end with os._exit() (no atexit): their unflushed group
+    events are still written, whether the ledger came from the parent (opened at module level)
+    or was first opened in the child; a child SIGTERMed after its emit returned flushes too."""
+    script = root.parent / "exit_sweep.py"  # a file: spawn children import their task from it
+    script.write_text(EXIT_SWEEP)
+    p = subprocess.run(
+        [sys.executable, str(script), method, where],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LEDGERX_ROOT": str(root)},
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.split() == ["exit", "0", str(-signal.SIGTERM)], p.stdout + p.stderr
+    got = sorted(int(e["data"]["alert_id"]) for e in check_log(root).events)
+    assert got == [*range(6), *range(10, 16), 100, 101]
 
 
 RUNNER = textwrap.dedent(
