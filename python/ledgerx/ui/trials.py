@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledgerx.index.schema import trial_id_sql
 from ledgerx.ui.queries import MAX_POINTS, TRIALS_TABLE_ROWS, Index, json_path, loads
 
 # The run's trials: `d` is the event's effective data (JSON text, parsed only where used).
@@ -23,7 +24,10 @@ WITH e AS (
 )
 """
 _ORDER = 'ts, file, "offset"'
-_FIELDS = "d->>'trial_id' AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
+# trial_id as the index types it (schema.trial_id_sql): integers stay JSON numbers.
+_FIELDS = (
+    trial_id_sql("d->'trial_id'") + " AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
+)
 
 
 def _metric(name: str) -> tuple[str, list[Any]]:
