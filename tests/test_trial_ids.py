@@ -253,3 +253,33 @@ def test_integer_legacy_ids_compare_equal_after_migration(root: Path, tmp_path: 
     assert cmp.ok and cmp.rows_compared["trial_results"] == 5, cmp.text()
     with ledgerx.Reader(root) as r:
         assert [t[2] for t in r.trials("old").fetchall()] == INT_SORTED
+
+
+# -- the rule itself, in SQL (the views) and in Python (the dashboard) ---------------------------
+
+RULE = [  # (JSON of the id, the id in the index)
+    ("7", 7),
+    ("-3", -3),
+    ("3.0", 3),
+    ("1e3", 1000),
+    ("9223372036854775807", 2**63 - 1),
+    ("-9223372036854775808", -(2**63)),
+    ("9223372036854775808", "9223372036854775808"),  # beyond BIGINT: its JSON text
+    ("1.5", "1.5"),
+    ('"7"', "7"),
+    ('"é x"', "é x"),
+    ('""', ""),
+    ("null", None),
+]
+
+
+@pytest.mark.parametrize(("text", "want"), RULE)
+def test_the_trial_id_rule_in_sql_and_python(text: str, want: object) -> None:
+    from ledgerx.index.schema import trial_id_sql, trial_id_value
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT CAST(? AS JSON) AS j", [text])
+    got = con.execute(f"SELECT {trial_id_sql('j')} FROM t").fetchall()[0][0]
+    assert got == want and type(got) is type(want)
+    py = trial_id_value(json.loads(text))
+    assert py == want and type(py) is type(want)

@@ -9,6 +9,9 @@ the runs touched by that generation.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 # 2: trial_results is a view over events (format 1 stored it as a table).
 # 3: trial_results shows the latest record of a trial (run_id, trial_id) once.
 # 4: trial_results.trial_id keeps its JSON type: TRIAL_ID_TYPE instead of VARCHAR.
@@ -41,6 +44,18 @@ def trial_id_sql(j: str) -> str:
         f" WHEN {j} IS NULL OR json_type({j}) = 'NULL' THEN NULL"
         f" ELSE CAST(union_value(str := {text}) AS {TRIAL_ID_TYPE}) END"
     )
+
+
+def trial_id_value(v: Any) -> int | str | None:
+    """trial_id_sql's rule on a parsed JSON value, for code that reads the raw id (the UI): an
+    integral number in the BIGINT range is an int, a string stays a string, anything else is
+    its JSON text."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if (isinstance(v, int) or v.is_integer()) and -(2**63) <= v < 2**63:
+            return int(v)
+    return json.dumps(v, separators=(",", ":"))
 
 
 def trial_id_from_column(col: str, is_int: bool) -> str:

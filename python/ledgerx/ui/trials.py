@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledgerx.index.schema import trial_id_sql
+from ledgerx.index.schema import trial_id_value
 from ledgerx.ui.queries import MAX_POINTS, TRIALS_TABLE_ROWS, Index, json_path, loads
 
 # The run's trials: `d` is the event's effective data (JSON text, parsed only where used).
@@ -24,10 +24,8 @@ WITH e AS (
 )
 """
 _ORDER = 'ts, file, "offset"'
-# trial_id as the index types it (schema.trial_id_sql): integers stay JSON numbers.
-_FIELDS = (
-    trial_id_sql("d->'trial_id'") + " AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
-)
+# trial_id parsed in _decode as the index types it (schema.trial_id_value): integers stay numbers.
+_FIELDS = "d->'trial_id' AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
 
 
 def _metric(name: str) -> tuple[str, list[Any]]:
@@ -53,6 +51,7 @@ def names(index: Index, run_id: str) -> tuple[list[str], list[str]]:
 
 def _decode(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
+        r["trial_id"] = trial_id_value(loads(r["trial_id"]))
         r["params"] = loads(r["params"]) or {}
         r["metrics"] = loads(r["metrics"]) or {}
     return rows
