@@ -59,7 +59,7 @@ def test_index_equals_reference_and_rerun_is_noop(ledger: Path) -> None:
         (
             e["event_id"],
             e["run_id"],
-            str(e["data"]["trial_id"]),
+            e["data"]["trial_id"],  # its JSON type: an integer stays an integer
             e["data"]["params"],
             e["data"]["metrics"],
         )

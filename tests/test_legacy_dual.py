@@ -115,7 +115,7 @@ def test_status_and_nulls_in_the_ledger_model(migrated) -> None:
         assert rows["run-legacy-009"][7] == "{}"  # completed, NULL summary: the neutral object
         assert rows["run-legacy-005"][5] is None and rows["run-legacy-005"][6] is None
         m = r.sql(
-            "SELECT metrics FROM trial_results WHERE run_id = 'run-legacy-006' AND trial_id = '1'"
+            "SELECT metrics FROM trial_results WHERE run_id = 'run-legacy-006' AND trial_id = 1"
         ).fetchall()[0][0]
         assert "sortino" not in m  # a null metric is not a number: dropped
 

@@ -67,7 +67,7 @@ def test_sweep_survives_a_sigkilled_worker(tmp_path: Path) -> None:
     r = ledgerx.Reader(root)
     try:
         got = r.sql(
-            "SELECT CAST(trial_id AS INTEGER) t, count(*) FROM trial_results "
+            "SELECT trial_id.int t, count(*) FROM trial_results "
             "WHERE run_id = ? GROUP BY t ORDER BY t",
             [run_id],
         ).fetchall()

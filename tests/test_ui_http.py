@@ -112,7 +112,7 @@ def test_api_run_detail_against_what_was_written(client, ledger):
     assert d["run"]["data_fingerprint"] == "fp-0"
     assert d["metrics"] == ["pnl", "sharpe", "trades"] and d["params"] == ["fast", "slow"]
     best = max(trials, key=lambda t: t["metrics"]["pnl"])  # first of the maxima
-    assert d["best"]["trial_id"] == str(best["trial_id"])
+    assert d["best"]["trial_id"] == best["trial_id"]  # a JSON number, as written
     assert d["best"]["metrics"] == best["metrics"]
     assert [r["metrics"] for r in d["series"]["rows"]] == [t["metrics"] for t in trials]
     assert not d["series"]["sampled"]
@@ -120,7 +120,7 @@ def test_api_run_detail_against_what_was_written(client, ledger):
     assert [b["baseline"] for b in d["baselines"]] == ["buy_and_hold"]
     # table: sorted by pnl, descending, ties in recording order
     want = sorted(trials, key=lambda t: (-t["metrics"]["pnl"], t["trial_id"]))
-    assert [int(t["trial_id"]) for t in d["table"]] == [t["trial_id"] for t in want]
+    assert [t["trial_id"] for t in d["table"]] == [t["trial_id"] for t in want]
     # artifacts: size and sha256 of the files on disk
     arts = {a["name"]: a for a in d["artifacts"]}
     for name in ("equity_curve", "notes"):
@@ -215,7 +215,7 @@ def test_trials_table_sorts_by_param_and_goal_min(client, ledger):
     trials = exp.trials["sweep-1"]
     d = client.get("/api/runs/sweep-1?tsort=param:slow&tdir=asc").json()
     want = sorted(trials, key=lambda t: (t["params"]["slow"], t["trial_id"]))
-    assert [int(t["trial_id"]) for t in d["table"]] == [t["trial_id"] for t in want]
+    assert [t["trial_id"] for t in d["table"]] == [t["trial_id"] for t in want]
     d = client.get("/api/runs/sweep-1?metric=sharpe&goal=min").json()
     worst = min(trials, key=lambda t: t["metrics"]["sharpe"])
     assert d["metric"] == "sharpe" and d["best"]["metrics"]["sharpe"] == worst["metrics"]["sharpe"]
@@ -252,15 +252,15 @@ def test_many_trials_are_downsampled_keeping_the_envelope(tmp_path, monkeypatch)
     with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
         d = c.get("/api/runs/big").json()
         worst = c.get("/api/runs/big?goal=min").json()["best"]
-    assert d["best"]["trial_id"] == str(pnl.index(max(pnl)))
-    assert worst["trial_id"] == str(pnl.index(min(pnl)))
+    assert d["best"]["trial_id"] == pnl.index(max(pnl))
+    assert worst["trial_id"] == pnl.index(min(pnl))
     rows = d["series"]["rows"]
     assert d["series"]["sampled"] and d["series"]["total"] == n
     assert len(rows) <= max_points + 2
     assert rows[0]["i"] == 0 and rows[-1]["i"] == n - 1
     assert [r["i"] for r in rows] == sorted({r["i"] for r in rows})
     for r in rows:  # every sampled point is the trial it claims to be
-        assert r["trial_id"] == str(r["i"]) and r["metrics"]["pnl"] == pnl[r["i"]]
+        assert r["trial_id"] == r["i"] and r["metrics"]["pnl"] == pnl[r["i"]]
     # the envelope: each bucket of consecutive trials keeps its highest and lowest pnl
     bucket = -(-2 * n // max_points)
     got = {r["i"] for r in rows}
@@ -450,7 +450,7 @@ def test_index_appears_and_reloads_without_restart(tmp_path):
         assert "late-run" in ids and len(ids) == 6
         d = c.get("/api/runs/bt-running").json()
         assert [r["metrics"] for r in d["series"]["rows"]] == [{"x": 2}]
-        assert d["metrics"] == ["x"] and d["params"] == ["k"] and d["best"]["trial_id"] == "0"
+        assert d["metrics"] == ["x"] and d["params"] == ["k"] and d["best"]["trial_id"] == 0
         # sweep-0 seen before and after: the cached trials belong to the old index
         assert c.get("/api/runs/sweep-0").json()["series"]["total"] == 30
 

@@ -27,12 +27,22 @@ from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
 from ledgerx.index.indexer import open_readonly
 from ledgerx.index.publish import IndexPaths, lock_is_free
 from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
+from ledgerx.index.schema import trial_id_sql
 
 STANDARD_QUERIES: dict[str, str] = {
     "latest_runs": "SELECT * FROM latest_runs",
     "run": "SELECT r.*, s.status FROM runs_d r JOIN runs_status s USING (run_id) WHERE run_id = ?",
     "phases": "SELECT * FROM run_phase_summary WHERE run_id = ? ORDER BY phase_index, started_at",
-    "trials": "SELECT * FROM trial_results WHERE run_id = ? ORDER BY recorded_at, event_id",
+    "trials": "SELECT * FROM trial_results WHERE run_id = ? ORDER BY trial_id, recorded_at",
+    # Which members of the trial_id UNION a run uses (one kind: the plain column instead), from
+    # the ids alone: the same set as the view's (a record and its retry share their id).
+    "trial_id_kinds": f"SELECT DISTINCT union_tag({trial_id_sql('j')}) FROM ("
+    "SELECT coalesce(data_upcast, data)->'trial_id' AS j FROM events "
+    "WHERE run_id = ? AND event_type = 'trial.recorded')",
+    "trials_int": "SELECT * REPLACE (trial_id.int AS trial_id) FROM trial_results "
+    "WHERE run_id = ? ORDER BY trial_id, recorded_at",
+    "trials_str": "SELECT * REPLACE (trial_id.str AS trial_id) FROM trial_results "
+    "WHERE run_id = ? ORDER BY trial_id, recorded_at",
     "alerts": "SELECT * FROM alerts ORDER BY ts, event_id",
 }
 
@@ -207,7 +217,18 @@ class Reader:
         return self._standard("phases", [run_id])
 
     def trials(self, run_id: str) -> duckdb.DuckDBPyRelation:
-        """trial_results for one run (params and metrics as JSON)."""
+        """trial_results for one run in trial_id order (params and metrics as JSON); trial_id
+        is BIGINT when every id of the run is an integer, VARCHAR when every one is a string,
+        else the view's UNION(int BIGINT, str VARCHAR) (docs/index.md)."""
+        kinds = {k for (k,) in self._standard("trial_id_kinds", [run_id]).fetchall()}
+        plain = (
+            {"int": "trials_int", "str": "trials_str"}.get(kinds.pop()) if len(kinds) == 1 else None
+        )
+        if plain is not None:
+            try:
+                return self._standard(plain, [run_id])
+            except duckdb.BinderException:  # an index of format < 4 (VARCHAR ids) until upgraded
+                pass
         return self._standard("trials", [run_id])
 
     def alerts(self) -> duckdb.DuckDBPyRelation:

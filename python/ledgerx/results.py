@@ -19,18 +19,12 @@ from ledgerx.errors import ConfigError, LedgerError
 
 _TS = pa.timestamp("us", tz="UTC")
 
-# The latest record of each trial (a retried task may record one twice), with trial_id as the
-# JSON text it was written as, so integers stay integers.
+# The latest record of each trial (a retried task may record one twice: the view keeps it once),
+# with trial_id as the view types it (int or str: integers stay integers), in trial_id order.
 TRIALS_SQL = """
-SELECT run_id, tid, ts, params, metrics FROM (
-    SELECT run_id, CAST(d->'$.trial_id' AS VARCHAR) AS tid, ts, event_id,
-           CAST(d->'$.params' AS VARCHAR) AS params, CAST(d->'$.metrics' AS VARCHAR) AS metrics,
-           row_number() OVER (PARTITION BY run_id, CAST(d->'$.trial_id' AS VARCHAR)
-                              ORDER BY ts DESC, event_id DESC) AS rn
-    FROM (SELECT run_id, ts, event_id, coalesce(data_upcast, data) AS d FROM events
-          WHERE event_type = 'trial.recorded' {where})
-) WHERE rn = 1
-ORDER BY run_id, ts, event_id
+SELECT run_id, trial_id, recorded_at, CAST(params AS VARCHAR), CAST(metrics AS VARCHAR)
+FROM trial_results WHERE true {where}
+ORDER BY run_id, trial_id, recorded_at, event_id
 """
 
 RUNS_SQL = """
@@ -103,7 +97,7 @@ def trials_table(reader: Any, run_ids: str | Sequence[str] | None = None) -> pa.
     ts, params.<k>..., metrics.<k>..."""
     where, params = _where("run_id", run_ids)
     rows = reader.sql(TRIALS_SQL.format(where=where), params).fetchall()
-    tids = [_loads(r[1]) for r in rows]
+    tids = [r[1] for r in rows]
     if tids and all(_kind(t) == "int" for t in tids):
         tid_col = pa.array(tids, pa.int64())
     else:

@@ -203,21 +203,10 @@ def _trials(args: argparse.Namespace) -> int:
         raise CliError("--format parquet writes binary: give -o FILE (or redirect stdout)")
     with _reader(args) as r:
         rid = _resolve(r, args.run_id)
-        if args.format == "json":
-            rows = r.sql(
-                """SELECT run_id, trial_id, recorded_at AS ts, params, metrics FROM (
-                     SELECT *, row_number() OVER (PARTITION BY trial_id
-                                                  ORDER BY recorded_at DESC, event_id DESC) rn
-                     FROM trial_results WHERE run_id = ?) WHERE rn = 1
-                   ORDER BY recorded_at, event_id""",
-                [rid],
-            )
-            cols, data, jcols = render.rel_rows(rows)
+        if args.format == "json":  # trial_id keeps its JSON type: numbers stay numbers
+            rel = r.trials(rid).project("run_id, trial_id, recorded_at AS ts, params, metrics")
+            cols, data, jcols = render.rel_rows(rel)
             out = render.as_json_rows(cols, data, jcols)
-            tids = r.trials_table(rid)["trial_id"].to_pylist()
-            by_text = {str(t): t for t in tids}
-            for o in out:
-                o["trial_id"] = by_text.get(o["trial_id"], o["trial_id"])
             return _write_text(args, json.dumps(out, ensure_ascii=False) + "\n")
         table = r.trials_table(rid)
     if args.format == "table":

@@ -451,7 +451,9 @@ def build_index(
         sides_missing = not (paths.alerts.exists() and paths.catalog.exists())
         # Days moved to archive/ by retention: their Parquet stands in for the JSONL.
         arch = pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
-        quiet = not (states or arch or meta_change or sides_missing or copied)
+        # An index of an older format is upgraded (its views replaced) even with no new bytes.
+        old_format = incremental and meta.get("format") != S.INDEX_FORMAT
+        quiet = not (states or arch or meta_change or sides_missing or copied or old_format)
         if incremental and quiet:
             run_publish_hooks(PublishRound(paths, False, durable, hook_options or {}))
             rep.seconds = time.monotonic() - t0

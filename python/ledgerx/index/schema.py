@@ -9,9 +9,68 @@ the runs touched by that generation.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 # 2: trial_results is a view over events (format 1 stored it as a table).
 # 3: trial_results shows the latest record of a trial (run_id, trial_id) once.
-INDEX_FORMAT = "3"
+# 4: trial_results.trial_id keeps its JSON type: TRIAL_ID_TYPE instead of VARCHAR.
+INDEX_FORMAT = "4"
+
+# A trial id is a JSON integer or string (the trial.recorded schema); the views keep which one it
+# was, so `ORDER BY trial_id` sorts integers as integers (2 before 10), all integers before all
+# strings, and `WHERE trial_id = 7` / `= 'a'` pick the member of that type. docs/index.md.
+TRIAL_ID_TYPE = "UNION(int BIGINT, str VARCHAR)"
+
+
+def trial_id_sql(j: str) -> str:
+    """SQL for the TRIAL_ID_TYPE value of `j`, a JSON expression: an integral number in the
+    BIGINT range is `int` (1.0 included: JSON Schema calls it an integer); a string is `str`; any
+    other value (out of range, not integral, not a scalar) is `str` holding its JSON text; a
+    missing id or JSON null is NULL."""
+    j = f"({j})"  # `->` binds looser than IS NULL
+    text = f"CAST({j} AS VARCHAR)"
+    x = f"TRY_CAST({text} AS DOUBLE)"
+    num = (
+        f"CASE json_type({j}) WHEN 'BIGINT' THEN TRY_CAST({text} AS BIGINT)"
+        f" WHEN 'UBIGINT' THEN TRY_CAST({text} AS BIGINT)"
+        f" WHEN 'DOUBLE' THEN CASE WHEN {x} = trunc({x}) AND {x} >= -9223372036854775808.0"
+        f" AND {x} < 9223372036854775808.0 THEN CAST({x} AS BIGINT) END END"
+    )
+    return (
+        f"CASE WHEN ({num}) IS NOT NULL THEN CAST(union_value(int := {num}) AS {TRIAL_ID_TYPE})"
+        f" WHEN json_type({j}) = 'VARCHAR'"
+        f" THEN CAST(union_value(str := {j}->>'$') AS {TRIAL_ID_TYPE})"
+        f" WHEN {j} IS NULL OR json_type({j}) = 'NULL' THEN NULL"
+        f" ELSE CAST(union_value(str := {text}) AS {TRIAL_ID_TYPE}) END"
+    )
+
+
+def trial_id_value(v: Any) -> int | str | None:
+    """trial_id_sql's rule on a parsed JSON value, for code that reads the raw id (the UI): an
+    integral number in the BIGINT range is an int, a string stays a string, anything else is
+    its JSON text."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if (isinstance(v, int) or v.is_integer()) and -(2**63) <= v < 2**63:
+            return int(v)
+    return json.dumps(v, separators=(",", ":"))
+
+
+def trial_id_from_column(col: str, is_int: bool) -> str:
+    """SQL for the TRIAL_ID_TYPE value of a typed column (the legacy layout's trial_id): an
+    integer column's values are `int` (one beyond BIGINT becomes `str`), any other column's `str`;
+    NULL stays NULL."""
+    as_str = f"CAST(union_value(str := CAST({col} AS VARCHAR)) AS {TRIAL_ID_TYPE})"
+    if not is_int:
+        return f"CASE WHEN {col} IS NOT NULL THEN {as_str} END"
+    n = f"TRY_CAST({col} AS BIGINT)"
+    return (
+        f"CASE WHEN {n} IS NOT NULL THEN CAST(union_value(int := {n}) AS {TRIAL_ID_TYPE})"
+        f" WHEN {col} IS NOT NULL THEN {as_str} END"
+    )
+
 
 # `gen` is the indexing round that added a row: new rows of a round are `WHERE gen = ?`, which
 # DuckDB prunes with zone maps since a round appends at the end of the table.
@@ -189,15 +248,17 @@ VIEWS_DDL = [
     # full rebuild (storing and compressing a second copy of every trial's params and metrics,
     # ≈ 1.2 CPU-s per million trials), while a per-run query only parses that run's rows
     # (see docs/index.md for the measurements).
-    """
+    f"""
     CREATE OR REPLACE VIEW trial_results AS
-    SELECT event_id, run_id, s.trial_id, s.params, s.metrics, ts AS recorded_at
-    FROM (SELECT event_id, run_id, ts, file, "offset",
-                 json_transform(coalesce(data_upcast, data),
-                                '{"trial_id":"VARCHAR","params":"JSON","metrics":"JSON"}') s
-          FROM events WHERE event_type = 'trial.recorded')
-    QUALIFY row_number() OVER (PARTITION BY run_id, s.trial_id
-                               ORDER BY ts DESC, file DESC, "offset" DESC) = 1
+    SELECT event_id, run_id, trial_id, params, metrics, recorded_at
+    FROM (SELECT event_id, run_id, {trial_id_sql("s.trial_id")} AS trial_id, s.params, s.metrics,
+                 ts AS recorded_at, file, "offset"
+          FROM (SELECT event_id, run_id, ts, file, "offset",
+                       json_transform(coalesce(data_upcast, data),
+                                      '{{"trial_id":"JSON","params":"JSON","metrics":"JSON"}}') s
+                FROM events WHERE event_type = 'trial.recorded'))
+    QUALIFY row_number() OVER (PARTITION BY run_id, trial_id
+                               ORDER BY recorded_at DESC, file DESC, "offset" DESC) = 1
     """,
     # The long table of numeric metrics is a view over trial_results: it costs nothing to index,
     # and a per-run query only unnests that run's rows (see docs/index.md for the measurement).

@@ -197,6 +197,10 @@ class DualReader(Reader):
         if name == "run":
             rid = (params or [None])[0]
             return self.sql(DUAL_RUN_QUERY, [rid, rid])
+        if name == "trial_id_kinds":  # legacy runs too: from the merged view
+            return self.sql(
+                "SELECT DISTINCT union_tag(trial_id) FROM trial_results WHERE run_id = ?", params
+            )
         if name == "latest_runs":
             return self.sql(
                 "SELECT * FROM latest_runs ORDER BY created_at DESC NULLS LAST, run_id DESC"

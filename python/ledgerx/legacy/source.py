@@ -38,6 +38,7 @@ from pathlib import Path
 import duckdb
 
 from ledgerx.errors import LedgerError
+from ledgerx.index.schema import trial_id_from_column
 from ledgerx.legacy.schema import LEGACY_TABLES, UUID7_MACROS
 
 
@@ -284,6 +285,7 @@ def create_legacy_views(con: duckdb.DuckDBPyConnection, alias: str = "legacy_db"
     CREATE OR REPLACE TEMP VIEW legacy_trials_n AS
     WITH x AS (
         SELECT {t.s("t.run_id")} AS run_id, {t.s("t.trial_id")} AS trial_id,
+               t.trial_id AS trial_id_raw,
                CAST(coalesce({t.js("t.params")}, '{{}}') AS JSON) AS params,
                CAST(coalesce(json_merge_patch('{{}}', {t.js("t.metrics")}), '{{}}') AS JSON)
                    AS metrics,
@@ -363,9 +365,13 @@ def create_legacy_views(con: duckdb.DuckDBPyConnection, alias: str = "legacy_db"
     GROUP BY run_id, phase
     ORDER BY run_id, min(phase_index) NULLS LAST, min(started_at), phase
     """)
-    con.execute("""
+    # trial_id typed as the index types it: an integer column's ids are `int`, others `str`,
+    # as migration writes them (JSON numbers, JSON strings).
+    tid = trial_id_from_column("trial_id_raw", t.is_int("trial_id"))
+    con.execute(f"""
     CREATE OR REPLACE TEMP VIEW legacy_trial_results AS
-    SELECT event_id, run_id, trial_id, params, metrics, recorded_at FROM legacy_trials_n
+    SELECT event_id, run_id, {tid} AS trial_id, params, metrics, recorded_at
+    FROM legacy_trials_n
     QUALIFY row_number() OVER (PARTITION BY run_id, trial_id
                                ORDER BY recorded_at DESC, k DESC) = 1  -- as the index: latest once
     """)

@@ -5,8 +5,8 @@ its envelope), and a sorted page for the table.
 
 What a trial is comes from the index's `trial_results` view, its one definition: a trial
 recorded twice (a retried task) is shown once, its latest record, exactly as `Reader.trials()`
-and `Reader.trials_table()` show it, and trials are numbered `i` in the Reader's order
-(recorded_at, then event_id). Counts are of trials, not of records (`runs_d.n_trials` counts
+and `Reader.trials_table()` show it, and trials are numbered `i` in recording order
+(recorded_at, then event_id: the x axis of the metric-by-trial chart). Counts are of trials, not of records (`runs_d.n_trials` counts
 records). The queries read the run's `trial.recorded` rows of `events` directly and parse only
 the fields they need, and the full params/metrics of the rows they return; a run whose records
 are not one per trial id keeps only the records the view keeps (`event_id IN (SELECT event_id
@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledgerx.index.schema import trial_id_sql, trial_id_value
 from ledgerx.ui.queries import MAX_POINTS, TRIALS_TABLE_ROWS, Index, json_path, loads
 
 _ORDER = "ts, event_id"
-_FIELDS = "d->>'trial_id' AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
+# trial_id parsed in _decode as the index types it (schema.trial_id_value): integers stay numbers.
+_FIELDS = "d->'trial_id' AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
+# The id as trial_results types it, so 1 and "1" are two trials and 3.0 is the trial 3.
+_TYPED_ID = trial_id_sql("coalesce(data_upcast, data)->'trial_id'")
 
 
 def count(index: Index, run_id: str) -> dict[str, Any]:
@@ -29,8 +33,9 @@ def count(index: Index, run_id: str) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         r = index.rows(
-            "SELECT count(*) AS records, count(DISTINCT coalesce(data_upcast, data)->>'trial_id')"
-            " AS ids FROM events WHERE run_id = ? AND event_type = 'trial.recorded'",
+            "SELECT count(*) AS records,"
+            f" count(DISTINCT {_TYPED_ID}) AS ids"
+            " FROM events WHERE run_id = ? AND event_type = 'trial.recorded'",
             [run_id],
         )[0]
         # Every record a distinct, non-null id: the view keeps them all (no window to compute).
@@ -82,6 +87,7 @@ def names(index: Index, run_id: str) -> tuple[list[str], list[str]]:
 
 def _decode(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
+        r["trial_id"] = trial_id_value(loads(r["trial_id"]))
         r["params"] = loads(r["params"]) or {}
         r["metrics"] = loads(r["metrics"]) or {}
     return rows
