@@ -16,21 +16,23 @@ from typing import Any
 import pyarrow as pa
 
 from ledgerx.errors import ConfigError, LedgerError
+from ledgerx.flatten import flatten_trials
 
 _TS = pa.timestamp("us", tz="UTC")
 
-# The latest record of each trial (a retried task may record one twice), with trial_id as the
-# JSON text it was written as, so integers stay integers.
+# The latest record of each trial (a retried task may record one twice): `rn`, the row's place in
+# the result, trial_id as the JSON text it was written as (so integers stay integers) and the
+# event's data as stored (JSON text, not re-rendered). `ledgerx.flatten` types and spreads it.
 TRIALS_SQL = """
-SELECT run_id, tid, ts, params, metrics FROM (
-    SELECT run_id, CAST(d->'$.trial_id' AS VARCHAR) AS tid, ts, event_id,
-           CAST(d->'$.params' AS VARCHAR) AS params, CAST(d->'$.metrics' AS VARCHAR) AS metrics,
+SELECT row_number() OVER (ORDER BY run_id, ts, event_id) AS rn,
+       run_id, tid, ts, CAST(d AS VARCHAR) AS d FROM (
+    SELECT run_id, CAST(d->'$.trial_id' AS VARCHAR) AS tid, ts, event_id, d,
            row_number() OVER (PARTITION BY run_id, CAST(d->'$.trial_id' AS VARCHAR)
-                              ORDER BY ts DESC, event_id DESC) AS rn
+                              ORDER BY ts DESC, event_id DESC) AS latest
     FROM (SELECT run_id, ts, event_id, coalesce(data_upcast, data) AS d FROM events
           WHERE event_type = 'trial.recorded' {where})
-) WHERE rn = 1
-ORDER BY run_id, ts, event_id
+) WHERE latest = 1
+ORDER BY rn
 """
 
 RUNS_SQL = """
@@ -102,22 +104,8 @@ def trials_table(reader: Any, run_ids: str | Sequence[str] | None = None) -> pa.
     """One row per trial: run_id, trial_id (int64 when every id is an integer, else string),
     ts, params.<k>..., metrics.<k>..."""
     where, params = _where("run_id", run_ids)
-    rows = reader.sql(TRIALS_SQL.format(where=where), params).fetchall()
-    tids = [_loads(r[1]) for r in rows]
-    if tids and all(_kind(t) == "int" for t in tids):
-        tid_col = pa.array(tids, pa.int64())
-    else:
-        tid_col = pa.array(
-            [t if isinstance(t, str) or t is None else json.dumps(t) for t in tids], pa.string()
-        )
-    cols: dict[str, pa.Array] = {
-        "run_id": pa.array([r[0] for r in rows], pa.string()),
-        "trial_id": tid_col,
-        "ts": pa.array([r[2] for r in rows], _TS),
-    }
-    cols.update(_expand("params", [_loads(r[3]) for r in rows]))
-    cols.update(_expand("metrics", [_loads(r[4]) for r in rows]))
-    return pa.table(cols)
+    base = reader.sql(TRIALS_SQL.format(where=where), params).to_arrow_table()
+    return flatten_trials(base)
 
 
 def best_trials(trials: pa.Table, metric: str, mode: str = "max") -> dict[str, tuple[Any, float]]:
