@@ -144,7 +144,7 @@ def four_processes(a: Any, work: Path) -> list[dict]:
                     errors[tool] = f"exit {p.returncode}"
                     continue
                 busy.append(sum(json.loads(out.strip().splitlines()[-1])["lat_us"]) / 1e6)
-            if busy:
+            if len(busy) == 4:
                 res[tool].append(4 * n / max(busy))
             shutil.rmtree(d, ignore_errors=True)
     return [
@@ -410,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 rows += SUITES[name](a, work)
             print(f"[{name}: {time.perf_counter() - t:.0f} s]", file=sys.stderr, flush=True)
+            if a.json:  # after each suite, so a cut-short run keeps what it measured
+                Path(a.json).write_text(json.dumps(rows, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
@@ -419,8 +421,6 @@ def main(argv: list[str] | None = None) -> None:
     print(table(rows))
     for line in ratios(rows):
         print(line)
-    if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def ledgerx_os(n: int, d: Path) -> dict[str, Any]:
 def _sqlite(sync: str, n: int, d: Path) -> dict[str, Any]:
     import sqlite3
 
-    con = sqlite3.connect(d / "trials.sqlite", isolation_level=None)
+    # timeout: writers of other processes wait on the lock (SQLite busy handler) as in real use
+    con = sqlite3.connect(d / "trials.sqlite", isolation_level=None, timeout=60)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute(f"PRAGMA synchronous={sync}")
     con.execute("CREATE TABLE IF NOT EXISTS t (trial_id INTEGER, params TEXT, metrics TEXT)")
