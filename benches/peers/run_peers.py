@@ -328,7 +328,10 @@ def prealloc(a: Any, work: Path) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    ref = {r["suite"]: r for r in rows if r.get("tool", "").startswith("ledgerx") and "p50_us" in r}
+    ref: dict[str, dict] = {}  # the first ledgerx row of each suite is its reference
+    for r in rows:
+        if r.get("tool", "").startswith("ledgerx") and "p50_us" in r:
+            ref.setdefault(r["suite"], r)
     lines = [
         f"{'suite':<9} {'tool':<34} {'p50 us':>10} {'p99 us':>10} {'ledgerx/peer p50':>17}"
         f" {'ledgerx/peer p99':>17}  other"
