@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 RUST_SRC := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: demo test test-rust test-py test-node node lint bench soak mutants clean setup build ui screenshots
+.PHONY: demo test test-rust test-py test-node node lint bench bench-peers soak mutants clean setup build ui screenshots
 
 # Python deps from pyproject.toml (runtime + test + bench extras), into a local venv.
 $(VENV)/.deps: pyproject.toml
@@ -91,9 +91,24 @@ lint: setup
 	$(VENV)/bin/mypy python/ledgerx
 	$(PY) -m mypy.stubtest ledgerx._core
 
-bench: setup node
+bench: setup node bench-peers
 	$(PY) -m pytest benches -q -p no:cacheprovider --benchmark-columns=min,median,max,mean,ops,rounds -s
 	node benches/node/bench_emit.js
+
+# The peer suite (benches/peers/): Optuna and eventsourcing in .venv-peers, MLflow in
+# .venv-mlflow (its pins are its own), each from the pinned requirements files; strace counts
+# what each tool syncs. PEERS_MODE=quick (default, a few minutes) or full.
+PEERS_MODE ?= quick
+.venv-peers/.deps: benches/peers/requirements.txt
+	test -x .venv-peers/bin/python || python3 -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q -r benches/peers/requirements.txt
+	touch $@
+.venv-mlflow/.deps: benches/peers/requirements-mlflow.txt
+	test -x .venv-mlflow/bin/python || python3 -m venv .venv-mlflow
+	.venv-mlflow/bin/python -m pip install -q -r benches/peers/requirements-mlflow.txt
+	touch $@
+bench-peers: setup .venv-peers/.deps .venv-mlflow/.deps
+	$(PY) benches/peers/run_peers.py --mode $(PEERS_MODE) --reps 3
 
 # Long runs: the kill loop, the Hypothesis differential (LEDGERX_FUZZ_EXAMPLES) and the Rust
 # fuzz targets (PROPTEST_CASES per target).
@@ -116,4 +131,4 @@ mutants: setup
 	$(PY) tests/mutants_py.py --per-module $(MUTANTS_PER_MODULE) --seconds $(MUTANTS_SECONDS)
 
 clean:
-	rm -rf $(VENV) target data node/build $(NODE_ADDON)
+	rm -rf $(VENV) .venv-peers .venv-mlflow target data node/build $(NODE_ADDON)

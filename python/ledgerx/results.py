@@ -16,15 +16,24 @@ from typing import Any
 import pyarrow as pa
 
 from ledgerx.errors import ConfigError, LedgerError
+from ledgerx.flatten import flatten_trials
 
 _TS = pa.timestamp("us", tz="UTC")
 
-# The latest record of each trial (a retried task may record one twice: the view keeps it once),
-# with trial_id as the view types it (int or str: integers stay integers), in trial_id order.
+# One row per trial from the trial_results view (its one definition: the latest record of a
+# trial recorded twice; 1 and "1" are two trials; legacy runs included in dual mode), in
+# (run_id, trial_id) order, integers sorting as integers. `rn` is the row's place in the result,
+# `tid` the typed id as JSON text (3.0 is 3) and `d` a JSON object text of the trial's params
+# and metrics as the view holds them. `ledgerx.flatten` types and spreads it.
 TRIALS_SQL = """
-SELECT run_id, trial_id, recorded_at, CAST(params AS VARCHAR), CAST(metrics AS VARCHAR)
+SELECT row_number() OVER (ORDER BY run_id, trial_id, recorded_at, event_id) AS rn, run_id,
+       CASE union_tag(trial_id) WHEN 'int' THEN CAST(union_extract(trial_id, 'int') AS VARCHAR)
+            WHEN 'str' THEN CAST(to_json(union_extract(trial_id, 'str')) AS VARCHAR) END AS tid,
+       recorded_at AS ts,
+       '{{"params":' || coalesce(CAST(params AS VARCHAR), 'null')
+           || ',"metrics":' || coalesce(CAST(metrics AS VARCHAR), 'null') || '}}' AS d
 FROM trial_results WHERE true {where}
-ORDER BY run_id, trial_id, recorded_at, event_id
+ORDER BY rn
 """
 
 RUNS_SQL = """
@@ -96,22 +105,8 @@ def trials_table(reader: Any, run_ids: str | Sequence[str] | None = None) -> pa.
     """One row per trial: run_id, trial_id (int64 when every id is an integer, else string),
     ts, params.<k>..., metrics.<k>..."""
     where, params = _where("run_id", run_ids)
-    rows = reader.sql(TRIALS_SQL.format(where=where), params).fetchall()
-    tids = [r[1] for r in rows]
-    if tids and all(_kind(t) == "int" for t in tids):
-        tid_col = pa.array(tids, pa.int64())
-    else:
-        tid_col = pa.array(
-            [t if isinstance(t, str) or t is None else json.dumps(t) for t in tids], pa.string()
-        )
-    cols: dict[str, pa.Array] = {
-        "run_id": pa.array([r[0] for r in rows], pa.string()),
-        "trial_id": tid_col,
-        "ts": pa.array([r[2] for r in rows], _TS),
-    }
-    cols.update(_expand("params", [_loads(r[3]) for r in rows]))
-    cols.update(_expand("metrics", [_loads(r[4]) for r in rows]))
-    return pa.table(cols)
+    base = reader.sql(TRIALS_SQL.format(where=where), params).to_arrow_table()
+    return flatten_trials(base)
 
 
 def best_trials(trials: pa.Table, metric: str, mode: str = "max") -> dict[str, tuple[Any, float]]:

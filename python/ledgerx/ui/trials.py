@@ -6,8 +6,9 @@ its envelope), and a sorted page for the table.
 What a trial is comes from the index's `trial_results` view, its one definition: a trial
 recorded twice (a retried task) is shown once, its latest record, exactly as `Reader.trials()`
 and `Reader.trials_table()` show it, and trials are numbered `i` in recording order
-(recorded_at, then event_id: the x axis of the metric-by-trial chart). Counts are of trials, not of records (`runs_d.n_trials` counts
-records). The queries read the run's `trial.recorded` rows of `events` directly and parse only
+(recorded_at, then event_id: the x axis of the metric-by-trial chart). Counts are of trials,
+not of records (`runs_d.n_trials` counts records). The queries read the run's `trial.recorded`
+rows of `events` directly and parse only
 the fields they need, and the full params/metrics of the rows they return; a run whose records
 are not one per trial id keeps only the records the view keeps (`event_id IN (SELECT event_id
 FROM trial_results ...)`). A run of 100k trials stays well under a second (benches/bench_ui.py).
