@@ -242,3 +242,18 @@ def test_upcast_hook_applies_to_old_versions_only(ledger: Path) -> None:
     assert rows == [(3 * 30 + 2 * 10 + 1,)]
     assert q(db, "SELECT count(*) FROM trial_results WHERE params->>'v2' = 'true'") == [(111,)]
     assert q(db, "SELECT count(*) FROM events WHERE data LIKE '%v2%'") == [(0,)]  # raw kept
+
+
+def test_rebuild_summary_line_reports_exact_figures(ledger: Path) -> None:
+    """The one-line summary of a round (docs/index.md) says what was read, in MB of the files."""
+    write_sweep(ledger, runs=2, trials=400, seed=5, day_us=T0 + 3 * DAY_US)
+    rep = build_index(ledger)
+    parts = sorted((ledger / "events").glob("day=*/part-*.jsonl"))
+    size = sum(p.stat().st_size for p in parts)
+    assert size > 100_000  # so that bytes // 1e6 and bytes / 1e6 print differently
+    n = len(reference_events(ledger))
+    assert rep.summary().startswith(
+        f"indexed {n} events ({size / 1e6:.1f} MB from {len(parts)} files), "
+        "0 bad lines, 0 duplicates skipped, "
+    )
+    assert rep.summary().endswith(" s [full]")
