@@ -202,3 +202,21 @@ def test_to_json_matches_json_semantics() -> None:
         "n": 2**63 - 1,
         "m": 2**64 - 1,
     }
+
+
+def test_phase_duration_is_the_measured_time_in_milliseconds(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """duration_ms is perf_counter's difference × 1000 (the clock is replaced, so the value is
+    exact and the test does not depend on timing)."""
+    import ledgerx.writer as writer_mod
+
+    ticks = iter([100.0, 100.25])
+    with ledgerx.open(root, durability="os") as led:
+        with led.run(run_kind="k", config={}, data_fingerprint="fp") as run:
+            monkeypatch.setattr(writer_mod.time, "perf_counter", lambda: next(ticks))
+            with run.phase("plan"):
+                pass
+            monkeypatch.undo()
+    done = [e for e in check_log(root).events if e["event_type"] == "phase.completed"]
+    assert [e["data"]["duration_ms"] for e in done] == [250.0]
