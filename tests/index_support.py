@@ -197,3 +197,113 @@ def index_runs(db: Path) -> dict[str, dict[str, Any]]:
 def file_id(p: Path) -> tuple[int, int, int, int]:
     st = os.stat(p)
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _order(e: dict[str, Any]) -> tuple[str, str, int]:
+    return (e["ts"], e["file"], e["offset"])
+
+
+def reference_derived(events: list[dict[str, Any]]) -> dict[str, list[tuple[Any, ...]]]:
+    """The derived tables of docs/index.md computed the obvious way from `reference_events`
+    (JSON values as Python objects, times as `ts` text, rows sorted by repr)."""
+    ev = sorted(events, key=_order)
+    out: dict[str, list[tuple[Any, ...]]] = {k: [] for k in DERIVED}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    starts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    ends: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for e in ev:
+        t, d, rid = e["event_type"], e["data"], e["run_id"]
+        if t == "trial.recorded":
+            latest[(rid, str(d["trial_id"]))] = e  # the latest (ts, file, offset) wins
+        elif t == "baseline.completed":
+            row = (e["event_id"], rid, d["baseline"], d["metrics"], e["ts"])
+            out["baseline_results"].append(row)
+        elif t == "artifact.created":
+            keys = ("name", "path", "format", "bytes", "sha256", "rows")
+            out["artifacts_catalog"].append((e["event_id"], rid, *(d[k] for k in keys), e["ts"]))
+        elif t == "alert.ingested":
+            keys = ("alert_id", "source", "severity", "payload")
+            out["alerts"].append((e["event_id"], *(d[k] for k in keys), e["ts"], rid))
+        elif t == "phase.started":
+            starts.setdefault((rid, d["phase"]), []).append(e)
+        elif t == "phase.completed":
+            ends.setdefault((rid, d["phase"]), []).append(e)
+    for (rid, tid), e in latest.items():
+        d = e["data"]
+        out["trial_results"].append((e["event_id"], rid, tid, d["params"], d["metrics"], e["ts"]))
+    for rid, ph in sorted(set(starts) | set(ends)):
+        s, c = starts.get((rid, ph), []), ends.get((rid, ph), [])
+        for k in range(max(len(s), len(c))):  # the k-th start with the k-th completion
+            a = s[k] if k < len(s) else None
+            b = c[k] if k < len(c) else None
+            out["phase_timings"].append(
+                (
+                    rid,
+                    ph,
+                    k + 1,
+                    a["data"]["phase_index"] if a else None,
+                    a["ts"] if a else None,
+                    b["ts"] if b else None,
+                    b["data"]["duration_ms"] if b else None,
+                    b["data"].get("output_summary") if b else None,
+                )
+            )
+    return {k: sorted(v, key=repr) for k, v in out.items()}
+
+
+# table → (SQL over the index file, which columns hold JSON text, which hold times)
+DERIVED: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
+    "trial_results": (
+        "SELECT event_id, run_id, trial_id, params, metrics, recorded_at FROM trial_results",
+        (3, 4),
+        (5,),
+    ),
+    "baseline_results": (
+        "SELECT event_id, run_id, baseline, metrics, completed_at FROM baseline_results",
+        (3,),
+        (4,),
+    ),
+    "artifacts_catalog": (
+        "SELECT event_id, run_id, name, path, format, bytes, sha256, rows, created_at "
+        "FROM artifacts_catalog",
+        (),
+        (8,),
+    ),
+    "phase_timings": (
+        "SELECT run_id, phase, attempt, phase_index, started_at, completed_at, duration_ms, "
+        "output_summary FROM phase_timings",
+        (7,),
+        (4, 5),
+    ),
+    "alerts": (
+        "SELECT event_id, alert_id, source, severity, payload, ts, run_id FROM alerts",
+        (4,),
+        (5,),
+    ),
+}
+
+
+def index_derived(runs_db: Path, alerts_db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The derived tables as the index holds them, in `reference_derived`'s shape."""
+    from ledgerx.index.indexer import open_readonly
+
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for table, (sql, js, times) in DERIVED.items():
+        con = open_readonly(alerts_db if table == "alerts" else runs_db)
+        try:
+            rows = con.execute(sql).fetchall()
+        finally:
+            con.close()
+        out[table] = sorted(
+            (
+                tuple(
+                    (json.loads(v) if i in js else ts_str(v) if i in times else v)
+                    if v is not None
+                    else None
+                    for i, v in enumerate(r)
+                )
+                for r in rows
+            ),
+            key=repr,
+        )
+    return out

@@ -27,7 +27,7 @@ MODULES = {
     "python/ledgerx/artifacts.py": "tests/test_reliability_fsync_audit.py "
     "tests/test_ops_artifacts.py",
     "python/ledgerx/fsutil.py": "tests/test_reliability_fsync_audit.py "
-    "tests/test_schema_registry.py tests/test_ops_artifacts.py",
+    "tests/test_schema_registry.py tests/test_ops_artifacts.py tests/test_security_files.py",
     "python/ledgerx/writer.py": "tests/test_writer_format.py tests/test_writer_bad_input.py "
     "tests/test_writer_processes.py",
 }

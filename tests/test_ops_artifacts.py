@@ -157,3 +157,14 @@ def test_artifact_write_killed_midway_leaves_no_partial_file(root: Path) -> None
     with ledgerx.Reader(root) as r:
         rows = r.sql("SELECT path, sha256, rows FROM artifacts_catalog").fetchall()
     assert rows and set(rows) == {("artifacts/runs/run-kill/big.parquet", _sha(final), n)}
+
+
+def test_only_numpy_ndarrays_are_read_as_arrays() -> None:
+    """A foreign type that is merely *named* ndarray (cupy, jax, ...) is refused with the typed
+    error, not handed to pyarrow as if it were numpy's."""
+    from ledgerx.artifacts import to_arrow_table
+    from ledgerx.errors import SchemaError
+
+    fake = type("ndarray", (), {"__module__": "cupy", "ndim": 1})()
+    with pytest.raises(SchemaError, match=r"unsupported data of type cupy\.ndarray"):
+        to_arrow_table(fake)

@@ -16,8 +16,7 @@ import sys, time, ledgerx
 led = ledgerx.open(sys.argv[1], durability="group")
 stamp = sys.argv[2]
 for step in ("2026-03-02 00:00:01", "2026-03-01 23:59:58", "2026-03-02 00:00:03"):
-    open(stamp, "w").write("@" + step + "\\n")
-    time.sleep(0.05)
+    open(stamp, "w").write("@" + step + "\\n")  # FAKETIME_NO_CACHE: read at every clock call
     for i in range(100):
         led.emit("run.heartbeat", {"step": step, "i": i}, run_id="clock")
 led.close()

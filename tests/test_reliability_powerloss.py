@@ -52,13 +52,22 @@ def _make_base(root: Path) -> list[tuple[str, int, str, int]]:
         )
         for name, mode in [("fs1", "fsync"), ("fs2", "fsync"), ("gr1", "group")]
     ]
-    time.sleep(1.5)
+    # Kill once every writer has acknowledged enough events (a condition, not a guessed time):
+    # 100 fsync-mode events each, and 4 group batches.
+    want = {0: 100, 1: 100, 2: 100}
+    seen: dict[int, list[str]] = {i: [] for i in want}
+    deadline = time.monotonic() + 120
+    for i, p in enumerate(procs):
+        assert p.stdout is not None
+        while len(seen[i]) < want[i]:
+            assert time.monotonic() < deadline and p.poll() is None, "writer stalled"
+            seen[i].append(p.stdout.readline())
     for p in procs:
         os.kill(p.pid, signal.SIGKILL)
     acked = []
-    for p in procs:
+    for i, p in enumerate(procs):
         out, _ = p.communicate()
-        for line in out.splitlines():
+        for line in "".join(seen[i]).splitlines() + out.splitlines():
             parts = line.split()
             if len(parts) == 4:  # the last line may be cut by the kill
                 acked.append((parts[0], int(parts[1]), parts[2], int(parts[3])))

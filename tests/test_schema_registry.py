@@ -267,14 +267,22 @@ def test_writer_picks_up_a_new_version_from_another_process(root: Path) -> None:
         w.emit("trial.recorded", {"trial_id": 1, "params": {}, "metrics": {}}, run_id="r1")
         r = run_py(REGISTER_IN_CHILD, str(events(root)), "trial.recorded", json.dumps(TRIAL_V2))
         assert r.returncode == 0 and r.stdout.strip() == "2", r.stderr
-        time.sleep(1.2)  # the writer looks at the file's mtime at most once a second
+        # The writer looks at the file's mtime at most once a second: wait for the condition
+        # (a v2-only event is accepted), not for a guessed time. Rejected tries write nothing.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                w.emit(
+                    "trial.recorded",
+                    {"trial_id": 3, "parameters": {}, "metrics": {}, "source": "x"},
+                    run_id="r1",
+                )
+                break
+            except SchemaError as e:
+                assert "v1" in str(e) and time.monotonic() < deadline, e
+                time.sleep(0.05)  # poll interval
         with pytest.raises(SchemaError, match="trial.recorded v2: data: missing required field"):
             w.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}}, run_id="r1")
-        w.emit(
-            "trial.recorded",
-            {"trial_id": 3, "parameters": {}, "metrics": {}, "source": "x"},
-            run_id="r1",
-        )
         # an old version is still accepted when named
         w.emit(
             "trial.recorded",
@@ -309,6 +317,7 @@ import os, sys, time
 from ledgerx.schema import SchemaRegistry
 events, name, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 reg = SchemaRegistry(events)
+open(go + "." + name, "w").close()  # ready
 while not os.path.exists(go):
     time.sleep(0.001)
 for i in range(n):
@@ -329,7 +338,11 @@ def test_two_processes_registering_at_once_both_land(root: Path) -> None:
         )
         for name in ("alpha", "beta")
     ]
-    time.sleep(0.3)
+    # both children started and wait at the gate: then open it, so they really race
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{go}.{name}").exists() for name in ("alpha", "beta")):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
     go.touch()
     reads = 0
     while any(p.poll() is None for p in procs):

@@ -57,6 +57,21 @@ def test_lock_files_are_never_opened_through_links(
     assert reason in r.stderr and r.stderr.count("\n") <= 2, r.stderr
 
 
+def test_a_refused_lock_file_names_the_reason(tmp_path: Path) -> None:
+    from ledgerx.errors import LedgerError
+    from ledgerx.fsutil import open_lock_file
+
+    fifo = tmp_path / "fifo.lock"
+    os.mkfifo(fifo)
+    with pytest.raises(LedgerError, match=r"fifo.lock: lock file not a regular file; refusing"):
+        open_lock_file(fifo)
+    (tmp_path / "a").write_text("")
+    os.link(tmp_path / "a", tmp_path / "b.lock")
+    with pytest.raises(LedgerError, match=r"b.lock: lock file has other hard links; refusing"):
+        open_lock_file(tmp_path / "b.lock")
+    os.close(open_lock_file(tmp_path / "c.lock"))  # a plain new file is accepted
+
+
 @pytest.mark.parametrize(("umask", "mode"), [(0o002, 0o664), (0o022, 0o644), (0o077, 0o600)])
 def test_created_files_honour_the_umask(root: Path, umask: int, mode: int) -> None:
     code = f"""

@@ -202,3 +202,43 @@ def test_to_json_matches_json_semantics() -> None:
         "n": 2**63 - 1,
         "m": 2**64 - 1,
     }
+
+
+def test_phase_duration_is_the_measured_time_in_milliseconds(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """duration_ms is perf_counter's difference × 1000 (the clock is replaced, so the value is
+    exact and the test does not depend on timing)."""
+    import ledgerx.writer as writer_mod
+
+    ticks = iter([100.0, 100.25])
+    with ledgerx.open(root, durability="os") as led:
+        with led.run(run_kind="k", config={}, data_fingerprint="fp") as run:
+            monkeypatch.setattr(writer_mod.time, "perf_counter", lambda: next(ticks))
+            with run.phase("plan"):
+                pass
+            monkeypatch.undo()
+    done = [e for e in check_log(root).events if e["event_type"] == "phase.completed"]
+    assert [e["data"]["duration_ms"] for e in done] == [250.0]
+
+
+@pytest.mark.parametrize("shape", ["tail_beyond_one_read_chunk", "no_newline_at_all"])
+def test_adopting_a_part_with_a_long_torn_tail(root: Path, shape: str) -> None:
+    """The backward search for the last newline reads 64 KiB at a time: a torn tail longer than
+    that, and a part that is nothing but a torn line, are quarantined whole."""
+    with ledgerx.open(root) as ledger:
+        day_file = ledger.emit("run.heartbeat", {}, run_id="a")[0]
+    part = root / "events" / day_file
+    torn = b'{"event_id":"0190","event_type":"run.hear' + b"x" * 100_000
+    if shape == "no_newline_at_all":
+        part.write_bytes(torn)
+    else:
+        with part.open("ab") as f:
+            f.write(torn)
+    with ledgerx.open(root) as ledger:
+        pos = ledger.emit("run.heartbeat", {}, run_id="b")
+    assert pos[0] == day_file, "the non-full part is adopted"
+    want = ["b"] if shape == "no_newline_at_all" else ["a", "b"]
+    assert [e["run_id"] for e in check_log(root, contiguous_seq=False).events] == want
+    bins = list((root / "events" / "_quarantine").glob("*.bin"))
+    assert len(bins) == 1 and bins[0].read_bytes() == torn
