@@ -127,8 +127,9 @@ class Scanner:
     """The one "scan until done" loop over part files. Each `next()` scans up to `width` files
     (0: all) in parallel without the GIL, `max_bytes` of each at most, and returns their
     batches; a file that advanced and has complete lines left comes back in a later round.
-    A file is `(rel, start)` or `(rel, start, stop)`: with `stop`, it is not read past the
-    first line end at or after `stop`. An unreadable file yields one batch with `error` set;
+    A file is `(rel, start)` or `(rel, start, stop)`: with `stop`, no round starts at or past
+    `stop` (a file that grew since it was listed waits; the last round may return lines beyond
+    `stop`, as many as its read holds). An unreadable file yields one batch with `error` set;
     an unterminated tail is left pending."""
 
     def __new__(

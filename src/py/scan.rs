@@ -179,8 +179,8 @@ pub fn scan_files(
 }
 
 /// One file to scan: (path relative to events/, start offset[, stop offset]). With a stop
-/// offset the file is not read past the first line end at or after it (a file that grew since
-/// it was listed waits for the next round).
+/// offset no round starts at or past it (a file that grew since it was listed waits for the
+/// next indexing round; the last scan may return lines beyond it, as many as its read holds).
 #[derive(FromPyObject)]
 pub enum FileSpec {
     Until(String, u64, u64),
