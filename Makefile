@@ -26,9 +26,10 @@ $(VENV)/.tools: $(VENV)/.deps
 	fi
 	touch $@
 
-# The extension in release mode, installed editable into the venv (crates from Cargo.lock).
+# The extension in release mode, installed editable into the venv (crates from Cargo.lock), with
+# the `test-hooks` feature the tests use (a wheel built from pyproject.toml has it off).
 $(VENV)/.built: $(VENV)/.deps $(RUST_SRC) pyproject.toml
-	$(VENV)/bin/maturin develop --release --locked -q
+	$(VENV)/bin/maturin develop --release --locked -q --features python,test-hooks
 	touch $@
 
 setup: $(VENV)/.built $(VENV)/.tools

@@ -91,11 +91,16 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condit
 
 @contextlib.contextmanager
 def daemon(
-    root: Path, *args: str, env: dict[str, str] | None = None
+    root: Path, *args: str, env: dict[str, str] | None = None, stall: float | None = None
 ) -> Iterator[subprocess.Popen[str]]:
-    """`ledgerx daemon` as a real subprocess; killed and reaped whatever the test does."""
+    """`ledgerx daemon` as a real subprocess; killed and reaped whatever the test does. With
+    `stall`, through the test-only entry point `daemon_stalled.py`: every indexing round
+    stalls that many seconds mid-scan."""
+    entry = ["-m", "ledgerx"]
+    if stall is not None:
+        entry = [str(Path(__file__).with_name("daemon_stalled.py")), str(stall)]
     p = subprocess.Popen(
-        [sys.executable, "-m", "ledgerx", "daemon", "--root", str(root), *args],
+        [sys.executable, *entry, "daemon", "--root", str(root), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,7 +11,6 @@ from index_support import DAY_US, T0, reference_events, write_sweep
 from ops_support import daemon, free_port, get, healthz, snapshot, wait_for
 
 import ledgerx
-from ledgerx.daemon import STALL_ENV
 from ledgerx.index import build_index
 
 from conftest import cli
@@ -82,7 +81,7 @@ def test_daemon_end_to_end_over_http(root: Path) -> None:
 
 def test_sigterm_mid_cycle_finishes_the_cycle_and_exits_0(root: Path, tmp_path: Path) -> None:
     write_sweep(root, runs=2, trials=10)
-    with daemon(root, "--interval", "30", env={STALL_ENV: "1.5"}) as p:
+    with daemon(root, "--interval", "30", stall=1.5) as p:
         wait_for(lambda: list((root / "index").glob(".building-*")), 30, "a cycle in progress")
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0
@@ -98,7 +97,7 @@ def test_sigkill_mid_cycle_then_restart_gives_the_exact_index(root: Path, tmp_pa
     write_sweep(root, runs=3, trials=10, seed=2, day_us=T0 + DAY_US)
     port = free_port()
     args = ("--interval", "30", "--health-port", str(port), "--max-lag-seconds", "60")
-    with daemon(root, *args, env={STALL_ENV: "60"}) as p:
+    with daemon(root, *args, stall=60) as p:
         wait_for(lambda: list((root / "index").glob(".building-*")), 30, "a cycle in progress")
         # Stuck mid-cycle with old unindexed events: the health thread still answers, 503.
         code, h = healthz(port)

@@ -150,16 +150,16 @@ def test_validate_reports_every_bad_line(root: Path, tmp_path: Path) -> None:
         ),
         4: (_line(event_type="no.such"), "unknown event type 'no.such'"),
         5: (_line(schema_version=2), "trial.recorded: no version 2"),
-        6: ("{not json", "not valid JSON"),
-        7: (_line(seq=0), "seq: expected an integer >= 1"),
-        8: (_line(ts="2026-01-02 03:04:05"), "ts: not an RFC 3339 UTC timestamp"),
+        6: ("{not json", "invalid JSON: expected string key at column 2"),
+        7: (_line(seq=0), "seq is not an integer >= 1"),
+        8: (_line(ts="2026-01-02 03:04:05"), "ts is not an RFC 3339 timestamp"),
         9: (tampered, "crc mismatch"),
         10: ("", "empty line"),
-        11: (_line(data=...), "missing envelope field data"),
-        12: (_line(event_id="not-a-uuid"), "event_id"),
-        13: ('{"a":1,"a":2}', "duplicate key 'a'"),
-        14: (_line(extra=1), "unexpected envelope field extra"),
-        15: (_line(data=[1]), "data: expected object, got list"),
+        11: (_line(data=...), 'not a v1 envelope: missing "data"'),
+        12: (_line(event_id="not-a-uuid"), "event_id is not a UUID string"),
+        13: ('{"a":1,"a":2}', 'invalid JSON: duplicate key "a" at column 11'),
+        14: (_line(extra=1), 'not a v1 envelope: key 9 is "extra"'),
+        15: (_line(data=[1]), "data is not an object"),
     }
     lines = good + [bad_lines[i][0] for i in sorted(bad_lines)] + [_line(seq=9)]
     f = tmp_path / "mixed.jsonl"
@@ -206,7 +206,7 @@ def test_validate_and_the_indexer_share_the_event_id_rule(root: Path, tmp_path: 
     uuid4 = "9f1c2d3e-4b5a-4c6d-8e7f-0123456789ab"
     lines = {
         uuid4: None,
-        "not-a-uuid-at-all": "event_id: not a UUID string",
+        "not-a-uuid-at-all": "event_id is not a UUID string",
     }
     for eid, want in lines.items():
         f = tmp_path / "e.jsonl"
@@ -224,4 +224,44 @@ def test_validate_and_the_indexer_share_the_event_id_rule(root: Path, tmp_path: 
     f = tmp_path / "swapped.jsonl"
     f.write_text(swapped + "\n")
     r = run(root, "schema", "validate", str(f))
-    assert r.returncode == 1 and "envelope fields out of order" in r.stdout
+    assert r.returncode == 1 and 'key 6 is "seq", expected "writer"' in r.stdout
+
+
+def test_validate_and_verify_agree_line_by_line(root: Path, tmp_path: Path) -> None:
+    """`schema validate` and the scanner behind `verify`/`rebuild` give one verdict per line:
+    both are the core's `check_line`. The cases are those where the two used to disagree; the
+    expected verdicts are docs/format.md's table (writer: any string; event_type: non-empty;
+    schema_version: an INTEGER of the index; run_id: the run id syntax)."""
+    from ledgerx.index import build_index
+
+    ensure_registry(root / "events")
+    ids = [f"01a2148f-767e-7816-83c2-37d1fb762c3{i}" for i in range(5)]
+    cases = {
+        "writer empty": (_line(event_id=ids[0], writer=""), None),
+        "event_type empty": (
+            _line(event_id=ids[1], event_type=""),
+            "event_type is not a non-empty string",
+        ),
+        "run_id syntax": (_line(event_id=ids[2], run_id="bad id!"), 'invalid run_id "bad id!"'),
+        "schema_version > INTEGER": (
+            _line(event_id=ids[3], schema_version=2**31),
+            "schema_version is not an integer in 1..=2147483647",
+        ),
+        "good": (_line(event_id=ids[4], seq=2), None),
+    }
+    day = root / "events" / "day=2026-01-02"
+    day.mkdir(parents=True, exist_ok=True)
+    (day / "part-000001.jsonl").write_text("".join(line + "\n" for line, _ in cases.values()))
+    rep = build_index(root)
+    want_bad = [(name, why) for name, (_, why) in cases.items() if why is not None]
+    assert (rep.events, rep.bad_lines) == (len(cases) - len(want_bad), len(want_bad))
+    for (_, why), got in zip(want_bad, [b[3] for b in rep.bad], strict=True):
+        assert why in got, (why, got)
+    for name, (line, why) in cases.items():
+        f = tmp_path / "one.jsonl"
+        f.write_text(line + "\n")
+        r = run(root, "schema", "validate", str(f))
+        if why is None:
+            assert r.returncode == 0, (name, r.stdout, r.stderr)
+        else:
+            assert r.returncode == 1 and why in r.stdout, (name, r.stdout)

@@ -40,15 +40,17 @@ def _alerts(root: Path, n: int) -> None:
 
 @pytest.fixture
 def scans(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[str, int]]]:
-    """Every (file, offset) list the scanner is asked to read, in this process."""
+    """Every (file, offset) list the scanner is asked to read, in this process (the files a
+    `_core.Scanner` starts from: the one scan-until-done loop)."""
     calls: list[list[tuple[str, int]]] = []
-    real = _core.scan_files
+    real = _core.Scanner
 
     def spy(ev: str, todo: list[tuple[str, int]], **kw: Any) -> Any:
-        calls.append(list(todo))
+        if todo:  # a Scanner over no file reads nothing
+            calls.append(list(todo))
         return real(ev, todo, **kw)
 
-    monkeypatch.setattr(_core, "scan_files", spy)
+    monkeypatch.setattr(_core, "Scanner", spy)
     return calls
 
 

@@ -11,7 +11,11 @@ __all__ = [
     "Writer",
     "SchemaValidator",
     "ScanBatch",
+    "Scanner",
     "scan_files",
+    "check_line",
+    "check_json",
+    "quarantine",
     "to_json",
     "day_of",
     "format_ts",
@@ -85,7 +89,8 @@ class Writer:
     def commit_stats(self) -> dict[str, Any]:
         """Group mode: batches, events, max_latency_us (emit to durable), latency_log2_us."""
     def _set_fake_now(self, us: int | None) -> None:
-        """Tests only: fix the clock to `us` microseconds since the epoch."""
+        """Tests only: fix the clock to `us` microseconds since the epoch. Compiled only with
+        the `test-hooks` cargo feature (the dev build of `make setup`), absent from a wheel."""
 
 @final
 class ScanBatch:
@@ -116,6 +121,44 @@ def scan_files(
     writer, seq (int64), data (JSON text), offset (int64), line_bytes (int64). A file that
     cannot be read yields a batch with `error` set instead of raising; lines over 16 MiB are
     reported as bad."""
+
+@final
+class Scanner:
+    """The one "scan until done" loop over part files. Each `next()` scans up to `width` files
+    (0: all) in parallel without the GIL, `max_bytes` of each at most, and returns their
+    batches; a file that advanced and has complete lines left comes back in a later round.
+    A file is `(rel, start)` or `(rel, start, stop)`: with `stop`, no round starts at or past
+    `stop` (a file that grew since it was listed waits; the last round may return lines beyond
+    `stop`, as many as its read holds). An unreadable file yields one batch with `error` set;
+    an unterminated tail is left pending."""
+
+    def __new__(
+        cls,
+        events_dir: str,
+        files: list[tuple[str, int]] | list[tuple[str, int, int]],
+        strict: bool = False,
+        max_bytes: int = 64 * 1024 * 1024,
+        threads: int = 0,
+        width: int = 0,
+    ) -> Scanner: ...
+    def __iter__(self) -> Scanner: ...
+    def __next__(self) -> list[ScanBatch]: ...
+    @property
+    def pending(self) -> list[tuple[str, int]]:
+        """Files still to scan, with their next offset."""
+
+def check_line(line: bytes, strict: bool = False) -> str | None:
+    """Why one line (without its newline) is not a valid v1 line, or None: the rules the
+    scanner applies to every line of a part (size, UTF-8, I-JSON, envelope, crc, run id,
+    artifact paths)."""
+
+def check_json(text: bytes) -> str | None:
+    """Why `text` is not one I-JSON value (duplicate key, NaN/Infinity, lone surrogate,
+    depth, syntax; with the column), or None."""
+
+def quarantine(events_dir: str, rel: str, offset: int, data: bytes, reason: str) -> str:
+    """Save `data` (bytes of `rel` at `offset`) under events/_quarantine/ as
+    `<rel>@<offset>.<us>.bin` with a `.reason.json`, both fsynced; returns the .bin path."""
 
 def to_json(obj: Any) -> bytes:
     """Serialize like emit() does (I-JSON checks included)."""

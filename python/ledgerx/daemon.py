@@ -49,8 +49,6 @@ BUSY_RETRY_S = 1.0
 HEALTH_CACHE_S = 0.5
 HEALTH_TIMEOUT_S = 5.0
 HEALTH_MAX_CONNECTIONS = 16
-# Tests only: stall each cycle this long inside the scan, so it can be killed mid-cycle.
-STALL_ENV = "LEDGERX_DAEMON_TEST_STALL_S"
 
 
 class DaemonBusyError(LedgerError):
@@ -161,8 +159,6 @@ class Daemon:
         self._lag_lock = threading.Lock()
         self._lag_cache: tuple[float, dict[str, Any], str | None, tuple[int, int]] | None = None
         self._lag_tracker: Any = None
-        stall = os.environ.get(STALL_ENV)
-        self._stall = float(stall) if stall else 0.0
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -175,15 +171,8 @@ class Daemon:
         with st.lock:
             st.in_cycle = True
         t0 = time.monotonic()
-        stalled = [False]
-
-        def progress(done: int, total: int) -> None:
-            if self._stall and not stalled[0] and done > 0:
-                stalled[0] = True
-                time.sleep(self._stall)
-
         try:
-            rep = build_index(self.root, stale_after=self.stale_after, progress=progress)
+            rep = build_index(self.root, stale_after=self.stale_after)
             self._ship()
         except IndexBusyError as e:
             with st.lock:

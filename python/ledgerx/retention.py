@@ -49,7 +49,6 @@ from ledgerx.fsutil import ensure_dir, fsync_path
 
 ARCHIVE_FORMAT = 1
 META_KEY = b"ledgerx.archive"
-QUARANTINE = "_quarantine"
 SCAN_CHUNK = 64 << 20
 DAY_RE = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
 PART_RE = re.compile(r"part-\d{6}\.jsonl")
@@ -291,9 +290,8 @@ def _scan_part(ev: Path, rel: str, day: str, size: int) -> _Scanned:
     batches: list[pa.RecordBatch] = []
     bad: list[tuple[int, int, str]] = []
     end = 0
-    while end < size:
-        (b,) = _core.scan_files(str(ev), [(rel, end)], strict=False, max_bytes=SCAN_CHUNK)
-        advanced = b.end_offset - end
+    # Up to the listed size: an unterminated tail stays pending (it goes to quarantine).
+    for (b,) in _core.Scanner(str(ev), [(rel, 0, size)], strict=False, max_bytes=SCAN_CHUNK):
         end = b.end_offset
         bad.extend((int(o), int(n), str(r)) for o, n, r in b.bad_lines)
         if b.num_rows:
@@ -306,8 +304,6 @@ def _scan_part(ev: Path, rel: str, day: str, size: int) -> _Scanned:
                     [cols[f.name].cast(f.type) for f in ARCHIVE_SCHEMA], schema=ARCHIVE_SCHEMA
                 )
             )
-        if advanced <= 0:
-            break  # only an unterminated tail is left
     table = pa.Table.from_batches(batches, schema=ARCHIVE_SCHEMA)
     return _Scanned(rel, day, size, end, table, bad, _rows_without_crc(ev, rel, end, table))
 
@@ -316,14 +312,9 @@ def _rows_without_crc(ev: Path, rel: str, end: int, table: pa.Table) -> list[tup
     """(offset, line_bytes) of the rows a strict scan refuses (lines without `crc`): the rows
     of the lenient scan whose offset the strict scan does not return."""
     strict: set[int] = set()
-    pos = 0
-    while pos < end:
-        (b,) = _core.scan_files(str(ev), [(rel, pos)], strict=True, max_bytes=SCAN_CHUNK)
+    for (b,) in _core.Scanner(str(ev), [(rel, 0, end)], strict=True, max_bytes=SCAN_CHUNK):
         if b.num_rows:
             strict.update(pa.record_batch(b).column("offset").to_pylist())
-        if b.end_offset <= pos:
-            break
-        pos = b.end_offset
     offs = table.column("offset").to_pylist()
     lens = table.column("line_bytes").to_pylist()
     return [(o, n) for o, n in zip(offs, lens, strict=True) if o not in strict]
@@ -371,20 +362,8 @@ def _write_archive(adir: Path, s: _Scanned) -> tuple[Path, int, str]:
 
 
 def _quarantine(ev: Path, rel: str, offset: int, data: bytes, reason: str) -> None:
-    """Same files as the writer's quarantine: `<rel>@<offset>.<us>.bin` + `.reason.json`."""
-    qdir = ev / QUARANTINE
-    ensure_dir(qdir)
-    stem = f"{rel.replace('/', '__')}@{offset}.{time.time_ns() // 1000}"
-    reason_doc = {"file": rel, "offset": offset, "bytes": len(data), "reason": reason}
-    for p, content in (
-        (qdir / f"{stem}.bin", data),
-        (qdir / f"{stem}.reason.json", (json.dumps(reason_doc) + "\n").encode()),
-    ):
-        with open(p, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-    fsync_path(qdir)
+    """The writer's quarantine (the Rust core's): `<rel>@<offset>.<us>.bin` + `.reason.json`."""
+    _core.quarantine(str(ev), rel, offset, data, reason)
 
 
 def _save_leftovers(ev: Path, s: _Scanned) -> int:

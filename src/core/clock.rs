@@ -88,16 +88,41 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
-/// Parse an RFC 3339 timestamp (any offset, any fraction length) to UTC microseconds.
+/// The two places RFC 3339 is read, each with its documented rule, through one parser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rfc3339 {
+    /// The log's `ts` (docs/format.md): RFC 3339 §5.6, the date/time separator `T`, `t` or a
+    /// space (§5.6's NOTE), any year 0000-9999.
+    LogTs,
+    /// JSON Schema's `date-time` format exactly as `jsonschema`'s FormatChecker checks it
+    /// (docs/schema.md): separator `T`/`t` only, year >= 1, one trailing newline tolerated.
+    SchemaDateTime,
+}
+
+/// Parse an RFC 3339 timestamp of the log (any offset, any fraction length) to UTC microseconds.
 /// Returns None for anything that is not a valid RFC 3339 date-time.
 pub fn parse_ts(s: &[u8]) -> Option<i64> {
+    parse_rfc3339(s, Rfc3339::LogTs)
+}
+
+/// The one RFC 3339 parser: UTC microseconds (digits past the sixth of a fraction are
+/// ignored), or None when `s` is not a date-time under `profile`.
+pub fn parse_rfc3339(s: &[u8], profile: Rfc3339) -> Option<i64> {
+    let s = match profile {
+        Rfc3339::SchemaDateTime => s.strip_suffix(b"\n").unwrap_or(s),
+        Rfc3339::LogTs => s,
+    };
     if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || s[13] != b':' || s[16] != b':' {
         return None;
     }
-    if !matches!(s[10], b'T' | b't' | b' ') {
+    let space_ok = profile == Rfc3339::LogTs;
+    if !(matches!(s[10], b'T' | b't') || (space_ok && s[10] == b' ')) {
         return None;
     }
     let y = digits(&s[0..4])? as i64;
+    if y == 0 && profile == Rfc3339::SchemaDateTime {
+        return None;
+    }
     let mo = digits(&s[5..7])?;
     let d = digits(&s[8..10])?;
     let h = digits(&s[11..13])?;
@@ -161,6 +186,30 @@ mod tests {
         }
         assert_eq!(&format_ts(0), b"1970-01-01T00:00:00.000000Z");
         assert_eq!(day_of(1_700_000_000_000_000), "2023-11-14");
+    }
+
+    #[test]
+    fn the_two_profiles_differ_only_where_documented() {
+        let log = |s: &str| parse_rfc3339(s.as_bytes(), Rfc3339::LogTs).is_some();
+        let dt = |s: &str| parse_rfc3339(s.as_bytes(), Rfc3339::SchemaDateTime).is_some();
+        for (s, in_log, in_schema) in [
+            ("2026-01-02T03:04:05.123456Z", true, true),
+            ("2026-01-02t03:04:05z", true, true),
+            ("2026-01-02T03:04:05.1234567891+05:30", true, true),
+            ("2026-01-02 03:04:05Z", true, false),
+            ("0000-01-02T03:04:05Z", true, false),
+            ("2026-01-02T03:04:05Z\n", false, true),
+            ("2026-01-02T03:04:05Z\n\n", false, false),
+            ("2026-01-02T03:04:05.Z", false, false),
+            ("2026-01-02T03:04:60Z", false, false),
+            ("2026-01-02T03:04:05+24:00", false, false),
+            ("2026-01-02T03:04:05+01:60", false, false),
+            ("2026-02-30T03:04:05Z", false, false),
+            ("2026-01-02T03:04:05", false, false),
+            ("２026-01-02T03:04:05Z", false, false),
+        ] {
+            assert_eq!((log(s), dt(s)), (in_log, in_schema), "{s:?}");
+        }
     }
 
     #[test]

@@ -136,6 +136,10 @@ impl<'a> Checker<'a> {
             Some(b'f') => self.lit(b"false"),
             Some(b'n') => self.lit(b"null"),
             Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b'N') if self.b[self.i..].starts_with(b"NaN") => self.err("NaN is not valid JSON"),
+            Some(b'I') if self.b[self.i..].starts_with(b"Infinity") => {
+                self.err("Infinity is not valid JSON")
+            }
             Some(_) => self.err("unexpected character"),
             None => self.err("unexpected end"),
         }
@@ -154,6 +158,9 @@ impl<'a> Checker<'a> {
         let b = self.b;
         if self.peek() == Some(b'-') {
             self.i += 1;
+        }
+        if b[self.i..].starts_with(b"Infinity") {
+            return self.err("-Infinity is not valid JSON");
         }
         match self.peek() {
             Some(b'0') => self.i += 1,
@@ -307,7 +314,8 @@ impl<'a> Checker<'a> {
                 end: self.i,
             };
             if !keys.insert(self.b, key, esc) {
-                return self.err("duplicate key");
+                let name: String = unescape(&self.b[ks..self.i]).chars().take(40).collect();
+                return self.err(&format!("duplicate key {name:?}"));
             }
             self.ws();
             if self.peek() != Some(b':') {
@@ -404,243 +412,8 @@ pub fn unescape(lit: &[u8]) -> String {
     serde_json::from_slice::<String>(lit).unwrap_or_default()
 }
 
+mod tape;
+pub use tape::{Tape, Tok, TokKind};
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_controls_and_quotes() {
-        let mut v = Vec::new();
-        write_str(&mut v, "a\"b\\c\n\u{1}é");
-        assert_eq!(
-            std::str::from_utf8(&v).unwrap(),
-            "\"a\\\"b\\\\c\\n\\u0001é\""
-        );
-        assert_eq!(
-            serde_json::from_slice::<String>(&v).unwrap(),
-            "a\"b\\c\n\u{1}é"
-        );
-    }
-
-    #[test]
-    fn checker_accepts_and_rejects() {
-        let m = Checker::object_members(br#"{"a":1,"b":{"c":[1,2.5e3,"x"]},"d":null}"#).unwrap();
-        assert_eq!(m.len(), 3);
-        for bad in [
-            &br#"{"a":1,"a":2}"#[..],
-            br#"{"a":NaN}"#,
-            br#"{"a":"\ud800"}"#,
-            br#"{"a":1"#,
-            br#"{"a":01}"#,
-            br#"[1]"#,
-            br#"{"a":1} x"#,
-            br#"{"a":"\u0061","\u0061":2}"#,
-        ] {
-            assert!(
-                Checker::object_members(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        // Past the inline list: the hash set still compares keys decoded.
-        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
-        for (tail, ok) in [
-            (r#""k39x":1}"#, true),
-            (r#""k7":1}"#, false),
-            (r#""\u006b7":1}"#, false),
-            (r#""\u006b7x":1}"#, true),
-        ] {
-            let text = format!("{{{many}{tail}");
-            assert_eq!(
-                Checker::object_members(text.as_bytes()).is_ok(),
-                ok,
-                "{tail}"
-            );
-        }
-        let esc_first = format!(r#"{{"\u006b0":0,{many}"x":1}}"#);
-        assert!(Checker::object_members(esc_first.as_bytes()).is_err());
-        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        assert!(Checker::value_only(deep.as_bytes()).is_err());
-        assert!(Checker::value_only(br#""\ud83d\ude00""#).is_ok());
-    }
-}
-
-/// A flat token tape of one JSON text: validation reads it instead of Python objects, so it
-/// needs no GIL and no allocation per node (the tape is reused between events).
-#[derive(Debug, Default)]
-pub struct Tape {
-    pub toks: Vec<Tok>,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Tok {
-    pub kind: TokKind,
-    pub start: u32,
-    pub end: u32,
-    /// Index of the token after this value (after its whole subtree for containers).
-    pub next: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokKind {
-    Null,
-    True,
-    False,
-    Int,
-    Float,
-    Str,
-    /// A string that contains escapes (decode before comparing).
-    StrEsc,
-    Arr,
-    Obj,
-}
-
-impl Tape {
-    /// Tokenize `src`, which must be one valid JSON value (as written by our serializer or
-    /// accepted by `Checker`).
-    pub fn parse(&mut self, src: &[u8]) -> Result<(), String> {
-        self.toks.clear();
-        let mut i = 0;
-        skip_ws(src, &mut i);
-        self.value(src, &mut i, 0)?;
-        skip_ws(src, &mut i);
-        if i != src.len() {
-            return Err("trailing bytes".into());
-        }
-        Ok(())
-    }
-
-    fn push(&mut self, kind: TokKind, start: usize, end: usize) -> usize {
-        let idx = self.toks.len();
-        self.toks.push(Tok {
-            kind,
-            start: start as u32,
-            end: end as u32,
-            next: idx as u32 + 1,
-        });
-        idx
-    }
-
-    fn value(&mut self, s: &[u8], i: &mut usize, depth: usize) -> Result<(), String> {
-        if depth > MAX_DEPTH {
-            return Err("nesting too deep".into());
-        }
-        let start = *i;
-        match s.get(*i) {
-            Some(b'{') => {
-                let me = self.push(TokKind::Obj, start, start);
-                *i += 1;
-                skip_ws(s, i);
-                if s.get(*i) == Some(&b'}') {
-                    *i += 1;
-                } else {
-                    loop {
-                        skip_ws(s, i);
-                        if s.get(*i) != Some(&b'"') {
-                            return Err("expected key".into());
-                        }
-                        self.string(s, i)?;
-                        skip_ws(s, i);
-                        if s.get(*i) != Some(&b':') {
-                            return Err("expected :".into());
-                        }
-                        *i += 1;
-                        skip_ws(s, i);
-                        self.value(s, i, depth + 1)?;
-                        skip_ws(s, i);
-                        match s.get(*i) {
-                            Some(b',') => *i += 1,
-                            Some(b'}') => {
-                                *i += 1;
-                                break;
-                            }
-                            _ => return Err("expected , or }".into()),
-                        }
-                    }
-                }
-                self.toks[me].end = *i as u32;
-                self.toks[me].next = self.toks.len() as u32;
-            }
-            Some(b'[') => {
-                let me = self.push(TokKind::Arr, start, start);
-                *i += 1;
-                skip_ws(s, i);
-                if s.get(*i) == Some(&b']') {
-                    *i += 1;
-                } else {
-                    loop {
-                        skip_ws(s, i);
-                        self.value(s, i, depth + 1)?;
-                        skip_ws(s, i);
-                        match s.get(*i) {
-                            Some(b',') => *i += 1,
-                            Some(b']') => {
-                                *i += 1;
-                                break;
-                            }
-                            _ => return Err("expected , or ]".into()),
-                        }
-                    }
-                }
-                self.toks[me].end = *i as u32;
-                self.toks[me].next = self.toks.len() as u32;
-            }
-            Some(b'"') => self.string(s, i)?,
-            Some(b't') if s[*i..].starts_with(b"true") => {
-                *i += 4;
-                self.push(TokKind::True, start, *i);
-            }
-            Some(b'f') if s[*i..].starts_with(b"false") => {
-                *i += 5;
-                self.push(TokKind::False, start, *i);
-            }
-            Some(b'n') if s[*i..].starts_with(b"null") => {
-                *i += 4;
-                self.push(TokKind::Null, start, *i);
-            }
-            Some(b'-' | b'0'..=b'9') => {
-                let mut float = false;
-                while let Some(&c) = s.get(*i) {
-                    match c {
-                        b'0'..=b'9' | b'-' | b'+' => {}
-                        b'.' | b'e' | b'E' => float = true,
-                        _ => break,
-                    }
-                    *i += 1;
-                }
-                let kind = if float { TokKind::Float } else { TokKind::Int };
-                self.push(kind, start, *i);
-            }
-            _ => return Err(format!("unexpected byte at {start}")),
-        }
-        Ok(())
-    }
-
-    fn string(&mut self, s: &[u8], i: &mut usize) -> Result<(), String> {
-        let start = *i;
-        *i += 1;
-        let mut esc = false;
-        loop {
-            let rest = &s[*i..];
-            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
-                return Err("unterminated string".into());
-            };
-            *i += k;
-            if s[*i] == b'"' {
-                *i += 1;
-                break;
-            }
-            esc = true;
-            *i += 2;
-        }
-        let kind = if esc { TokKind::StrEsc } else { TokKind::Str };
-        self.push(kind, start, *i);
-        Ok(())
-    }
-}
-
-fn skip_ws(s: &[u8], i: &mut usize) {
-    while let Some(b' ' | b'\t' | b'\r' | b'\n') = s.get(*i) {
-        *i += 1;
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@ pub mod error;
 mod fuzz;
 pub mod ids;
 pub mod json;
+pub mod rules;
 pub mod scanner;
 pub mod schema;
 pub mod schema_file;

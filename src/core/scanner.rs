@@ -6,143 +6,15 @@ use super::clock;
 use super::error::{Error, Result};
 use super::ids;
 use super::json::{unescape, Checker, Members};
-use super::writer;
+use super::rules;
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// A UTF-8 column in Arrow layout: i32 offsets, values, optional validity bitmap.
-#[derive(Debug, Default, Clone)]
-pub struct StrColumn {
-    pub offsets: Vec<i32>,
-    pub values: Vec<u8>,
-    /// One bit per row, 1 = valid; None when every row is valid.
-    pub validity: Option<Vec<u8>>,
-    pub len: usize,
-}
-
-impl StrColumn {
-    fn new() -> Self {
-        StrColumn {
-            offsets: vec![0],
-            ..Default::default()
-        }
-    }
-
-    fn push(&mut self, s: &[u8]) {
-        self.values.extend_from_slice(s);
-        self.offsets.push(arrow_offset(self.values.len()));
-        if let Some(v) = &mut self.validity {
-            set_bit(v, self.len, true);
-        }
-        self.len += 1;
-    }
-
-    fn push_null(&mut self) {
-        let v = self.validity.get_or_insert_with(|| {
-            let mut bits = Vec::new();
-            for i in 0..self.len {
-                set_bit(&mut bits, i, true);
-            }
-            bits
-        });
-        set_bit(v, self.len, false);
-        self.offsets.push(arrow_offset(self.values.len()));
-        self.len += 1;
-    }
-
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
-        if let Some(v) = &self.validity {
-            if v[i / 8] & (1 << (i % 8)) == 0 {
-                return None;
-            }
-        }
-        Some(&self.values[self.offsets[i] as usize..self.offsets[i + 1] as usize])
-    }
-}
-
-/// The most value bytes one string column of a batch may hold: Arrow `utf8` offsets are i32.
-pub const MAX_COLUMN_BYTES: usize = i32::MAX as usize;
-
-/// `scan_buffer` ends a batch before any column would pass `MAX_COLUMN_BYTES`, so this never
-/// fails; if it did, a wrapped offset would corrupt the batch silently, so it panics instead.
-fn arrow_offset(len: usize) -> i32 {
-    i32::try_from(len).expect("string column over 2 GiB: scan_buffer splits batches before")
-}
-
-impl Columns {
-    /// Whether a line of `n` bytes still fits: each string column takes at most `n` bytes of
-    /// it, so it fits when the fullest column has room for `n` more.
-    fn has_room(&self, n: usize, limit: usize) -> bool {
-        let fullest = [
-            &self.event_id,
-            &self.event_type,
-            &self.run_id,
-            &self.writer,
-            &self.data,
-        ]
-        .iter()
-        .map(|c| c.values.len())
-        .max()
-        .unwrap_or(0);
-        fullest.saturating_add(n) <= limit
-    }
-}
-
-fn set_bit(bits: &mut Vec<u8>, i: usize, on: bool) {
-    if bits.len() <= i / 8 {
-        bits.resize(i / 8 + 1, 0);
-    }
-    if on {
-        bits[i / 8] |= 1 << (i % 8);
-    } else {
-        bits[i / 8] &= !(1 << (i % 8));
-    }
-}
-
-/// The envelope of every good event, column by column.
-#[derive(Debug, Clone)]
-pub struct Columns {
-    pub event_id: StrColumn,
-    pub event_type: StrColumn,
-    pub schema_version: Vec<i64>,
-    pub ts_us: Vec<i64>,
-    pub run_id: StrColumn,
-    pub writer: StrColumn,
-    pub seq: Vec<i64>,
-    pub data: StrColumn,
-    pub offset: Vec<i64>,
-    pub line_bytes: Vec<i64>,
-}
-
-impl Default for Columns {
-    fn default() -> Self {
-        Columns {
-            event_id: StrColumn::new(),
-            event_type: StrColumn::new(),
-            schema_version: Vec::new(),
-            ts_us: Vec::new(),
-            run_id: StrColumn::new(),
-            writer: StrColumn::new(),
-            seq: Vec::new(),
-            data: StrColumn::new(),
-            offset: Vec::new(),
-            line_bytes: Vec::new(),
-        }
-    }
-}
-
-impl Columns {
-    pub fn len(&self) -> usize {
-        self.offset.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.offset.is_empty()
-    }
-}
+mod columns;
+pub use columns::{Columns, StrColumn, MAX_COLUMN_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLine {
@@ -455,6 +327,47 @@ fn hex8(s: &[u8]) -> Option<u32> {
     })
 }
 
+/// The verdict on one line (without its `\n`) by the rules the scanner applies to every line
+/// of a part: size, UTF-8, I-JSON, the v1 envelope, crc, run id and artifact paths. `schema
+/// validate` checks the lines of any file with it, so it and `verify`/`rebuild` cannot disagree.
+pub fn check_line(line: &[u8], opts: ScanOptions) -> std::result::Result<(), String> {
+    if line.len() as u64 + 1 > opts.max_line_bytes {
+        return Err(format!(
+            "line of {} bytes exceeds {} bytes",
+            line.len() + 1,
+            opts.max_line_bytes
+        ));
+    }
+    let mut cols = Columns::default();
+    take_line(line, 0, opts, &mut cols, &mut Scratch::default())
+}
+
+/// The `crc` member, when present: introduced by `,"crc":` right after `data`, 8 lowercase hex
+/// digits, the CRC-32C of every byte before that comma. Absent: bad only in strict mode.
+fn check_crc(line: &[u8], members: &Members, strict: bool) -> std::result::Result<(), String> {
+    match members.get(8) {
+        Some(&(key, v)) => {
+            if line[key.start - 1] != b',' {
+                return Err("crc does not follow data as `,\"crc\":`".into());
+            }
+            let v = &line[v.start..v.end];
+            let want = json_string(v).and_then(|s| hex8(&s));
+            let Some(want) = want else {
+                return Err("crc is not 8 lowercase hex digits".into());
+            };
+            let got = crc32c::crc32c(&line[..key.start - 1]);
+            if got != want {
+                return Err(format!(
+                    "crc mismatch: line has {want:08x}, bytes give {got:08x}"
+                ));
+            }
+            Ok(())
+        }
+        None if strict => Err("missing crc (strict mode)".into()),
+        None => Ok(()),
+    }
+}
+
 /// Check one line and append its envelope to the columns; Err(reason) if it is bad.
 fn take_line(
     line: &[u8],
@@ -473,27 +386,8 @@ fn take_line(
         .map_err(|e| format!("invalid JSON: {e}"))?;
     let members = &sc.members;
     check_envelope(line, members)?;
+    check_crc(line, members, opts.strict)?;
     let get = |j: usize| &line[members[j].1.start..members[j].1.end];
-    match members.get(8) {
-        Some(&(key, v)) => {
-            if line[key.start - 1] != b',' {
-                return Err("crc does not follow data as `,\"crc\":`".into());
-            }
-            let v = &line[v.start..v.end];
-            let want = json_string(v).and_then(|s| hex8(&s));
-            let Some(want) = want else {
-                return Err("crc is not 8 lowercase hex digits".into());
-            };
-            let got = crc32c::crc32c(&line[..key.start - 1]);
-            if got != want {
-                return Err(format!(
-                    "crc mismatch: line has {want:08x}, bytes give {got:08x}"
-                ));
-            }
-        }
-        None if opts.strict => return Err("missing crc (strict mode)".into()),
-        None => {}
-    }
     let event_id = json_string(get(0))
         .filter(|s| ids::is_uuid(s))
         .ok_or("event_id is not a UUID string")?;
@@ -521,10 +415,10 @@ fn take_line(
     // What the writer refuses is bad on the read side too (a hand-written line): run ids end up
     // in paths, artifact paths must stay inside the root.
     if let Some(r) = &run_id {
-        writer::check_run_id(&String::from_utf8_lossy(r)).map_err(|e| e.to_string())?;
+        rules::check_run_id(&String::from_utf8_lossy(r)).map_err(|e| e.to_string())?;
     }
     let et = std::str::from_utf8(&event_type).unwrap_or("");
-    writer::check_artifact_paths(et, data).map_err(|e| e.to_string())?;
+    rules::check_artifact_paths(et, data).map_err(|e| e.to_string())?;
     cols.event_id.push(&event_id);
     cols.event_type.push(&event_type);
     cols.schema_version.push(version);
@@ -542,164 +436,4 @@ fn take_line(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn good_line(seq: u64) -> Vec<u8> {
-        let mut l = format!(
-            "{{\"event_id\":\"0190c1f0-0000-7000-8000-00000000000{seq}\",\"event_type\":\"run.heartbeat\",\"schema_version\":1,\"ts\":\"2026-01-02T03:04:05.000006Z\",\"run_id\":\"r\",\"writer\":\"w\",\"seq\":{seq},\"data\":{{}}"
-        )
-        .into_bytes();
-        let crc = crc32c::crc32c(&l);
-        l.extend_from_slice(format!(",\"crc\":\"{crc:08x}\"}}\n").as_bytes());
-        l
-    }
-
-    fn scan(buf: &[u8], strict: bool) -> (Columns, Vec<BadLine>, usize) {
-        let mut c = Columns::default();
-        let mut b = Vec::new();
-        let n = scan_buffer(
-            buf,
-            0,
-            ScanOptions {
-                strict,
-                ..ScanOptions::default()
-            },
-            &mut c,
-            &mut b,
-        );
-        (c, b, n)
-    }
-
-    #[test]
-    fn good_bad_torn_and_glued() {
-        let mut buf = good_line(1);
-        let l2 = good_line(2);
-        buf.extend_from_slice(&l2[..40]); // torn, then glued to the next event
-        buf.extend_from_slice(&good_line(3));
-        let mut flipped = good_line(4);
-        flipped[60] ^= 1;
-        buf.extend_from_slice(&flipped);
-        // A third-party line: every envelope key but no crc (the writer may be any tool).
-        buf.extend_from_slice(b"{\"event_id\":\"9f1c2d3e-4b5a-4c6d-8e7f-0123456789ab\",\"event_type\":\"t\",\"schema_version\":1,\"ts\":\"2026-01-02T00:00:00Z\",\"run_id\":null,\"writer\":\"\",\"seq\":1,\"data\":{}}\n");
-        let tail = good_line(5);
-        buf.extend_from_slice(&tail[..tail.len() - 1]); // unterminated
-        let (c, bad, n) = scan(&buf, false);
-        assert_eq!(c.seq, vec![1, 3, 1]);
-        assert_eq!(bad.len(), 2, "{bad:?}");
-        assert!(bad[0].reason.contains("torn prefix"));
-        assert!(bad[1].reason.contains("not a v1 envelope"), "{bad:?}");
-        assert_eq!(n, buf.len() - (tail.len() - 1));
-        assert_eq!(
-            c.ts_us[0],
-            clock::parse_ts(b"2026-01-02T03:04:05.000006Z").unwrap()
-        );
-        assert_eq!(c.run_id.get(2), None);
-        let (c, bad, _) = scan(&buf, true);
-        assert_eq!(c.len(), 2);
-        assert_eq!(bad.len(), 3);
-    }
-
-    /// One flipped bit in a key must not switch the crc off: the line is no longer v1.
-    #[test]
-    fn damaged_or_extra_keys_make_a_bad_line() {
-        let good = good_line(1);
-        let text = String::from_utf8(good.clone()).unwrap();
-        let cases: Vec<(String, &str)> = vec![
-            (text.replace("\"crc\"", "\"Crc\""), "key 9 is \"Crc\""),
-            (text.replace("\"crc\"", "\"src\""), "key 9 is \"src\""),
-            (text.replace("\"crc\"", "\"crk\""), "key 9 is \"crk\""),
-            (text.replace("\"seq\"", "\"sep\""), "key 7 is \"sep\""),
-            (
-                text.replace("\"writer\":\"w\",", ""),
-                "key 6 is \"seq\", expected \"writer\"",
-            ),
-            (
-                text.replace(",\"data\":{}", ",\"data\":{},\"extra\":1"),
-                "key 9 is \"extra\"",
-            ),
-            (
-                text.replace("}\n", ",\"more\":1}\n"),
-                "key \"more\" after crc",
-            ),
-            (
-                text.replace(
-                    "\"event_type\":\"run.heartbeat\",\"schema_version\":1,",
-                    "\"schema_version\":1,\"event_type\":\"run.heartbeat\",",
-                ),
-                "key 2 is \"schema_version\"",
-            ),
-            (
-                format!("{}}}\n", &text[..text.find(",\"crc\"").unwrap()])
-                    .replace("0190c1f0-0000-7000-8000-000000000001", "not-a-uuid"),
-                "event_id is not a UUID",
-            ),
-        ];
-        for (line, want) in cases {
-            let (c, bad, _) = scan(line.as_bytes(), false);
-            assert_eq!(c.len(), 0, "{line}");
-            assert_eq!(bad.len(), 1, "{line}");
-            assert!(bad[0].reason.contains(want), "{want}: {bad:?}");
-        }
-        // Only `data` and the crc-less end: a truncated envelope is not v1 either.
-        let short =
-            b"{\"event_id\":\"0190c1f0-0000-7000-8000-000000000001\",\"event_type\":\"t\"}\n";
-        let (_, bad, _) = scan(short, false);
-        assert!(
-            bad[0].reason.contains("missing \"schema_version\""),
-            "{bad:?}"
-        );
-    }
-
-    #[test]
-    fn batches_end_before_a_string_column_passes_the_arrow_limit() {
-        let lines: Vec<Vec<u8>> = (1..=5).map(good_line).collect();
-        let all = lines.concat();
-        // A line fits while the fullest column (event_id, 36 bytes a line) has room for the
-        // whole line: 36 + len fits, 72 + len does not, so batches of two lines.
-        let limit = lines[0].len() + 40;
-        let (mut pos, mut seqs, mut batches) = (0, Vec::new(), 0);
-        while pos < all.len() {
-            let mut c = Columns::default();
-            let mut b = Vec::new();
-            let n = scan_buffer_upto(
-                &all[pos..],
-                pos as u64,
-                ScanOptions::default(),
-                &mut c,
-                &mut b,
-                limit,
-            );
-            assert!(n > 0 && b.is_empty(), "{b:?}");
-            assert!(c.event_id.values.len() <= limit && c.data.values.len() <= limit);
-            assert_eq!(c.offset[0], pos as i64);
-            seqs.extend(c.seq);
-            pos += n;
-            batches += 1;
-        }
-        assert_eq!(seqs, [1, 2, 3, 4, 5]);
-        assert_eq!(batches, 3, "2 + 2 + 1 lines");
-        // A single line over the limit cannot fit any batch: it is bad, not an endless loop.
-        let mut c = Columns::default();
-        let mut b = Vec::new();
-        let n = scan_buffer_upto(&all, 0, ScanOptions::default(), &mut c, &mut b, 10);
-        assert_eq!(n, all.len());
-        assert_eq!(b.len(), 5);
-        assert!(c.is_empty());
-    }
-
-    #[test]
-    fn oversized_lines_are_bad() {
-        let mut big = b"{\"x\":\"".to_vec();
-        big.extend(std::iter::repeat_n(b'a', 100));
-        big.extend_from_slice(b"\"}\n");
-        let mut c = Columns::default();
-        let mut b = Vec::new();
-        let opts = ScanOptions {
-            max_line_bytes: 50,
-            ..ScanOptions::default()
-        };
-        scan_buffer(&big, 0, opts, &mut c, &mut b);
-        assert!(b[0].reason.contains("exceeds 50 bytes"), "{b:?}");
-    }
-}
+mod tests;

@@ -51,7 +51,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<writer::Writer>()?;
     m.add_class::<schema::SchemaValidator>()?;
     m.add_class::<scan::ScanBatch>()?;
+    m.add_class::<scan::Scanner>()?;
     m.add_function(wrap_pyfunction!(scan::scan_files, m)?)?;
+    m.add_function(wrap_pyfunction!(scan::check_line, m)?)?;
+    m.add_function(wrap_pyfunction!(scan::check_json, m)?)?;
+    m.add_function(wrap_pyfunction!(scan::quarantine, m)?)?;
     m.add_function(wrap_pyfunction!(convert::to_json, m)?)?;
     m.add_function(wrap_pyfunction!(sigterm::install_sigterm_watchdog, m)?)?;
     m.add_function(wrap_pyfunction!(day_of, m)?)?;

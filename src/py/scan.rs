@@ -3,12 +3,15 @@
 
 use super::arrow::{export_array, export_schema, FfiArray, FfiSchema};
 use super::to_py;
-use crate::core::scanner::{scan_file, Columns, ScanOptions, ScanResult};
-use crate::core::Result;
+use crate::core::appender;
+use crate::core::json::Checker;
+use crate::core::scanner::{self, scan_file, Columns, ScanOptions, ScanResult};
+use crate::core::{Error, Result};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
+use std::collections::VecDeque;
 use std::ffi::CString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 #[pyclass(frozen, module = "ledgerx._core")]
@@ -72,7 +75,90 @@ impl ScanBatch {
     }
 }
 
-/// Scan each (path relative to `events_dir`, start offset), in parallel, without the GIL.
+/// Scan each (relative path, start offset) once, in parallel on `threads` threads (0: one per
+/// core), without holding the GIL by itself (the callers release it).
+fn scan_round(
+    events_dir: &Path,
+    files: &[(String, u64)],
+    opts: ScanOptions,
+    threads: usize,
+) -> Vec<(ScanBatch, Option<Error>)> {
+    let n = files.len();
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+    .clamp(1, n.max(1));
+    let results: Vec<Mutex<Option<Result<ScanResult>>>> =
+        (0..n).map(|_| Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let (rel, start) = &files[i];
+                let r = scan_file(&events_dir.join(rel), *start, opts);
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(n);
+    for ((rel, start), slot) in files.iter().zip(results) {
+        let r = slot
+            .into_inner()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Ok(ScanResult::default()));
+        // One unreadable file (a FIFO or symlink dropped into the log, an I/O error) is reported
+        // on its own batch; the other files are still scanned.
+        let (r, error) = match r {
+            Ok(r) => (r, None),
+            Err(e) => (
+                ScanResult {
+                    end_offset: *start,
+                    ..ScanResult::default()
+                },
+                Some(e),
+            ),
+        };
+        let batch = ScanBatch {
+            file: rel.clone(),
+            start_offset: *start,
+            end_offset: r.end_offset,
+            pending_bytes: r.pending_bytes,
+            file_size: r.file_size,
+            bad_lines: r
+                .bad
+                .into_iter()
+                .map(|b| (b.offset, b.len, b.reason))
+                .collect(),
+            error: None,
+            columns: Arc::new(r.columns),
+        };
+        out.push((batch, error));
+    }
+    out
+}
+
+/// The batches, with the error of an unreadable file as its Python exception would print
+/// (under the GIL).
+fn with_errors(round: Vec<(ScanBatch, Option<Error>)>) -> Vec<ScanBatch> {
+    round
+        .into_iter()
+        .map(|(mut b, e)| {
+            b.error = e.map(|e| to_py(e).to_string());
+            b
+        })
+        .collect()
+}
+
+/// Scan each (path relative to `events_dir`, start offset) once, in parallel, without the GIL.
 #[pyfunction]
 #[pyo3(signature = (events_dir, files, strict = false, max_bytes = 64 * 1024 * 1024, threads = 0))]
 pub fn scan_files(
@@ -88,66 +174,131 @@ pub fn scan_files(
         max_bytes,
         ..ScanOptions::default()
     };
-    let n = files.len();
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    }
-    .clamp(1, n.max(1));
-    let results: Vec<Mutex<Option<Result<ScanResult>>>> =
-        (0..n).map(|_| Mutex::new(None)).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    py.allow_threads(|| {
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let (rel, start) = &files[i];
-                    let r = scan_file(&events_dir.join(rel), *start, opts);
-                    if let Ok(mut slot) = results[i].lock() {
-                        *slot = Some(r);
-                    }
-                });
-            }
-        })
-    });
-    let mut out = Vec::with_capacity(n);
-    for ((rel, start), slot) in files.into_iter().zip(results) {
-        let r = slot
-            .into_inner()
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| Ok(ScanResult::default()));
-        // One unreadable file (a FIFO or symlink dropped into the log, an I/O error) is reported
-        // on its own batch; the other files are still scanned.
-        let (r, error) = match r {
-            Ok(r) => (r, None),
-            Err(e) => (
-                ScanResult {
-                    end_offset: start,
-                    ..ScanResult::default()
-                },
-                Some(to_py(e).to_string()),
-            ),
+    let round = py.allow_threads(|| scan_round(&events_dir, &files, opts, threads));
+    Ok(with_errors(round))
+}
+
+/// One file to scan: (path relative to events/, start offset[, stop offset]). With a stop
+/// offset no round starts at or past it (a file that grew since it was listed waits for the
+/// next indexing round; the last scan may return lines beyond it, as many as its read holds).
+#[derive(FromPyObject)]
+pub enum FileSpec {
+    Until(String, u64, u64),
+    From(String, u64),
+}
+
+/// The one "scan until done" loop: each `next()` scans up to `width` files (0: all) in
+/// parallel, `max_bytes` of each at most, without the GIL, and returns their batches in order;
+/// a file that advanced and has complete lines left is queued again (after the others). A file
+/// that cannot be read yields one batch with `error` set and is dropped; an unterminated tail is
+/// left pending (a writer may still be writing it). Iteration ends when no file has complete
+/// lines left.
+#[pyclass(module = "ledgerx._core")]
+pub struct Scanner {
+    events_dir: PathBuf,
+    todo: VecDeque<(String, u64, u64)>,
+    opts: ScanOptions,
+    threads: usize,
+    width: usize,
+}
+
+#[pymethods]
+impl Scanner {
+    #[new]
+    #[pyo3(signature = (events_dir, files, strict = false, max_bytes = 64 * 1024 * 1024, threads = 0, width = 0))]
+    fn new(
+        events_dir: PathBuf,
+        files: Vec<FileSpec>,
+        strict: bool,
+        max_bytes: u64,
+        threads: usize,
+        width: usize,
+    ) -> Self {
+        let todo = files
+            .into_iter()
+            .map(|f| match f {
+                FileSpec::Until(rel, start, stop) => (rel, start, stop),
+                FileSpec::From(rel, start) => (rel, start, u64::MAX),
+            })
+            .collect();
+        let opts = ScanOptions {
+            strict,
+            max_bytes,
+            ..ScanOptions::default()
         };
-        out.push(ScanBatch {
-            file: rel,
-            start_offset: start,
-            end_offset: r.end_offset,
-            pending_bytes: r.pending_bytes,
-            file_size: r.file_size,
-            bad_lines: r
-                .bad
-                .into_iter()
-                .map(|b| (b.offset, b.len, b.reason))
-                .collect(),
-            error,
-            columns: Arc::new(r.columns),
-        });
+        Scanner {
+            events_dir,
+            todo,
+            opts,
+            threads,
+            width,
+        }
     }
-    Ok(out)
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(mut slf: PyRefMut<'_, Self>, py: Python<'_>) -> Option<Vec<ScanBatch>> {
+        let this = &mut *slf;
+        if this.todo.is_empty() {
+            return None;
+        }
+        let take = if this.width == 0 {
+            this.todo.len()
+        } else {
+            this.width.min(this.todo.len())
+        };
+        let group: Vec<(String, u64, u64)> = this.todo.drain(..take).collect();
+        let files: Vec<(String, u64)> = group.iter().map(|(r, s, _)| (r.clone(), *s)).collect();
+        let (dir, opts, threads) = (&this.events_dir, this.opts, this.threads);
+        let round = py.allow_threads(|| scan_round(dir, &files, opts, threads));
+        for ((rel, start, stop), (b, e)) in group.into_iter().zip(&round) {
+            let more =
+                e.is_none() && b.end_offset > start && b.end_offset < stop && b.pending_bytes > 0;
+            if more {
+                this.todo.push_back((rel, b.end_offset, stop));
+            }
+        }
+        Some(with_errors(round))
+    }
+
+    /// Files still to scan, with their next offset.
+    #[getter]
+    fn pending(&self) -> Vec<(String, u64)> {
+        self.todo.iter().map(|(r, s, _)| (r.clone(), *s)).collect()
+    }
+}
+
+/// Why one line (its `\n` excluded) is not a valid v1 line, or None: the scanner's rules.
+#[pyfunction]
+#[pyo3(signature = (line, strict = false))]
+pub fn check_line(line: &[u8], strict: bool) -> Option<String> {
+    let opts = ScanOptions {
+        strict,
+        ..ScanOptions::default()
+    };
+    scanner::check_line(line, opts).err()
+}
+
+/// Why `text` is not one I-JSON value (duplicate keys, NaN/Infinity, lone surrogates, depth),
+/// or None: the checks the scanner applies to every line.
+#[pyfunction]
+pub fn check_json(text: &[u8]) -> Option<String> {
+    Checker::value_only(text).err()
+}
+
+/// Save `data` (bytes cut from or set aside of `rel` at `offset`) under events/_quarantine/ with
+/// its reason file, both fsynced: the writer's own quarantine. Returns the .bin path.
+#[pyfunction]
+pub fn quarantine(
+    events_dir: PathBuf,
+    rel: &str,
+    offset: u64,
+    data: &[u8],
+    reason: &str,
+) -> PyResult<String> {
+    appender::quarantine(&events_dir, rel, offset, data, reason)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(to_py)
 }

@@ -240,6 +240,8 @@ impl Writer {
         Ok(d)
     }
 
+    /// Tests only (the `test-hooks` feature): fix the clock.
+    #[cfg(feature = "test-hooks")]
     fn _set_fake_now(&self, us: Option<i64>) {
         self.inner.set_fake_now(us);
     }

@@ -42,9 +42,7 @@ def parse_json_object(text: str, what: str = "--data") -> dict[str, Any]:
 
     try:
         value = strictjson.loads(text)
-    except json.JSONDecodeError as e:
-        raise CliError(f"{what} is not valid JSON: {e}") from None
-    except ValueError as e:
+    except ValueError as e:  # the core's I-JSON verdict: `not valid JSON: <rule> at column N`
         raise CliError(f"{what}: {e}") from None
     if not isinstance(value, dict):
         raise CliError(f"{what} must be a JSON object, not {type(value).__name__}")
@@ -74,6 +72,11 @@ def _part_files(events: Path) -> list[str]:
         if day.is_dir() and not day.is_symlink():
             out.extend(f"{day.name}/{p.name}" for p in sorted(day.glob("part-*.jsonl")))
     return out
+
+
+def _scan_all(events: Path, files: list[tuple[str, int]]) -> list[_core.ScanBatch]:
+    """Every complete line from each (file, offset): the core's scan-until-done loop."""
+    return [b for batches in _core.Scanner(str(events), files) for b in batches]
 
 
 def _rows(batches: list[_core.ScanBatch]) -> list[dict[str, Any]]:
@@ -132,7 +135,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     days = sorted({f.split("/")[0] for f in files}, reverse=True)
     for day in days:
         day_files = [f for f in files if f.startswith(day + "/")]
-        batches = _core.scan_files(str(events), [(f, 0) for f in day_files])
+        batches = _scan_all(events, [(f, 0) for f in day_files])
         for b in batches:
             offsets[b.file] = b.end_offset
         found = [r for r in _rows(batches) if keep(r)] + found
@@ -156,7 +159,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 off = (events / f).stat().st_size
                 offsets[f] = off
             todo.append((f, off))
-        batches = _core.scan_files(str(events), todo)
+        batches = _scan_all(events, todo)
         new: list[dict[str, Any]] = []
         for b in batches:
             offsets[b.file] = b.end_offset

@@ -98,9 +98,8 @@ class LagTracker:
         }
 
     def _scan(self, todo: list[tuple[str, int]]) -> None:
-        while todo:
-            nxt = []
-            for b in _core.scan_files(str(self.ev), todo, max_bytes=SCAN_CHUNK):
+        for batches in _core.Scanner(str(self.ev), todo, max_bytes=SCAN_CHUNK):
+            for b in batches:
                 c = self._files[b.file]
                 if b.error is not None or b.end_offset <= c.end:
                     continue  # unreadable, or only an unterminated tail: wait for more
@@ -109,6 +108,3 @@ class LagTracker:
                     c.events += b.num_rows
                     m = pc.min(pa.record_batch(b).column("ts")).as_py()
                     c.oldest = m if c.oldest is None or m < c.oldest else c.oldest
-                if b.pending_bytes > 0:
-                    nxt.append((b.file, b.end_offset))
-            todo = nxt

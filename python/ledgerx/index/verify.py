@@ -60,15 +60,8 @@ class VerifyReport:
 
 def _iter_file(ev: Path, rel: str, size: int, strict: bool, chunk: int) -> Any:
     """Yield the scanner's batches of one file from offset 0 to its last complete line."""
-    off = 0
-    while True:
-        (b,) = _core.scan_files(str(ev), [(rel, off)], strict=strict, max_bytes=chunk)
+    for (b,) in _core.Scanner(str(ev), [(rel, 0)], strict=strict, max_bytes=chunk):
         yield b
-        if b.end_offset <= off or b.pending_bytes == 0:
-            return
-        if b.end_offset >= b.file_size:
-            return
-        off = b.end_offset
 
 
 class _Schemas:
@@ -333,16 +326,12 @@ def index_status(
             lag_bytes += size - off
             todo.append((rel, off))
     lag_events, oldest = 0, None
-    while todo:
-        nxt = []
-        for b in _core.scan_files(str(ev), todo, max_bytes=64 << 20):
+    for batches in _core.Scanner(str(ev), todo, max_bytes=64 << 20):
+        for b in batches:
             if b.num_rows:
                 lag_events += b.num_rows
                 m = pc.min(pa.record_batch(b).column("ts")).as_py()
                 oldest = m if oldest is None or m < oldest else oldest
-            if b.end_offset > b.start_offset and b.pending_bytes > 0:
-                nxt.append((b.file, b.end_offset))
-        todo = nxt
     now = datetime.now(timezone.utc)
     out["files"] = len(files)
     out["lag_events"] = lag_events

@@ -225,16 +225,10 @@ def existing_event_ids(ev: Path, days: set[str]) -> set[str]:
                 if f.name.endswith(".jsonl") and f.is_file()
             ]
     ids: set[str] = set()
-    todo = files
-    while todo:
-        batches = _core.scan_files(str(ev), todo, max_bytes=32 << 20)
-        nxt: list[tuple[str, int]] = []
-        for (rel, start), b in zip(todo, batches, strict=True):
+    for batches in _core.Scanner(str(ev), files, max_bytes=32 << 20):
+        for b in batches:
             if b.num_rows:
                 ids.update(pa.record_batch(b).column("event_id").to_pylist())
-            if b.end_offset > start and b.pending_bytes > 0 and b.end_offset < b.file_size:
-                nxt.append((rel, b.end_offset))
-        todo = nxt
     return ids
 
 

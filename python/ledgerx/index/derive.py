@@ -1,0 +1,198 @@
+"""The steps of an indexing round inside DuckDB: duplicate removal, derived tables, checkpoints
+and bad lines (all in the round's transaction), the side files, and work-file cleanup."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ledgerx.index import schema as S
+from ledgerx.index.dbfile import sql_str
+from ledgerx.index.publish import publish
+from ledgerx.index.scan import FileState
+
+
+def unlink_spill(work: Path) -> None:
+    import shutil
+
+    shutil.rmtree(str(work) + ".spill", ignore_errors=True)
+
+
+def unlink_work(work: Path) -> None:
+    for p in (work, work.with_name(work.name + ".wal")):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+    unlink_spill(work)
+
+
+def upgrade_format(con: duckdb.DuckDBPyConnection) -> None:
+    """An index of an older format, updated in place: drop what became a view."""
+    old = con.execute(
+        """SELECT count(*) FROM duckdb_tables()
+           WHERE database_name = current_database() AND schema_name = 'main'
+             AND table_name = 'trial_results'"""
+    ).fetchone()[0]  # type: ignore[index]  # count(*): one row
+    if old:
+        con.execute("DROP TABLE trial_results")
+
+
+def drop_duplicates(
+    con: duckdb.DuckDBPyConnection, gen: int, incremental: bool, bad: list[Any]
+) -> int:
+    """`event_id` is unique in the index: of several lines with one id, the first in
+    (file, offset) order stays, the others are reported as bad lines. Returns rows dropped."""
+    if incremental:
+        # No duplicate iff every id of this round occurs once in the whole table: as many rows
+        # carry the round's ids as the round has distinct ids (two new lines with one id, or a
+        # new line repeating an old id, both make `n` larger).
+        n = con.execute(
+            """SELECT count(*) FROM events
+               WHERE event_id IN (SELECT event_id FROM events WHERE gen = ?)""",
+            [gen],
+        ).fetchone()[0]  # type: ignore[index]  # count(*): one row
+        new = con.execute(
+            "SELECT count(DISTINCT event_id) FROM events WHERE gen = ?", [gen]
+        ).fetchone()[0]  # type: ignore[index]
+        if n == new:
+            con.execute("CREATE OR REPLACE TEMP TABLE _dups (event_id VARCHAR)")
+            return 0
+        scope = "WHERE event_id IN (SELECT event_id FROM events WHERE gen = ?)"
+        args: list[Any] = [gen]
+    else:
+        # Distinct 64-bit hashes are cheaper to count than distinct strings, and as many
+        # distinct hashes as rows proves the ids distinct; a collision falls to the exact path.
+        n, d = con.execute("SELECT count(*), count(DISTINCT hash(event_id)) FROM events").fetchone()  # type: ignore[misc]
+        if n == d:
+            con.execute("CREATE OR REPLACE TEMP TABLE _dups (event_id VARCHAR)")
+            return 0
+        scope, args = "", []
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _dup_rows AS
+            SELECT rowid AS rid, event_id, file, "offset", line_bytes, run_id,
+                   row_number() OVER (PARTITION BY event_id ORDER BY file, "offset") AS rn,
+                   first_value(file || ':' || "offset") OVER
+                       (PARTITION BY event_id ORDER BY file, "offset") AS first_at
+            FROM events {scope}
+            QUALIFY count(*) OVER (PARTITION BY event_id) > 1""",
+        args,
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _dups AS SELECT DISTINCT event_id FROM _dup_rows")
+    rows = con.execute(
+        """SELECT file, "offset", line_bytes, event_id, first_at FROM _dup_rows WHERE rn > 1
+           ORDER BY file, "offset" """
+    ).fetchall()
+    con.execute("DELETE FROM events WHERE rowid IN (SELECT rid FROM _dup_rows WHERE rn > 1)")
+    for f, off, ln, eid, first in rows:
+        bad.append((f, off, ln, f"duplicate event_id {eid} (kept the line at {first})"))
+    return len(rows)
+
+
+def derive(con: duckdb.DuckDBPyConnection, gen: int, incremental: bool, has_dups: bool) -> None:
+    """Derived tables from the rows of round `gen` (plus re-derived duplicates)."""
+    sel = f"gen = {int(gen)}"
+    if has_dups:
+        sel += " OR event_id IN (SELECT event_id FROM _dups)"
+        for t in S.APPEND_TABLES:
+            con.execute(f"DELETE FROM {t} WHERE event_id IN (SELECT event_id FROM _dups)")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _touched AS
+            SELECT DISTINCT run_id FROM events WHERE ({sel}) AND run_id IS NOT NULL"""
+    )
+    if has_dups:  # a dropped duplicate may have been the only row of its run
+        con.execute(
+            """INSERT INTO _touched SELECT DISTINCT run_id FROM _dup_rows
+               WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT run_id FROM _touched)"""
+        )
+    if incremental:
+        con.execute("DELETE FROM runs_d WHERE run_id IN (SELECT run_id FROM _touched)")
+        con.execute("DELETE FROM phase_timings WHERE run_id IN (SELECT run_id FROM _touched)")
+    # A full rebuild touches every run: no semi-join against _touched.
+    runs = S.TOUCHED_RUNS if incremental else S.ALL_RUNS
+    con.execute(S.DERIVE_RUNS.replace("{runs}", runs))
+    con.execute(S.DERIVE_PHASES.replace("{runs}", runs))
+    for q in S.DERIVE_APPEND:
+        con.execute(q.replace("{sel}", sel))
+
+
+def record(
+    con: duckdb.DuckDBPyConnection,
+    gen: int,
+    states: list[FileState],
+    bad: list[tuple[str, int, int, str]],
+    has_dups: bool,
+) -> None:
+    """Checkpoints and bad lines, in the transaction that added the rows."""
+    now = datetime.now(timezone.utc)
+    moved = [s for s in states if s.end > s.start]
+    if moved:
+        tbl = pa.table(
+            {
+                "file": [s.rel for s in moved],
+                "day": [s.day for s in moved],
+                "offset": [s.end for s in moved],
+                "size_seen": [max(s.size, s.end) for s in moved],
+                "events": [s.old_events + s.events for s in moved],
+                "bad_lines": [s.old_bad + s.bad for s in moved],
+            }
+        )
+        con.register("_ckpt", tbl)
+        con.execute("DELETE FROM _ledger_files WHERE file IN (SELECT file FROM _ckpt)")
+        con.execute(
+            """INSERT INTO _ledger_files
+               SELECT file, day, "offset", size_seen, events, bad_lines, ?, ? FROM _ckpt""",
+            [gen, now],
+        )
+        con.unregister("_ckpt")
+    if bad:
+        bt = pa.table(
+            {
+                "file": [b[0] for b in bad],
+                "offset": [b[1] for b in bad],
+                "len": [b[2] for b in bad],
+                "reason": [b[3] for b in bad],
+            }
+        )
+        con.register("_bad", bt)
+        con.execute(
+            """INSERT INTO _bad_lines SELECT file, "offset", len, reason, ? FROM _bad
+               ORDER BY file, "offset" """,
+            [gen],
+        )
+        con.unregister("_bad")
+    if has_dups:  # per-file counts of the files whose duplicates were dropped
+        con.execute(
+            """UPDATE _ledger_files SET events = c.n,
+                   bad_lines = (SELECT count(*) FROM _bad_lines b WHERE b.file = _ledger_files.file)
+               FROM (SELECT file, count(*) AS n FROM events
+                     WHERE file IN (SELECT DISTINCT file FROM _dup_rows) GROUP BY file) c
+               WHERE _ledger_files.file = c.file"""
+        )
+
+
+def write_side(
+    con: duckdb.DuckDBPyConnection,
+    target: Path,
+    table: str,
+    select: str,
+    params: list[Any],
+    durable: bool,
+) -> None:
+    """Write a small side file (alerts, catalog) from the work index, and publish it."""
+    tmp = target.with_name(f".building-{os.getpid()}-{target.name}")
+    unlink_work(tmp)
+    con.execute(f"ATTACH {sql_str(str(tmp))} AS side")
+    try:
+        con.execute(f"CREATE TABLE side.{table} AS {select}", params)
+        con.execute(
+            "CREATE TABLE side._index_meta AS SELECT * FROM _index_meta",
+        )
+    finally:
+        con.execute("DETACH side")
+    publish(tmp, target, durable=durable)

@@ -1,0 +1,231 @@
+"""The indexer's view of the log: which part files there are (and which entries are not what
+they claim), and `ScanFeed`, which runs the core's `Scanner` in a producer thread so the next
+chunk is read and parsed while DuckDB stores the previous one."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ledgerx import _core
+from ledgerx.index.upcast import Upcaster, add_upcast_columns
+
+Progress = Callable[[int, int], None]
+"""progress(done_bytes, total_bytes), called from the indexing thread."""
+
+
+@dataclass
+class FileState:
+    rel: str
+    day: str
+    start: int  # checkpoint at the start of the round
+    size: int
+    end: int = 0
+    events: int = 0
+    bad: int = 0
+    old_events: int = 0
+    old_bad: int = 0
+
+
+def list_part_files(ev: Path, since_date: str | None = None) -> list[tuple[str, str, int]]:
+    """(path relative to events/, day, size) of every regular part file, sorted."""
+    out: list[tuple[str, str, int]] = []
+    if not ev.is_dir():
+        return out
+    for d in sorted(os.scandir(ev), key=lambda e: e.name):
+        if not d.name.startswith("day=") or not d.is_dir(follow_symlinks=False):
+            continue
+        day = d.name[4:]
+        if since_date is not None and day < since_date:
+            continue
+        for f in sorted(os.scandir(d.path), key=lambda e: e.name):
+            if f.name.endswith(".jsonl") and f.is_file(follow_symlinks=False):
+                out.append((f"{d.name}/{f.name}", day, f.stat(follow_symlinks=False).st_size))
+    return out
+
+
+def irregular_entries(ev: Path) -> list[str]:
+    """Day directories and part files that are not what they claim (a symlink, a FIFO, a
+    file in place of a directory): never read, always reported."""
+    out: list[str] = []
+    if not ev.is_dir():
+        return out
+    for d in sorted(os.scandir(ev), key=lambda e: e.name):
+        if not d.name.startswith("day="):
+            continue
+        if not d.is_dir(follow_symlinks=False):
+            kind = "symlink" if d.is_symlink() else "not a directory"
+            out.append(f"{d.name}: skipped ({kind})")
+            continue
+        for f in sorted(os.scandir(d.path), key=lambda e: e.name):
+            if f.name.endswith(".jsonl") and not f.is_file(follow_symlinks=False):
+                kind = "symlink" if f.is_symlink() else "not a regular file"
+                out.append(f"{d.name}/{f.name}: skipped ({kind})")
+    return out
+
+
+def has_newline(path: Path, start: int, size: int) -> bool:
+    """Whether [start, size) holds a complete line: a round that cannot advance any checkpoint
+    (only an unterminated tail is new) must not rewrite the index."""
+    if size - start > (1 << 20):
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            return b"\n" in f.read(size - start)
+    except OSError:
+        return True  # let the scanner report it
+
+
+class ScanFeed:
+    """Runs the Rust scanner in a producer thread (it releases the GIL), so the next chunk is
+    read and parsed while DuckDB stores the previous one. Memory stays bounded: at most
+    `depth` chunks of about `chunk` bytes of log wait in the queue."""
+
+    def __init__(
+        self,
+        ev: Path,
+        states: list[FileState],
+        *,
+        strict: bool,
+        chunk: int,
+        threads: int,
+        upcaster: Upcaster | None,
+        progress: Progress | None,
+        depth: int = 1,
+    ) -> None:
+        self.ev, self.states, self.strict, self.chunk = ev, states, strict, chunk
+        self.threads, self.upcaster, self.progress = threads, upcaster, progress
+        self.newest = upcaster.newest_versions() if upcaster is not None else {}
+        self.bad: list[tuple[str, int, int, str]] = []
+        self.upcast_errors: list[str] = []
+        self.file_errors: list[str] = []
+        self.total = sum(s.size - s.start for s in states)
+        self.done = 0
+        self.rows = 0
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, name="ledgerx-scan", daemon=True)
+
+    def start(self) -> None:
+        self._t.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._t.is_alive():
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                self._t.join(0.05)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            by_rel = {s.rel: s for s in self.states}
+            for s in self.states:
+                s.end = s.start
+            # Each round scans up to `width` files in parallel, `chunk` bytes of each at most;
+            # a file is read up to its listed size (one that grew waits for the next round),
+            # an unterminated tail is left pending.
+            width = self.threads or os.cpu_count() or 1
+            rounds = _core.Scanner(
+                str(self.ev),
+                [(s.rel, s.start, s.size) for s in self.states],
+                strict=self.strict,
+                max_bytes=self.chunk,
+                threads=self.threads,
+                width=width,
+            )
+            for batches in rounds:
+                if self._stop.is_set():
+                    break
+                out: list[pa.RecordBatch] = []
+                for b in batches:
+                    if b.error is not None:
+                        # Unreadable (e.g. replaced by a FIFO): report it, index the rest.
+                        self.file_errors.append(b.error)
+                        continue
+                    s = by_rel[b.file]
+                    self.done += b.end_offset - s.end
+                    s.end = b.end_offset
+                    s.events += b.num_rows
+                    s.bad += len(b.bad_lines)
+                    for off, ln, reason in b.bad_lines:
+                        self.bad.append((s.rel, off, ln, reason))
+                    if b.num_rows:
+                        out.append(self._to_arrow(b, s.rel))
+                if out and not self._put(out):
+                    return
+                if self.progress is not None:
+                    self.progress(self.done, self.total)
+            self._put(None)
+        except BaseException as e:  # handed to the consumer, raised in the indexing thread
+            self._put(e)
+
+    def _to_arrow(self, b: Any, rel: str) -> pa.RecordBatch:
+        rb = pa.record_batch(b)
+        n = rb.num_rows
+        self.rows += n
+        rb = add_upcast_columns(rb, self.upcaster, self.newest, self.upcast_errors)
+        cols = list(rb.columns)
+        # `data` was checked by the scanner: typed as JSON (a zero-copy wrap), DuckDB stores
+        # it without parsing it again as it would a VARCHAR cast to JSON.
+        i = rb.schema.get_field_index("data")
+        cols[i] = pa.ExtensionArray.from_storage(_JSON, cols[i])
+        file_col = pa.repeat(pa.scalar(rel, pa.string()), n)
+        return pa.RecordBatch.from_arrays([*cols, file_col], schema=SCAN_SCHEMA)
+
+    def reader(self, failed: list[BaseException]) -> pa.RecordBatchReader:
+        """The scanned batches as one Arrow stream, in scan order. An error of the scan ends
+        the stream and is appended to `failed` (for the caller to raise once DuckDB is done:
+        raised inside the stream, DuckDB would replace it with its own exception)."""
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                while True:
+                    item = self._q.get()
+                    if item is None:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield from item
+            except BaseException as e:
+                failed.append(e)
+
+        return pa.RecordBatchReader.from_batches(SCAN_SCHEMA, batches())
+
+
+_JSON = pa.json_(pa.string())
+
+SCAN_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("schema_version", pa.int64()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("run_id", pa.string()),
+        ("writer", pa.string()),
+        ("seq", pa.int64()),
+        ("data", _JSON),
+        ("offset", pa.int64()),
+        ("line_bytes", pa.int64()),
+        ("data_upcast", pa.string()),
+        ("upcast_version", pa.int32()),
+        ("file", pa.string()),
+    ]
+)

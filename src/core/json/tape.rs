@@ -1,0 +1,184 @@
+//! The token tape: a JSON document parsed once into a flat list of tokens (I-JSON checked), which
+//! the schema validator walks without building a tree.
+
+use super::*;
+
+/// A flat token tape of one JSON text: validation reads it instead of Python objects, so it
+/// needs no GIL and no allocation per node (the tape is reused between events).
+#[derive(Debug, Default)]
+pub struct Tape {
+    pub toks: Vec<Tok>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Tok {
+    pub kind: TokKind,
+    pub start: u32,
+    pub end: u32,
+    /// Index of the token after this value (after its whole subtree for containers).
+    pub next: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokKind {
+    Null,
+    True,
+    False,
+    Int,
+    Float,
+    Str,
+    /// A string that contains escapes (decode before comparing).
+    StrEsc,
+    Arr,
+    Obj,
+}
+
+impl Tape {
+    /// Tokenize `src`, which must be one valid JSON value (as written by our serializer or
+    /// accepted by `Checker`).
+    pub fn parse(&mut self, src: &[u8]) -> Result<(), String> {
+        self.toks.clear();
+        let mut i = 0;
+        skip_ws(src, &mut i);
+        self.value(src, &mut i, 0)?;
+        skip_ws(src, &mut i);
+        if i != src.len() {
+            return Err("trailing bytes".into());
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, kind: TokKind, start: usize, end: usize) -> usize {
+        let idx = self.toks.len();
+        self.toks.push(Tok {
+            kind,
+            start: start as u32,
+            end: end as u32,
+            next: idx as u32 + 1,
+        });
+        idx
+    }
+
+    fn value(&mut self, s: &[u8], i: &mut usize, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("nesting too deep".into());
+        }
+        let start = *i;
+        match s.get(*i) {
+            Some(b'{') => {
+                let me = self.push(TokKind::Obj, start, start);
+                *i += 1;
+                skip_ws(s, i);
+                if s.get(*i) == Some(&b'}') {
+                    *i += 1;
+                } else {
+                    loop {
+                        skip_ws(s, i);
+                        if s.get(*i) != Some(&b'"') {
+                            return Err("expected key".into());
+                        }
+                        self.string(s, i)?;
+                        skip_ws(s, i);
+                        if s.get(*i) != Some(&b':') {
+                            return Err("expected :".into());
+                        }
+                        *i += 1;
+                        skip_ws(s, i);
+                        self.value(s, i, depth + 1)?;
+                        skip_ws(s, i);
+                        match s.get(*i) {
+                            Some(b',') => *i += 1,
+                            Some(b'}') => {
+                                *i += 1;
+                                break;
+                            }
+                            _ => return Err("expected , or }".into()),
+                        }
+                    }
+                }
+                self.toks[me].end = *i as u32;
+                self.toks[me].next = self.toks.len() as u32;
+            }
+            Some(b'[') => {
+                let me = self.push(TokKind::Arr, start, start);
+                *i += 1;
+                skip_ws(s, i);
+                if s.get(*i) == Some(&b']') {
+                    *i += 1;
+                } else {
+                    loop {
+                        skip_ws(s, i);
+                        self.value(s, i, depth + 1)?;
+                        skip_ws(s, i);
+                        match s.get(*i) {
+                            Some(b',') => *i += 1,
+                            Some(b']') => {
+                                *i += 1;
+                                break;
+                            }
+                            _ => return Err("expected , or ]".into()),
+                        }
+                    }
+                }
+                self.toks[me].end = *i as u32;
+                self.toks[me].next = self.toks.len() as u32;
+            }
+            Some(b'"') => self.string(s, i)?,
+            Some(b't') if s[*i..].starts_with(b"true") => {
+                *i += 4;
+                self.push(TokKind::True, start, *i);
+            }
+            Some(b'f') if s[*i..].starts_with(b"false") => {
+                *i += 5;
+                self.push(TokKind::False, start, *i);
+            }
+            Some(b'n') if s[*i..].starts_with(b"null") => {
+                *i += 4;
+                self.push(TokKind::Null, start, *i);
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let mut float = false;
+                while let Some(&c) = s.get(*i) {
+                    match c {
+                        b'0'..=b'9' | b'-' | b'+' => {}
+                        b'.' | b'e' | b'E' => float = true,
+                        _ => break,
+                    }
+                    *i += 1;
+                }
+                let kind = if float { TokKind::Float } else { TokKind::Int };
+                self.push(kind, start, *i);
+            }
+            _ => return Err(format!("unexpected byte at {start}")),
+        }
+        Ok(())
+    }
+
+    fn string(&mut self, s: &[u8], i: &mut usize) -> Result<(), String> {
+        let start = *i;
+        *i += 1;
+        let mut esc = false;
+        loop {
+            let rest = &s[*i..];
+            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+                return Err("unterminated string".into());
+            };
+            *i += k;
+            if s[*i] == b'"' {
+                *i += 1;
+                break;
+            }
+            esc = true;
+            *i += 2;
+        }
+        let kind = if esc { TokKind::StrEsc } else { TokKind::Str };
+        self.push(kind, start, *i);
+        Ok(())
+    }
+}
+
+fn skip_ws(s: &[u8], i: &mut usize) {
+    while let Some(b' ' | b'\t' | b'\r' | b'\n') = s.get(*i) {
+        *i += 1;
+    }
+}

@@ -1,0 +1,158 @@
+//! Group mode's background flusher: gathers queued segments, writes and fdatasyncs them
+//! without holding the state lock, and reports the outcome to the waiting emitters.
+
+use super::*;
+
+/// Keep process-directed signals (SIGTERM, SIGINT, ...) off this thread: delivered here, they
+/// would not interrupt the main thread's blocking call, so Python's handler would never run
+/// (a worker stuck in a lock wait that `Pool.terminate()` can no longer end).
+pub(super) fn block_signals() {
+    // SAFETY: plain libc calls on a local, initialized signal set; only this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
+    loop {
+        let batch = {
+            let mut st = lock(&shared.state);
+            loop {
+                if st.closed {
+                    break;
+                }
+                if let Some(first) = st.pending.first() {
+                    // Gather more events unless someone waits in flush() or memory fills up.
+                    let age = first.first_at.elapsed();
+                    let urgent = st.flush_waiters > 0 || st.pending_bytes > MAX_PENDING_BYTES / 4;
+                    if urgent || age >= gather {
+                        break;
+                    }
+                    st = shared
+                        .work
+                        .wait_timeout(st, gather - age)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    continue;
+                }
+                shared.flusher_idle.store(true, Ordering::Release);
+                st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                shared.flusher_idle.store(false, Ordering::Release);
+            }
+            if st.pending.is_empty() && st.closed {
+                return;
+            }
+            st.pending_bytes = 0;
+            std::mem::take(&mut st.pending)
+        };
+        let last_seq = batch.last().map_or(0, |s| s.last_seq);
+        let error = write_batch(&batch);
+        let waited = batch
+            .first()
+            .map_or(0, |s| s.first_at.elapsed().as_micros() as u64);
+        let mut st = lock(&shared.state);
+        st.done_seq = st.done_seq.max(last_seq);
+        let stats = &mut st.stats;
+        stats.batches += 1;
+        stats.events += batch.iter().map(|s| s.events).sum::<u64>();
+        stats.max_latency_us = stats.max_latency_us.max(waited);
+        let bucket = (63 - waited.max(1).leading_zeros()) as usize;
+        stats.latency_log2_us[bucket.min(23)] += 1;
+        for seg in batch {
+            let mut b = seg.bytes;
+            if st.free_bufs.len() < FREE_BUFS_KEPT && b.capacity() <= 2 * SEGMENT_BYTES {
+                b.clear();
+                st.free_bufs.push(b);
+            }
+        }
+        if st
+            .previous
+            .as_ref()
+            .is_some_and(|(p, _)| Arc::strong_count(p) == 1)
+        {
+            st.previous = None; // unlock it: another writer may adopt it now
+        }
+        if let Some(e) = error {
+            if let Some(cur) = &st.current {
+                if cur.is_abandoned() {
+                    st.current = None;
+                }
+            }
+            st.failed_through = last_seq;
+            st.last_failure = Some(failure_of(&e));
+            // Keep the first failure until a caller sees it.
+            if st.error.is_none() {
+                st.error = Some(e);
+            }
+        }
+        shared.done.notify_all();
+    }
+}
+
+fn failure_of(e: &Error) -> Failure {
+    match e {
+        Error::Io { path, source } | Error::Commit { path, source, .. } => Failure {
+            path: path.clone(),
+            errno: source.raw_os_error(),
+            message: e.to_string(),
+        },
+        other => Failure {
+            path: String::new(),
+            errno: None,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Write each segment with one write() and fdatasync each part once. On failure the part is
+/// abandoned and the error returned; later segments of that part are not written.
+fn write_batch(batch: &[Segment]) -> Option<Error> {
+    let mut first_err = None;
+    let mut lost = 0usize;
+    for (i, seg) in batch.iter().enumerate() {
+        if seg.part.is_abandoned() {
+            lost += memchr::memchr_iter(b'\n', &seg.bytes).count();
+            continue;
+        }
+        let res = write_chunks(&seg.part, &seg.bytes, seg.start).and_then(|_| {
+            let last_for_part = !batch[i + 1..]
+                .iter()
+                .any(|s| Arc::ptr_eq(&s.part, &seg.part));
+            if last_for_part {
+                seg.part.datasync()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = res {
+            seg.part.abandon(&format!("{e}"));
+            lost += memchr::memchr_iter(b'\n', &seg.bytes).count();
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map(|e| match e {
+        Error::Io { path, source } => Error::Commit {
+            path,
+            source,
+            lost: lost as u64,
+        },
+        other => other,
+    })
+}
+
+/// Large segments go out in chunks of whole lines (one write() never splits a line).
+fn write_chunks(part: &Part, bytes: &[u8], start: u64) -> Result<()> {
+    const CHUNK: usize = 8 << 20;
+    let mut off = 0;
+    while off < bytes.len() {
+        let mut end = bytes.len().min(off + CHUNK);
+        if end < bytes.len() {
+            end = memchr::memrchr(b'\n', &bytes[off..end]).map_or(end, |i| off + i + 1);
+        }
+        part.append(&bytes[off..end], start + off as u64)?;
+        off = end;
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+use super::*;
+use crate::core::rules::MAX_TS_US;
+use std::fs;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ledgerx-w-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    d
+}
+
+fn head(t: &str) -> EventHead<'_> {
+    EventHead {
+        event_type: t,
+        schema_version: 1,
+        run_id: Some("r1"),
+        event_id: None,
+        ts_us: None,
+    }
+}
+
+fn lines(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut days: Vec<_> = fs::read_dir(dir).unwrap().flatten().collect();
+    days.sort_by_key(|e| e.file_name());
+    for d in days {
+        if !d.file_name().to_string_lossy().starts_with("day=") {
+            continue;
+        }
+        let mut parts: Vec<_> = fs::read_dir(d.path()).unwrap().flatten().collect();
+        parts.sort_by_key(|e| e.file_name());
+        for p in parts {
+            let text = fs::read_to_string(p.path()).unwrap();
+            out.extend(text.lines().map(String::from));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_mode_writes_valid_lines_with_crc() {
+    for mode in [Durability::Fsync, Durability::Group, Durability::Os] {
+        let ev = tmp(&format!("{mode:?}"));
+        let mut cfg = Config::new(&ev);
+        cfg.durability = mode;
+        let w = Writer::open(cfg).unwrap();
+        for i in 0..100 {
+            let (pos, _) = w
+                .emit(&head("run.heartbeat"), format!("{{\"i\":{i}}}").as_bytes())
+                .unwrap();
+            assert!(pos.file.starts_with("day="));
+        }
+        w.close().unwrap();
+        let ls = lines(&ev);
+        assert_eq!(ls.len(), 100);
+        for (i, l) in ls.iter().enumerate() {
+            let cut = l.rfind(",\"crc\":").unwrap();
+            let crc = crc32c::crc32c(&l.as_bytes()[..cut]);
+            assert!(l.ends_with(&format!(",\"crc\":\"{crc:08x}\"}}")));
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["seq"], (i + 1) as u64);
+            assert_eq!(v["data"]["i"], i as u64);
+        }
+    }
+}
+
+#[test]
+fn rotates_and_crosses_midnight() {
+    let ev = tmp("rot");
+    let mut cfg = Config::new(&ev);
+    cfg.max_part_bytes = 1000;
+    cfg.durability = Durability::Os;
+    let w = Writer::open(cfg).unwrap();
+    let day0 = 1_700_006_399_000_000; // 2023-11-14T23:59:59Z
+    w.set_fake_now(Some(day0));
+    for _ in 0..20 {
+        w.emit(&head("run.heartbeat"), b"{}").unwrap();
+    }
+    w.set_fake_now(Some(day0 + 2_000_000));
+    let (pos, _) = w.emit(&head("run.heartbeat"), b"{}").unwrap();
+    assert!(
+        pos.file.starts_with("day=2023-11-15/part-000001"),
+        "{pos:?}"
+    );
+    w.close().unwrap();
+    let parts = fs::read_dir(ev.join("day=2023-11-14")).unwrap().count();
+    assert!(parts >= 4, "rotation made {parts} parts");
+    for p in fs::read_dir(ev.join("day=2023-11-14")).unwrap().flatten() {
+        assert!(p.metadata().unwrap().len() <= 1000);
+    }
+    assert_eq!(lines(&ev).len(), 21);
+}
+
+#[test]
+fn refuses_oversized_events_and_bad_run_ids() {
+    let ev = tmp("big");
+    let mut cfg = Config::new(&ev);
+    cfg.max_event_bytes = 400;
+    let w = Writer::open(cfg).unwrap();
+    let big = format!("{{\"x\":\"{}\"}}", "a".repeat(400));
+    assert!(matches!(
+        w.emit(&head("t"), big.as_bytes()),
+        Err(Error::Schema { .. })
+    ));
+    let mut h = head("t");
+    h.run_id = Some("../etc");
+    assert!(matches!(w.emit(&h, b"{}"), Err(Error::Schema { .. })));
+    for t in [
+        "run.created",
+        "phase.started",
+        "trial.recorded",
+        "baseline.completed",
+        "artifact.created",
+    ] {
+        let mut h = head(t);
+        h.run_id = None;
+        let e = w.emit(&h, b"{}");
+        assert!(
+            matches!(&e, Err(Error::Schema { message, .. }) if message.contains("run_id")),
+            "{t}: {e:?}"
+        );
+    }
+    let mut h = head("alert.ingested");
+    h.run_id = None;
+    w.emit(&h, b"{}").unwrap();
+    w.emit(&head("t"), b"{}").unwrap();
+    w.close().unwrap();
+    let ls = lines(&ev);
+    assert_eq!(ls.len(), 2);
+    assert!(
+        ls[0].contains("\"seq\":1,"),
+        "failed emits must not consume seq"
+    );
+}
+
+#[test]
+fn refuses_bad_migration_overrides() {
+    let ev = tmp("ovr");
+    let w = Writer::open(Config::new(&ev)).unwrap();
+    let dashes = "-".repeat(36);
+    for (id, ts) in [
+        (Some(dashes.as_str()), Some(1_700_000_000_000_000)),
+        (Some("0190c1f0-0000-7000-8000-00000000000z"), None),
+        (Some("0190c1f0-0000-7000-8000-00000000000a"), Some(0)),
+        (None, Some(-5)),
+        (None, Some(MAX_TS_US + 1)),
+    ] {
+        let mut h = head("t");
+        h.event_id = id;
+        h.ts_us = ts;
+        assert!(
+            matches!(w.emit(&h, b"{}"), Err(Error::Schema { .. })),
+            "{id:?} {ts:?}"
+        );
+    }
+    let mut h = head("t");
+    h.event_id = Some("0190c1f0-0000-7000-8000-00000000000a");
+    h.ts_us = Some(1_700_000_000_000_000);
+    w.emit(&h, b"{}").unwrap();
+    w.close().unwrap();
+    let ls = lines(&ev);
+    assert_eq!(ls.len(), 1);
+    assert!(ls[0].contains("\"event_id\":\"0190c1f0-0000-7000-8000-00000000000a\""));
+    assert!(ls[0].contains("\"ts\":\"2023-11-14T22:13:20.000000Z\""));
+    assert!(ls[0].contains("\"seq\":1,"));
+}
+
+#[test]
+fn group_writer_takes_its_own_part_back_after_a_day_switch() {
+    let ev = tmp("back");
+    let mut cfg = Config::new(&ev);
+    // The flusher gathers for 30 s: every segment stays pending until close() flushes.
+    cfg.commit_interval = Duration::from_secs(60);
+    let w = Writer::open(cfg).unwrap();
+    let day0 = 1_700_006_399_000_000; // 2023-11-14T23:59:59Z
+    let mut files = Vec::new();
+    for ts in [day0, day0 + 2_000_000, day0 - 1_000_000, day0 + 3_000_000] {
+        let mut h = head("t");
+        h.ts_us = Some(ts);
+        files.push(w.emit(&h, b"{}").unwrap().0.file);
+    }
+    w.close().unwrap();
+    assert_eq!(
+        files,
+        [
+            "day=2023-11-14/part-000001.jsonl",
+            "day=2023-11-15/part-000001.jsonl",
+            "day=2023-11-14/part-000001.jsonl",
+            "day=2023-11-15/part-000001.jsonl",
+        ]
+    );
+    for day in ["day=2023-11-14", "day=2023-11-15"] {
+        assert_eq!(fs::read_dir(ev.join(day)).unwrap().count(), 1, "{day}");
+    }
+    let seqs: Vec<String> = lines(&ev)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].to_string())
+        .collect();
+    assert_eq!(seqs, ["1", "3", "2", "4"]);
+}
