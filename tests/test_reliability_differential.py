@@ -296,14 +296,14 @@ def _progress(msg: str) -> None:
 @pytest.mark.slow
 def test_soak_differential(tmp_path: Path) -> None:
     """`make soak`: LEDGERX_FUZZ_EXAMPLES full cases (10x scanner cases, half as many
-    incremental sequences); with LEDGERX_FUZZ_SECONDS, batches of a tenth of that with a new
-    seed each, until the time is spent (a batch that started finishes)."""
+    incremental sequences); with LEDGERX_FUZZ_SECONDS, batches of a thirtieth of that with a
+    new seed each, until the time is spent (a batch that started finishes)."""
     if SOAK_SECONDS <= 0:
         scanner_case(tmp_path / "s", SOAK * 10)
         full_case(tmp_path / "f", SOAK)
         incremental_case(tmp_path / "i", SOAK // 2)
         return
-    n = max(1, SOAK // 10)
+    n = max(1, SOAK // 30)
     t0 = time.monotonic()
     done = {"scanner": 0, "full": 0, "incremental": 0}
     batch = 0
