@@ -227,7 +227,7 @@ def run_incremental(tmp: Path, rounds: list[list[bytes]]) -> None:
 def _fresh(tmp_path: Path, n: list[int]) -> Path:
     n[0] += 1
     d = tmp_path / f"ex{n[0]}"
-    d.mkdir()
+    d.mkdir(parents=True)
     return d
 
 
