@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 RUST_SRC := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: demo test test-rust test-py test-node node lint bench bench-peers soak mutants clean setup build ui screenshots
+.PHONY: demo test test-rust test-py test-node node lint bench bench-peers soak soak-fuzz \
+	soak-kill soak-migrate mutants clean setup build ui screenshots
 
 # Python deps from pyproject.toml (runtime + test + bench extras), into a local venv.
 $(VENV)/.deps: pyproject.toml
@@ -72,7 +73,7 @@ test: setup test-rust test-py test-node
 test-rust:
 	cargo test --locked --release -q
 
-test-py: setup
+test-py: setup node
 	$(PY) -m pytest -q -x -p no:cacheprovider tests
 
 test-node: setup node $(VENV)/.tsc
@@ -111,11 +112,22 @@ PEERS_MODE ?= quick
 bench-peers: setup .venv-peers/.deps .venv-mlflow/.deps
 	$(PY) benches/peers/run_peers.py --mode $(PEERS_MODE) --reps 3
 
-# Long runs: the kill loop, the Hypothesis differential (LEDGERX_FUZZ_EXAMPLES) and the Rust
-# fuzz targets (PROPTEST_CASES per target).
-soak: setup
+# Long runs (`make -j3 soak` runs the three at once): the Rust fuzz targets (PROPTEST_CASES per
+# target) and the Hypothesis differential for LEDGERX_FUZZ_SECONDS (default an hour); the kill
+# loop for LEDGERX_SOAK_ROUNDS rounds (default 1,000); `legacy migrate` of LEDGERX_MIGRATE_ROWS
+# legacy rows (default 1M) with its peak RSS. Progress lines go to stderr and LEDGERX_SOAK_LOG.
+soak: soak-fuzz soak-kill soak-migrate
+
+soak-fuzz: setup
 	PROPTEST_CASES=$${PROPTEST_CASES:-200000} cargo test --locked --release -q --lib fuzz
-	$(PY) -m pytest -q -p no:cacheprovider -m slow tests
+	LEDGERX_FUZZ_SECONDS=$${LEDGERX_FUZZ_SECONDS:-3600} $(PY) -m pytest -q -p no:cacheprovider \
+	  -m slow tests/test_reliability_differential.py
+
+soak-kill: setup node
+	$(PY) -m pytest -q -p no:cacheprovider -m slow tests/test_reliability_killloop.py
+
+soak-migrate: setup
+	$(PY) benches/bench_migrate.py --rows $${LEDGERX_MIGRATE_ROWS:-1000000} --max-rss-mb 500
 
 # Mutation testing (not part of `make test`): cargo-mutants over src/core, a 1/N shard of the
 # mutants (MUTANTS_SHARD=k/N, 0/1 = all), and cosmic-ray over the guarantee-bearing Python

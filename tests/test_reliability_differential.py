@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from ledgerx import _core
@@ -27,6 +31,7 @@ from crc32c_ref import crc32c
 from logcheck import expected_index, read_part
 
 SOAK = int(os.environ.get("LEDGERX_FUZZ_EXAMPLES", "3000"))
+SOAK_SECONDS = float(os.environ.get("LEDGERX_FUZZ_SECONDS", "0"))
 DAYS = ["2026-03-01", "2026-03-02"]
 TYPES = ["trial.recorded", "run.heartbeat", "x.custom"]
 
@@ -222,7 +227,7 @@ def run_incremental(tmp: Path, rounds: list[list[bytes]]) -> None:
 def _fresh(tmp_path: Path, n: list[int]) -> Path:
     n[0] += 1
     d = tmp_path / f"ex{n[0]}"
-    d.mkdir()
+    d.mkdir(parents=True)
     return d
 
 
@@ -235,7 +240,7 @@ def _settings(examples: int) -> settings:
     )
 
 
-def scanner_case(tmp_path: Path, examples: int) -> None:
+def scanner_case(tmp_path: Path, examples: int, seed: int | None = None) -> None:
     n = [0]
 
     @_settings(examples)
@@ -243,10 +248,10 @@ def scanner_case(tmp_path: Path, examples: int) -> None:
     def case(raw: bytes, strict: bool, max_bytes: int) -> None:
         check_scanner(_fresh(tmp_path, n), raw, strict, max_bytes)
 
-    case()
+    (case if seed is None else hypothesis_seed(seed)(case))()
 
 
-def full_case(tmp_path: Path, examples: int) -> None:
+def full_case(tmp_path: Path, examples: int, seed: int | None = None) -> None:
     n = [0]
 
     @_settings(examples)
@@ -254,10 +259,10 @@ def full_case(tmp_path: Path, examples: int) -> None:
     def case(parts: list[bytes], strict: bool) -> None:
         run_full(_fresh(tmp_path, n), parts, strict)
 
-    case()
+    (case if seed is None else hypothesis_seed(seed)(case))()
 
 
-def incremental_case(tmp_path: Path, examples: int) -> None:
+def incremental_case(tmp_path: Path, examples: int, seed: int | None = None) -> None:
     n = [0]
 
     @_settings(examples)
@@ -265,7 +270,7 @@ def incremental_case(tmp_path: Path, examples: int) -> None:
     def case(rounds: list[list[bytes]]) -> None:
         run_incremental(_fresh(tmp_path, n), rounds)
 
-    case()
+    (case if seed is None else hypothesis_seed(seed)(case))()
 
 
 def test_scanner_matches_the_independent_reader(tmp_path: Path) -> None:
@@ -280,8 +285,39 @@ def test_incremental_rounds_match_the_independent_reader(tmp_path: Path) -> None
     incremental_case(tmp_path, 10)
 
 
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+    log = os.environ.get("LEDGERX_SOAK_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(msg + "\n")
+
+
 @pytest.mark.slow
 def test_soak_differential(tmp_path: Path) -> None:
-    scanner_case(tmp_path / "s", SOAK * 10)
-    full_case(tmp_path / "f", SOAK)
-    incremental_case(tmp_path / "i", SOAK // 2)
+    """`make soak`: LEDGERX_FUZZ_EXAMPLES full cases (10x scanner cases, half as many
+    incremental sequences); with LEDGERX_FUZZ_SECONDS, batches of a thirtieth of that with a
+    new seed each, until the time is spent (a batch that started finishes)."""
+    if SOAK_SECONDS <= 0:
+        scanner_case(tmp_path / "s", SOAK * 10)
+        full_case(tmp_path / "f", SOAK)
+        incremental_case(tmp_path / "i", SOAK // 2)
+        return
+    n = max(1, SOAK // 30)
+    t0 = time.monotonic()
+    done = {"scanner": 0, "full": 0, "incremental": 0}
+    batch = 0
+    while time.monotonic() - t0 < SOAK_SECONDS:
+        d = tmp_path / f"b{batch}"
+        scanner_case(d / "s", n * 10, seed=batch)
+        full_case(d / "f", n, seed=batch)
+        incremental_case(d / "i", max(1, n // 2), seed=batch)
+        done["scanner"] += n * 10
+        done["full"] += n
+        done["incremental"] += max(1, n // 2)
+        shutil.rmtree(d, ignore_errors=True)
+        batch += 1
+        _progress(
+            f"fuzz soak: batch {batch} passed (seed {batch - 1}); examples so far {done}; "
+            f"{time.monotonic() - t0:.0f} s"
+        )

@@ -124,7 +124,7 @@ def _project(args: argparse.Namespace) -> int:
         else:
             if not paths.runs.exists():
                 raise CliError(f"no index at {paths.runs}; run `ledgerx rebuild` first")
-            out = {"path": str(write_projection(paths))}
+            out = {"path": str(write_projection(paths, full=True).path)}
     if args.json:
         print_json(out)
     elif args.remove:

@@ -9,7 +9,16 @@ a half-written one. `ledgerx.legacy` registers `on_publish` as an index publish 
 lock, without importing legacy. Once the file exists, every later round with the hook keeps it
 current (the CLI and the daemon load it); a round without it (a bare `build_index` or
 `wait_indexed` in a process that never imported `ledgerx.legacy`) leaves the projection older
-than the index, and the next round with the hook notices and rewrites it.
+than the index, and the next round with the hook catches up.
+
+Incremental: the projection remembers (in the comment of `optimizer.runs_d`, so the legacy
+layout keeps exactly its tables and columns) the index lineage, the last indexing round (`gen`)
+it holds and how many index events that round had. A later round copies the published
+projection (kernel-side) and changes only what the rounds since then touched: the append-only
+facts (trials, baselines, alerts) of the new rounds are inserted, the per-run rows (runs_d,
+phases_d) of the runs those rounds touched are replaced. It writes the whole file again only
+when the index was rebuilt (new lineage) or lost rows it held (duplicates dropped in favour of
+an earlier line), which the event count of the old rounds shows.
 
 Mapping: `status` is the log status (created/running/completed/failed: legacy has no
 `abandoned`); `completed_at` is the completion or failure time; times are naive UTC TIMESTAMPs
@@ -19,13 +28,15 @@ has no BIGINT form and becomes NULL.
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from ledgerx.index.hooks import PublishRound
-from ledgerx.index.publish import IndexPaths, publish
+from ledgerx.index.publish import IndexPaths, copy_file, publish
 from ledgerx.legacy.schema import LEGACY_DDL
 from ledgerx.legacy.source import sql_str
 
@@ -37,51 +48,151 @@ def projection_path(paths: IndexPaths) -> Path:
     return paths.runs.parent / f"{paths.runs.stem}.legacy.duckdb"
 
 
-_FILL = [
-    """INSERT INTO out.optimizer.runs_d
-       SELECT run_id, run_kind, config, data_fingerprint, log_status,
-              timezone('UTC', created_at), timezone('UTC', started_at),
-              timezone('UTC', coalesce(completed_at, failed_at)), summary
-       FROM ix.main.runs_d ORDER BY created_at, run_id""",
-    """INSERT INTO out.optimizer.phases_d
-       SELECT run_id, phase, CAST(phase_index AS INTEGER), timezone('UTC', started_at),
-              timezone('UTC', completed_at), duration_ms, output_summary
-       FROM ix.main.phase_timings ORDER BY run_id, started_at, phase, attempt""",
-    """INSERT INTO out.optimizer.trials_f
-       SELECT run_id, TRY_CAST(s.trial_id AS BIGINT), s.params, s.metrics, timezone('UTC', ts)
-       FROM (SELECT run_id, ts, event_id,
-                    json_transform(coalesce(data_upcast, data),
-                                   '{"trial_id":"VARCHAR","params":"JSON","metrics":"JSON"}') s
-             FROM ix.main.events WHERE event_type = 'trial.recorded')
-       ORDER BY ts, event_id""",  # every record, as the old code wrote them (not only the latest)
-    """INSERT INTO out.baseline.results
-       SELECT run_id, baseline, metrics, timezone('UTC', completed_at)
-       FROM ix.main.baseline_results ORDER BY completed_at, event_id""",
-]
+@dataclass
+class ProjectionReport:
+    """What one projection round did: `mode` full/incremental; rows deleted and inserted per
+    legacy table; `runs` the runs whose per-run rows were replaced (incremental)."""
 
-_FILL_ALERTS = """INSERT INTO out.canon.alerts_raw
-    SELECT alert_id, source, severity, payload, ts FROM al.main.alerts ORDER BY ts, event_id"""
+    path: Path
+    mode: str
+    gen: int = 0
+    runs: int = 0
+    inserted: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
 
 
-def write_projection(paths: IndexPaths, *, durable: bool = True) -> Path:
-    """Build the projection from the published index files and publish it. Returns its path."""
+# Per-run state: `{runs}` selects the runs (every run, or those touched since the last round).
+_RUNS = """INSERT INTO out.optimizer.runs_d
+    SELECT run_id, run_kind, config, data_fingerprint, log_status,
+           timezone('UTC', created_at), timezone('UTC', started_at),
+           timezone('UTC', coalesce(completed_at, failed_at)), summary
+    FROM ix.main.runs_d WHERE {runs} ORDER BY created_at, run_id"""
+_PHASES = """INSERT INTO out.optimizer.phases_d
+    SELECT run_id, phase, CAST(phase_index AS INTEGER), timezone('UTC', started_at),
+           timezone('UTC', completed_at), duration_ms, output_summary
+    FROM ix.main.phase_timings WHERE {runs} ORDER BY run_id, started_at, phase, attempt"""
+# Append-only facts: `{new}` selects the index events to add (all, or those of the new rounds).
+_TRIALS = """INSERT INTO out.optimizer.trials_f
+    SELECT run_id, TRY_CAST(s.trial_id AS BIGINT), s.params, s.metrics, timezone('UTC', ts)
+    FROM (SELECT run_id, ts, event_id,
+                 json_transform(coalesce(data_upcast, data),
+                                '{{"trial_id":"VARCHAR","params":"JSON","metrics":"JSON"}}') s
+          FROM ix.main.events WHERE event_type = 'trial.recorded' AND {new})
+    ORDER BY ts, event_id"""  # every record, as the old code wrote them (not only the latest)
+_BASELINES = """INSERT INTO out.baseline.results
+    SELECT run_id, baseline, metrics, timezone('UTC', completed_at)
+    FROM ix.main.baseline_results
+    WHERE event_id IN (SELECT event_id FROM ix.main.events
+                       WHERE event_type = 'baseline.completed' AND {new})
+    ORDER BY completed_at, event_id"""
+_ALERTS = """INSERT INTO out.canon.alerts_raw
+    SELECT alert_id, source, severity, payload, ts FROM al.main.alerts
+    WHERE event_id IN (SELECT event_id FROM ix.main.events
+                       WHERE event_type = 'alert.ingested' AND {new})
+    ORDER BY ts, event_id"""
+
+_TABLES = {
+    "runs_d": ("optimizer.runs_d", _RUNS),
+    "phases_d": ("optimizer.phases_d", _PHASES),
+    "trials_f": ("optimizer.trials_f", _TRIALS),
+    "results": ("baseline.results", _BASELINES),
+    "alerts_raw": ("canon.alerts_raw", _ALERTS),
+}
+_STATE_TABLE = "out.optimizer.runs_d"  # its COMMENT holds the projection's state
+
+
+def _index_state(con: duckdb.DuckDBPyConnection) -> tuple[str, int, int]:
+    """(lineage, gen, number of events) of the attached index."""
+    meta = dict(con.execute("SELECT key, value FROM ix.main._index_meta").fetchall())
+    n = con.execute("SELECT count(*) FROM ix.main.events").fetchone()[0]  # type: ignore[index]
+    return meta.get("lineage") or "", int(meta.get("gen") or 0), int(n)
+
+
+def _read_state(path: Path) -> dict[str, object] | None:
+    """The state a published projection recorded, or None (none, or one from before)."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        rows = con.execute(
+            "SELECT comment FROM duckdb_tables() WHERE schema_name = 'optimizer' "
+            "AND table_name = 'runs_d'"
+        ).fetchall()
+    finally:
+        con.close()
+    try:
+        state = json.loads(rows[0][0]) if rows and rows[0][0] else None
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM out.{table}").fetchone()[0])  # type: ignore[index]
+
+
+def _fill(con: duckdb.DuckDBPyConnection, rep: ProjectionReport, runs: str, new: str,
+          alerts: bool) -> None:  # fmt: skip
+    for key, (table, q) in _TABLES.items():
+        if key == "alerts_raw" and not alerts:
+            continue
+        before = _count(con, table)
+        con.execute(q.format(runs=runs, new=new))
+        rep.inserted[key] = _count(con, table) - before
+
+
+def _incremental(con: duckdb.DuckDBPyConnection, rep: ProjectionReport, since: int,
+                 alerts: bool) -> None:  # fmt: skip
+    """Replace the per-run rows of the runs touched by rounds > `since`; add their facts."""
+    con.execute(
+        f"""CREATE TEMP TABLE _touched AS SELECT DISTINCT run_id FROM ix.main.events
+            WHERE gen > {int(since)} AND run_id IS NOT NULL"""
+    )
+    rep.runs = int(con.execute("SELECT count(*) FROM _touched").fetchone()[0])  # type: ignore[index]
+    touched = "run_id IN (SELECT run_id FROM _touched)"
+    for key in ("runs_d", "phases_d"):
+        table = _TABLES[key][0]
+        before = _count(con, table)
+        con.execute(f"DELETE FROM out.{table} WHERE {touched}")
+        rep.deleted[key] = before - _count(con, table)
+    _fill(con, rep, touched, f"gen > {int(since)}", alerts)
+
+
+def write_projection(
+    paths: IndexPaths, *, durable: bool = True, full: bool = False
+) -> ProjectionReport:
+    """Bring the projection up to the published index and publish it: incrementally when the
+    published projection holds an earlier round of the same index, else (or with `full`) from
+    scratch. Returns what was done."""
     target = projection_path(paths)
     tmp = paths.tmp_for(target)
     for p in (tmp, tmp.with_name(tmp.name + ".wal")):
         p.unlink(missing_ok=True)
+    old = None if full or not target.exists() else _read_state(target)
+    rep = ProjectionReport(target, "full")
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"ATTACH {sql_str(str(paths.runs))} AS ix (READ_ONLY)")
-        if paths.alerts.exists():
+        alerts = paths.alerts.exists()
+        if alerts:
             con.execute(f"ATTACH {sql_str(str(paths.alerts))} AS al (READ_ONLY)")
+        lineage, gen, n_events = _index_state(con)
+        rep.gen = gen
+        since = _incremental_since(con, old, lineage, gen)
+        if since is not None:
+            copy_file(target, tmp)
+            rep.mode = "incremental"
         con.execute(f"ATTACH {sql_str(str(tmp))} AS out")
         con.begin()
-        con.execute(LEGACY_DDL.format(db="out"))
-        for q in _FILL:
-            con.execute(q)
-        if paths.alerts.exists():
-            con.execute(_FILL_ALERTS)
+        if since is None:
+            con.execute(LEGACY_DDL.format(db="out"))
+            _fill(con, rep, "run_id IS NOT NULL", "true", alerts)
+        elif since < gen:
+            _incremental(con, rep, since, alerts)
+        state = json.dumps({"lineage": lineage, "gen": gen, "events": n_events})
+        con.execute(f"COMMENT ON TABLE {_STATE_TABLE} IS {sql_str(state)}")
         con.commit()
         con.execute("CHECKPOINT out")
         con.execute("DETACH out")
@@ -92,7 +203,22 @@ def write_projection(paths: IndexPaths, *, durable: bool = True) -> Path:
         raise
     con.close()
     publish(tmp, target, durable=durable)
-    return target
+    return rep
+
+
+def _incremental_since(
+    con: duckdb.DuckDBPyConnection, old: dict[str, object] | None, lineage: str, gen: int
+) -> int | None:
+    """The round the published projection holds, when it can be brought forward in place: same
+    index lineage, not ahead of the index, and every event it was made from still indexed (a
+    round that drops a duplicate in favour of an earlier line removes an old row)."""
+    if old is None or old.get("lineage") != lineage or not lineage:
+        return None
+    since, had = old.get("gen"), old.get("events")
+    if not isinstance(since, int) or not isinstance(had, int) or since > gen:
+        return None
+    kept = con.execute(f"SELECT count(*) FROM ix.main.events WHERE gen <= {since}").fetchone()
+    return since if kept is not None and kept[0] == had else None
 
 
 def projection_hook(
@@ -111,7 +237,7 @@ def projection_hook(
     stale = exists and proj.stat().st_mtime_ns < paths.runs.stat().st_mtime_ns
     if exists and not changed and not stale:
         return None
-    return write_projection(paths, durable=durable)
+    return write_projection(paths, durable=durable).path
 
 
 def on_publish(rnd: PublishRound) -> Path | None:
