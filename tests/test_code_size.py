@@ -23,7 +23,6 @@ LONG_FUNCTIONS = {
     "python/ledgerx/spark_sql.py:queries": "a table of SQL texts, one per query",
     # Owned by other areas of this round (legacy migrate, schema registry, the PyO3 emit path,
     # the schema compiler, the token tape); to be split by their owners.
-    "python/ledgerx/legacy/migrate.py:legacy_events": "to split (legacy migrate)",
     "python/ledgerx/schema/registry.py:register": "to split (schema registry)",
     "src/py/writer.rs:emit": "the hot path: argument parsing, one pass, no extra frames",
     "src/core/schema.rs:compile_at": "one match arm per keyword of the subset",
