@@ -203,18 +203,29 @@ def _order(e: dict[str, Any]) -> tuple[str, str, int]:
     return (e["ts"], e["file"], e["offset"])
 
 
+def _typed_tid(v: Any) -> Any:
+    """docs/index.md "Trial ids", written out here: an integral JSON number in the BIGINT range
+    is an int (3.0 is 3), a string stays a string, any other value is its compact JSON text."""
+    if isinstance(v, str) or v is None:
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer():
+        if -(2**63) <= int(v) < 2**63:
+            return int(v)
+    return json.dumps(v, separators=(",", ":"))
+
+
 def reference_derived(events: list[dict[str, Any]]) -> dict[str, list[tuple[Any, ...]]]:
     """The derived tables of docs/index.md computed the obvious way from `reference_events`
     (JSON values as Python objects, times as `ts` text, rows sorted by repr)."""
     ev = sorted(events, key=_order)
     out: dict[str, list[tuple[Any, ...]]] = {k: [] for k in DERIVED}
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    latest: dict[tuple[str, Any], dict[str, Any]] = {}
     starts: dict[tuple[str, str], list[dict[str, Any]]] = {}
     ends: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for e in ev:
         t, d, rid = e["event_type"], e["data"], e["run_id"]
         if t == "trial.recorded":
-            latest[(rid, str(d["trial_id"]))] = e  # the latest (ts, file, offset) wins
+            latest[(rid, _typed_tid(d["trial_id"]))] = e  # the latest (ts, file, offset) wins
         elif t == "baseline.completed":
             row = (e["event_id"], rid, d["baseline"], d["metrics"], e["ts"])
             out["baseline_results"].append(row)

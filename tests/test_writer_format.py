@@ -209,12 +209,12 @@ def test_phase_duration_is_the_measured_time_in_milliseconds(
 ) -> None:
     """duration_ms is perf_counter's difference × 1000 (the clock is replaced, so the value is
     exact and the test does not depend on timing)."""
-    import ledgerx.writer as writer_mod
+    import ledgerx.run as run_mod
 
     ticks = iter([100.0, 100.25])
     with ledgerx.open(root, durability="os") as led:
         with led.run(run_kind="k", config={}, data_fingerprint="fp") as run:
-            monkeypatch.setattr(writer_mod.time, "perf_counter", lambda: next(ticks))
+            monkeypatch.setattr(run_mod.time, "perf_counter", lambda: next(ticks))
             with run.phase("plan"):
                 pass
             monkeypatch.undo()

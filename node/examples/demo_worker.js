@@ -23,7 +23,7 @@ async function main(root, stamp) {
   await emitter.emitPhaseCompleted(runId, 'search', Date.now() - t0, { trials: trials.length });
   await emitter.emitRunCompleted(runId, { best_pnl: best }, []);
   await emitter.close();
-  console.log(`demo: node worker wrote ${trials.length + 6} events (run ${runId})`);
+  console.log(`demo: node worker wrote ${trials.length + 5} events (run ${runId})`);
 }
 
 main(process.argv[2], process.argv[3]).catch((e) => {
