@@ -15,6 +15,7 @@ __all__ = [
     "scan_files",
     "check_line",
     "check_json",
+    "check_run_id",
     "quarantine",
     "to_json",
     "day_of",
@@ -155,6 +156,10 @@ def check_line(line: bytes, strict: bool = False) -> str | None:
 def check_json(text: bytes) -> str | None:
     """Why `text` is not one I-JSON value (duplicate key, NaN/Infinity, lone surrogate,
     depth, syntax; with the column), or None."""
+
+def check_run_id(run_id: str) -> None:
+    """Raise `SchemaError` unless `run_id` matches the log's run-id rule
+    (`[A-Za-z0-9][A-Za-z0-9._-]{0,127}`)."""
 
 def quarantine(events_dir: str, rel: str, offset: int, data: bytes, reason: str) -> str:
     """Save `data` (bytes of `rel` at `offset`) under events/_quarantine/ as

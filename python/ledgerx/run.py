@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ledgerx import _process
+from ledgerx import _core, _process
 from ledgerx.errors import RunStateError, SchemaError
 
 if TYPE_CHECKING:
@@ -208,9 +208,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def _core_check_run_id(run_id: str) -> None:
-    import re
-
-    if not isinstance(run_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id):
+    """The log's run-id rule, owned by the core (`_core.check_run_id`); a non-string is refused
+    here with the same message."""
+    if not isinstance(run_id, str):
         raise SchemaError(
             f"invalid run_id {run_id!r}: must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}"
         )
+    _core.check_run_id(run_id)

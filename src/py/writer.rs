@@ -246,3 +246,10 @@ impl Writer {
         self.inner.set_fake_now(us);
     }
 }
+
+/// Raise `SchemaError` unless `run_id` is a valid run id: the log's rule (`rules::check_run_id`),
+/// for Python code that checks a run id before any event is written (`ledger.run(run_id=...)`).
+#[pyfunction]
+pub fn check_run_id(run_id: &str) -> PyResult<()> {
+    cw::check_run_id(run_id).map_err(to_py)
+}
