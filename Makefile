@@ -122,6 +122,9 @@ soak-fuzz: setup
 	PROPTEST_CASES=$${PROPTEST_CASES:-200000} cargo test --locked --release -q --lib fuzz
 	LEDGERX_FUZZ_SECONDS=$${LEDGERX_FUZZ_SECONDS:-3600} $(PY) -m pytest -q -p no:cacheprovider \
 	  -m slow tests/test_reliability_differential.py
+	LEDGERX_POWERLOSS_SEEDS=$${LEDGERX_POWERLOSS_SEEDS:-20000} \
+	  LEDGERX_SCHEMA_EXAMPLES=$${LEDGERX_SCHEMA_EXAMPLES:-20000} $(PY) -m pytest -q \
+	  -p no:cacheprovider tests/test_reliability_powerloss.py tests/test_schema_differential.py
 
 soak-kill: setup node
 	$(PY) -m pytest -q -p no:cacheprovider -m slow tests/test_reliability_killloop.py

@@ -12,7 +12,7 @@ objects tile every part exactly and no key was written twice, an index rebuilt f
 holds the same events as the local one, and the projection (killed mid-round too) equals one
 built from scratch.
 
-`make test` runs 20 rounds on one ledger; `make soak` runs LEDGERX_SOAK_ROUNDS (1,000) in chunks
+`make test` runs 10 rounds on one ledger; `make soak` runs LEDGERX_SOAK_ROUNDS (1,000) in chunks
 of 100 rounds, each on a fresh ledger and bucket, checked after each chunk (progress lines on
 stderr and, with LEDGERX_SOAK_LOG=FILE, appended to FILE)."""
 
@@ -36,7 +36,7 @@ import pytest
 from conftest import REPO
 from crc32c_ref import crc32c
 
-ROUNDS = int(os.environ.get("LEDGERX_KILL_ROUNDS", "20"))
+ROUNDS = int(os.environ.get("LEDGERX_KILL_ROUNDS", "10"))
 SOAK_ROUNDS = int(os.environ.get("LEDGERX_SOAK_ROUNDS", "1000"))
 CHUNK = 100
 

@@ -24,7 +24,7 @@ import pytest
 import ledgerx
 from ledgerx import _core
 
-SEEDS = int(os.environ.get("LEDGERX_POWERLOSS_SEEDS", "1000"))
+SEEDS = int(os.environ.get("LEDGERX_POWERLOSS_SEEDS", "300"))
 
 WRITER = """
 import sys, ledgerx

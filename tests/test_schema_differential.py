@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,8 +286,12 @@ def check_agree(
         assert emit.is_valid(doc) is want, f"emit() verdict differs from jsonschema: {where}"
 
 
+# `make test` runs EXAMPLES per test; `make soak` many more (LEDGERX_SCHEMA_EXAMPLES).
+EXAMPLES = int(os.environ.get("LEDGERX_SCHEMA_EXAMPLES", "700"))
+
+
 @settings(
-    max_examples=1500,
+    max_examples=EXAMPLES,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -299,7 +304,7 @@ def test_rust_agrees_with_jsonschema(emit_path: EmitPath, schema: Any, docs: lis
         check_agree(schema, doc, v, emit_path)
 
 
-@settings(max_examples=1500, deadline=None, database=None)
+@settings(max_examples=EXAMPLES, deadline=None, database=None)
 @given(schema=node(st.booleans()), doc=scalars)
 def test_rust_agrees_with_jsonschema_on_scalars(schema: dict[str, Any], doc: Any) -> None:
     """Flat schemas against single values: many more boundary hits per second."""
