@@ -21,9 +21,8 @@ LONG_FUNCTIONS = {
     # One SQL text per view: splitting them would scatter one schema over several functions.
     "python/ledgerx/legacy/source.py:create_legacy_views": "one SQL statement per legacy view",
     "python/ledgerx/spark_sql.py:queries": "a table of SQL texts, one per query",
-    # Owned by other areas of this round (legacy migrate, schema registry, the PyO3 emit path,
-    # the schema compiler, the token tape); to be split by their owners.
-    "python/ledgerx/schema/registry.py:register": "to split (schema registry)",
+    # Hot loops and one-arm-per-case matches: splitting them costs a call per value or scatters
+    # one rule table over several functions.
     "src/py/writer.rs:emit": "the hot path: argument parsing, one pass, no extra frames",
     "src/core/schema.rs:compile_at": "one match arm per keyword of the subset",
     "src/core/json/tape.rs:value": "one match arm per JSON token kind (the hot loop)",

@@ -321,35 +321,7 @@ class SchemaRegistry:
         (the indexer, the daemon) find the function through their own registrations
         (`LEDGERX_UPCASTER_MODULES`, entry points; see docs/security.md).
         """
-        validate_event_type(event_type)
-        if isinstance(schema, Mapping):
-            schema = dict(schema)
-        elif not isinstance(schema, bool):
-            raise SchemaError(
-                f"{event_type}: a schema must be a JSON object (dict) or a boolean, "
-                f"not {type(schema).__name__}"
-            )
-        try:
-            text = json.dumps(schema, allow_nan=False, ensure_ascii=False)
-        except (TypeError, ValueError) as e:
-            raise SchemaError(f"{event_type}: schema is not JSON: {e}") from None
-        try:
-            _core.SchemaValidator(text)  # refuses keywords outside the subset, naming them
-        except SchemaError as e:
-            raise SchemaError(f"{event_type}: schema refused: {e}") from None
-        schema = json.loads(text)  # exactly what the file (and the Rust side) will hold
-        if schema is False or (
-            isinstance(schema, dict)
-            and "type" in schema
-            and "object"
-            not in ([schema["type"]] if isinstance(schema["type"], str) else schema["type"])
-        ):
-            raise SchemaError(f"{event_type}: the schema must accept an object (event data is one)")
-        if isinstance(upcaster, str):
-            ensure_known(upcaster.strip(), f"{event_type}")
-        elif upcaster is not None:
-            upcaster_name(upcaster)  # a lambda without a name is refused before any write
-
+        schema = _checked_schema(event_type, schema, upcaster)
         ensure_registry(self.events_dir)
         with _exclusive(self.events_dir):
             doc = _read(self.path)
@@ -357,31 +329,7 @@ class SchemaRegistry:
                 doc = builtin_registry()
             if event_type in doc["types"]:
                 self._versions_of(doc, event_type)  # an invalid entry is refused, not extended
-            versions: dict[str, Any] = doc["types"].setdefault(event_type, {})
-            newest = max(map(int, versions), default=0)
-            changed = True
-            if newest and _canonical(versions[str(newest)]) == _canonical(schema):
-                version, changed = newest, False
-            else:
-                version = newest + 1
-                versions[str(version)] = schema
-            if upcaster is not None:
-                if version == 1:
-                    raise SchemaError(
-                        f"{event_type} v1: an upcaster lifts version N-1 to N; version 1 has "
-                        "nothing to lift"
-                    )
-                up_path = _bind(event_type, version - 1, upcaster)
-                ups = doc.setdefault("upcasters", {}).setdefault(event_type, {})
-                old = ups.get(str(version - 1))
-                if old is not None and old != up_path:
-                    raise SchemaError(
-                        f"{event_type}: v{version - 1}->v{version} already has upcaster {old}; "
-                        f"not replacing it with {up_path}"
-                    )
-                if old is None:
-                    ups[str(version - 1)] = up_path
-                    changed = True
+            version, changed = _add_version(doc, event_type, schema, upcaster)
             if changed:
                 atomic_write(self.path, _dumps(doc))
         if changed and self._on_change is not None:
@@ -556,3 +504,72 @@ class SchemaRegistry:
         cols[names.index("data")] = new_data
         cols[names.index("schema_version")] = new_sv
         return pa.RecordBatch.from_arrays(cols, schema=batch.schema)
+
+
+def _checked_schema(
+    event_type: str, schema: Mapping[str, Any] | bool, upcaster: Upcaster | str | None
+) -> Any:
+    """register()'s checks before any write: the type name, a JSON object or boolean schema in
+    the supported subset that accepts an object, a known or nameable upcaster. Returns the
+    schema exactly as the file (and the Rust side) will hold it."""
+    validate_event_type(event_type)
+    if isinstance(schema, Mapping):
+        schema = dict(schema)
+    elif not isinstance(schema, bool):
+        raise SchemaError(
+            f"{event_type}: a schema must be a JSON object (dict) or a boolean, "
+            f"not {type(schema).__name__}"
+        )
+    try:
+        text = json.dumps(schema, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise SchemaError(f"{event_type}: schema is not JSON: {e}") from None
+    try:
+        _core.SchemaValidator(text)  # refuses keywords outside the subset, naming them
+    except SchemaError as e:
+        raise SchemaError(f"{event_type}: schema refused: {e}") from None
+    out = json.loads(text)
+    if out is False or (
+        isinstance(out, dict)
+        and "type" in out
+        and "object" not in ([out["type"]] if isinstance(out["type"], str) else out["type"])
+    ):
+        raise SchemaError(f"{event_type}: the schema must accept an object (event data is one)")
+    if isinstance(upcaster, str):
+        ensure_known(upcaster.strip(), f"{event_type}")
+    elif upcaster is not None:
+        upcaster_name(upcaster)  # a lambda without a name is refused before any write
+    return out
+
+
+def _add_version(
+    doc: dict[str, Any], event_type: str, schema: Any, upcaster: Upcaster | str | None
+) -> tuple[int, bool]:
+    """Add `schema` to `doc` as the type's next version (or find it is the newest already) and
+    bind its upcaster from the previous version. Returns (version, whether `doc` changed)."""
+    versions: dict[str, Any] = doc["types"].setdefault(event_type, {})
+    newest = max(map(int, versions), default=0)
+    changed = True
+    if newest and _canonical(versions[str(newest)]) == _canonical(schema):
+        version, changed = newest, False
+    else:
+        version = newest + 1
+        versions[str(version)] = schema
+    if upcaster is None:
+        return version, changed
+    if version == 1:
+        raise SchemaError(
+            f"{event_type} v1: an upcaster lifts version N-1 to N; version 1 has nothing to lift"
+        )
+    up_path = _bind(event_type, version - 1, upcaster)
+    ups = doc.setdefault("upcasters", {}).setdefault(event_type, {})
+    old = ups.get(str(version - 1))
+    if old is not None and old != up_path:
+        raise SchemaError(
+            f"{event_type}: v{version - 1}->v{version} already has upcaster {old}; "
+            f"not replacing it with {up_path}"
+        )
+    if old is None:
+        ups[str(version - 1)] = up_path
+        changed = True
+    return version, changed
