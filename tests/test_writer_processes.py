@@ -168,3 +168,41 @@ def test_threads_share_one_ledger(root: Path) -> None:
     for k in range(4):
         assert [e["data"]["i"] for e in evs if e["data"]["k"] == k] == list(range(2000))
     assert ledgerx.Ledger is type(ledger)
+
+
+FD_CODE = r"""
+import os, sys, ledgerx
+
+def pipes():
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        except OSError:
+            pass
+    return n
+
+led = ledgerx.open(sys.argv[1])
+led.emit("run.heartbeat", {}, run_id="r1")
+before = pipes()
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    os.write(w, str(pipes() - 1).encode())  # minus the report pipe's write end
+    os._exit(0)
+os.close(w)
+child = int(os.read(r, 32))
+os.waitpid(pid, 0)
+led.close()
+print(before, child)
+"""
+
+
+def test_a_forked_child_does_not_keep_the_parents_watchdog_pipe(root: Path) -> None:
+    """The SIGTERM watchdog re-installed after fork closes the inherited pipe pair: the child
+    holds as many pipes as the parent (the old build leaked two per fork: 3 against 5)."""
+    r = run_py(FD_CODE, str(root))
+    assert r.returncode == 0, r.stderr
+    before, child = map(int, r.stdout.split())
+    assert before >= 2 and child == before

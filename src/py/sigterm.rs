@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 static PIPE_W: AtomicI32 = AtomicI32::new(-1);
+static PIPE_R: AtomicI32 = AtomicI32::new(-1);
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 /// The handler that was installed before ours (Python's C-level handler), chained to. Written
 /// only before our handler is installed.
@@ -72,8 +73,18 @@ pub fn install_sigterm_watchdog(callback: Py<PyAny>, grace_ms: u64) -> PyResult<
         if old.sa_sigaction != on_term as *const () as usize {
             PREV_COPY = Some(old);
         }
-        PIPE_W.store(fds[1], Ordering::SeqCst);
-        OWNER_PID.store(libc::getpid(), Ordering::SeqCst);
+        let old_w = PIPE_W.swap(fds[1], Ordering::SeqCst);
+        let old_r = PIPE_R.swap(fds[0], Ordering::SeqCst);
+        let old_pid = OWNER_PID.swap(libc::getpid(), Ordering::SeqCst);
+        // The previous pair: closing its write end wakes an old reader thread of this process
+        // with EOF (it closes its read end); in a forked child that thread does not exist, so
+        // the inherited read end is closed here.
+        if old_w >= 0 {
+            libc::close(old_w);
+        }
+        if old_r >= 0 && old_pid != libc::getpid() {
+            libc::close(old_r);
+        }
         let mut act: libc::sigaction = std::mem::zeroed();
         act.sa_sigaction = on_term as *const () as usize;
         act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
@@ -93,6 +104,8 @@ pub fn install_sigterm_watchdog(callback: Py<PyAny>, grace_ms: u64) -> PyResult<
                     break;
                 }
                 if n == 0 {
+                    // SAFETY: our own read end; the write end was closed by a re-install.
+                    unsafe { libc::close(read_fd) };
                     return;
                 }
             }
