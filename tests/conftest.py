@@ -64,3 +64,12 @@ def find_lib(name: str) -> str:
             if hits:
                 return str(hits[0])
     pytest.fail(f"{name} not found (installed by `make setup`)")
+
+
+def soak_progress(msg: str) -> None:
+    """A soak's progress line: to stderr, and appended to $LEDGERX_SOAK_LOG when set."""
+    print(msg, file=sys.stderr, flush=True)
+    log = os.environ.get("LEDGERX_SOAK_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(msg + "\n")

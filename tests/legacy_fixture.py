@@ -394,3 +394,19 @@ def migrated_ledger(tmp: Path, **build_kw: Any) -> tuple[Path, Fixture]:
 
 if __name__ == "__main__":
     main()
+
+
+LEGACY_TABLES = ["optimizer.runs_d", "optimizer.phases_d", "optimizer.trials_f",
+                 "baseline.results", "canon.alerts_raw"]  # fmt: skip
+
+
+def legacy_rows(path: Path) -> dict[str, list[str]]:
+    """Every row of the legacy-shaped tables of a DuckDB file, as sorted reprs per table."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            t: sorted(map(repr, con.execute(f"SELECT * FROM {t}").fetchall()))
+            for t in LEGACY_TABLES
+        }
+    finally:
+        con.close()

@@ -16,7 +16,7 @@ from ledgerx.cli import main
 from ledgerx.index import IndexPaths, build_index
 from ledgerx.legacy import compare, migrate, write_projection
 
-from legacy_fixture import build
+from legacy_fixture import build, legacy_rows
 
 COLUMNS = """SELECT table_schema, table_name, column_name, data_type, ordinal_position
              FROM information_schema.columns ORDER BY ALL"""
@@ -83,21 +83,6 @@ def test_later_rounds_keep_the_projection_current(tmp_path: Path) -> None:
     assert not proj.exists()
 
 
-LEGACY_TABLES = ["optimizer.runs_d", "optimizer.phases_d", "optimizer.trials_f",
-                 "baseline.results", "canon.alerts_raw"]  # fmt: skip
-
-
-def _rows(path: Path) -> dict[str, list[str]]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return {
-            t: sorted(map(repr, con.execute(f"SELECT * FROM {t}").fetchall()))
-            for t in LEGACY_TABLES
-        }
-    finally:
-        con.close()
-
-
 def _from_scratch(paths: IndexPaths, tmp: Path) -> Path:
     """The projection written in full from a copy of the same index files."""
     tmp.mkdir()
@@ -145,8 +130,8 @@ def test_a_round_touches_only_what_changed_and_equals_a_full_projection(tmp_path
     assert rep.deleted == {"runs_d": 1, "phases_d": 2}
     assert rep.inserted == {"runs_d": 2, "phases_d": 3 + 2, "trials_f": 3 + 5, "results": 1,
                             "alerts_raw": 1}  # fmt: skip
-    kept = _rows(rep.path)
-    assert kept == _rows(_from_scratch(paths, tmp_path / "a"))
+    kept = legacy_rows(rep.path)
+    assert kept == legacy_rows(_from_scratch(paths, tmp_path / "a"))
     con = duckdb.connect(str(rep.path), read_only=True)
     got = con.execute(
         "SELECT run_id, trial_id, params, metrics, recorded_at FROM optimizer.trials_f"
@@ -162,7 +147,7 @@ def test_a_round_touches_only_what_changed_and_equals_a_full_projection(tmp_path
     build_index(root, durable=False, full_rebuild=True, hook_options=no_hook)
     rep = write_projection(paths, durable=False)
     assert rep.mode == "full" and rep.inserted["trials_f"] == 6 * 5 + 3 + 5
-    assert _rows(rep.path) == kept
+    assert legacy_rows(rep.path) == kept
 
 
 def test_a_dropped_old_row_makes_the_next_round_full(tmp_path: Path) -> None:
@@ -180,5 +165,5 @@ def test_a_dropped_old_row_makes_the_next_round_full(tmp_path: Path) -> None:
     r = build_index(root, durable=False, hook_options={"legacy_projection": False})
     assert r.duplicates == 1
     rep = write_projection(paths, durable=False)
-    assert _rows(rep.path) == _rows(_from_scratch(paths, tmp_path / "a"))
+    assert legacy_rows(rep.path) == legacy_rows(_from_scratch(paths, tmp_path / "a"))
     assert rep.mode == "full"

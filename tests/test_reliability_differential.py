@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +26,7 @@ from ledgerx import _core
 from ledgerx.index import IndexPaths, build_index
 from ledgerx.index.indexer import open_readonly
 
+from conftest import soak_progress
 from crc32c_ref import crc32c
 from logcheck import expected_index, read_part
 
@@ -285,14 +285,6 @@ def test_incremental_rounds_match_the_independent_reader(tmp_path: Path) -> None
     incremental_case(tmp_path, 10)
 
 
-def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-    log = os.environ.get("LEDGERX_SOAK_LOG")
-    if log:
-        with open(log, "a") as f:
-            f.write(msg + "\n")
-
-
 @pytest.mark.slow
 def test_soak_differential(tmp_path: Path) -> None:
     """`make soak`: LEDGERX_FUZZ_EXAMPLES full cases (10x scanner cases, half as many
@@ -317,7 +309,7 @@ def test_soak_differential(tmp_path: Path) -> None:
         done["incremental"] += max(1, n // 2)
         shutil.rmtree(d, ignore_errors=True)
         batch += 1
-        _progress(
+        soak_progress(
             f"fuzz soak: batch {batch} passed (seed {batch - 1}); examples so far {done}; "
             f"{time.monotonic() - t0:.0f} s"
         )

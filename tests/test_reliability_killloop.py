@@ -33,8 +33,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import REPO
+from conftest import REPO, soak_progress
 from crc32c_ref import crc32c
+from legacy_fixture import legacy_rows
 
 ROUNDS = int(os.environ.get("LEDGERX_KILL_ROUNDS", "10"))
 SOAK_ROUNDS = int(os.environ.get("LEDGERX_SOAK_ROUNDS", "1000"))
@@ -318,23 +319,8 @@ def _check_projection(root: Path, tmp: Path) -> None:
         if f.exists():
             shutil.copy(f, fresh_dir / f.name)
     fresh = write_projection(IndexPaths.for_root(root, fresh_dir / "runs.duckdb"), full=True).path
-    assert _legacy_rows(kept) == _legacy_rows(fresh), "the kept projection drifted"
+    assert legacy_rows(kept) == legacy_rows(fresh), "the kept projection drifted"
     shutil.rmtree(fresh_dir)
-
-
-LEGACY_TABLES = ["optimizer.runs_d", "optimizer.phases_d", "optimizer.trials_f",
-                 "baseline.results", "canon.alerts_raw"]  # fmt: skip
-
-
-def _legacy_rows(path: Path) -> dict[str, list[str]]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return {
-            t: sorted(map(repr, con.execute(f"SELECT * FROM {t}").fetchall()))
-            for t in LEGACY_TABLES
-        }
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -370,14 +356,6 @@ def test_sigkill_loop(tmp_path: Path, endpoint: str) -> None:
     assert {"py", "node", "indexer", "shipper"} <= set(lp.kills), lp.kills
 
 
-def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-    log = os.environ.get("LEDGERX_SOAK_LOG")
-    if log:
-        with open(log, "a") as f:
-            f.write(msg + "\n")
-
-
 @pytest.mark.slow
 def test_sigkill_soak(tmp_path: Path, endpoint: str) -> None:
     """`make soak`: LEDGERX_SOAK_ROUNDS rounds in chunks of 100, each chunk a fresh ledger and
@@ -398,7 +376,7 @@ def test_sigkill_soak(tmp_path: Path, endpoint: str) -> None:
         chunk_no += 1
         for k, v in lp.kills.items():
             totals[k] = totals.get(k, 0) + v
-        _progress(
+        soak_progress(
             f"kill soak: {done}/{SOAK_ROUNDS} rounds, chunk of {n} checked (G1-G6, shipping, "
             f"projection): {len(lp.acked)} acked, {events} indexed; kills so far {totals}; "
             f"{time.monotonic() - t0:.0f} s"

@@ -124,6 +124,26 @@ unsafe fn head<'a>(
     })
 }
 
+/// Read the call's event type, run id and version into stack buffers, then validate and write
+/// the event (its JSON text): the part both emit functions share.
+fn emit_now(
+    h: &Hot,
+    event_type: &Unknown<'_>,
+    json: Unknown<'_>,
+    run_id: &Unknown<'_>,
+    version: &Unknown<'_>,
+) -> Result<ledgerx::core::writer::Emitted> {
+    let (mut tb, mut rb) = ([0u8; 256], [0u8; 256]);
+    // SAFETY: all values belong to this call.
+    let hd = unsafe { head(event_type, run_id, version, &mut tb, &mut rb) }?;
+    h.emit_inner(
+        &hd.event_type,
+        Data::Json(json),
+        hd.run_id.as_deref(),
+        hd.version,
+    )
+}
+
 /// `emitJson` of writer `slot` (group and os modes): the offset, or -(offset + 1) when the part
 /// changed since the last call (then the writer's `lastFile` names it).
 #[napi]
@@ -135,15 +155,7 @@ pub fn emit_json_at(
     version: Unknown<'_>,
 ) -> Result<f64> {
     let h = hot(slot)?;
-    let (mut tb, mut rb) = ([0u8; 256], [0u8; 256]);
-    // SAFETY: all values belong to this call.
-    let hd = unsafe { head(&event_type, &run_id, &version, &mut tb, &mut rb) }?;
-    let e = h.emit_inner(
-        &hd.event_type,
-        Data::Json(json),
-        hd.run_id.as_deref(),
-        hd.version,
-    )?;
+    let e = emit_now(&h, &event_type, json, &run_id, &version)?;
     if e.backpressure {
         h.inner.wait_drained();
     }
@@ -183,15 +195,7 @@ pub fn emit_fsync_at(
 ) -> Result<f64> {
     let h = hot(slot)?;
     let env = event_type.value().env;
-    let (mut tb, mut rb) = ([0u8; 256], [0u8; 256]);
-    // SAFETY: all values belong to this call.
-    let hd = unsafe { head(&event_type, &run_id, &version, &mut tb, &mut rb) }?;
-    let e = h.emit_inner(
-        &hd.event_type,
-        Data::Json(json),
-        hd.run_id.as_deref(),
-        hd.version,
-    )?;
+    let e = emit_now(&h, &event_type, json, &run_id, &version)?;
     let code = h.offset_code(&e.pos);
     // SAFETY: env is this call's environment.
     unsafe { queue_sync(env, e.sync, token) }?;
