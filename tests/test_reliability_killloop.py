@@ -40,6 +40,7 @@ from legacy_fixture import legacy_rows
 ROUNDS = int(os.environ.get("LEDGERX_KILL_ROUNDS", "10"))
 SOAK_ROUNDS = int(os.environ.get("LEDGERX_SOAK_ROUNDS", "1000"))
 CHUNK = 100
+SOAK_SEED = int(os.environ.get("LEDGERX_SOAK_SEED", "5000"))
 
 WRITER = """
 import sys, time, ledgerx
@@ -165,9 +166,35 @@ def _spawn_round(lp: Loop) -> tuple[dict[str, subprocess.Popen[str]], list[str]]
     return procs, names
 
 
+def _index_identity(root: Path) -> tuple[int, int] | None:
+    try:
+        st = (root / "index" / "runs.duckdb").stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+def _kill_indexer_after_its_publish(
+    lp: Loop, indexer: subprocess.Popen[str], before: tuple[int, int] | None
+) -> None:
+    """Half the rounds: wait (a condition, with a deadline) until this round's indexer has
+    published runs.duckdb (a new inode by rename), then SIGKILL it a random 0-50 ms later, while
+    it writes the other indexes, the catalog or the projection, or is about to exit. Without
+    this the kill mostly lands in the scan (under load a round's scan outlives its 0-0.5 s)."""
+    deadline = time.monotonic() + 60
+    while _index_identity(lp.root) == before and indexer.poll() is None:
+        assert time.monotonic() < deadline, "the indexer never published"
+        time.sleep(0.001)
+    time.sleep(lp.rng.uniform(0.0, 0.05))
+    if _index_identity(lp.root) != before and indexer.poll() is None:
+        os.kill(indexer.pid, signal.SIGKILL)
+        lp.kills["indexer-after-publish"] = lp.kills.get("indexer-after-publish", 0) + 1
+
+
 def one_round(lp: Loop) -> None:
     """Start everything, wait until every writer acknowledged at least once (a condition, with
     a deadline), let them run a random while, then SIGKILL all in random order."""
+    published = _index_identity(lp.root)
     procs, names = _spawn_round(lp)
     seen: set[str] = set()
     readers = [
@@ -186,6 +213,8 @@ def one_round(lp: Loop) -> None:
         assert time.monotonic() < deadline, f"writers never acknowledged: {set(names) - seen}"
         time.sleep(0.01)
     time.sleep(lp.rng.uniform(0.0, 0.5))
+    if lp.rng.random() < 0.5:
+        _kill_indexer_after_its_publish(lp, procs["indexer"], published)
     victims = list(procs.items())
     lp.rng.shuffle(victims)
     for role, p in victims:
@@ -368,7 +397,7 @@ def test_sigkill_soak(tmp_path: Path, endpoint: str) -> None:
     while done < SOAK_ROUNDS:
         n = min(CHUNK, SOAK_ROUNDS - done)
         tmp = tmp_path / f"chunk{chunk_no}"
-        lp = _new_loop(tmp, endpoint, 5000 + chunk_no)
+        lp = _new_loop(tmp, endpoint, SOAK_SEED + chunk_no)
         for _ in range(n):
             one_round(lp)
         events = check_guarantees(lp, tmp)
@@ -386,3 +415,5 @@ def test_sigkill_soak(tmp_path: Path, endpoint: str) -> None:
             for v in page.get("Versions", []):
                 c.delete_object(Bucket=lp.ship.bucket, Key=v["Key"], VersionId=v["VersionId"])
         shutil.rmtree(tmp)
+    # The indexer was killed after a publish too, not only inside its scan.
+    assert totals.get("indexer-after-publish", 0) > 0, totals

@@ -104,7 +104,7 @@ def test_values_inside_a_trial(root: Path) -> None:
         (object(), "type object is not JSON-serializable"),
         ({1, 2}, "type set"),
     ],
-    ids=repr,
+    ids=["decimal", "ndarray-2d", "complex", "object", "set"],
 )
 def test_refused_values_name_the_problem(root: Path, value: Any, needle: str) -> None:
     with _open(root) as led:
