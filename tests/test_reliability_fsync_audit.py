@@ -105,28 +105,71 @@ os.write(1, b"BATCHES %d\\n" % stats["batches"])
 """
 
 
-def test_group_mode_fdatasyncs_every_batch_and_every_flush(root: Path, tmp_path: Path) -> None:
-    ledgerx.open(root).close()
-    calls = strace(tmp_path, GROUP_CHILD, str(root), trace="write,fdatasync,fsync")
-    acks = unsynced_acks = syncs = 0
-    dirty: set[str] = set()
-    batches = None
+@dataclass
+class Acks:
+    """What an ACK-printing child's calls show: acknowledgments, those made while some part
+    held written but not yet fdatasynced bytes, fdatasyncs of written data, the parts still
+    dirty at the end and the child's BATCHES count."""
+
+    acks: int = 0
+    unsynced: int = 0
+    syncs: int = 0
+    dirty: set[str] | None = None
+    batches: int | None = None
+    parts: int = 0
+
+
+def _acks(calls: list[Call]) -> Acks:
+    a, dirty, parts = Acks(), set(), set()
     for c in calls:
         if c.name == "write" and '"ACK\\n"' in c.rest:
-            acks += 1
-            unsynced_acks += bool(dirty)
+            a.acks += 1
+            a.unsynced += bool(dirty)
         elif c.name == "write" and "BATCHES" in c.rest:
-            batches = int(re.search(r"BATCHES (\d+)", c.rest).group(1))  # type: ignore[union-attr]
+            a.batches = int(re.search(r"BATCHES (\d+)", c.rest).group(1))  # type: ignore[union-attr]
         elif c.name == "write" and c.path.endswith(".jsonl"):
             dirty.add(c.path)
+            parts.add(c.path)
         elif c.name in ("fdatasync", "fsync") and c.path.endswith(".jsonl"):
-            syncs += c.path in dirty
+            a.syncs += c.path in dirty
             dirty.discard(c.path)
-    assert acks == 8 and unsynced_acks == 0, "flush() returned before its part was fdatasynced"
-    assert not dirty, "events written at close but never fdatasynced"
+    a.dirty, a.parts = dirty, len(parts)
+    return a
+
+
+def test_group_mode_fdatasyncs_every_batch_and_every_flush(root: Path, tmp_path: Path) -> None:
+    ledgerx.open(root).close()
+    a = _acks(strace(tmp_path, GROUP_CHILD, str(root), trace="write,fdatasync,fsync"))
+    assert a.acks == 8 and a.unsynced == 0, "flush() returned before its part was fdatasynced"
+    assert not a.dirty, "events written at close but never fdatasynced"
     # Each acknowledged batch (the writer's own count) had an fdatasync of written data.
-    assert batches is not None and batches >= 8
-    assert syncs == batches
+    assert a.batches is not None and a.batches >= 8
+    assert a.syncs == a.batches
+
+
+# os mode across rotations: 40 events of ~150 bytes into 1 KB parts between two flushes.
+OS_CHILD = """
+import os, sys, ledgerx
+led = ledgerx.open(sys.argv[1], durability="os", max_part_bytes=1024)
+for burst in range(3):
+    for i in range(40):
+        led.emit("run.heartbeat", {"i": i, "pad": "x" * 40}, run_id="audit")
+    led.flush()
+    os.write(1, b"ACK\\n")
+led.close()
+"""
+
+
+def test_os_mode_flush_fdatasyncs_every_part_written_since_the_last_one(
+    root: Path, tmp_path: Path
+) -> None:
+    """flush() in os mode promises every event emitted so far is on disk, also those in parts
+    the writer rotated away from since the last flush (not only the current part)."""
+    ledgerx.open(root).close()
+    a = _acks(strace(tmp_path, OS_CHILD, str(root), trace="write,fdatasync,fsync"))
+    assert a.parts >= 6, f"the child did not rotate: {a.parts} parts"
+    assert a.acks == 3 and a.unsynced == 0, "flush() returned with a part written, not synced"
+    assert not a.dirty, "events written before close but never fdatasynced"
 
 
 PUBLISH_CHILD = """

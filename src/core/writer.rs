@@ -170,6 +170,10 @@ struct State {
     /// The part left at the last switch, with its size: while a pending segment still holds
     /// it (and its lock), open_part could not adopt it, so a return to its day takes it back.
     previous: Option<(Arc<Part>, u64)>,
+    /// os mode: parts written and left at a switch since the last flush, which flush()
+    /// fdatasyncs before the current one (at most `MAX_UNSYNCED_PARTS`: beyond that the
+    /// oldest is synced at the switch, so a writer that never flushes holds few descriptors).
+    unsynced: Vec<Arc<Part>>,
     pending: Vec<Segment>,
     pending_bytes: usize,
     /// Highest seq handed to the disk path (written, or failed and reported).
@@ -206,6 +210,8 @@ pub struct Writer {
 /// A segment is closed at this size so its buffer never grows by reallocation.
 const SEGMENT_BYTES: usize = 1 << 20;
 const FREE_BUFS_KEPT: usize = 16;
+/// os mode: parts left unsynced at switches before the oldest is fdatasynced at the switch.
+const MAX_UNSYNCED_PARTS: usize = 8;
 
 /// Pending bytes above which emit() asks the caller to wait (backpressure).
 pub const MAX_PENDING_BYTES: usize = 64 << 20;
@@ -232,6 +238,7 @@ impl Writer {
                 current: None,
                 size: 0,
                 previous: None,
+                unsynced: Vec::new(),
                 pending: Vec::new(),
                 pending_bytes: 0,
                 done_seq: 0,
@@ -467,6 +474,16 @@ impl Writer {
                 (Arc::new(part), size)
             }
         };
+        if self.cfg.durability == Durability::Os {
+            if let Some((p, _)) = left.as_ref().filter(|(p, _)| !p.is_abandoned()) {
+                if !st.unsynced.iter().any(|u| Arc::ptr_eq(u, p)) {
+                    st.unsynced.push(Arc::clone(p));
+                }
+                if st.unsynced.len() > MAX_UNSYNCED_PARTS {
+                    st.unsynced.remove(0).datasync()?;
+                }
+            }
+        }
         // Kept only while queued bytes still hold it; the flusher lets go after writing them.
         st.previous = left.filter(|(p, _)| !p.is_abandoned() && Arc::strong_count(p) > 1);
         st.current = Some(part);
@@ -497,11 +514,18 @@ impl Writer {
                 }
             }
             Durability::Os | Durability::Fsync => {
-                let part = lock(&self.shared.state).current.clone();
-                match part {
-                    Some(p) => p.datasync(),
-                    None => Ok(()),
+                // os mode: the parts left since the last flush first, then the current one.
+                let (left, current) = {
+                    let mut st = lock(&self.shared.state);
+                    (std::mem::take(&mut st.unsynced), st.current.clone())
+                };
+                let mut first_error = None;
+                for p in left.iter().chain(current.iter()) {
+                    if let Err(e) = p.datasync() {
+                        first_error.get_or_insert(e);
+                    }
                 }
+                first_error.map_or(Ok(()), Err)
             }
         }
     }
@@ -538,6 +562,7 @@ impl Writer {
         let mut st = lock(&self.shared.state);
         st.current = None;
         st.previous = None;
+        st.unsynced.clear();
         let late = st.error.take();
         drop(st);
         flushed?;
