@@ -177,10 +177,12 @@ def _index_identity(root: Path) -> tuple[int, int] | None:
 def _kill_indexer_after_its_publish(
     lp: Loop, indexer: subprocess.Popen[str], before: tuple[int, int] | None
 ) -> None:
-    """Half the rounds: wait (a condition, with a deadline) until this round's indexer has
-    published runs.duckdb (a new inode by rename), then SIGKILL it a random 0-50 ms later, while
-    it writes the other indexes, the catalog or the projection, or is about to exit. Without
-    this the kill mostly lands in the scan (under load a round's scan outlives its 0-0.5 s)."""
+    """Half the rounds: the writers are killed first (by the caller), then this waits (a
+    condition, with a deadline) until this round's indexer has published runs.duckdb (a new
+    inode by rename) and SIGKILLs it a random 0-50 ms later, while it writes the other indexes,
+    the catalog or the projection, or is about to exit. Without this the kill mostly lands in
+    the scan (under load a round's scan outlives its 0-0.5 s). Writers keep running meanwhile
+    would let the ledger snowball: each wait longer than the last."""
     deadline = time.monotonic() + 60
     while _index_identity(lp.root) == before and indexer.poll() is None:
         assert time.monotonic() < deadline, "the indexer never published"
@@ -189,6 +191,16 @@ def _kill_indexer_after_its_publish(
     if _index_identity(lp.root) != before and indexer.poll() is None:
         os.kill(indexer.pid, signal.SIGKILL)
         lp.kills["indexer-after-publish"] = lp.kills.get("indexer-after-publish", 0) + 1
+
+
+def _kill_all(lp: Loop, victims: list[tuple[str, subprocess.Popen[str]]]) -> None:
+    """SIGKILL each live one in the given order, a random 0-20 ms apart; counts the kills."""
+    for role, p in victims:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+            kind = role.split("-")[0]
+            lp.kills[kind] = lp.kills.get(kind, 0) + 1
+        time.sleep(lp.rng.uniform(0, 0.02))
 
 
 def one_round(lp: Loop) -> None:
@@ -213,16 +225,13 @@ def one_round(lp: Loop) -> None:
         assert time.monotonic() < deadline, f"writers never acknowledged: {set(names) - seen}"
         time.sleep(0.01)
     time.sleep(lp.rng.uniform(0.0, 0.5))
-    if lp.rng.random() < 0.5:
-        _kill_indexer_after_its_publish(lp, procs["indexer"], published)
     victims = list(procs.items())
     lp.rng.shuffle(victims)
-    for role, p in victims:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
-            kind = role.split("-")[0]
-            lp.kills[kind] = lp.kills.get(kind, 0) + 1
-        time.sleep(lp.rng.uniform(0, 0.02))
+    if lp.rng.random() < 0.5:
+        writers = [v for v in victims if v[0].startswith(("py", "node"))]
+        _kill_all(lp, writers)
+        _kill_indexer_after_its_publish(lp, procs["indexer"], published)
+    _kill_all(lp, victims)
     for _, p in victims:
         p.wait()
     for t in readers:
