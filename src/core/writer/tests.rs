@@ -176,7 +176,7 @@ fn group_writer_takes_its_own_part_back_after_a_day_switch() {
     for ts in [day0, day0 + 2_000_000, day0 - 1_000_000, day0 + 3_000_000] {
         let mut h = head("t");
         h.ts_us = Some(ts);
-        files.push(w.emit(&h, b"{}").unwrap().0.file);
+        files.push(w.emit(&h, b"{}").unwrap().0.file.to_string());
     }
     w.close().unwrap();
     assert_eq!(
