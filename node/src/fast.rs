@@ -132,8 +132,10 @@ unsafe fn head<'a>(
 /// The arguments of the two emit functions: `(slot, eventType, json, runId, version[, token])`.
 const ARGS: usize = 6;
 
-/// Read the call's slot, event type, run id and version (into stack buffers), then validate and
-/// write the event (its JSON text): the part both emit functions share.
+/// Read the call's slot and head, then validate and write the event (its JSON text): the part
+/// both emit functions share. The head is a number from `headId` (its event type and run id
+/// kept here, version null), or the event type, run id and version themselves (read into
+/// stack buffers).
 ///
 /// # Safety
 /// `args` must be this call's arguments (missing ones `undefined`).
@@ -146,9 +148,20 @@ unsafe fn emit_now(
         return Err(Error::from_reason("slot must be a number"));
     }
     let h = hot(slot)?;
+    let json = Unknown::from_raw_unchecked(env, args[2]);
+    if type_of(env, args[1]) == sys::ValueType::napi_number {
+        let mut id = 0u32;
+        sys::napi_get_value_uint32(env, args[1], &mut id);
+        let heads = h.heads.borrow();
+        let (event_type, run_id) = heads
+            .get(id as usize)
+            .ok_or_else(|| Error::from_reason("unknown head id"))?;
+        let e = h.emit_inner(event_type, Data::Json(json), run_id.as_deref(), None)?;
+        drop(heads);
+        return Ok((h, e));
+    }
     let (mut tb, mut rb) = ([0u8; 256], [0u8; 256]);
     let hd = head(env, args, &mut tb, &mut rb)?;
-    let json = Unknown::from_raw_unchecked(env, args[2]);
     let e = h.emit_inner(
         &hd.event_type,
         Data::Json(json),
@@ -156,6 +169,24 @@ unsafe fn emit_now(
         hd.version,
     )?;
     Ok((h, e))
+}
+
+/// A number for `(eventType, runId)` that the emit functions take in place of both (index.js
+/// keeps a map, so a call does not pass and decode the two strings again). The run id is
+/// checked here as by every emit; `reset` forgets the numbers given so far first.
+#[napi]
+pub fn head_id(slot: u32, event_type: String, run_id: Option<String>, reset: bool) -> Result<u32> {
+    let h = hot(slot)?;
+    ledgerx::core::writer::check_run_scope(&event_type, run_id.as_deref()).map_err(js_err)?;
+    let mut heads = h
+        .heads
+        .try_borrow_mut()
+        .map_err(|_| Error::from_reason("head table in use"))?;
+    if reset {
+        heads.clear();
+    }
+    heads.push((event_type, run_id));
+    Ok((heads.len() - 1) as u32)
 }
 
 /// A plain napi function (no napi-rs wrapper: argument conversion and borrow scopes cost more

@@ -121,6 +121,8 @@ pub(crate) struct Hot {
     /// Scratch for the serialized `data` and its token tape, reused between calls.
     scratch: RefCell<(Vec<u8>, Tape)>,
     pub(crate) last_file: RefCell<Arc<str>>,
+    /// `(event type, run id)` by the numbers `headId` gave out.
+    pub(crate) heads: RefCell<Vec<(String, Option<String>)>>,
 }
 
 #[napi]
@@ -170,6 +172,7 @@ impl NativeWriter {
             schemas,
             scratch: RefCell::new((Vec::with_capacity(4096), Tape::default())),
             last_file: RefCell::new(Arc::from("")),
+            heads: RefCell::new(Vec::new()),
         });
         let slot = fast::register(Rc::clone(&hot));
         Ok(NativeWriter { hot, mode, slot })
