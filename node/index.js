@@ -124,6 +124,7 @@ function isSurrogateError(e) {
 const DURABILITIES = ['group', 'fsync', 'os'];
 const OBJECT_PROTO = Object.prototype;
 const MAX_DEPTH = 128;
+const MAX_HEADS = 1024;
 
 /**
  * True when `v` holds only what JSON.stringify writes faithfully: plain objects, arrays,
@@ -208,6 +209,33 @@ class EventEmitter {
     this._offsets = [];
     this._head = 0;
     this._waiting = false;
+    // eventType -> runId (or null) -> the native number for the pair (see headId).
+    this._heads = new Map();
+    this._headCount = 0;
+  }
+
+  /** The native number for (eventType, runId), asked for once per pair (throws on a bad run id). */
+  _headId(eventType, runId) {
+    let byRun = this._heads.get(eventType);
+    if (byRun === undefined) {
+      byRun = new Map();
+      this._heads.set(eventType, byRun);
+    }
+    let id = byRun.get(runId);
+    if (id === undefined) {
+      // Bounded: a process that makes many runs starts the table afresh now and then.
+      const reset = this._headCount >= MAX_HEADS;
+      if (reset) {
+        this._heads.clear();
+        this._heads.set(eventType, byRun);
+        byRun.clear();
+        this._headCount = 0;
+      }
+      id = native.headId(this._slot, eventType, runId, reset);
+      byRun.set(runId, id);
+      this._headCount += 1;
+    }
+    return id;
   }
 
   /** Emit one event of any registered type. Resolves to `{file, offset}` once durable. */
@@ -237,9 +265,10 @@ class EventEmitter {
       let code;
       const token = nextToken;
       try {
+        const head = version === null ? this._headId(eventType, runId) : eventType;
         code = this.durability === 'fsync'
-          ? native.emitFsyncAt(this._slot, eventType, json, runId, version, token)
-          : native.emitJsonAt(this._slot, eventType, json, runId, version);
+          ? native.emitFsyncAt(this._slot, head, json, runId, version, token)
+          : native.emitJsonAt(this._slot, head, json, runId, version);
       } catch (e) {
         if (!isSurrogateError(e)) return Promise.reject(typed(e));
         return this._emitValue(eventType, data, runId, version); // names the path

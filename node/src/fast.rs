@@ -94,25 +94,30 @@ struct Head<'a> {
     version: Option<u32>,
 }
 
+fn type_of(env: sys::napi_env, v: sys::napi_value) -> sys::napi_valuetype {
+    let mut t = sys::ValueType::napi_undefined;
+    // SAFETY: a value of this call; on failure `t` stays undefined.
+    unsafe { sys::napi_typeof(env, v, &mut t) };
+    t
+}
+
 /// # Safety
 /// The values must come from the current call.
 unsafe fn head<'a>(
-    event_type: &Unknown<'_>,
-    run_id: &Unknown<'_>,
-    version: &Unknown<'_>,
+    env: sys::napi_env,
+    args: &[sys::napi_value; ARGS],
     tb: &'a mut [u8; 256],
     rb: &'a mut [u8; 256],
 ) -> Result<Head<'a>> {
-    let et = event_type.value();
-    let event_type = small_str(et.env, et.value, tb, "event_type")?;
-    let run_id = match run_id.get_type()? {
-        ValueType::Null | ValueType::Undefined => None,
-        _ => Some(small_str(et.env, run_id.value().value, rb, "run_id")?),
+    let event_type = small_str(env, args[1], tb, "event_type")?;
+    let run_id = match type_of(env, args[3]) {
+        sys::ValueType::napi_null | sys::ValueType::napi_undefined => None,
+        _ => Some(small_str(env, args[3], rb, "run_id")?),
     };
-    let version = match version.get_type()? {
-        ValueType::Number => {
+    let version = match type_of(env, args[4]) {
+        sys::ValueType::napi_number => {
             let mut f = 0.0;
-            sys::napi_get_value_double(et.env, version.value().value, &mut f);
+            sys::napi_get_value_double(env, args[4], &mut f);
             Some(f as u32)
         }
         _ => None,
@@ -124,42 +129,153 @@ unsafe fn head<'a>(
     })
 }
 
-/// Read the call's event type, run id and version into stack buffers, then validate and write
-/// the event (its JSON text): the part both emit functions share.
-fn emit_now(
-    h: &Hot,
-    event_type: &Unknown<'_>,
-    json: Unknown<'_>,
-    run_id: &Unknown<'_>,
-    version: &Unknown<'_>,
-) -> Result<ledgerx::core::writer::Emitted> {
+/// The arguments of the two emit functions: `(slot, eventType, json, runId, version[, token])`.
+const ARGS: usize = 6;
+
+/// Read the call's slot and head, then validate and write the event (its JSON text): the part
+/// both emit functions share. The head is a number from `headId` (its event type and run id
+/// kept here, version null), or the event type, run id and version themselves (read into
+/// stack buffers).
+///
+/// # Safety
+/// `args` must be this call's arguments (missing ones `undefined`).
+unsafe fn emit_now(
+    env: sys::napi_env,
+    args: &[sys::napi_value; ARGS],
+) -> Result<(Rc<Hot>, ledgerx::core::writer::Emitted)> {
+    let mut slot = 0u32;
+    if sys::napi_get_value_uint32(env, args[0], &mut slot) != sys::Status::napi_ok {
+        return Err(Error::from_reason("slot must be a number"));
+    }
+    let h = hot(slot)?;
+    let json = Unknown::from_raw_unchecked(env, args[2]);
+    if type_of(env, args[1]) == sys::ValueType::napi_number {
+        let mut id = 0u32;
+        sys::napi_get_value_uint32(env, args[1], &mut id);
+        let heads = h.heads.borrow();
+        let (event_type, run_id) = heads
+            .get(id as usize)
+            .ok_or_else(|| Error::from_reason("unknown head id"))?;
+        let e = h.emit_inner(event_type, Data::Json(json), run_id.as_deref(), None)?;
+        drop(heads);
+        return Ok((h, e));
+    }
     let (mut tb, mut rb) = ([0u8; 256], [0u8; 256]);
-    // SAFETY: all values belong to this call.
-    let hd = unsafe { head(event_type, run_id, version, &mut tb, &mut rb) }?;
-    h.emit_inner(
+    let hd = head(env, args, &mut tb, &mut rb)?;
+    let e = h.emit_inner(
         &hd.event_type,
         Data::Json(json),
         hd.run_id.as_deref(),
         hd.version,
-    )
+    )?;
+    Ok((h, e))
 }
 
-/// `emitJson` of writer `slot` (group and os modes): the offset, or -(offset + 1) when the part
-/// changed since the last call (then the writer's `lastFile` names it).
+/// A number for `(eventType, runId)` that the emit functions take in place of both (index.js
+/// keeps a map, so a call does not pass and decode the two strings again). The run id is
+/// checked here as by every emit; `reset` forgets the numbers given so far first.
 #[napi]
-pub fn emit_json_at(
-    slot: u32,
-    event_type: Unknown<'_>,
-    json: Unknown<'_>,
-    run_id: Unknown<'_>,
-    version: Unknown<'_>,
-) -> Result<f64> {
+pub fn head_id(slot: u32, event_type: String, run_id: Option<String>, reset: bool) -> Result<u32> {
     let h = hot(slot)?;
-    let e = emit_now(&h, &event_type, json, &run_id, &version)?;
-    if e.backpressure {
-        h.inner.wait_drained();
+    ledgerx::core::writer::check_run_scope(&event_type, run_id.as_deref()).map_err(js_err)?;
+    let mut heads = h
+        .heads
+        .try_borrow_mut()
+        .map_err(|_| Error::from_reason("head table in use"))?;
+    if reset {
+        heads.clear();
     }
-    Ok(h.offset_code(&e.pos))
+    heads.push((event_type, run_id));
+    Ok((heads.len() - 1) as u32)
+}
+
+/// A plain napi function (no napi-rs wrapper: argument conversion and borrow scopes cost more
+/// than the rest of the call's glue): `f(env, args)` returns a number or throws its error.
+///
+/// # Safety
+/// Called by Node only, as a napi callback.
+unsafe fn call(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+    f: unsafe fn(sys::napi_env, &[sys::napi_value; ARGS]) -> Result<f64>,
+) -> sys::napi_value {
+    let mut argc = ARGS;
+    let mut args = [ptr::null_mut(); ARGS];
+    let mut out = ptr::null_mut();
+    let st = sys::napi_get_cb_info(
+        env,
+        info,
+        &mut argc,
+        args.as_mut_ptr(),
+        ptr::null_mut(),
+        ptr::null_mut(),
+    );
+    if st != sys::Status::napi_ok {
+        return out;
+    }
+    for a in args.iter_mut().skip(argc) {
+        sys::napi_get_undefined(env, a);
+    }
+    match f(env, &args) {
+        Ok(code) => {
+            sys::napi_create_double(env, code, &mut out);
+        }
+        Err(e) => {
+            let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
+            sys::napi_throw_error(env, ptr::null(), msg.as_ptr());
+        }
+    }
+    out
+}
+
+/// Install the plain functions `emitJsonAt` and `emitFsyncAt` on the module's exports.
+#[napi(module_exports)]
+pub fn fast_exports(exports: Object<'_>) -> Result<()> {
+    let v = exports.value();
+    let fns: [(&std::ffi::CStr, sys::napi_callback); 2] = [
+        (c"emitJsonAt", Some(emit_json_at)),
+        (c"emitFsyncAt", Some(emit_fsync_at)),
+    ];
+    for (name, cb) in fns {
+        let mut f = ptr::null_mut();
+        // SAFETY: the module's environment and exports object, during module init.
+        let st = unsafe {
+            let st = sys::napi_create_function(
+                v.env,
+                name.as_ptr(),
+                name.to_bytes().len() as isize,
+                cb,
+                ptr::null_mut(),
+                &mut f,
+            );
+            if st == sys::Status::napi_ok {
+                sys::napi_set_named_property(v.env, v.value, name.as_ptr(), f)
+            } else {
+                st
+            }
+        };
+        if st != sys::Status::napi_ok {
+            return Err(Error::from_reason("cannot export the emit functions"));
+        }
+    }
+    Ok(())
+}
+
+/// `emitJsonAt(slot, eventType, json, runId, version)` (group and os modes): the offset, or
+/// -(offset + 1) when the part changed since the last call (then the writer's `lastFile`
+/// names it).
+unsafe extern "C" fn emit_json_at(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    unsafe fn run(env: sys::napi_env, args: &[sys::napi_value; ARGS]) -> Result<f64> {
+        let (h, e) = emit_now(env, args)?;
+        if e.backpressure {
+            h.inner.wait_drained();
+        }
+        Ok(h.offset_code(&e.pos))
+    }
+    call(env, info, run)
 }
 
 /// The function every fsync completion calls with `(token, null)` once the event's fdatasync
@@ -181,25 +297,24 @@ pub fn set_on_synced(f: Unknown<'_>) -> Result<()> {
     Ok(())
 }
 
-/// fsync mode: validate and write the event now (order fixed at the call), queue its
-/// fdatasync on the libuv pool; its completion calls the `setOnSynced` function with `token`.
-/// Returns the offset code as `emitJsonAt`.
-#[napi]
-pub fn emit_fsync_at(
-    slot: u32,
-    event_type: Unknown<'_>,
-    json: Unknown<'_>,
-    run_id: Unknown<'_>,
-    version: Unknown<'_>,
-    token: f64,
-) -> Result<f64> {
-    let h = hot(slot)?;
-    let env = event_type.value().env;
-    let e = emit_now(&h, &event_type, json, &run_id, &version)?;
-    let code = h.offset_code(&e.pos);
-    // SAFETY: env is this call's environment.
-    unsafe { queue_sync(env, e.sync, token) }?;
-    Ok(code)
+/// `emitFsyncAt(slot, eventType, json, runId, version, token)`: validate and write the event now
+/// (order fixed at the call), queue its fdatasync on the libuv pool; its completion calls the
+/// `setOnSynced` function with `token`. Returns the offset code as `emitJsonAt`.
+unsafe extern "C" fn emit_fsync_at(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    unsafe fn run(env: sys::napi_env, args: &[sys::napi_value; ARGS]) -> Result<f64> {
+        let mut token = 0.0;
+        if sys::napi_get_value_double(env, args[5], &mut token) != sys::Status::napi_ok {
+            return Err(Error::from_reason("token must be a number"));
+        }
+        let (h, e) = emit_now(env, args)?;
+        let code = h.offset_code(&e.pos);
+        queue_sync(env, e.sync, token)?;
+        Ok(code)
+    }
+    call(env, info, run)
 }
 
 struct SyncWork {

@@ -97,7 +97,7 @@ pub struct Position {
 impl Position {
     fn of(p: &cw::Position, seq: u64) -> Self {
         Position {
-            file: p.file.clone(),
+            file: p.file.to_string(),
             offset: p.offset as f64,
             seq: seq as f64,
         }
@@ -120,7 +120,9 @@ pub(crate) struct Hot {
     schemas: SchemaFile,
     /// Scratch for the serialized `data` and its token tape, reused between calls.
     scratch: RefCell<(Vec<u8>, Tape)>,
-    pub(crate) last_file: RefCell<String>,
+    pub(crate) last_file: RefCell<Arc<str>>,
+    /// `(event type, run id)` by the numbers `headId` gave out.
+    pub(crate) heads: RefCell<Vec<(String, Option<String>)>>,
 }
 
 #[napi]
@@ -169,7 +171,8 @@ impl NativeWriter {
             inner: Arc::new(inner),
             schemas,
             scratch: RefCell::new((Vec::with_capacity(4096), Tape::default())),
-            last_file: RefCell::new(String::new()),
+            last_file: RefCell::new(Arc::from("")),
+            heads: RefCell::new(Vec::new()),
         });
         let slot = fast::register(Rc::clone(&hot));
         Ok(NativeWriter { hot, mode, slot })
@@ -224,7 +227,7 @@ impl NativeWriter {
     /// The part file of the last `emitJson` that reported a change.
     #[napi(getter)]
     pub fn last_file(&self) -> String {
-        self.hot.last_file.borrow().clone()
+        self.hot.last_file.borrow().to_string()
     }
 
     /// fsync mode, `data` as JSON text (see `emitJson`).
@@ -353,10 +356,10 @@ impl Hot {
     /// since the last call (then `lastFile` has its name). The seq is the previous + 1.
     pub(crate) fn offset_code(&self, pos: &cw::Position) -> f64 {
         let mut last = self.last_file.borrow_mut();
-        if *last == pos.file {
+        if Arc::ptr_eq(&last, &pos.file) || *last == pos.file {
             pos.offset as f64
         } else {
-            last.clone_from(&pos.file);
+            *last = Arc::clone(&pos.file);
             -(pos.offset as f64) - 1.0
         }
     }

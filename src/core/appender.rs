@@ -18,8 +18,9 @@ const ABANDONED_SUFFIX: &str = ".abandoned";
 #[derive(Debug)]
 pub struct Part {
     pub path: PathBuf,
-    /// Path relative to the events directory, e.g. `day=2026-11-25/part-000001.jsonl`.
-    pub rel: String,
+    /// Path relative to the events directory, e.g. `day=2026-11-25/part-000001.jsonl` (shared
+    /// with every `Position` of the part: no copy per event).
+    pub rel: std::sync::Arc<str>,
     pub day: String,
     pub file: File,
     abandoned: AtomicBool,
@@ -29,7 +30,7 @@ impl Part {
     fn new(path: PathBuf, rel: String, day: &str, file: File) -> Self {
         Part {
             path,
-            rel,
+            rel: rel.into(),
             day: day.to_string(),
             file,
             abandoned: AtomicBool::new(false),

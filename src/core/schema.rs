@@ -462,7 +462,8 @@ impl Node {
                     })?;
                 }
             }
-            Kind::Number => {
+            Kind::Number if self.minimum.is_some() || self.maximum.is_some() => {
+                // Parsed only when a bound needs it (the type check above does not).
                 let x = v.as_num();
                 if let Some(m) = self.minimum {
                     if x.compare(m) == Some(Ordering::Less) {

@@ -71,7 +71,8 @@ impl Config {
 /// Where an event was written: part path relative to `events/`, and the line's byte offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
-    pub file: String,
+    /// Shared with the part (an emit copies no path).
+    pub file: Arc<str>,
     pub offset: u64,
 }
 
@@ -162,6 +163,8 @@ pub struct CommitStats {
 struct State {
     closed: bool,
     writer_id: String,
+    /// `writer_id` as a JSON string (quoted, escaped), written into every line.
+    writer_json: Vec<u8>,
     seq: u64,
     rng: Rng,
     fake_now_us: Option<i64>,
@@ -231,6 +234,11 @@ impl Writer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 closed: false,
+                writer_json: {
+                    let mut j = Vec::with_capacity(writer_id.len() + 2);
+                    json::write_str(&mut j, &writer_id);
+                    j
+                },
                 writer_id,
                 seq: 0,
                 rng,
@@ -331,8 +339,10 @@ impl Writer {
         line.clear();
         // The seq is used up only when the line is placed: a failed emit leaves no gap.
         let seq = st.seq + 1;
-        build_line(&mut line, st, head, ts, seq, data);
-        let result = self.place(st, &line, ts, seq);
+        // One formatting of the timestamp serves the line and the part's day (no allocation).
+        let ts_text = clock::format_ts(ts);
+        build_line(&mut line, st, head, ts, &ts_text, seq, data);
+        let result = self.place(st, &line, &ts_text[..10], seq);
         st.scratch = line;
         drop(guard);
         let (pos, backpressure, to_sync) = result?;
@@ -384,7 +394,7 @@ impl Writer {
         &self,
         st: &mut State,
         line: &[u8],
-        ts: i64,
+        day: &[u8],
         seq: u64,
     ) -> Result<(Position, bool, Option<Arc<Part>>)> {
         if line.len() > self.cfg.max_event_bytes {
@@ -394,22 +404,22 @@ impl Writer {
                 self.cfg.max_event_bytes
             )));
         }
-        let day = clock::day_of(ts);
         let needs_new = match &st.current {
             None => true,
             Some(p) => {
-                p.day != day
+                p.day.as_bytes() != day
                     || p.is_abandoned()
                     || (st.size > 0 && st.size + line.len() as u64 > self.cfg.max_part_bytes)
             }
         };
         if needs_new {
-            self.switch_part(st, &day, line.len() as u64)?;
+            let day = std::str::from_utf8(day).unwrap_or("0000-00-00");
+            self.switch_part(st, day, line.len() as u64)?;
         }
         let part = Arc::clone(st.current.as_ref().expect("current part"));
         let offset = st.size;
         let pos = Position {
-            file: part.rel.clone(),
+            file: Arc::clone(&part.rel),
             offset,
         };
         match self.cfg.durability {

@@ -113,7 +113,12 @@ fn write_batch(batch: &[Segment]) -> Option<Error> {
     let mut lost = 0usize;
     for (i, seg) in batch.iter().enumerate() {
         if seg.part.is_abandoned() {
+            // Queued for a part that an earlier failed write or fdatasync abandoned: never
+            // written, so these events fail with the batch (never reported durable).
             lost += memchr::memchr_iter(b'\n', &seg.bytes).count();
+            first_err.get_or_insert_with(|| {
+                Error::io(&seg.part.path, std::io::Error::from_raw_os_error(libc::EIO))
+            });
             continue;
         }
         let res = write_chunks(&seg.part, &seg.bytes, seg.start).and_then(|_| {

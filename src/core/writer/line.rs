@@ -10,6 +10,7 @@ pub(super) fn build_line(
     st: &mut State,
     head: &EventHead<'_>,
     ts: i64,
+    ts_text: &[u8; 27],
     seq: u64,
     data: &[u8],
 ) {
@@ -23,20 +24,30 @@ pub(super) fn build_line(
     out.extend_from_slice(b",\"schema_version\":");
     json::write_i64(out, head.schema_version as i64);
     out.extend_from_slice(b",\"ts\":\"");
-    out.extend_from_slice(&clock::format_ts(ts));
+    out.extend_from_slice(ts_text);
     out.extend_from_slice(b"\",\"run_id\":");
     match head.run_id {
         Some(r) => json::write_str(out, r),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"writer\":");
-    json::write_str(out, &st.writer_id);
+    out.extend_from_slice(&st.writer_json);
     out.extend_from_slice(b",\"seq\":");
     json::write_i64(out, seq as i64);
     out.extend_from_slice(b",\"data\":");
     out.extend_from_slice(data);
     let crc = crc32c::crc32c(out);
     out.extend_from_slice(b",\"crc\":\"");
-    out.extend_from_slice(format!("{crc:08x}").as_bytes());
+    out.extend_from_slice(&hex8(crc));
     out.extend_from_slice(b"\"}\n");
+}
+
+/// `{:08x}` without the formatting machinery (and its allocation).
+fn hex8(v: u32) -> [u8; 8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = [0u8; 8];
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = HEX[((v >> (28 - 4 * i)) & 15) as usize];
+    }
+    b
 }

@@ -176,7 +176,7 @@ fn group_writer_takes_its_own_part_back_after_a_day_switch() {
     for ts in [day0, day0 + 2_000_000, day0 - 1_000_000, day0 + 3_000_000] {
         let mut h = head("t");
         h.ts_us = Some(ts);
-        files.push(w.emit(&h, b"{}").unwrap().0.file);
+        files.push(w.emit(&h, b"{}").unwrap().0.file.to_string());
     }
     w.close().unwrap();
     assert_eq!(
@@ -196,4 +196,40 @@ fn group_writer_takes_its_own_part_back_after_a_day_switch() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].to_string())
         .collect();
     assert_eq!(seqs, ["1", "3", "2", "4"]);
+}
+
+#[test]
+fn group_events_queued_for_a_part_abandoned_before_their_commit_fail() {
+    // Two events wait in the queue (60 s commit interval) when their part is abandoned, as a
+    // failed write or fdatasync of an earlier batch does: they were never written, so their
+    // commit fails instead of reporting them durable.
+    let ev = tmp("abandoned-queued");
+    let mut cfg = Config::new(&ev);
+    cfg.commit_interval = Duration::from_secs(60);
+    let w = Writer::open(cfg).unwrap();
+    w.emit(&head("t"), b"{}").unwrap();
+    w.emit(&head("t"), b"{}").unwrap();
+    let part = lock(&w.shared.state).current.clone().unwrap();
+    part.abandon("test: an earlier commit failed");
+    let err = w.flush().unwrap_err();
+    assert!(matches!(err, Error::Commit { lost: 2, .. }), "{err}");
+    assert_eq!(w.wait_done(0, Duration::ZERO).failed_through, 2);
+    let jsonl = |ev: &Path| -> usize {
+        let day = fs::read_dir(ev)
+            .unwrap()
+            .flatten()
+            .find(|d| d.file_name().to_string_lossy().starts_with("day="));
+        let parts = fs::read_dir(day.unwrap().path()).unwrap().flatten();
+        parts
+            .filter(|p| p.path().extension().is_some_and(|x| x == "jsonl"))
+            .map(|p| fs::read_to_string(p.path()).unwrap().lines().count())
+            .sum()
+    };
+    assert_eq!(jsonl(&ev), 0);
+    // The next event goes to a new part and is made durable.
+    w.emit(&head("t"), b"{}").unwrap();
+    w.flush().unwrap();
+    assert_eq!(jsonl(&ev), 1);
+    w.close().unwrap();
+    let _ = fs::remove_dir_all(&ev);
 }
