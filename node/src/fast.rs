@@ -216,7 +216,15 @@ unsafe fn call(
     for a in args.iter_mut().skip(argc) {
         sys::napi_get_undefined(env, a);
     }
-    match f(env, &args) {
+    // A panic must not cross this extern "C" boundary (it would abort the process): it
+    // becomes a thrown Error like any other failure.
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(env, &args)))
+        .unwrap_or_else(|_| {
+            Err(Error::from_reason(
+                "ledgerx: internal error (panic) in emit",
+            ))
+        });
+    match res {
         Ok(code) => {
             sys::napi_create_double(env, code, &mut out);
         }
@@ -359,8 +367,12 @@ unsafe fn queue_sync(env: sys::napi_env, ticket: Option<SyncTicket>, token: f64)
 unsafe extern "C" fn execute(_env: sys::napi_env, data: *mut std::ffi::c_void) {
     let w = &mut *data.cast::<SyncWork>();
     if let Some(t) = &w.ticket {
-        if let Err(e) = t.sync() {
-            w.failure = Some(js_err(e).reason.clone());
+        // No panic may unwind out of a libuv pool thread's callback: it becomes the failure.
+        let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.sync()));
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => w.failure = Some(js_err(e).reason.clone()),
+            Err(_) => w.failure = Some("ledgerx: internal error (panic) in fdatasync".into()),
         }
     }
 }
