@@ -4,14 +4,16 @@
 //! that starts at the limit fails with EFBIG (SIGXFSZ ignored). The limit is per process, so a
 //! test that needs it runs in a child copy of the test binary: the parent test calls
 //! `run_under_file_size_limit` with the name of an `#[ignore]`d child test, which starts with
-//! `if !apply_file_size_limit() { return; }`.
+//! `if !apply_file_size_limit() { return; }`. System calls are audited the same way: the child
+//! test runs under strace (`run_under_strace`, `child_dir`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
 const LIMIT_ENV: &str = "LEDGERX_TEST_FSIZE_LIMIT";
+const DIR_ENV: &str = "LEDGERX_TEST_CHILD_DIR";
 
 /// A fresh, empty temporary directory path for one test of this process.
 pub fn tmp(name: &str) -> PathBuf {
@@ -24,18 +26,66 @@ pub fn tmp(name: &str) -> PathBuf {
 /// of this test binary under a file-size limit of `limit` bytes. Panics unless exactly that test
 /// ran there and passed.
 pub fn run_under_file_size_limit(name: &str, limit: u64) {
+    run_child(name, &[(LIMIT_ENV, limit.to_string())], &[]);
+}
+
+/// Run the ignored test `name` in a child copy of this test binary under
+/// `strace -f -y -e trace=write,fsync,fdatasync`, with `dir` (a fresh directory) as the child's
+/// working directory for its files (`child_dir()`). Returns the traced calls in order as
+/// (call, path of the descriptor). strace is required (`make setup` installs it).
+pub fn run_under_strace(name: &str, dir: &Path) -> Vec<(String, String)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.with_extension("strace");
+    let log_s = log.to_string_lossy().into_owned();
+    let wrap = [
+        "strace",
+        "-f",
+        "-qq",
+        "-y",
+        "-s",
+        "0",
+        "-o",
+        &log_s,
+        "-e",
+        "trace=write,fsync,fdatasync",
+    ];
+    run_child(
+        name,
+        &[(DIR_ENV, dir.to_string_lossy().into_owned())],
+        &wrap,
+    );
+    let text = std::fs::read_to_string(&log).expect("strace log");
+    let call = |line: &str| -> Option<(String, String)> {
+        // `1234 fdatasync(5</tmp/x/part-000001.jsonl>) = 0`, or `… <unfinished ...>`.
+        let rest = line.split_once(char::is_whitespace)?.1.trim_start();
+        let (name, rest) = rest.split_once('(')?;
+        let path = rest.split_once('<')?.1.split_once('>')?.0;
+        Some((name.to_string(), path.to_string()))
+    };
+    text.lines()
+        .filter(|l| !l.contains("resumed>"))
+        .filter_map(call)
+        .collect()
+}
+
+fn run_child(name: &str, env: &[(&str, String)], wrapper: &[&str]) {
     let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new(exe)
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(LIMIT_ENV, limit.to_string())
+    let mut argv: Vec<std::ffi::OsString> = wrapper.iter().map(|a| a.into()).collect();
+    argv.push(exe.into());
+    for a in [
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ] {
+        argv.push(a.into());
+    }
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
-        .expect("start the child test");
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", argv[0]));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -43,8 +93,14 @@ pub fn run_under_file_size_limit(name: &str, limit: u64) {
     );
     assert!(
         out.status.success() && text.contains("test result: ok. 1 passed"),
-        "child test {name} under RLIMIT_FSIZE={limit}:\n{text}"
+        "child test {name} ({env:?}):\n{text}"
     );
+}
+
+/// In a child started by `run_under_strace`: the directory to work in; None in a plain test
+/// run (the child test then does nothing).
+pub fn child_dir() -> Option<PathBuf> {
+    std::env::var_os(DIR_ENV).map(PathBuf::from)
 }
 
 /// In a child started by `run_under_file_size_limit`: ignore SIGXFSZ, apply the limit and return

@@ -1,0 +1,456 @@
+//! The writer's guarantees, each checked so that it fails when the guarantee is broken: size
+//! limits at their exact bounds, group commit (one write and one fdatasync per batch, flush,
+//! wait_done, backpressure), failed commits under a real file-size limit, and the fsyncs of
+//! each mode audited with strace.
+
+use super::*;
+use crate::core::testutil::{
+    apply_file_size_limit, child_dir, run_under_file_size_limit, run_under_strace, within,
+};
+use std::sync::atomic::AtomicUsize;
+
+const DAY0: i64 = 1_700_006_399_000_000; // 2023-11-14T23:59:59Z
+const DAY1: i64 = DAY0 + 2_000_000; // 2023-11-15
+const A1: &str = "day=2023-11-14/part-000001.jsonl";
+const A2: &str = "day=2023-11-14/part-000002.jsonl";
+const B1: &str = "day=2023-11-15/part-000001.jsonl";
+const LONG: Duration = Duration::from_secs(600); // the flusher gathers 300 s: only flush commits
+
+fn cfg(ev: &Path, mode: Durability) -> Config {
+    let mut c = Config::new(ev);
+    c.durability = mode;
+    c.writer_id = Some("w-test".into());
+    c
+}
+
+fn emit_at(w: &Writer, ts: i64, data: &[u8]) -> Result<(Position, bool)> {
+    let mut h = head("t");
+    h.ts_us = Some(ts);
+    w.emit(&h, data)
+}
+
+/// The length of the line `emit_at(_, DAY0, data)` writes (seq below 10), measured.
+fn line_len(data: &[u8]) -> u64 {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let ev = tmp(&format!("probe{}", N.fetch_add(1, Ordering::Relaxed)));
+    let w = Writer::open(cfg(&ev, Durability::Os)).unwrap();
+    let (pos, _) = emit_at(&w, DAY0, data).unwrap();
+    w.close().unwrap();
+    fs::metadata(ev.join(pos.file)).unwrap().len()
+}
+
+/// Poll `f` (every 5 ms, deadline 60 s) until it gives a value.
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The flusher runs from store(false) of `flusher_idle` to its gathering wait without letting
+/// go of the state lock: seen false under the lock after it was idle, it is in that wait and will
+/// not look at the queue again before the commit interval or a flush.
+fn flusher_is_idle(w: &Writer, idle: bool) -> Option<()> {
+    let _st = lock(&w.shared.state);
+    (w.shared.flusher_idle.load(Ordering::Acquire) == idle).then_some(())
+}
+
+fn part_lines(ev: &Path, rel: &str) -> Vec<serde_json::Value> {
+    let text = fs::read_to_string(ev.join(rel)).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn durability_names_parse() {
+    assert_eq!(Durability::parse("fsync"), Some(Durability::Fsync));
+    assert_eq!(Durability::parse("group"), Some(Durability::Group));
+    assert_eq!(Durability::parse("os"), Some(Durability::Os));
+    assert_eq!(Durability::parse("FSYNC"), None);
+    assert_eq!(Durability::parse(""), None);
+}
+
+#[test]
+fn the_writer_id_is_the_one_in_every_line() {
+    let ev = tmp("wid");
+    let w = Writer::open(cfg(&ev, Durability::Os)).unwrap();
+    assert_eq!(w.writer_id(), "w-test");
+    emit_at(&w, DAY0, b"{}").unwrap();
+    drop(w);
+    let ev2 = tmp("wid2");
+    let w2 = Writer::open(Config::new(&ev2)).unwrap();
+    let id = w2.writer_id();
+    w2.emit(&head("t"), b"{}").unwrap();
+    w2.close().unwrap();
+    for (dir, id) in [(&ev, "w-test".to_string()), (&ev2, id)] {
+        let v: serde_json::Value = serde_json::from_str(&lines(dir)[0]).unwrap();
+        assert_eq!(v["writer"], id.as_str());
+    }
+    assert_eq!(events_dir(Path::new("/srv/l")), Path::new("/srv/l/events"));
+}
+
+#[test]
+fn close_is_final_and_idempotent() {
+    let ev = tmp("closed");
+    let w = Writer::open(cfg(&ev, Durability::Group)).unwrap();
+    assert!(!w.is_closed());
+    emit_at(&w, DAY0, b"{}").unwrap();
+    w.close().unwrap();
+    assert!(w.is_closed());
+    assert!(w.wait_done(1, Duration::ZERO).closed);
+    assert!(matches!(emit_at(&w, DAY0, b"{}"), Err(Error::Closed)));
+    w.close().unwrap();
+    assert_eq!(lines(&ev).len(), 1);
+}
+
+#[test]
+fn dropping_a_group_writer_commits_what_it_queued() {
+    let ev = tmp("drop");
+    let mut c = cfg(&ev, Durability::Group);
+    c.commit_interval = LONG;
+    let w = Writer::open(c).unwrap();
+    for _ in 0..3 {
+        emit_at(&w, DAY0, b"{}").unwrap();
+    }
+    drop(w);
+    assert_eq!(lines(&ev).len(), 3);
+}
+
+#[test]
+fn only_fsync_mode_leaves_an_fdatasync_to_run() {
+    for (mode, want) in [
+        (Durability::Fsync, true),
+        (Durability::Os, false),
+        (Durability::Group, false),
+    ] {
+        let ev = tmp(&format!("ticket-{mode:?}"));
+        let w = Writer::open(cfg(&ev, mode)).unwrap();
+        let mut h = head("t");
+        h.ts_us = Some(DAY0);
+        let e = w.emit_deferred(&h, b"{}").unwrap();
+        assert_eq!(e.sync.is_some(), want, "{mode:?}");
+        assert_eq!((e.seq, e.pos.offset, e.backpressure), (1, 0, false));
+        if let Some(t) = &e.sync {
+            t.sync().unwrap();
+        }
+        w.close().unwrap();
+    }
+}
+
+#[test]
+fn event_and_part_size_limits_are_inclusive() {
+    let l = line_len(b"{}");
+    for (max, ok) in [(l, true), (l - 1, false)] {
+        let ev = tmp(&format!("maxev{max}"));
+        let mut c = cfg(&ev, Durability::Os);
+        c.max_event_bytes = max as usize;
+        let w = Writer::open(c).unwrap();
+        let r = emit_at(&w, DAY0, b"{}");
+        assert_eq!(r.is_ok(), ok, "max_event_bytes {max}, line {l}: {r:?}");
+    }
+    let ev = tmp("maxpart");
+    let mut c = cfg(&ev, Durability::Os);
+    c.max_part_bytes = 3 * l;
+    let w = Writer::open(c).unwrap();
+    let got: Vec<(String, u64)> = (0..4)
+        .map(|_| {
+            let (p, _) = emit_at(&w, DAY0, b"{}").unwrap();
+            (p.file, p.offset)
+        })
+        .collect();
+    let want = [(A1, 0), (A1, l), (A1, 2 * l), (A2, 0)].map(|(f, o)| (f.to_string(), o));
+    assert_eq!(got, want);
+}
+
+/// A group writer keeps the part it left at a day switch while queued bytes hold it, and takes
+/// it back when it returns to that day, but only while the line fits (3 lines a part here).
+#[test]
+fn group_writer_takes_a_part_back_only_while_it_has_room() {
+    let l = line_len(b"{}");
+    let ev = tmp("backroom");
+    let mut c = cfg(&ev, Durability::Group);
+    c.commit_interval = LONG;
+    c.max_part_bytes = 3 * l;
+    let w = Writer::open(c).unwrap();
+    let files: Vec<String> = [DAY0, DAY1, DAY0, DAY1, DAY0, DAY1, DAY0]
+        .iter()
+        .map(|&ts| emit_at(&w, ts, b"{}").unwrap().0.file)
+        .collect();
+    w.close().unwrap();
+    assert_eq!(files, [A1, B1, A1, B1, A1, B1, A2]);
+    assert_eq!(fs::metadata(ev.join(A1)).unwrap().len(), 3 * l);
+}
+
+/// An os-mode writer lets go of the part it leaves at a day switch: another writer adopts it.
+#[test]
+fn a_part_left_at_a_day_switch_is_free_for_another_writer() {
+    let l = line_len(b"{}");
+    let ev = tmp("release");
+    let w1 = Writer::open(cfg(&ev, Durability::Os)).unwrap();
+    emit_at(&w1, DAY0, b"{}").unwrap();
+    emit_at(&w1, DAY1, b"{}").unwrap();
+    let w2 = Writer::open(cfg(&ev, Durability::Os)).unwrap();
+    let (pos, _) = emit_at(&w2, DAY0, b"{}").unwrap();
+    assert_eq!((pos.file.as_str(), pos.offset), (A1, l));
+}
+
+#[test]
+fn group_flush_commits_everything_queued_in_one_batch() {
+    let ev = tmp("flush");
+    let mut c = cfg(&ev, Durability::Group);
+    c.commit_interval = LONG;
+    let w = Arc::new(Writer::open(c).unwrap());
+    for i in 0..10 {
+        emit_at(&w, DAY0, format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+    }
+    let w2 = Arc::clone(&w);
+    within(Duration::from_secs(120), move || w2.flush()).unwrap();
+    assert_eq!(
+        part_lines(&ev, A1).len(),
+        10,
+        "flush returned before the commit"
+    );
+    let s = w.commit_stats();
+    assert_eq!((s.batches, s.events), (1, 10));
+    assert_eq!(s.latency_log2_us.iter().sum::<u64>(), 1);
+    // The flush is over: the flusher gathers again, a new event waits for the interval.
+    emit_at(&w, DAY0, b"{}").unwrap();
+    let d = w.wait_done(10, Duration::from_secs(2));
+    assert_eq!(
+        d.done_seq, 10,
+        "committed at once: the flusher still sees a flush waiter"
+    );
+    w.close().unwrap();
+    assert_eq!(part_lines(&ev, A1).len(), 11);
+}
+
+#[test]
+fn wait_done_waits_for_the_commit_and_not_for_events_never_emitted() {
+    let ev = tmp("waitdone");
+    let mut c = cfg(&ev, Durability::Group);
+    c.commit_interval = Duration::from_millis(400); // gathers 200 ms
+    let w = Arc::new(Writer::open(c).unwrap());
+    emit_at(&w, DAY0, b"{}").unwrap();
+    let d = w.wait_done(0, Duration::from_secs(120));
+    assert_eq!((d.done_seq, d.failed_through, d.closed), (1, 0, false));
+    assert!(d.failure.is_none());
+    assert_eq!(part_lines(&ev, A1).len(), 1, "done means written");
+    for after in [1, 5] {
+        let w2 = Arc::clone(&w);
+        let d = within(Duration::from_secs(60), move || {
+            w2.wait_done(after, Duration::from_secs(600))
+        });
+        assert_eq!(d.done_seq, 1, "after {after}");
+    }
+    w.close().unwrap();
+}
+
+/// Group mode with over 64 MiB queued asks the caller to wait; wait_drained returns once the
+/// flusher took the queue. The flusher is made to sit in its 300 s gathering wait first, so the
+/// queue holds exactly what was emitted: 64 MiB is not over the limit, one more line is.
+#[test]
+fn backpressure_past_64_mib_queued_and_wait_drained_clears_it() {
+    let small = b"{\"x\":\"\"}";
+    let l0 = line_len(small);
+    let data = |len: u64| format!("{{\"x\":\"{}\"}}", "a".repeat((len - l0) as usize));
+    let ev = tmp("bp");
+    let mut c = cfg(&ev, Durability::Group);
+    c.commit_interval = LONG;
+    let w = Arc::new(Writer::open(c).unwrap());
+    poll("the flusher to start", || flusher_is_idle(&w, true));
+    let mut flags = vec![emit_at(&w, DAY0, small).unwrap().1];
+    poll("the flusher to gather", || flusher_is_idle(&w, false));
+    let mib16 = 16u64 << 20;
+    for len in [mib16, mib16, mib16, mib16 - l0] {
+        flags.push(emit_at(&w, DAY0, data(len).as_bytes()).unwrap().1);
+    }
+    flags.push(emit_at(&w, DAY0, small).unwrap().1);
+    assert_eq!(flags, [false, false, false, false, false, true]);
+    let w2 = Arc::clone(&w);
+    within(Duration::from_secs(120), move || w2.wait_drained());
+    assert!(
+        !emit_at(&w, DAY0, small).unwrap().1,
+        "wait_drained left the queue full"
+    );
+    w.close().unwrap();
+    let size = fs::metadata(ev.join(A1)).unwrap().len();
+    assert_eq!(size, 4 * mib16 + 2 * l0);
+}
+
+/// A line of 100 KiB against a 64 KiB file-size limit: each commit fails with a short write.
+fn failing_group_writer(ev: &Path, interval: Duration) -> (Writer, String) {
+    let mut c = cfg(ev, Durability::Group);
+    c.commit_interval = interval;
+    let big = format!("{{\"x\":\"{}\"}}", "a".repeat(100 << 10));
+    (Writer::open(c).unwrap(), big)
+}
+
+fn assert_abandoned_and_empty(ev: &Path, rel: &str) {
+    assert_eq!(fs::metadata(ev.join(rel)).unwrap().len(), 0, "{rel}");
+    let marker = fs::read_to_string(ev.join(format!("{rel}.abandoned"))).unwrap();
+    assert!(marker.contains("short write"), "{marker}");
+}
+
+#[test]
+fn a_failed_group_commit_reaches_a_waiter_or_the_next_emit() {
+    run_under_file_size_limit(
+        "core::writer::tests::guarantees::child_failed_group_commits",
+        64 << 10,
+    );
+}
+
+#[test]
+#[ignore = "runs in a child process under RLIMIT_FSIZE"]
+fn child_failed_group_commits() {
+    if !apply_file_size_limit() {
+        return;
+    }
+    let ev = tmp("gfail");
+    let (w, big) = failing_group_writer(&ev, Duration::ZERO);
+    // Seq 1 fails; wait_done(1, _) covers no event past 1, so it leaves the failure to be
+    // raised by the next emit.
+    assert_eq!(emit_at(&w, DAY0, big.as_bytes()).unwrap().0.file, A1);
+    let d = poll("the failed commit", || {
+        let d = w.wait_done(1, Duration::ZERO);
+        (d.failed_through == 1).then_some(d)
+    });
+    assert_eq!(d.done_seq, 1);
+    let f = d.failure.expect("failure");
+    assert!(
+        f.path.ends_with(A1) && f.message.contains("short write"),
+        "{f:?}"
+    );
+    match emit_at(&w, DAY0, b"{}") {
+        Err(Error::Commit { lost, .. }) => assert_eq!(lost, 1),
+        other => panic!("{other:?}"),
+    }
+    // Seq 2 fails in a new part; wait_done(1, _) covers it: the failure reaches that waiter and
+    // not the next emit, which goes to a third part.
+    assert_eq!(emit_at(&w, DAY0, big.as_bytes()).unwrap().0.file, A2);
+    let d = w.wait_done(1, Duration::from_secs(120));
+    assert_eq!((d.done_seq, d.failed_through), (2, 2));
+    let (pos, _) = emit_at(&w, DAY0, b"{}").expect("the failure was reported to the waiter");
+    w.close().unwrap();
+    assert_eq!(pos.file, "day=2023-11-14/part-000003.jsonl");
+    assert_abandoned_and_empty(&ev, A1);
+    assert_abandoned_and_empty(&ev, A2);
+    let ls = part_lines(&ev, &pos.file);
+    assert_eq!((ls.len(), &ls[0]["seq"]), (1, &serde_json::json!(3)));
+}
+
+#[test]
+fn a_failed_segment_stops_the_rest_of_its_part_in_the_batch() {
+    run_under_file_size_limit(
+        "core::writer::tests::guarantees::child_failed_segment",
+        512 << 10,
+    );
+}
+
+#[test]
+#[ignore = "runs in a child process under RLIMIT_FSIZE"]
+fn child_failed_segment() {
+    if !apply_file_size_limit() {
+        return;
+    }
+    let ev = tmp("gseg");
+    let mut c = cfg(&ev, Durability::Group);
+    c.commit_interval = LONG;
+    let w = Writer::open(c).unwrap();
+    // ~1.1 MiB queued for one part: a 1 MiB segment, then a ~100 KiB one. The first is cut
+    // short at 512 KiB; the second would fit, but its part is abandoned: not written.
+    let data = format!("{{\"x\":\"{}\"}}", "a".repeat(800));
+    for _ in 0..1100 {
+        emit_at(&w, DAY0, data.as_bytes()).unwrap();
+    }
+    match w.flush() {
+        Err(Error::Commit { lost, .. }) => assert_eq!(lost, 1100),
+        other => panic!("{other:?}"),
+    }
+    assert_abandoned_and_empty(&ev, A1);
+    let (pos, _) = emit_at(&w, DAY0, b"{}").unwrap();
+    w.close().unwrap();
+    assert_eq!(pos.file, A2);
+    assert_eq!(part_lines(&ev, A2)[0]["seq"], 1101);
+}
+
+/// The system calls of each mode on its files, audited with strace: fsync mode fdatasyncs each
+/// line before the next write, group mode writes a batch with one write() and one fdatasync,
+/// os mode leaves the disk to the OS until close; every created file or directory has its
+/// parent directory fsynced.
+#[test]
+fn each_mode_makes_its_lines_durable_as_documented() {
+    let dir = tmp("strace");
+    let calls = run_under_strace("core::writer::tests::guarantees::child_three_modes", &dir);
+    let d = dir.canonicalize().unwrap().to_string_lossy().into_owned();
+    // The calls on our files, `D/…`; the writers ran one after the other, each starting with
+    // the fsync of `D` that follows the creation of its own directory in it.
+    let ours: Vec<(String, String)> = calls
+        .into_iter()
+        .filter(|(_, p)| p == &d || p.starts_with(&format!("{d}/")))
+        .map(|(c, p)| (c, p.replacen(&d, "D", 1)))
+        .collect();
+    let starts: Vec<usize> = (0..ours.len()).filter(|&i| ours[i].1 == "D").collect();
+    assert_eq!(starts.len(), 3, "{ours:?}");
+    for (k, mode) in ["fsync", "group", "os"].into_iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(ours.len());
+        let got = &ours[starts[k]..end];
+        let part = format!("D/{mode}/events/{A1}");
+        let mut want: Vec<(&str, String)> = vec![
+            ("fsync", "D".into()),
+            ("fsync", format!("D/{mode}")),
+            ("fsync", format!("D/{mode}/events")),
+            ("fsync", format!("D/{mode}/events/day=2023-11-14")),
+        ];
+        let (writes, synced) = match mode {
+            "fsync" => (3, true), // each line: write, fdatasync
+            "group" => (2, true), // each batch of 500 lines: one write, one fdatasync
+            _ => (3, false),      // os: writes only
+        };
+        for _ in 0..writes {
+            want.push(("write", part.clone()));
+            if synced {
+                want.push(("fdatasync", part.clone()));
+            }
+        }
+        if mode != "group" {
+            want.push(("fdatasync", part.clone())); // close() flushes the current part
+        }
+        let want: Vec<(String, String)> = want.into_iter().map(|(c, p)| (c.into(), p)).collect();
+        assert_eq!(got, &want[..], "{mode}");
+    }
+}
+
+#[test]
+#[ignore = "runs in a child process under strace"]
+fn child_three_modes() {
+    let Some(dir) = child_dir() else {
+        return;
+    };
+    for (mode, durability) in [
+        ("fsync", Durability::Fsync),
+        ("group", Durability::Group),
+        ("os", Durability::Os),
+    ] {
+        let mut c = cfg(&dir.join(mode).join("events"), durability);
+        c.commit_interval = LONG;
+        let w = Writer::open(c).unwrap();
+        if durability == Durability::Group {
+            for _ in 0..2 {
+                for _ in 0..500 {
+                    emit_at(&w, DAY0, b"{}").unwrap();
+                }
+                w.flush().unwrap();
+            }
+        } else {
+            for _ in 0..3 {
+                emit_at(&w, DAY0, b"{}").unwrap();
+            }
+        }
+        w.close().unwrap();
+    }
+}
