@@ -1,5 +1,6 @@
 use super::*;
 use crate::core::testutil::{apply_file_size_limit, run_under_file_size_limit, tmp, within};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 const DAY: &str = "2026-01-02";
@@ -178,4 +179,71 @@ fn child_short_write_and_efbig() {
     let e = p.append(b"b\n", 64).unwrap_err();
     assert_eq!(e.errno(), Some(libc::EFBIG), "{e}");
     assert_eq!(fs::read(&p.path).unwrap(), [&line[..], &line[..]].concat());
+}
+
+fn fd_flags(f: &File) -> (i32, i32) {
+    // SAFETY: fcntl queries on a descriptor that `f` keeps open.
+    unsafe {
+        (
+            libc::fcntl(f.as_raw_fd(), libc::F_GETFD),
+            libc::fcntl(f.as_raw_fd(), libc::F_GETFL),
+        )
+    }
+}
+
+/// A created part and an adopted one are close-on-exec (a spawned program must not inherit a
+/// writer's part); an adopted one was opened non-blocking (a FIFO put in its place must not
+/// hang the writer).
+#[test]
+fn part_descriptors_are_close_on_exec() {
+    let ev = tmp("cloexec");
+    let (a, _) = open_part(&ev, DAY, 1000, 1).unwrap();
+    let (fd, fl) = fd_flags(&a.file);
+    assert_ne!(fd & libc::FD_CLOEXEC, 0, "created part");
+    assert_ne!(fl & libc::O_APPEND, 0);
+    drop(a);
+    let (b, _) = open_part(&ev, DAY, 1000, 1).unwrap();
+    assert!(b.rel.ends_with("part-000001.jsonl"), "adopted");
+    let (fd, fl) = fd_flags(&b.file);
+    assert_ne!(fd & libc::FD_CLOEXEC, 0, "adopted part");
+    assert_ne!(fl & libc::O_NONBLOCK, 0, "adopted part");
+}
+
+/// Writers racing to create the same day directory and parts: every one succeeds, and no two
+/// get the same part (numbers 1..=N, each once).
+#[test]
+fn racing_writers_get_distinct_parts() {
+    use std::sync::{Arc, Barrier};
+    const THREADS: usize = 4;
+    const EACH: usize = 40;
+    for round in 0..5 {
+        let ev = tmp(&format!("race{round}"));
+        let go = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (ev, go) = (ev.clone(), Arc::clone(&go));
+                std::thread::spawn(move || {
+                    go.wait();
+                    // Each keeps its parts (and their locks) until all are joined: none
+                    // may be adopted.
+                    (0..EACH)
+                        .map(|_| open_part(&ev, DAY, 1000, 1).unwrap().0)
+                        .collect::<Vec<Part>>()
+                })
+            })
+            .collect();
+        let got: Vec<String> = within(Duration::from_secs(120), move || {
+            let parts: Vec<Part> = handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a racing writer failed"))
+                .collect();
+            let mut all: Vec<String> = parts.iter().map(|p| p.rel.clone()).collect();
+            all.sort();
+            all
+        });
+        let want: Vec<String> = (1..=THREADS * EACH)
+            .map(|n| format!("day={DAY}/part-{n:06}.jsonl"))
+            .collect();
+        assert_eq!(got, want, "round {round}");
+    }
 }
