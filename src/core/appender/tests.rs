@@ -247,3 +247,25 @@ fn racing_writers_get_distinct_parts() {
         assert_eq!(got, want, "round {round}");
     }
 }
+
+/// A file or a symlink (even to a directory) where a day directory belongs is refused, never
+/// written through; an unusable path reports the OS's reason for that path.
+#[test]
+fn only_a_real_directory_is_used_as_a_day_directory() {
+    let ev = tmp("notdir");
+    let elsewhere = tmp("notdir-target");
+    fs::create_dir_all(&ev).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, ev.join(format!("day={DAY}"))).unwrap();
+    fs::write(ev.join("day=2026-01-03"), b"").unwrap();
+    for day in [DAY, "2026-01-03"] {
+        let e = open_part(&ev, day, 1000, 1).unwrap_err();
+        assert!(
+            e.to_string().contains("exists and is not a directory"),
+            "{e}"
+        );
+    }
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+    let e = ensure_dir(&ev.join("day=2026-01-03").join("sub")).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::ENOTDIR), "{e}");
+}
