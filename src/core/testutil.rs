@@ -68,6 +68,12 @@ pub fn run_under_strace(name: &str, dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Run the ignored test `name` in a child copy of this test binary with `dir` as its working
+/// directory (`child_dir()`).
+pub fn run_in_child(name: &str, dir: &Path) {
+    run_child(name, &[(DIR_ENV, dir.to_string_lossy().into_owned())], &[]);
+}
+
 fn run_child(name: &str, env: &[(&str, String)], wrapper: &[&str]) {
     let exe = std::env::current_exe().expect("test binary path");
     let mut argv: Vec<std::ffi::OsString> = wrapper.iter().map(|a| a.into()).collect();

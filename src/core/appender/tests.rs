@@ -1,5 +1,7 @@
 use super::*;
-use crate::core::testutil::{apply_file_size_limit, run_under_file_size_limit, tmp, within};
+use crate::core::testutil::{
+    apply_file_size_limit, child_dir, run_in_child, run_under_file_size_limit, tmp, within,
+};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -268,4 +270,36 @@ fn only_a_real_directory_is_used_as_a_day_directory() {
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     let e = ensure_dir(&ev.join("day=2026-01-03").join("sub")).unwrap_err();
     assert_eq!(e.errno(), Some(libc::ENOTDIR), "{e}");
+}
+
+/// Directories the writer may not write to: each step reports the OS's EACCES for its path
+/// (no endless retry, no recursion). The child drops root first (root may write anywhere).
+#[test]
+fn unwritable_directories_give_the_os_error() {
+    let dir = tmp("eacces");
+    fs::create_dir_all(dir.join(format!("day={DAY}"))).unwrap();
+    run_in_child("core::appender::tests::child_unwritable", &dir);
+}
+
+#[test]
+#[ignore = "runs in a child process (unwritable_directories_give_the_os_error)"]
+fn child_unwritable() {
+    let Some(dir) = child_dir() else {
+        return;
+    };
+    // SAFETY: plain syscalls; the child runs this one test on one thread.
+    unsafe {
+        if libc::geteuid() == 0 {
+            assert_eq!(libc::setgid(65534), 0, "setgid");
+            assert_eq!(libc::setuid(65534), 0, "setuid");
+        }
+    }
+    let e = ensure_dir(&dir.join("new").join("deeper")).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::EACCES), "{e}");
+    let d = dir.clone();
+    let e = within(Duration::from_secs(60), move || {
+        open_part(&d, DAY, 1000, 1).map(|_| ())
+    })
+    .unwrap_err();
+    assert_eq!(e.errno(), Some(libc::EACCES), "{e}");
 }
