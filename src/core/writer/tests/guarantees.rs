@@ -5,7 +5,8 @@
 
 use super::*;
 use crate::core::testutil::{
-    apply_file_size_limit, child_dir, run_under_file_size_limit, run_under_strace, within,
+    apply_file_size_limit, child_dir, run_in_child, run_under_file_size_limit, run_under_strace,
+    within,
 };
 use std::sync::atomic::AtomicUsize;
 
@@ -453,4 +454,42 @@ fn child_three_modes() {
         }
         w.close().unwrap();
     }
+}
+
+/// Process-directed signals (SIGTERM, SIGINT, SIGHUP) are blocked in the flusher thread, so
+/// the kernel delivers them to a thread that can run the embedding runtime's handler. Run in a
+/// child process: the only flusher there is this writer's.
+#[test]
+fn the_flusher_thread_blocks_process_signals() {
+    run_in_child(
+        "core::writer::tests::guarantees::child_flusher_signal_mask",
+        &tmp("sigmask"),
+    );
+}
+
+#[test]
+#[ignore = "runs in a child process (the_flusher_thread_blocks_process_signals)"]
+fn child_flusher_signal_mask() {
+    let Some(dir) = child_dir() else {
+        return;
+    };
+    let w = Writer::open(cfg(&dir.join("events"), Durability::Group)).unwrap();
+    poll("the flusher to start", || flusher_is_idle(&w, true));
+    let mut masks = Vec::new();
+    for t in fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "ledgerx-flusher" {
+            let status = fs::read_to_string(t.path().join("status")).unwrap();
+            let blk = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .unwrap();
+            masks.push(u64::from_str_radix(blk.trim(), 16).unwrap());
+        }
+    }
+    assert_eq!(masks.len(), 1, "one flusher");
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        assert_ne!(masks[0] & (1 << (sig - 1)), 0, "signal {sig} not blocked");
+    }
+    w.close().unwrap();
 }
