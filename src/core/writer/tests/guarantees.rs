@@ -200,6 +200,29 @@ fn a_part_left_at_a_day_switch_is_free_for_another_writer() {
     assert_eq!((pos.file.as_str(), pos.offset), (A1, l));
 }
 
+/// A group writer keeps the part it left while queued bytes hold it, and lets go once the
+/// flusher has written them: then another writer adopts it.
+#[test]
+fn a_group_writer_lets_go_of_a_left_part_once_it_is_committed() {
+    let l = line_len(b"{}");
+    let ev = tmp("release-group");
+    let mut c = cfg(&ev, Durability::Group);
+    c.commit_interval = LONG;
+    let w1 = Writer::open(c).unwrap();
+    emit_at(&w1, DAY0, b"{}").unwrap();
+    emit_at(&w1, DAY1, b"{}").unwrap();
+    let w2 = Writer::open(cfg(&ev, Durability::Os)).unwrap();
+    assert_eq!(
+        emit_at(&w2, DAY0, b"{}").unwrap().0.file,
+        A2,
+        "A1 is still held"
+    );
+    w1.flush().unwrap();
+    let w3 = Writer::open(cfg(&ev, Durability::Os)).unwrap();
+    let (pos, _) = emit_at(&w3, DAY0, b"{}").unwrap();
+    assert_eq!((pos.file.as_str(), pos.offset), (A1, l));
+}
+
 #[test]
 fn group_flush_commits_everything_queued_in_one_batch() {
     let ev = tmp("flush");
@@ -218,7 +241,14 @@ fn group_flush_commits_everything_queued_in_one_batch() {
     );
     let s = w.commit_stats();
     assert_eq!((s.batches, s.events), (1, 10));
+    // One batch, in the bucket i with 2^i <= its latency < 2^(i+1) (the last bucket is open).
+    let i = s.latency_log2_us.iter().position(|&n| n == 1).unwrap();
     assert_eq!(s.latency_log2_us.iter().sum::<u64>(), 1);
+    let lat = s.max_latency_us.max(1);
+    assert!(
+        1u64 << i <= lat && (i == 23 || lat < 2u64 << i),
+        "{lat} us in bucket {i}"
+    );
     // The flush is over: the flusher gathers again, a new event waits for the interval.
     emit_at(&w, DAY0, b"{}").unwrap();
     let d = w.wait_done(10, Duration::from_secs(2));
@@ -313,14 +343,17 @@ fn child_failed_group_commits() {
     }
     let ev = tmp("gfail");
     let (w, big) = failing_group_writer(&ev, Duration::ZERO);
-    // Seq 1 fails; wait_done(1, _) covers no event past 1, so it leaves the failure to be
-    // raised by the next emit.
+    // Seq 1 is committed; seq 2 then fails in the same part, which is cut back to seq 1's end.
+    emit_at(&w, DAY0, b"{}").unwrap();
+    assert_eq!(w.wait_done(0, Duration::from_secs(120)).done_seq, 1);
+    let kept = fs::read(ev.join(A1)).unwrap();
+    // wait_done(2, _) covers no event past 2, so it leaves the failure to the next emit.
     assert_eq!(emit_at(&w, DAY0, big.as_bytes()).unwrap().0.file, A1);
     let d = poll("the failed commit", || {
-        let d = w.wait_done(1, Duration::ZERO);
-        (d.failed_through == 1).then_some(d)
+        let d = w.wait_done(2, Duration::ZERO);
+        (d.failed_through == 2).then_some(d)
     });
-    assert_eq!(d.done_seq, 1);
+    assert_eq!(d.done_seq, 2);
     let f = d.failure.expect("failure");
     assert!(
         f.path.ends_with(A1) && f.message.contains("short write"),
@@ -330,18 +363,23 @@ fn child_failed_group_commits() {
         Err(Error::Commit { lost, .. }) => assert_eq!(lost, 1),
         other => panic!("{other:?}"),
     }
-    // Seq 2 fails in a new part; wait_done(1, _) covers it: the failure reaches that waiter and
+    assert_eq!(
+        fs::read(ev.join(A1)).unwrap(),
+        kept,
+        "the committed line stays"
+    );
+    // Seq 3 fails in a new part; wait_done(2, _) covers it: the failure reaches that waiter and
     // not the next emit, which goes to a third part.
     assert_eq!(emit_at(&w, DAY0, big.as_bytes()).unwrap().0.file, A2);
-    let d = w.wait_done(1, Duration::from_secs(120));
-    assert_eq!((d.done_seq, d.failed_through), (2, 2));
+    let d = w.wait_done(2, Duration::from_secs(120));
+    assert_eq!((d.done_seq, d.failed_through), (3, 3));
     let (pos, _) = emit_at(&w, DAY0, b"{}").expect("the failure was reported to the waiter");
     w.close().unwrap();
     assert_eq!(pos.file, "day=2023-11-14/part-000003.jsonl");
-    assert_abandoned_and_empty(&ev, A1);
+    assert!(ev.join(format!("{A1}.abandoned")).exists());
     assert_abandoned_and_empty(&ev, A2);
     let ls = part_lines(&ev, &pos.file);
-    assert_eq!((ls.len(), &ls[0]["seq"]), (1, &serde_json::json!(3)));
+    assert_eq!((ls.len(), &ls[0]["seq"]), (1, &serde_json::json!(4)));
 }
 
 #[test]
