@@ -531,3 +531,20 @@ fn child_flusher_signal_mask() {
     }
     w.close().unwrap();
 }
+
+/// A generated event id is a UUIDv7 whose 48-bit prefix is the event's Unix millisecond.
+#[test]
+fn event_ids_carry_the_event_millisecond() {
+    let ev = tmp("uuid7");
+    let w = Writer::open(cfg(&ev, Durability::Os)).unwrap();
+    let ts = DAY0 + 123_456; // .123456 s: millisecond 123
+    emit_at(&w, ts, b"{}").unwrap();
+    w.close().unwrap();
+    let v = &part_lines(&ev, A1)[0];
+    let id = v["event_id"].as_str().unwrap().replace('-', "");
+    assert_eq!(
+        u64::from_str_radix(&id[..12], 16).unwrap(),
+        (ts / 1000) as u64
+    );
+    assert_eq!(&id[12..13], "7", "version 7: {id}");
+}
