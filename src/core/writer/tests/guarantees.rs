@@ -548,3 +548,26 @@ fn event_ids_carry_the_event_millisecond() {
     );
     assert_eq!(&id[12..13], "7", "version 7: {id}");
 }
+
+/// The flusher commits at once, without waiting for the commit interval, when it finds more
+/// than 16 MiB (a quarter of the backpressure limit) queued; exactly 16 MiB waits.
+#[test]
+fn a_queue_over_16_mib_is_committed_without_waiting_for_the_interval() {
+    let l0 = line_len(b"{\"x\":\"\"}");
+    let data = |len: u64| format!("{{\"x\":\"{}\"}}", "a".repeat((len - l0) as usize));
+    for (len, urgent) in [(16u64 << 20, false), ((16 << 20) + 1, true)] {
+        let ev = tmp(&format!("urgent{len}"));
+        let mut c = cfg(&ev, Durability::Group);
+        c.commit_interval = LONG;
+        c.max_event_bytes = 32 << 20;
+        let w = Writer::open(c).unwrap();
+        poll("the flusher to start", || flusher_is_idle(&w, true));
+        // The emit wakes the idle flusher, which then finds exactly this line queued.
+        emit_at(&w, DAY0, data(len).as_bytes()).unwrap();
+        let wait = if urgent { 60 } else { 3 };
+        let d = w.wait_done(0, Duration::from_secs(wait));
+        assert_eq!(d.done_seq, u64::from(urgent), "{len} bytes queued");
+        w.close().unwrap();
+        assert_eq!(fs::metadata(ev.join(A1)).unwrap().len(), len);
+    }
+}
