@@ -282,8 +282,9 @@ fn wait_done_waits_for_the_commit_and_not_for_events_never_emitted() {
 }
 
 /// Group mode with over 64 MiB queued asks the caller to wait; wait_drained returns once the
-/// flusher took the queue. The flusher is made to sit in its 300 s gathering wait first, so the
-/// queue holds exactly what was emitted: 64 MiB is not over the limit, one more line is.
+/// flusher took the queue (at once, flusher left alone, with 32 MiB or less queued). The
+/// flusher is made to sit in its 300 s gathering wait first, so the queue holds exactly what
+/// was emitted: 64 MiB is not over the limit, one more line is.
 #[test]
 fn backpressure_past_64_mib_queued_and_wait_drained_clears_it() {
     let small = b"{\"x\":\"\"}";
@@ -297,7 +298,18 @@ fn backpressure_past_64_mib_queued_and_wait_drained_clears_it() {
     let mut flags = vec![emit_at(&w, DAY0, small).unwrap().1];
     poll("the flusher to gather", || flusher_is_idle(&w, false));
     let mib16 = 16u64 << 20;
-    for len in [mib16, mib16, mib16, mib16 - l0] {
+    for len in [mib16, mib16 - l0] {
+        flags.push(emit_at(&w, DAY0, data(len).as_bytes()).unwrap().1);
+    }
+    // Exactly 32 MiB queued, half the limit: wait_drained returns without waking the flusher.
+    let w2 = Arc::clone(&w);
+    within(Duration::from_secs(60), move || w2.wait_drained());
+    assert_eq!(
+        w.wait_done(0, Duration::from_secs(2)).done_seq,
+        0,
+        "flusher woken"
+    );
+    for len in [mib16, mib16] {
         flags.push(emit_at(&w, DAY0, data(len).as_bytes()).unwrap().1);
     }
     flags.push(emit_at(&w, DAY0, small).unwrap().1);
