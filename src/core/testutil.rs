@@ -91,7 +91,12 @@ fn run_child(name: &str, env: &[(&str, String)], wrapper: &[&str]) {
         .args(&argv[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
-        .unwrap_or_else(|e| panic!("start {:?}: {e}", argv[0]));
+        .unwrap_or_else(|e| {
+            panic!(
+                "start {:?}: {e} (strace: `make setup` installs it)",
+                argv[0]
+            )
+        });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
