@@ -198,4 +198,5 @@ fn group_writer_takes_its_own_part_back_after_a_day_switch() {
     assert_eq!(seqs, ["1", "3", "2", "4"]);
 }
 
+mod faults;
 mod guarantees;
