@@ -22,6 +22,16 @@ pub fn tmp(name: &str) -> PathBuf {
     d
 }
 
+/// Removes its directory when dropped, also when the test fails: for tests that write tens of
+/// MiB (mutation runs fail them hundreds of times).
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Run the ignored test `name` (its full path, `core::appender::tests::…`) alone in a child copy
 /// of this test binary under a file-size limit of `limit` bytes. Panics unless exactly that test
 /// ran there and passed.

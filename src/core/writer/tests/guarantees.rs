@@ -3,7 +3,7 @@
 //! backpressure, the flusher's urgency and buffer pool). Faults and syscall audits: `faults.rs`.
 
 use super::*;
-use crate::core::testutil::within;
+use crate::core::testutil::{within, RemoveOnDrop};
 use std::sync::atomic::AtomicUsize;
 
 pub(super) const DAY0: i64 = 1_700_006_399_000_000; // 2023-11-14T23:59:59Z
@@ -287,6 +287,7 @@ fn backpressure_past_64_mib_queued_and_wait_drained_clears_it() {
     let l0 = line_len(small);
     let data = |len: u64| format!("{{\"x\":\"{}\"}}", "a".repeat((len - l0) as usize));
     let ev = tmp("bp");
+    let _rm = RemoveOnDrop(ev.clone()); // 64 MiB
     let mut c = cfg(&ev, Durability::Group);
     c.commit_interval = LONG;
     let w = Arc::new(Writer::open(c).unwrap());
@@ -346,6 +347,7 @@ fn a_queue_over_16_mib_is_committed_without_waiting_for_the_interval() {
     let data = |len: u64| format!("{{\"x\":\"{}\"}}", "a".repeat((len - l0) as usize));
     for (len, urgent) in [(16u64 << 20, false), ((16 << 20) + 1, true)] {
         let ev = tmp(&format!("urgent{len}"));
+        let _rm = RemoveOnDrop(ev.clone());
         let mut c = cfg(&ev, Durability::Group);
         c.commit_interval = LONG;
         c.max_event_bytes = 32 << 20;
@@ -368,6 +370,7 @@ fn the_segment_buffer_pool_is_bounded() {
     let l0 = line_len(b"{\"x\":\"\"}");
     let data = |len: u64| format!("{{\"x\":\"{}\"}}", "a".repeat((len - l0) as usize));
     let ev = tmp("bufpool");
+    let _rm = RemoveOnDrop(ev.clone());
     let mut c = cfg(&ev, Durability::Group);
     c.commit_interval = LONG;
     let w = Writer::open(c).unwrap();
