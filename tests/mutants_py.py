@@ -5,11 +5,13 @@ guard that module. Mutations are applied to the file in place and restored after
     python tests/mutants_py.py [--per-module N] [--seconds S] [--seed K] [--out DIR]
 
 Prints one line per module (killed / survived / timeout / incompetent of the sample) and every
-survivor with its diff; docs/testing.md lists the survivors with the reason they stay."""
+survivor with its diff; docs/testing.md lists the survivors with the reason they stay. Mutants
+inside annotations (never evaluated here) are not sampled."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import random
 import subprocess
 import sys
@@ -43,18 +45,48 @@ name = "local"
 """
 
 
-def sample(session: Path, keep: int, rng: random.Random) -> int:
-    """Mark all but `keep` random pending work items as skipped; returns how many are kept."""
+def annotation_spans(module: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where `module`'s annotations are, as ((line, col), (end line, end col)). With
+    `from __future__ import annotations` they are never evaluated: a mutant there is equivalent
+    by construction, so it is not sampled (it took most of a sample's survivors)."""
+    text = module.read_text()
+    if "from __future__ import annotations" not in text:
+        return []
+    spans = []
+    for node in ast.walk(ast.parse(text)):
+        anns: list[ast.expr | None] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            every = (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg)
+            anns = [x.annotation for x in every if x is not None] + [node.returns]
+        elif isinstance(node, ast.AnnAssign):
+            anns = [node.annotation]
+        for n in anns:
+            if n is not None and n.end_lineno is not None and n.end_col_offset is not None:
+                spans.append(((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)))
+    return spans
+
+
+def sample(session: Path, keep: int, rng: random.Random, module: Path) -> tuple[int, int]:
+    """Mark all but `keep` random pending work items as skipped, never sampling a mutant inside
+    an annotation; returns how many are kept and how many annotation mutants were left out."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
+    spans = annotation_spans(module)
+
+    def in_annotation(pos: tuple[int, int]) -> bool:
+        return any(a <= tuple(pos) < b for a, b in spans)
+
     with use_db(str(session), WorkDB.Mode.open) as db:
-        pending = [w.job_id for w in db.pending_work_items]
+        items = list(db.pending_work_items)
+        annotated = [w.job_id for w in items if in_annotation(w.mutations[0].start_pos)]
+        pending = [w.job_id for w in items if w.job_id not in set(annotated)]
         rng.shuffle(pending)
-        skip = pending[keep:]
+        skip = annotated + pending[keep:]
         if skip:
             db.set_multiple_results(skip, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
-        return min(keep, len(pending))
+        return min(keep, len(pending)), len(annotated)
 
 
 def report(session: Path) -> tuple[dict[str, int], list[str]]:
@@ -105,7 +137,7 @@ def main() -> int:
         cfg.write_text(CONFIG.format(module=module, timeout=300.0, py=PY, tests=tests))
         cr = [PY, "-m", "cosmic_ray.cli"]
         subprocess.run([*cr, "init", str(cfg), str(session)], cwd=REPO, check=True)
-        kept = sample(session, args.per_module, rng)
+        kept, annotated = sample(session, args.per_module, rng, REPO / module)
         t0 = time.monotonic()
         try:
             subprocess.run(
@@ -117,7 +149,7 @@ def main() -> int:
         counts, survivors = report(session)
         all_survivors.extend(survivors)
         print(
-            f"{module}: sample {kept} — "
+            f"{module}: sample {kept} ({annotated} annotation mutants left out) — "
             + ", ".join(f"{k} {v}" for k, v in counts.items())
             + f" ({time.monotonic() - t0:.0f} s)",
             flush=True,

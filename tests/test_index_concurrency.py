@@ -215,3 +215,25 @@ def test_lock_is_free_only_when_no_indexer_holds_it(tmp_path: Path) -> None:
         except IndexBusyError as e:
             assert f"(pid {os.getpid()})" in str(e)
     assert paths.lock.exists() and lock_is_free(paths)
+
+
+def test_indexes_sharing_a_folder_have_their_own_locks(tmp_path: Path) -> None:
+    """`--db` beside the root's index (a name sorting before or after `runs.duckdb`): its own
+    lock and side files, so indexing one never waits for, or blocks, the other."""
+    from ledgerx.index.publish import index_lock, lock_is_free
+
+    root = tmp_path / "ledger"
+    default = IndexPaths.for_root(root)
+    d = default.runs.parent
+    for name in ("a.duckdb", "zz.duckdb"):
+        other = IndexPaths.for_root(root, db=d / name)
+        stem = name.removesuffix(".duckdb")
+        assert (other.lock, other.alerts, other.catalog) == (
+            d / f".{name}.lock",
+            d / f"{stem}.alerts.duckdb",
+            d / f"{stem}.catalog.duckdb",
+        )
+        with index_lock(default):
+            assert lock_is_free(other), name
+            with index_lock(other):
+                assert not lock_is_free(other) and not lock_is_free(default)

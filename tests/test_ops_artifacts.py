@@ -168,3 +168,27 @@ def test_only_numpy_ndarrays_are_read_as_arrays() -> None:
     fake = type("ndarray", (), {"__module__": "cupy", "ndim": 1})()
     with pytest.raises(SchemaError, match=r"unsupported data of type cupy\.ndarray"):
         to_arrow_table(fake)
+
+
+def test_a_file_planted_at_the_temporary_name_is_never_written_through(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary name is created with O_EXCL: a hard link to a file outside the root planted
+    there (O_NOFOLLOW does not stop a hard link) makes the write fail, the outside file intact."""
+    import os
+
+    import ledgerx.artifacts as arts
+
+    monkeypatch.setattr(arts.secrets, "token_hex", lambda n: "feedf00d")
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not yours\n")
+    with ledgerx.open(root) as led:
+        with led.run(run_kind="t", config={}, data_fingerprint="f") as run:
+            folder = root / "artifacts" / "runs" / run.run_id
+            folder.mkdir(parents=True)
+            tmp = folder / f".summary.json{arts.TMP_MARK}{os.getpid()}-feedf00d"
+            os.link(outside, tmp)
+            with pytest.raises(FileExistsError):
+                run.artifacts.write_json("summary", {"a": 1})
+    assert outside.read_bytes() == b"not yours\n"
+    assert not (folder / "summary.json").exists()

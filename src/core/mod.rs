@@ -13,6 +13,8 @@ pub mod rules;
 pub mod scanner;
 pub mod schema;
 pub mod schema_file;
+#[cfg(test)]
+mod testutil;
 pub mod writer;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ use super::clock;
 use super::error::{Error, Result};
 use super::ids::{self, Rng};
 use super::json;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -15,8 +16,10 @@ use std::time::{Duration, Instant};
 
 mod flusher;
 mod line;
+mod unsynced;
 use flusher::{block_signals, flusher_loop};
 use line::build_line;
+use unsynced::{remember_unsynced, sync_all};
 // The envelope rules live in `rules.rs`; re-exported where the writer's users find them.
 pub use super::rules::{
     check_artifact_paths, check_overrides, check_run_id, check_run_scope, is_run_scoped,
@@ -174,9 +177,10 @@ struct State {
     /// it (and its lock), open_part could not adopt it, so a return to its day takes it back.
     previous: Option<(Arc<Part>, u64)>,
     /// os mode: parts written and left at a switch since the last flush, which flush()
-    /// fdatasyncs before the current one (at most `MAX_UNSYNCED_PARTS`: beyond that the
-    /// oldest is synced at the switch, so a writer that never flushes holds few descriptors).
-    unsynced: Vec<Arc<Part>>,
+    /// fdatasyncs before the current one, each through a descriptor of its own (which holds
+    /// no lock: another writer may adopt the part meanwhile). At most `MAX_UNSYNCED_PARTS`:
+    /// beyond that the oldest is synced at the switch.
+    unsynced: Vec<(PathBuf, File)>,
     pending: Vec<Segment>,
     pending_bytes: usize,
     /// Highest seq handed to the disk path (written, or failed and reported).
@@ -486,12 +490,7 @@ impl Writer {
         };
         if self.cfg.durability == Durability::Os {
             if let Some((p, _)) = left.as_ref().filter(|(p, _)| !p.is_abandoned()) {
-                if !st.unsynced.iter().any(|u| Arc::ptr_eq(u, p)) {
-                    st.unsynced.push(Arc::clone(p));
-                }
-                if st.unsynced.len() > MAX_UNSYNCED_PARTS {
-                    st.unsynced.remove(0).datasync()?;
-                }
+                remember_unsynced(&mut st.unsynced, p)?;
             }
         }
         // Kept only while queued bytes still hold it; the flusher lets go after writing them.
@@ -529,13 +528,7 @@ impl Writer {
                     let mut st = lock(&self.shared.state);
                     (std::mem::take(&mut st.unsynced), st.current.clone())
                 };
-                let mut first_error = None;
-                for p in left.iter().chain(current.iter()) {
-                    if let Err(e) = p.datasync() {
-                        first_error.get_or_insert(e);
-                    }
-                }
-                first_error.map_or(Ok(()), Err)
+                sync_all(&left, current.as_deref())
             }
         }
     }

@@ -233,3 +233,6 @@ fn group_events_queued_for_a_part_abandoned_before_their_commit_fail() {
     w.close().unwrap();
     let _ = fs::remove_dir_all(&ev);
 }
+
+mod faults;
+mod guarantees;
