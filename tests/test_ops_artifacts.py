@@ -3,6 +3,7 @@ artifact.created, listed by `ledgerx show`."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
@@ -188,7 +189,8 @@ def test_a_file_planted_at_the_temporary_name_is_never_written_through(
             folder.mkdir(parents=True)
             tmp = folder / f".summary.json{arts.TMP_MARK}{os.getpid()}-feedf00d"
             os.link(outside, tmp)
-            with pytest.raises(FileExistsError):
+            with pytest.raises(ledgerx.LedgerIOError, match="File exists") as ei:
                 run.artifacts.write_json("summary", {"a": 1})
+            assert ei.value.errno == errno.EEXIST
     assert outside.read_bytes() == b"not yours\n"
     assert not (folder / "summary.json").exists()

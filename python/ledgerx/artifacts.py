@@ -206,7 +206,12 @@ class RunArtifacts:
         dfd = open_run_dir(self.root, self.run.run_id)
         try:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(tmp, flags, 0o666, dir_fd=dfd)
+            try:
+                fd = os.open(tmp, flags, 0o666, dir_fd=dfd)
+            except OSError as e:
+                raise LedgerIOError(
+                    e.errno, f"cannot create {self.run.run_id}/{tmp}: {e.strerror}"
+                ) from None
             try:
                 with os.fdopen(fd, "w+b") as f:
                     write(f)

@@ -324,7 +324,10 @@ def _configure(
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")  # DuckDB's own bar goes to stdout
     if memory_limit:
-        con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
+        try:
+            con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
+        except duckdb.Error as e:
+            raise ConfigError(f"memory_limit {memory_limit!r}: {e}") from None
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET temp_directory = {sql_str(str(work) + '.spill')}")
