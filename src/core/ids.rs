@@ -27,7 +27,8 @@ impl Rng {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Lowercase hex digits: the one table for every hex the log writes (ids, crc, `\u00XX`).
+pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Format 16 bytes as a canonical lowercase UUID string (36 bytes).
 pub fn format_uuid(b: &[u8; 16]) -> [u8; 36] {

@@ -38,7 +38,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
             0x08 => out.extend_from_slice(b"\\b"),
             0x0c => out.extend_from_slice(b"\\f"),
             _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
+                use super::ids::HEX;
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[(c >> 4) as usize]);
                 out.push(HEX[(c & 15) as usize]);

@@ -44,7 +44,7 @@ pub(super) fn build_line(
 
 /// `{:08x}` without the formatting machinery (and its allocation).
 fn hex8(v: u32) -> [u8; 8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    use crate::core::ids::HEX;
     let mut b = [0u8; 8];
     for (i, x) in b.iter_mut().enumerate() {
         *x = HEX[((v >> (28 - 4 * i)) & 15) as usize];
