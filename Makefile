@@ -68,13 +68,19 @@ ui: setup
 screenshots: setup
 	$(PY) docs/screenshots.py
 
-test: setup test-rust test-py test-node
+# The three suites run side by side (the Python suite waits on processes, fsync and sockets
+# often enough to leave room for the Rust and Node ones); each suite's output is printed as one
+# block when it ends, Rust and Node first.
+test: setup node $(VENV)/.tsc
+	@echo "running the Rust, Python and Node suites side by side; each prints when it ends"
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-rust test-py test-node
 
 test-rust: $(VENV)/.tools  # the strace audit among the Rust tests
 	cargo test --locked --release -q
 
 # pytest-xdist: one worker per core, at most TEST_WORKERS (the suite is mostly processes,
-# fsync and sockets; two workers on the 2-core VM take it from ~9 to ~5.5 minutes).
+# fsync and sockets; two workers on the 2-core VM take it from ~9 to ~5.5 minutes). Tests marked
+# `heavy` are handed out first.
 TEST_WORKERS ?= 4
 test-py: setup node
 	$(PY) -m pytest -q -x -p no:cacheprovider -n auto --maxprocesses=$(TEST_WORKERS) tests

@@ -12,6 +12,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `heavy` (tens of seconds each) go first: pytest-xdist hands tests out in
+    collection order, so a long test started last would keep one worker busy while the others
+    idle. A stable sort: the order is the same on every worker, as xdist requires."""
+    items.sort(key=lambda it: it.get_closest_marker("heavy") is None)
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """A fresh ledger root (not created yet)."""

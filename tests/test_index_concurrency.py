@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from index_support import (
     DAY_US,
     T0,
@@ -38,13 +39,14 @@ def _assert_consistent_prefix(root: Path, db: Path) -> int:
     return len(ref)
 
 
+@pytest.mark.heavy
 def test_sigkill_at_random_points_neither_loses_nor_doubles(tmp_path: Path) -> None:
     root = tmp_path / "ledger"
     db = IndexPaths.for_root(root).runs
     rng = random.Random(1234)
     write_sweep(root, runs=4, trials=800, seed=0)
     killed = completed = 0
-    for rnd in range(20):
+    for rnd in range(12):
         write_sweep(
             root,
             runs=1,
@@ -78,7 +80,7 @@ def test_sigkill_at_random_points_neither_loses_nor_doubles(tmp_path: Path) -> N
         p.communicate(timeout=120)
         if db.exists():
             _assert_consistent_prefix(root, db)
-    assert killed >= 5, (killed, completed)
+    assert killed >= 4, (killed, completed)
     build_index(root)  # a no-op when the last round ran to completion
     ref = reference_events(root)
     assert index_events(db) == ref
@@ -127,6 +129,7 @@ READER = textwrap.dedent(
 )
 
 
+@pytest.mark.heavy
 def test_readers_never_see_lock_errors_or_partial_index(tmp_path: Path) -> None:
     root = tmp_path / "ledger"
     write_sweep(root, runs=2, trials=200, seed=0)

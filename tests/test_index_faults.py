@@ -171,6 +171,7 @@ def test_verify_schema_and_seq_gaps(ledger: Path) -> None:
     assert any("writer w9: seq gap: 2..2 missing" in p for p in v.problems), v.problems
 
 
+@pytest.mark.heavy
 def test_cli_commands(ledger: Path) -> None:
     r = cli("rebuild", root=ledger)
     assert r.returncode == 0 and r.stderr == ""  # no progress bar in a pipe

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import duckdb
+import pytest
 
 import ledgerx
 from ledgerx import _core
@@ -28,6 +29,7 @@ def _crc_line(text: str) -> bytes:
     return raw + b',"crc":"%08x"}\n' % crc32c(raw)
 
 
+@pytest.mark.heavy
 def test_hand_dropped_part_with_every_kind_of_bad_line(root: Path) -> None:
     with ledgerx.open(root) as led:
         led.emit("run.heartbeat", {"ok": 1}, run_id="good")
@@ -101,6 +103,7 @@ def test_symlinks_and_fifos_in_the_log_are_reported_and_skipped(root: Path, tmp_
     assert all(b.error and b.num_rows == 0 for b in batches)
 
 
+@pytest.mark.heavy
 def test_read_side_cli_refuses_injection_and_file_access(root: Path, tmp_path: Path) -> None:
     with ledgerx.open(root) as led:
         with led.run(run_id="r1", run_kind="k", config={}, data_fingerprint="f"):

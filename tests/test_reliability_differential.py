@@ -273,14 +273,17 @@ def incremental_case(tmp_path: Path, examples: int, seed: int | None = None) -> 
     (case if seed is None else hypothesis_seed(seed)(case))()
 
 
+@pytest.mark.heavy
 def test_scanner_matches_the_independent_reader(tmp_path: Path) -> None:
-    scanner_case(tmp_path, 300)
+    scanner_case(tmp_path, 150)
 
 
+@pytest.mark.heavy
 def test_full_rebuild_matches_the_independent_reader(tmp_path: Path) -> None:
     full_case(tmp_path, 20)
 
 
+@pytest.mark.heavy
 def test_incremental_rounds_match_the_independent_reader(tmp_path: Path) -> None:
     incremental_case(tmp_path, 10)
 

@@ -12,7 +12,7 @@ objects tile every part exactly and no key was written twice, an index rebuilt f
 holds the same events as the local one, and the projection (killed mid-round too) equals one
 built from scratch.
 
-`make test` runs 10 rounds on one ledger; `make soak` runs LEDGERX_SOAK_ROUNDS (1,000) in chunks
+`make test` runs 6 rounds on one ledger; `make soak` runs LEDGERX_SOAK_ROUNDS (1,000) in chunks
 of 100 rounds, each on a fresh ledger and bucket, checked after each chunk (progress lines on
 stderr and, with LEDGERX_SOAK_LOG=FILE, appended to FILE)."""
 
@@ -37,7 +37,7 @@ from conftest import REPO, soak_progress
 from crc32c_ref import crc32c
 from legacy_fixture import legacy_rows
 
-ROUNDS = int(os.environ.get("LEDGERX_KILL_ROUNDS", "10"))
+ROUNDS = int(os.environ.get("LEDGERX_KILL_ROUNDS", "6"))
 SOAK_ROUNDS = int(os.environ.get("LEDGERX_SOAK_ROUNDS", "1000"))
 CHUNK = 100
 SOAK_SEED = int(os.environ.get("LEDGERX_SOAK_SEED", "5000"))
@@ -385,6 +385,7 @@ def _new_loop(tmp: Path, endpoint: str, seed: int) -> Loop:
     return Loop(root, random.Random(seed), Ship(endpoint, bucket))
 
 
+@pytest.mark.heavy
 def test_sigkill_loop(tmp_path: Path, endpoint: str) -> None:
     lp = _new_loop(tmp_path, endpoint, 1234)
     for _ in range(ROUNDS):

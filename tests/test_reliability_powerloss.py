@@ -147,6 +147,7 @@ def _scan_all(
     return rows, bad, pending
 
 
+@pytest.mark.heavy
 def test_power_loss_seeds(base: dict[str, Any], tmp_path: Path) -> None:
     acked = {(w, i) for w, i, _, _ in base["acked"]}
     known_ids: set[str] = set()

@@ -30,6 +30,7 @@ def objective(i: int, run_id: str) -> float:
     return sharpe
 
 
+@pytest.mark.heavy
 def test_sweep_survives_a_sigkilled_worker(tmp_path: Path) -> None:
     from distributed import Client, LocalCluster, as_completed
 

@@ -287,9 +287,10 @@ def check_agree(
 
 
 # `make test` runs EXAMPLES per test; `make soak` many more (LEDGERX_SCHEMA_EXAMPLES).
-EXAMPLES = int(os.environ.get("LEDGERX_SCHEMA_EXAMPLES", "700"))
+EXAMPLES = int(os.environ.get("LEDGERX_SCHEMA_EXAMPLES", "350"))
 
 
+@pytest.mark.heavy
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -304,6 +305,7 @@ def test_rust_agrees_with_jsonschema(emit_path: EmitPath, schema: Any, docs: lis
         check_agree(schema, doc, v, emit_path)
 
 
+@pytest.mark.heavy
 @settings(max_examples=EXAMPLES, deadline=None, database=None)
 @given(schema=node(st.booleans()), doc=scalars)
 def test_rust_agrees_with_jsonschema_on_scalars(schema: dict[str, Any], doc: Any) -> None:

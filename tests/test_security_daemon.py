@@ -120,6 +120,7 @@ def test_concurrent_health_requests_do_not_queue(root: Path, monkeypatch: Any) -
         d.stop_health()
 
 
+@pytest.mark.heavy
 def test_connections_are_bounded_and_time_out(root: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(daemon, "HEALTH_TIMEOUT_S", 1.0, raising=False)
     d = _serve(root, monkeypatch)

@@ -111,6 +111,7 @@ def _peak(code: str, *args: str) -> tuple[str, int]:
     )
 
 
+@pytest.mark.heavy
 def test_an_unterminated_line_is_not_read_whole(root: Path) -> None:
     """A sparse 2 GiB part file with no newline (no disk used): scanning it, and the commands
     that read the log, stay far below the file's size in memory (peak RSS of a fresh process,

@@ -56,10 +56,11 @@ def _one_sweep(script: Path, root: Path, method: str) -> tuple[str, int | None, 
     return (str(root), p.returncode, p.stdout + p.stderr)
 
 
+@pytest.mark.heavy
 def test_pool_sweeps_spawn_and_forkserver_never_hang(tmp_path: Path) -> None:
     script = tmp_path / "sweep.py"
     script.write_text(SWEEP)
-    jobs = [(m, tmp_path / f"{m}-{i}") for m in ("spawn", "forkserver") for i in range(50)]
+    jobs = [(m, tmp_path / f"{m}-{i}") for m in ("spawn", "forkserver") for i in range(30)]
     with ThreadPoolExecutor(max_workers=6) as ex:
         results = list(ex.map(lambda j: _one_sweep(script, j[1], j[0]), jobs))
     bad = [r for r in results if r[1] != 0 or r[2].split()[:1] != ["15"]]

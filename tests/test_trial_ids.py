@@ -120,6 +120,7 @@ def _ok(*args: str) -> str:
     return p.stdout
 
 
+@pytest.mark.heavy
 def test_cli_keeps_integers_as_numbers_in_numeric_order(swept: Path) -> None:
     root = str(swept)
     js = json.loads(_ok("trials", "--root", root, "ints", "--format", "json"))
