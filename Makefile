@@ -76,7 +76,7 @@ test: setup node $(VENV)/.tsc
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-rust test-py test-node
 
 test-rust: $(VENV)/.tools  # the strace audit among the Rust tests
-	cargo test --locked --release -q
+	MAKEFLAGS= cargo test --locked --release -q  # cargo's own -j, not make's job slots
 
 # pytest-xdist: one worker per core, at most TEST_WORKERS (the suite is mostly processes,
 # fsync and sockets; two workers on the 2-core VM take it from ~9 to ~5.5 minutes). Tests marked
