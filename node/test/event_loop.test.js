@@ -105,8 +105,10 @@ test('fsync mode: a slow fdatasync does not block the event loop; Promises wait 
       `${res.busyOwnP99.toFixed(2)} ms emitting, ${res.idleOwnP99.toFixed(2)} ms idle; raw ` +
       `${res.busyP99.toFixed(2)} / ${res.idleP99.toFixed(2)} ms) while each fdatasync takes ${DELAY_MS} ms`,
   );
-  // Each emitting stretch has at least 2 batches of 4 (60 ms, 25 ms per fdatasync).
-  assert.ok(res.events >= ROUNDS * 8, `${res.events} events`);
+  // Each emitting stretch runs at least one batch of 4 (two on a quiet machine: 60 ms, 25 ms per
+  // fdatasync; a loaded one may stretch a batch past 60 ms). The ticks below are what the lag
+  // figures need.
+  assert.ok(res.events >= ROUNDS * 4, `${res.events} events`);
   assert.ok(res.idleTicks > 200 && res.busyTicks > 200, `ticks: ${res.idleTicks} idle, ${res.busyTicks} emitting`);
   assert.ok(res.minWait >= DELAY_MS - 1, `a Promise resolved ${res.minWait.toFixed(2)} ms after emit, before its fdatasync`);
   assert.equal(checkLog(root).length, res.events);
