@@ -18,7 +18,7 @@ mod flusher;
 mod line;
 mod unsynced;
 use flusher::{block_signals, flusher_loop};
-use line::build_line;
+use line::{build_line, finish_lines, Fixup, ID_GIVEN};
 use unsynced::{remember_unsynced, sync_all};
 // The envelope rules live in `rules.rs`; re-exported where the writer's users find them.
 pub use super::rules::{
@@ -146,6 +146,8 @@ struct Segment {
     part: Arc<Part>,
     start: u64,
     bytes: Vec<u8>,
+    /// The lines' event ids and crcs still to fill in (`finish_lines`, on the flusher).
+    fixups: Vec<Fixup>,
     last_seq: u64,
     events: u64,
     /// When the first event of this segment was queued (for the commit-latency stats).
@@ -196,7 +198,7 @@ struct State {
     stats: CommitStats,
     /// Emptied segment buffers handed back by the flusher: reusing them keeps emit() free of
     /// large allocations and page faults.
-    free_bufs: Vec<Vec<u8>>,
+    free_bufs: Vec<(Vec<u8>, Vec<Fixup>)>,
     scratch: Vec<u8>,
 }
 
@@ -345,8 +347,14 @@ impl Writer {
         let seq = st.seq + 1;
         // One formatting of the timestamp serves the line and the part's day (no allocation).
         let ts_text = clock::format_ts(ts);
-        build_line(&mut line, st, head, ts, &ts_text, seq, data);
-        let result = self.place(st, &line, &ts_text[..10], seq);
+        // Group mode leaves the event id and crc to the flusher (off the caller's thread).
+        let deferred = self.cfg.durability == Durability::Group;
+        build_line(&mut line, st, head, ts, &ts_text, seq, data, deferred);
+        let fix = match head.event_id {
+            Some(_) => ID_GIVEN,
+            None => (ts.max(0) / 1000) as u64,
+        };
+        let result = self.place(st, &line, &ts_text[..10], seq, fix);
         st.scratch = line;
         drop(guard);
         let (pos, backpressure, to_sync) = result?;
@@ -400,6 +408,7 @@ impl Writer {
         line: &[u8],
         day: &[u8],
         seq: u64,
+        ts_ms: u64,
     ) -> Result<(Position, bool, Option<Arc<Part>>)> {
         if line.len() > self.cfg.max_event_bytes {
             return Err(Error::schema(format!(
@@ -432,14 +441,14 @@ impl Writer {
                     Arc::ptr_eq(&s.part, &part) && s.bytes.len() + line.len() <= SEGMENT_BYTES
                 });
                 if !fits {
-                    let bytes = st
-                        .free_bufs
-                        .pop()
-                        .unwrap_or_else(|| Vec::with_capacity(SEGMENT_BYTES));
+                    let (bytes, fixups) = st.free_bufs.pop().unwrap_or_else(|| {
+                        (Vec::with_capacity(SEGMENT_BYTES), Vec::with_capacity(4096))
+                    });
                     st.pending.push(Segment {
                         part,
                         start: offset,
                         bytes,
+                        fixups,
                         last_seq: 0,
                         events: 0,
                         first_at: Instant::now(),
@@ -448,6 +457,10 @@ impl Writer {
                 st.seq = seq;
                 let seg = st.pending.last_mut().expect("segment");
                 seg.bytes.extend_from_slice(line);
+                seg.fixups.push(Fixup {
+                    end: seg.bytes.len() as u32,
+                    ts_ms,
+                });
                 seg.last_seq = seq;
                 seg.events += 1;
                 st.pending_bytes += line.len();

@@ -16,8 +16,10 @@ pub(super) fn block_signals() {
 }
 
 pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
+    // The event ids of group-mode lines are made here (`finish_lines`).
+    let mut rng = Rng::from_os();
     loop {
-        let batch = {
+        let mut batch = {
             let mut st = lock(&shared.state);
             loop {
                 if st.closed {
@@ -48,7 +50,7 @@ pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
             std::mem::take(&mut st.pending)
         };
         let last_seq = batch.last().map_or(0, |s| s.last_seq);
-        let error = write_batch(&batch);
+        let error = write_batch(&mut batch, &mut rng);
         let waited = batch
             .first()
             .map_or(0, |s| s.first_at.elapsed().as_micros() as u64);
@@ -61,10 +63,11 @@ pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
         let bucket = (63 - waited.max(1).leading_zeros()) as usize;
         stats.latency_log2_us[bucket.min(23)] += 1;
         for seg in batch {
-            let mut b = seg.bytes;
+            let (mut b, mut f) = (seg.bytes, seg.fixups);
             if st.free_bufs.len() < FREE_BUFS_KEPT && b.capacity() <= 2 * SEGMENT_BYTES {
                 b.clear();
-                st.free_bufs.push(b);
+                f.clear();
+                st.free_bufs.push((b, f));
             }
         }
         if st
@@ -108,10 +111,11 @@ fn failure_of(e: &Error) -> Failure {
 
 /// Write each segment with one write() and fdatasync each part once. On failure the part is
 /// abandoned and the error returned; later segments of that part are not written.
-fn write_batch(batch: &[Segment]) -> Option<Error> {
+fn write_batch(batch: &mut [Segment], rng: &mut Rng) -> Option<Error> {
     let mut first_err = None;
     let mut lost = 0usize;
-    for (i, seg) in batch.iter().enumerate() {
+    for i in 0..batch.len() {
+        let (seg, later) = batch[i..].split_first_mut().expect("segment");
         if seg.part.is_abandoned() {
             // Queued for a part that an earlier failed write or fdatasync abandoned: never
             // written, so these events fail with the batch (never reported durable).
@@ -121,10 +125,9 @@ fn write_batch(batch: &[Segment]) -> Option<Error> {
             });
             continue;
         }
+        finish_lines(&mut seg.bytes, &seg.fixups, rng);
         let res = write_chunks(&seg.part, &seg.bytes, seg.start).and_then(|_| {
-            let last_for_part = !batch[i + 1..]
-                .iter()
-                .any(|s| Arc::ptr_eq(&s.part, &seg.part));
+            let last_for_part = !later.iter().any(|s| Arc::ptr_eq(&s.part, &seg.part));
             if last_for_part {
                 seg.part.datasync()
             } else {
