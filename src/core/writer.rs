@@ -18,6 +18,7 @@ mod flusher;
 mod line;
 mod unsynced;
 use flusher::{block_signals, flusher_loop};
+pub use flusher::{Done, Failure};
 use line::{build_line, finish_lines, Fixup, ID_GIVEN};
 use unsynced::{remember_unsynced, sync_all};
 // The envelope rules live in `rules.rs`; re-exported where the writer's users find them.
@@ -121,24 +122,6 @@ impl SyncTicket {
         }
         Ok(())
     }
-}
-
-/// A flusher failure as text: the path, errno and message of the I/O error.
-#[derive(Clone, Debug)]
-pub struct Failure {
-    pub path: String,
-    pub errno: Option<i32>,
-    pub message: String,
-}
-
-/// Group-mode progress: every seq up to `done_seq` was handed to the disk; those up to
-/// `failed_through` may not be durable (`failure` says why).
-#[derive(Clone, Debug)]
-pub struct Done {
-    pub done_seq: u64,
-    pub failed_through: u64,
-    pub failure: Option<Failure>,
-    pub closed: bool,
 }
 
 /// Bytes waiting for the flusher, all for one part.
@@ -457,10 +440,7 @@ impl Writer {
                 st.seq = seq;
                 let seg = st.pending.last_mut().expect("segment");
                 seg.bytes.extend_from_slice(line);
-                seg.fixups.push(Fixup {
-                    end: seg.bytes.len() as u32,
-                    ts_ms,
-                });
+                seg.fixups.push(Fixup::new(seg.bytes.len(), ts_ms));
                 seg.last_seq = seq;
                 seg.events += 1;
                 st.pending_bytes += line.len();

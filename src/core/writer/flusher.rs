@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// A flusher failure as text: the path, errno and message of the I/O error.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub path: String,
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+/// Group-mode progress: every seq up to `done_seq` was handed to the disk; those up to
+/// `failed_through` may not be durable (`failure` says why).
+#[derive(Clone, Debug)]
+pub struct Done {
+    pub done_seq: u64,
+    pub failed_through: u64,
+    pub failure: Option<Failure>,
+    pub closed: bool,
+}
+
 /// Keep process-directed signals (SIGTERM, SIGINT, ...) off this thread: delivered here, they
 /// would not interrupt the main thread's blocking call, so Python's handler would never run
 /// (a worker stuck in a lock wait that `Pool.terminate()` can no longer end).

@@ -56,8 +56,14 @@ pub(super) fn build_line(
 /// segment (lines are contiguous); `ts_ms` the UUIDv7's time, `ID_GIVEN` when the head had one.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Fixup {
-    pub(super) end: u32,
+    pub(super) end: usize,
     pub(super) ts_ms: u64,
+}
+
+impl Fixup {
+    pub(super) fn new(end: usize, ts_ms: u64) -> Self {
+        Fixup { end, ts_ms }
+    }
 }
 
 pub(super) const ID_GIVEN: u64 = u64::MAX;
@@ -70,7 +76,7 @@ const CRC_TAIL: usize = 19;
 pub(super) fn finish_lines(bytes: &mut [u8], fixups: &[Fixup], rng: &mut ids::Rng) {
     let mut start = 0usize;
     for f in fixups {
-        let end = f.end as usize;
+        let end = f.end;
         let line = &mut bytes[start..end];
         if f.ts_ms != ID_GIVEN {
             line[ID_AT..ID_AT + 36].copy_from_slice(&ids::uuid7(f.ts_ms, rng));
