@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 mod flusher;
 mod line;
 mod unsynced;
-use flusher::{block_signals, flusher_loop};
+use flusher::{block_signals, flusher_loop, Failed};
 pub use flusher::{Done, Failure};
 use line::{build_line, finish_lines, Fixup, ID_GIVEN};
 use unsynced::{remember_unsynced, sync_all};
@@ -176,6 +176,8 @@ struct State {
     /// (read by `wait_done`, which may run while `error` is taken by another caller).
     failed_through: u64,
     last_failure: Option<Failure>,
+    /// The seq ranges of recent failed commits (`Failed`), for per-caller flushes.
+    failed: Failed,
     /// flush() callers waiting: the flusher stops gathering and commits at once.
     flush_waiters: usize,
     stats: CommitStats,
@@ -242,6 +244,7 @@ impl Writer {
                 error: None,
                 failed_through: 0,
                 last_failure: None,
+                failed: Failed::default(),
                 flush_waiters: 0,
                 stats: CommitStats::default(),
                 free_bufs: Vec::new(),
@@ -495,6 +498,13 @@ impl Writer {
 
     /// Block until every event emitted so far is durable (group), or on disk (os: fsync).
     pub fn flush(&self) -> Result<()> {
+        self.flush_from(None)
+    }
+
+    /// `flush`, also failing (group mode) when a failed commit held any event from seq `first`
+    /// on, even if another caller already took that failure: each thread of a binding passes
+    /// the first seq it emitted since its last flush, so every thread hears of its own loss.
+    pub fn flush_from(&self, first: Option<u64>) -> Result<()> {
         match self.cfg.durability {
             Durability::Group => {
                 let mut st = lock(&self.shared.state);
@@ -510,9 +520,10 @@ impl Writer {
                         .0;
                 }
                 st.flush_waiters -= 1;
+                let own = first.and_then(|f| st.failed.covering(f, target));
                 match st.error.take() {
                     Some(e) => Err(e),
-                    None => Ok(()),
+                    None => own.map_or(Ok(()), Err),
                 }
             }
             Durability::Os | Durability::Fsync => {
@@ -523,20 +534,6 @@ impl Writer {
                 };
                 sync_all(&left, current.as_deref())
             }
-        }
-    }
-
-    /// Wait until pending bytes drop under the backpressure limit (group mode).
-    pub fn wait_drained(&self) {
-        let mut st = lock(&self.shared.state);
-        while st.pending_bytes > MAX_PENDING_BYTES / 2 && st.error.is_none() && !st.closed {
-            self.shared.work.notify_one();
-            st = self
-                .shared
-                .done
-                .wait_timeout(st, Duration::from_millis(10))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
         }
     }
 

@@ -9,8 +9,9 @@ use crate::core::writer::{self as cw, Config, Durability, EventHead};
 use crate::core::Error;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 #[pyclass(frozen, module = "ledgerx._core")]
 pub struct Writer {
@@ -23,6 +24,9 @@ pub struct Writer {
     nonfinite_null: bool,
     /// `default=`: called with values no built-in rule serializes.
     default: Option<Py<PyAny>>,
+    /// Group mode: each thread's first seq emitted since its last flush(), so its flush()
+    /// raises a failed commit that held its events even when another thread took it first.
+    first_unflushed: Mutex<HashMap<std::thread::ThreadId, u64>>,
 }
 
 impl Writer {
@@ -107,6 +111,7 @@ impl Writer {
             last_file: RwLock::new(None),
             nonfinite_null,
             default,
+            first_unflushed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -178,7 +183,7 @@ impl Writer {
             default,
         };
         let result = with_serialized(data.as_any(), opts, |bytes, tape| {
-            let mut work = || -> Result<(cw::Position, bool), Error> {
+            let mut work = || -> Result<(cw::Position, bool, u64), Error> {
                 tape.parse(bytes).map_err(Error::schema)?;
                 schema
                     .validate(&TapeNode::root(bytes, tape))
@@ -188,7 +193,11 @@ impl Writer {
                         version: None,
                         path: Some(v.path_str("data")),
                     })?;
-                self.inner.emit(&head, bytes)
+                let e = self.inner.emit_deferred(&head, bytes)?;
+                if let Some(t) = &e.sync {
+                    t.sync()?;
+                }
+                Ok((e.pos, e.backpressure, e.seq))
             };
             if self.durability == "group" {
                 // Queueing is a memcpy under a short lock: cheaper than a GIL round trip.
@@ -201,8 +210,13 @@ impl Writer {
             let msg = format!("{event_type} v{version}: {}", e.render("data"));
             invalid(msg, Some(version), Some(e.path_str("data")))
         })?;
-        let (pos, backpressure) =
+        let (pos, backpressure, seq) =
             result.map_err(|e| to_py(e.for_event(event_type, Some(version))))?;
+        if self.durability == "group" {
+            if let Ok(mut m) = self.first_unflushed.lock() {
+                m.entry(std::thread::current().id()).or_insert(seq);
+            }
+        }
         if backpressure {
             py.allow_threads(|| self.inner.wait_drained());
         }
@@ -217,7 +231,12 @@ impl Writer {
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        py.allow_threads(|| self.inner.flush()).map_err(to_py)
+        let first = match self.first_unflushed.lock() {
+            Ok(mut m) => m.remove(&std::thread::current().id()),
+            Err(_) => None,
+        };
+        py.allow_threads(|| self.inner.flush_from(first))
+            .map_err(to_py)
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {

@@ -21,6 +21,56 @@ pub struct Done {
     pub closed: bool,
 }
 
+/// The seq ranges of the last failed group commits with their failure and lost count (at most
+/// `KEPT`; a range dropped beyond that is still reported, conservatively, to an older `first`).
+#[derive(Default)]
+pub(super) struct Failed {
+    ranges: std::collections::VecDeque<(u64, u64, Failure, u64)>,
+    dropped_through: u64,
+}
+
+impl Failed {
+    const KEPT: usize = 64;
+
+    fn record(&mut self, lo: u64, hi: u64, e: &Error) {
+        let lost = match e {
+            Error::Commit { lost, .. } => *lost,
+            _ => hi + 1 - lo,
+        };
+        if self.ranges.len() == Self::KEPT {
+            if let Some((_, h, _, _)) = self.ranges.pop_front() {
+                self.dropped_through = h;
+            }
+        }
+        self.ranges.push_back((lo, hi, failure_of(e), lost));
+    }
+
+    /// The failure of a commit that held an event with a seq in `first..=target`, as an error.
+    pub(super) fn covering(&self, first: u64, target: u64) -> Option<Error> {
+        let hit = self
+            .ranges
+            .iter()
+            .find(|(lo, hi, _, _)| *hi >= first && *lo <= target);
+        let (f, lost) = match hit {
+            Some((_, _, f, lost)) => (f.clone(), *lost),
+            None if first <= self.dropped_through && first <= target => {
+                let (_, _, f, lost) = self.ranges.front()?;
+                (f.clone(), *lost)
+            }
+            None => return None,
+        };
+        let source = match f.errno {
+            Some(n) => std::io::Error::from_raw_os_error(n),
+            None => std::io::Error::other(f.message),
+        };
+        Some(Error::Commit {
+            path: f.path,
+            source,
+            lost,
+        })
+    }
+}
+
 /// Keep process-directed signals (SIGTERM, SIGINT, ...) off this thread: delivered here, they
 /// would not interrupt the main thread's blocking call, so Python's handler would never run
 /// (a worker stuck in a lock wait that `Pool.terminate()` can no longer end).
@@ -73,6 +123,7 @@ pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
             .first()
             .map_or(0, |s| s.first_at.elapsed().as_micros() as u64);
         let mut st = lock(&shared.state);
+        let first_seq = st.done_seq + 1;
         st.done_seq = st.done_seq.max(last_seq);
         let stats = &mut st.stats;
         stats.batches += 1;
@@ -103,6 +154,7 @@ pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
             }
             st.failed_through = last_seq;
             st.last_failure = Some(failure_of(&e));
+            st.failed.record(first_seq, last_seq, &e);
             // Keep the first failure until a caller sees it.
             if st.error.is_none() {
                 st.error = Some(e);
@@ -181,4 +233,20 @@ fn write_chunks(part: &Part, bytes: &[u8], start: u64) -> Result<()> {
         off = end;
     }
     Ok(())
+}
+
+impl Writer {
+    /// Wait until pending bytes drop under the backpressure limit (group mode).
+    pub fn wait_drained(&self) {
+        let mut st = lock(&self.shared.state);
+        while st.pending_bytes > MAX_PENDING_BYTES / 2 && st.error.is_none() && !st.closed {
+            self.shared.work.notify_one();
+            st = self
+                .shared
+                .done
+                .wait_timeout(st, Duration::from_millis(10))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
 }
