@@ -9,9 +9,10 @@ use crate::core::writer::{self as cw, Config, Durability, EventHead};
 use crate::core::Error;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 
 #[pyclass(frozen, module = "ledgerx._core")]
 pub struct Writer {
@@ -24,9 +25,17 @@ pub struct Writer {
     nonfinite_null: bool,
     /// `default=`: called with values no built-in rule serializes.
     default: Option<Py<PyAny>>,
-    /// Group mode: each thread's first seq emitted since its last flush(), so its flush()
-    /// raises a failed commit that held its events even when another thread took it first.
-    first_unflushed: Mutex<HashMap<std::thread::ThreadId, u64>>,
+    /// This writer's key in each thread's `FIRST_UNFLUSHED` (unique in the process).
+    key: u64,
+}
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Group mode, per thread: (writer key, first seq this thread emitted since its last
+    /// flush() of that writer), so its flush() raises a failed commit that held its events
+    /// even when another thread's flush() took the error first.
+    static FIRST_UNFLUSHED: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Writer {
@@ -111,7 +120,7 @@ impl Writer {
             last_file: RwLock::new(None),
             nonfinite_null,
             default,
-            first_unflushed: Mutex::new(HashMap::new()),
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -213,9 +222,11 @@ impl Writer {
         let (pos, backpressure, seq) =
             result.map_err(|e| to_py(e.for_event(event_type, Some(version))))?;
         if self.durability == "group" {
-            if let Ok(mut m) = self.first_unflushed.lock() {
-                m.entry(std::thread::current().id()).or_insert(seq);
-            }
+            FIRST_UNFLUSHED.with_borrow_mut(|v| {
+                if !v.iter().any(|(k, _)| *k == self.key) {
+                    v.push((self.key, seq));
+                }
+            });
         }
         if backpressure {
             py.allow_threads(|| self.inner.wait_drained());
@@ -231,10 +242,10 @@ impl Writer {
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        let first = match self.first_unflushed.lock() {
-            Ok(mut m) => m.remove(&std::thread::current().id()),
-            Err(_) => None,
-        };
+        let first = FIRST_UNFLUSHED.with_borrow_mut(|v| {
+            let i = v.iter().position(|(k, _)| *k == self.key)?;
+            Some(v.swap_remove(i).1)
+        });
         py.allow_threads(|| self.inner.flush_from(first))
             .map_err(to_py)
     }
