@@ -195,3 +195,52 @@ def test_a_failed_group_commit_says_how_many_events_were_lost(root: Path, tmp_pa
     name, lost, errno_, is_io, msg = json.loads(out.read_text())
     assert (name, lost, errno_, is_io) == ("CommitError", 3, 5, True)
     assert "(3 queued events not made durable)" in msg and "/events/day=" in msg
+
+
+# Two threads of one process emit into the same group commit, whose fdatasync (#2) fails. The
+# first thread's flush() raises; the second thread's flush() afterwards must raise too (its event
+# was in the failed batch), not return as if its event were durable.
+THREADS_CHILD = """
+import json, sys, threading, ledgerx
+led = ledgerx.open(sys.argv[1], durability="group", commit_interval_ms=60000)
+led.emit("run.heartbeat", {"i": 0}, run_id="c")
+led.flush()
+b_emitted, a_flushed, out = threading.Event(), threading.Event(), {}
+def flush(name):
+    try:
+        led.flush()
+        out[name] = None
+    except ledgerx.CommitError as e:
+        out[name] = [e.errno, e.lost]
+def a():
+    led.emit("run.heartbeat", {"i": 1}, run_id="c")
+    b_emitted.wait(60)
+    flush("a")
+    a_flushed.set()
+def b():
+    led.emit("run.heartbeat", {"i": 2}, run_id="c")
+    b_emitted.set()
+    a_flushed.wait(60)
+    flush("b")
+ts = [threading.Thread(target=a), threading.Thread(target=b)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def test_a_failed_group_commit_is_raised_to_every_thread_whose_events_it_held(
+    root: Path, tmp_path: Path
+) -> None:
+    ledgerx.open(root).close()
+    out = tmp_path / "out.json"
+    r = subprocess.run(
+        ["strace", "-qq", "-f", "-o", "/dev/null", "-e", "trace=fdatasync",
+         "-e", "inject=fdatasync:error=EIO:when=2", sys.executable, "-c", THREADS_CHILD,
+         str(root), str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.exists(), r.stderr
+    assert json.loads(out.read_text()) == {"a": [5, 2], "b": [5, 2]}

@@ -371,6 +371,19 @@ impl Hot {
         run_id: Option<&str>,
         schema_version: Option<u32>,
     ) -> Result<cw::Emitted> {
+        self.emit_inner_with(event_type, data, run_id, schema_version, &mut || Ok(()))
+    }
+
+    /// `emit_inner`, calling `before_write` once the event is valid, right before the writer
+    /// places it (fsync mode queues its fdatasync there); an error from it writes nothing.
+    pub(crate) fn emit_inner_with(
+        &self,
+        event_type: &str,
+        data: Data<'_>,
+        run_id: Option<&str>,
+        schema_version: Option<u32>,
+        before_write: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<cw::Emitted> {
         cw::check_run_scope(event_type, run_id).map_err(js_err)?;
         let reg = self.schemas.for_type(event_type).map_err(js_err)?;
         let (version, schema) = reg
@@ -428,6 +441,7 @@ impl Hot {
             event_id: None,
             ts_us: None,
         };
+        before_write()?;
         self.inner.emit_deferred(&head, bytes).map_err(js_err)
     }
 }

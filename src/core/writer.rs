@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 mod flusher;
 mod line;
 mod unsynced;
-use flusher::{block_signals, flusher_loop};
-use line::build_line;
+use flusher::{block_signals, flusher_loop, Failed};
+pub use flusher::{Done, Failure};
+use line::{build_line, finish_lines, Fixup, ID_GIVEN};
 use unsynced::{remember_unsynced, sync_all};
 // The envelope rules live in `rules.rs`; re-exported where the writer's users find them.
 pub use super::rules::{
@@ -123,29 +124,13 @@ impl SyncTicket {
     }
 }
 
-/// A flusher failure as text: the path, errno and message of the I/O error.
-#[derive(Clone, Debug)]
-pub struct Failure {
-    pub path: String,
-    pub errno: Option<i32>,
-    pub message: String,
-}
-
-/// Group-mode progress: every seq up to `done_seq` was handed to the disk; those up to
-/// `failed_through` may not be durable (`failure` says why).
-#[derive(Clone, Debug)]
-pub struct Done {
-    pub done_seq: u64,
-    pub failed_through: u64,
-    pub failure: Option<Failure>,
-    pub closed: bool,
-}
-
 /// Bytes waiting for the flusher, all for one part.
 struct Segment {
     part: Arc<Part>,
     start: u64,
     bytes: Vec<u8>,
+    /// The lines' event ids and crcs still to fill in (`finish_lines`, on the flusher).
+    fixups: Vec<Fixup>,
     last_seq: u64,
     events: u64,
     /// When the first event of this segment was queued (for the commit-latency stats).
@@ -191,12 +176,14 @@ struct State {
     /// (read by `wait_done`, which may run while `error` is taken by another caller).
     failed_through: u64,
     last_failure: Option<Failure>,
+    /// The seq ranges of recent failed commits (`Failed`), for per-caller flushes.
+    failed: Failed,
     /// flush() callers waiting: the flusher stops gathering and commits at once.
     flush_waiters: usize,
     stats: CommitStats,
     /// Emptied segment buffers handed back by the flusher: reusing them keeps emit() free of
     /// large allocations and page faults.
-    free_bufs: Vec<Vec<u8>>,
+    free_bufs: Vec<(Vec<u8>, Vec<Fixup>)>,
     scratch: Vec<u8>,
 }
 
@@ -257,6 +244,7 @@ impl Writer {
                 error: None,
                 failed_through: 0,
                 last_failure: None,
+                failed: Failed::default(),
                 flush_waiters: 0,
                 stats: CommitStats::default(),
                 free_bufs: Vec::new(),
@@ -345,8 +333,14 @@ impl Writer {
         let seq = st.seq + 1;
         // One formatting of the timestamp serves the line and the part's day (no allocation).
         let ts_text = clock::format_ts(ts);
-        build_line(&mut line, st, head, ts, &ts_text, seq, data);
-        let result = self.place(st, &line, &ts_text[..10], seq);
+        // Group mode leaves the event id and crc to the flusher (off the caller's thread).
+        let deferred = self.cfg.durability == Durability::Group;
+        build_line(&mut line, st, head, ts, &ts_text, seq, data, deferred);
+        let fix = match head.event_id {
+            Some(_) => ID_GIVEN,
+            None => (ts.max(0) / 1000) as u64,
+        };
+        let result = self.place(st, &line, &ts_text[..10], seq, fix);
         st.scratch = line;
         drop(guard);
         let (pos, backpressure, to_sync) = result?;
@@ -400,6 +394,7 @@ impl Writer {
         line: &[u8],
         day: &[u8],
         seq: u64,
+        ts_ms: u64,
     ) -> Result<(Position, bool, Option<Arc<Part>>)> {
         if line.len() > self.cfg.max_event_bytes {
             return Err(Error::schema(format!(
@@ -432,14 +427,14 @@ impl Writer {
                     Arc::ptr_eq(&s.part, &part) && s.bytes.len() + line.len() <= SEGMENT_BYTES
                 });
                 if !fits {
-                    let bytes = st
-                        .free_bufs
-                        .pop()
-                        .unwrap_or_else(|| Vec::with_capacity(SEGMENT_BYTES));
+                    let (bytes, fixups) = st.free_bufs.pop().unwrap_or_else(|| {
+                        (Vec::with_capacity(SEGMENT_BYTES), Vec::with_capacity(4096))
+                    });
                     st.pending.push(Segment {
                         part,
                         start: offset,
                         bytes,
+                        fixups,
                         last_seq: 0,
                         events: 0,
                         first_at: Instant::now(),
@@ -448,6 +443,7 @@ impl Writer {
                 st.seq = seq;
                 let seg = st.pending.last_mut().expect("segment");
                 seg.bytes.extend_from_slice(line);
+                seg.fixups.push(Fixup::new(seg.bytes.len(), ts_ms));
                 seg.last_seq = seq;
                 seg.events += 1;
                 st.pending_bytes += line.len();
@@ -502,6 +498,13 @@ impl Writer {
 
     /// Block until every event emitted so far is durable (group), or on disk (os: fsync).
     pub fn flush(&self) -> Result<()> {
+        self.flush_from(None)
+    }
+
+    /// `flush`, also failing (group mode) when a failed commit held any event from seq `first`
+    /// on, even if another caller already took that failure: each thread of a binding passes
+    /// the first seq it emitted since its last flush, so every thread hears of its own loss.
+    pub fn flush_from(&self, first: Option<u64>) -> Result<()> {
         match self.cfg.durability {
             Durability::Group => {
                 let mut st = lock(&self.shared.state);
@@ -517,9 +520,10 @@ impl Writer {
                         .0;
                 }
                 st.flush_waiters -= 1;
+                let own = first.and_then(|f| st.failed.covering(f, target));
                 match st.error.take() {
                     Some(e) => Err(e),
-                    None => Ok(()),
+                    None => own.map_or(Ok(()), Err),
                 }
             }
             Durability::Os | Durability::Fsync => {
@@ -530,20 +534,6 @@ impl Writer {
                 };
                 sync_all(&left, current.as_deref())
             }
-        }
-    }
-
-    /// Wait until pending bytes drop under the backpressure limit (group mode).
-    pub fn wait_drained(&self) {
-        let mut st = lock(&self.shared.state);
-        while st.pending_bytes > MAX_PENDING_BYTES / 2 && st.error.is_none() && !st.closed {
-            self.shared.work.notify_one();
-            st = self
-                .shared
-                .done
-                .wait_timeout(st, Duration::from_millis(10))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
         }
     }
 

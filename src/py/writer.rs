@@ -9,7 +9,9 @@ use crate::core::writer::{self as cw, Config, Durability, EventHead};
 use crate::core::Error;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 #[pyclass(frozen, module = "ledgerx._core")]
@@ -23,6 +25,17 @@ pub struct Writer {
     nonfinite_null: bool,
     /// `default=`: called with values no built-in rule serializes.
     default: Option<Py<PyAny>>,
+    /// This writer's key in each thread's `FIRST_UNFLUSHED` (unique in the process).
+    key: u64,
+}
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Group mode, per thread: (writer key, first seq this thread emitted since its last
+    /// flush() of that writer), so its flush() raises a failed commit that held its events
+    /// even when another thread's flush() took the error first.
+    static FIRST_UNFLUSHED: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Writer {
@@ -107,6 +120,7 @@ impl Writer {
             last_file: RwLock::new(None),
             nonfinite_null,
             default,
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -178,7 +192,7 @@ impl Writer {
             default,
         };
         let result = with_serialized(data.as_any(), opts, |bytes, tape| {
-            let mut work = || -> Result<(cw::Position, bool), Error> {
+            let mut work = || -> Result<(cw::Position, bool, u64), Error> {
                 tape.parse(bytes).map_err(Error::schema)?;
                 schema
                     .validate(&TapeNode::root(bytes, tape))
@@ -188,7 +202,11 @@ impl Writer {
                         version: None,
                         path: Some(v.path_str("data")),
                     })?;
-                self.inner.emit(&head, bytes)
+                let e = self.inner.emit_deferred(&head, bytes)?;
+                if let Some(t) = &e.sync {
+                    t.sync()?;
+                }
+                Ok((e.pos, e.backpressure, e.seq))
             };
             if self.durability == "group" {
                 // Queueing is a memcpy under a short lock: cheaper than a GIL round trip.
@@ -201,8 +219,15 @@ impl Writer {
             let msg = format!("{event_type} v{version}: {}", e.render("data"));
             invalid(msg, Some(version), Some(e.path_str("data")))
         })?;
-        let (pos, backpressure) =
+        let (pos, backpressure, seq) =
             result.map_err(|e| to_py(e.for_event(event_type, Some(version))))?;
+        if self.durability == "group" {
+            FIRST_UNFLUSHED.with_borrow_mut(|v| {
+                if !v.iter().any(|(k, _)| *k == self.key) {
+                    v.push((self.key, seq));
+                }
+            });
+        }
         if backpressure {
             py.allow_threads(|| self.inner.wait_drained());
         }
@@ -217,7 +242,12 @@ impl Writer {
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        py.allow_threads(|| self.inner.flush()).map_err(to_py)
+        let first = FIRST_UNFLUSHED.with_borrow_mut(|v| {
+            let i = v.iter().position(|(k, _)| *k == self.key)?;
+            Some(v.swap_remove(i).1)
+        });
+        py.allow_threads(|| self.inner.flush_from(first))
+            .map_err(to_py)
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {

@@ -3,6 +3,74 @@
 
 use super::*;
 
+/// A flusher failure as text: the path, errno and message of the I/O error.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub path: String,
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+/// Group-mode progress: every seq up to `done_seq` was handed to the disk; those up to
+/// `failed_through` may not be durable (`failure` says why).
+#[derive(Clone, Debug)]
+pub struct Done {
+    pub done_seq: u64,
+    pub failed_through: u64,
+    pub failure: Option<Failure>,
+    pub closed: bool,
+}
+
+/// The seq ranges of the last failed group commits with their failure and lost count (at most
+/// `KEPT`; a range dropped beyond that is still reported, conservatively, to an older `first`).
+#[derive(Default)]
+pub(super) struct Failed {
+    ranges: std::collections::VecDeque<(u64, u64, Failure, u64)>,
+    dropped_through: u64,
+}
+
+impl Failed {
+    const KEPT: usize = 64;
+
+    fn record(&mut self, lo: u64, hi: u64, e: &Error) {
+        let lost = match e {
+            Error::Commit { lost, .. } => *lost,
+            _ => hi + 1 - lo,
+        };
+        if self.ranges.len() == Self::KEPT {
+            if let Some((_, h, _, _)) = self.ranges.pop_front() {
+                self.dropped_through = h;
+            }
+        }
+        self.ranges.push_back((lo, hi, failure_of(e), lost));
+    }
+
+    /// The failure of a commit that held an event with a seq in `first..=target`, as an error.
+    pub(super) fn covering(&self, first: u64, target: u64) -> Option<Error> {
+        let hit = self
+            .ranges
+            .iter()
+            .find(|(lo, hi, _, _)| *hi >= first && *lo <= target);
+        let (f, lost) = match hit {
+            Some((_, _, f, lost)) => (f.clone(), *lost),
+            None if first <= self.dropped_through && first <= target => {
+                let (_, _, f, lost) = self.ranges.front()?;
+                (f.clone(), *lost)
+            }
+            None => return None,
+        };
+        let source = match f.errno {
+            Some(n) => std::io::Error::from_raw_os_error(n),
+            None => std::io::Error::other(f.message),
+        };
+        Some(Error::Commit {
+            path: f.path,
+            source,
+            lost,
+        })
+    }
+}
+
 /// Keep process-directed signals (SIGTERM, SIGINT, ...) off this thread: delivered here, they
 /// would not interrupt the main thread's blocking call, so Python's handler would never run
 /// (a worker stuck in a lock wait that `Pool.terminate()` can no longer end).
@@ -16,8 +84,10 @@ pub(super) fn block_signals() {
 }
 
 pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
+    // The event ids of group-mode lines are made here (`finish_lines`).
+    let mut rng = Rng::from_os();
     loop {
-        let batch = {
+        let mut batch = {
             let mut st = lock(&shared.state);
             loop {
                 if st.closed {
@@ -48,11 +118,12 @@ pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
             std::mem::take(&mut st.pending)
         };
         let last_seq = batch.last().map_or(0, |s| s.last_seq);
-        let error = write_batch(&batch);
+        let error = write_batch(&mut batch, &mut rng);
         let waited = batch
             .first()
             .map_or(0, |s| s.first_at.elapsed().as_micros() as u64);
         let mut st = lock(&shared.state);
+        let first_seq = st.done_seq + 1;
         st.done_seq = st.done_seq.max(last_seq);
         let stats = &mut st.stats;
         stats.batches += 1;
@@ -61,10 +132,11 @@ pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
         let bucket = (63 - waited.max(1).leading_zeros()) as usize;
         stats.latency_log2_us[bucket.min(23)] += 1;
         for seg in batch {
-            let mut b = seg.bytes;
+            let (mut b, mut f) = (seg.bytes, seg.fixups);
             if st.free_bufs.len() < FREE_BUFS_KEPT && b.capacity() <= 2 * SEGMENT_BYTES {
                 b.clear();
-                st.free_bufs.push(b);
+                f.clear();
+                st.free_bufs.push((b, f));
             }
         }
         if st
@@ -82,6 +154,7 @@ pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
             }
             st.failed_through = last_seq;
             st.last_failure = Some(failure_of(&e));
+            st.failed.record(first_seq, last_seq, &e);
             // Keep the first failure until a caller sees it.
             if st.error.is_none() {
                 st.error = Some(e);
@@ -108,10 +181,11 @@ fn failure_of(e: &Error) -> Failure {
 
 /// Write each segment with one write() and fdatasync each part once. On failure the part is
 /// abandoned and the error returned; later segments of that part are not written.
-fn write_batch(batch: &[Segment]) -> Option<Error> {
+fn write_batch(batch: &mut [Segment], rng: &mut Rng) -> Option<Error> {
     let mut first_err = None;
     let mut lost = 0usize;
-    for (i, seg) in batch.iter().enumerate() {
+    for i in 0..batch.len() {
+        let (seg, later) = batch[i..].split_first_mut().expect("segment");
         if seg.part.is_abandoned() {
             // Queued for a part that an earlier failed write or fdatasync abandoned: never
             // written, so these events fail with the batch (never reported durable).
@@ -121,10 +195,9 @@ fn write_batch(batch: &[Segment]) -> Option<Error> {
             });
             continue;
         }
+        finish_lines(&mut seg.bytes, &seg.fixups, rng);
         let res = write_chunks(&seg.part, &seg.bytes, seg.start).and_then(|_| {
-            let last_for_part = !batch[i + 1..]
-                .iter()
-                .any(|s| Arc::ptr_eq(&s.part, &seg.part));
+            let last_for_part = !later.iter().any(|s| Arc::ptr_eq(&s.part, &seg.part));
             if last_for_part {
                 seg.part.datasync()
             } else {
@@ -160,4 +233,20 @@ fn write_chunks(part: &Part, bytes: &[u8], start: u64) -> Result<()> {
         off = end;
     }
     Ok(())
+}
+
+impl Writer {
+    /// Wait until pending bytes drop under the backpressure limit (group mode).
+    pub fn wait_drained(&self) {
+        let mut st = lock(&self.shared.state);
+        while st.pending_bytes > MAX_PENDING_BYTES / 2 && st.error.is_none() && !st.closed {
+            self.shared.work.notify_one();
+            st = self
+                .shared
+                .done
+                .wait_timeout(st, Duration::from_millis(10))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
 }

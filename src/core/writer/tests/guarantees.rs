@@ -339,6 +339,50 @@ fn event_ids_carry_the_event_millisecond() {
     assert_eq!(&id[12..13], "7", "version 7: {id}");
 }
 
+/// Group mode leaves each line's event id and crc to the flusher: every line on disk still has
+/// its crc over the bytes before `,"crc":`, a generated id is a distinct UUIDv7 of the event's
+/// millisecond and a given id is kept, across several segments (1 MiB each) of one commit.
+#[test]
+fn group_lines_get_their_event_id_and_crc_from_the_flusher() {
+    let ev = tmp("deferred");
+    let w = Writer::open(cfg(&ev, Durability::Group)).unwrap();
+    let given = "0190c1f0-0000-7000-8000-00000000000a";
+    let pad = "x".repeat(300 << 10);
+    for i in 0..12u32 {
+        let mut h = head("t");
+        h.ts_us = Some(DAY0 + i64::from(i) * 1000);
+        if i % 5 == 3 {
+            h.event_id = Some(given);
+        }
+        let data = format!("{{\"i\":{i},\"pad\":\"{pad}\"}}");
+        w.emit(&h, data.as_bytes()).unwrap();
+    }
+    w.close().unwrap();
+    let text = fs::read_to_string(ev.join(A1)).unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for (i, l) in text.lines().enumerate() {
+        let cut = l.rfind(",\"crc\":").unwrap();
+        let crc = crc32c::crc32c(&l.as_bytes()[..cut]);
+        assert!(
+            l.ends_with(&format!(",\"crc\":\"{crc:08x}\"}}")),
+            "line {i}"
+        );
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["data"]["i"], i as u64);
+        let id = v["event_id"].as_str().unwrap();
+        if i % 5 == 3 {
+            assert_eq!(id, given);
+            continue;
+        }
+        assert!(ids.insert(id.to_string()), "repeated id {id}");
+        let hex = id.replace('-', "");
+        let ms = (DAY0 / 1000) as u64 + i as u64;
+        assert_eq!(u64::from_str_radix(&hex[..12], 16).unwrap(), ms, "{id}");
+        assert_eq!(&hex[12..13], "7", "version 7: {id}");
+    }
+    assert_eq!(ids.len(), 10);
+}
+
 /// The flusher commits at once, without waiting for the commit interval, when it finds more
 /// than 16 MiB (a quarter of the backpressure limit) queued; exactly 16 MiB waits.
 #[test]
@@ -386,7 +430,7 @@ fn the_segment_buffer_pool_is_bounded() {
     let caps: Vec<usize> = lock(&w.shared.state)
         .free_bufs
         .iter()
-        .map(|b| b.capacity())
+        .map(|b| b.0.capacity())
         .collect();
     w.close().unwrap();
     let mib = 1 << 20;
