@@ -9,7 +9,11 @@
    DuckDB `read_json` and typed columns (`data` as a STRUCT) into one table; best and median of
    `--repeat` runs each, interleaved; the weaker `data: 'JSON'` load is reported beside it;
 2. incremental index of 1k new events on that index, publish included (in-process, median);
-3. peak RSS of a full rebuild in a fresh process (`--rss-events`).
+3. one new event on that index, indexed by a fresh `ledgerx rebuild` process (process start
+   included; the first round after a full rebuild works on a copy, the next ones update the
+   alternate in place: median of those, and its ratio to the full rebuild's median), and
+   `wait_indexed` of one event while `ledgerx daemon` runs on the root (median, ms);
+4. peak RSS of a full rebuild in a fresh process (`--rss-events`).
 """
 
 from __future__ import annotations
@@ -132,6 +136,57 @@ def incremental(root: Path, rounds: int) -> list[float]:
     return out
 
 
+def one_event(root: Path, i: int) -> None:
+    w = _core.Writer(str(root), durability="os")
+    w.emit("trial.recorded", {"trial_id": i, "params": {"a": i}, "metrics": {"m": 0.5}},
+           run_id="run-one")  # fmt: skip
+    w.close()
+
+
+def incremental_one_cli(root: Path, rounds: int) -> tuple[float, list[float]]:
+    """Seconds of a fresh `ledgerx rebuild` process indexing one new event: the first round
+    after a full rebuild (a copy of the index), then `rounds` more (the alternate in place)."""
+    cli = Path(sys.executable).with_name("ledgerx")
+    out = []
+    for r in range(rounds + 1):
+        one_event(root, r)
+        t = time.perf_counter()
+        res = subprocess.run(
+            [str(cli), "rebuild", "--root", str(root)], check=True, capture_output=True, text=True
+        )
+        out.append(time.perf_counter() - t)
+        assert "indexed 1 events" in res.stderr + res.stdout, res.stderr
+    return out[0], out[1:]
+
+
+def wait_indexed_with_daemon(root: Path, rounds: int) -> list[float]:
+    """Seconds from emit() of one event to wait_indexed() returning, `ledgerx daemon` running."""
+    import ledgerx
+
+    cli = Path(sys.executable).with_name("ledgerx")
+    d = subprocess.Popen(
+        [str(cli), "daemon", "--root", str(root), "--interval", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out = []
+    try:
+        with ledgerx.open(root, durability="os") as led:
+            for i in range(rounds):
+                t = time.perf_counter()
+                pos = led.emit(
+                    "trial.recorded",
+                    {"trial_id": i, "params": {"a": i}, "metrics": {"m": 0.5}},
+                    run_id="run-wait",
+                )
+                led.wait_indexed(pos)
+                out.append(time.perf_counter() - t)
+    finally:
+        d.terminate()
+        d.wait(60)
+    return out
+
+
 def rss_of_rebuild(n: int, workdir: Path) -> dict[str, float]:
     root = workdir / f"rss-{n}"
     if not (root / "events").exists():
@@ -182,6 +237,13 @@ def run(events: int, repeat: int, inc_rounds: int, rss_events: int, workdir: Pat
         inc = incremental(root, inc_rounds)
         out["incremental_1k_median_ms"] = round(statistics.median(inc) * 1000, 1)
         out["incremental_1k_max_ms"] = round(max(inc) * 1000, 1)
+        first, one = incremental_one_cli(root, inc_rounds)
+        out["incremental_1_cli_first_s"] = round(first, 3)
+        out["incremental_1_cli_median_s"] = round(med(one), 3)
+        out["incremental_1_cli_vs_full_rebuild"] = round(med(one) / med(rb), 3)
+        waits = wait_indexed_with_daemon(root, 2 * inc_rounds)
+        out["wait_indexed_1_daemon_median_ms"] = round(med(waits) * 1000, 1)
+        out["wait_indexed_1_daemon_max_ms"] = round(max(waits) * 1000, 1)
     if rss_events:
         out["rss"] = rss_of_rebuild(rss_events, workdir)
     return out

@@ -3,8 +3,9 @@ show every acknowledged write made durable. A SIGKILL keeps the page cache, so n
 prove an fsync; these audits fail when one is missing (each was checked with the fsync removed).
 
 - group mode: every flush() and every acknowledged batch is followed by an fdatasync of its part;
-- index publish: the work file is fsynced after its last write and before the rename that
-  publishes it, and the directory is fsynced after the rename;
+- index publish: the work file (a fresh file, a copy, or the alternate updated in place) is
+  fsynced after its last write and before the rename (or exchange of names) that publishes it,
+  and the directory is fsynced after it;
 - artifacts: the final name appears only by rename(2) of an fsynced temporary file (never opened
   for writing, never a copy), and the run's folder is fsynced after the rename."""
 
@@ -23,6 +24,7 @@ FD_CALL = re.compile(r"^\d+\s+(\w+)\((\d+)<([^>]*)>(.*)$")
 # *at() calls name a directory descriptor (shown with its path) or AT_FDCWD before each name.
 _AT = r'(?:(?:\d+|AT_FDCWD)(?:<([^>]*)>)?, )?"([^"]+)"'
 RENAME = re.compile(r"^\d+\s+rename(?:at2?)?\(" + _AT + ", " + _AT)
+COPY_DST = re.compile(r"^, [^,]+, \d+<([^>]*)>")
 OPEN = re.compile(r"^\d+\s+open(?:at)?\(" + _AT + r", ([A-Z_|]+)")
 
 
@@ -37,6 +39,7 @@ class Call:
     path: str
     rest: str = ""
     dst: str = ""
+    exchange: bool = False  # renameat2(RENAME_EXCHANGE): the two names swap files
 
 
 def strace(tmp: Path, code: str, *args: str, trace: str) -> list[Call]:
@@ -56,11 +59,14 @@ def strace(tmp: Path, code: str, *args: str, trace: str) -> list[Call]:
             continue  # the call was recorded where it started (`<unfinished ...>`)
         if m := RENAME.match(line):
             src, dst = _at(m.group(1), m.group(2)), _at(m.group(3), m.group(4))
-            calls.append(Call("rename", src, dst=dst))
+            calls.append(Call("rename", src, dst=dst, exchange="RENAME_EXCHANGE" in line))
         elif m := OPEN.match(line):
             calls.append(Call("open", _at(m.group(1), m.group(2)), rest=m.group(3)))
         elif m := FD_CALL.match(line):
-            calls.append(Call(m.group(1), m.group(3), rest=m.group(4)))
+            path = m.group(3)
+            if m.group(1) == "copy_file_range" and (out := COPY_DST.match(m.group(4))):
+                path = out.group(1)  # it writes its second descriptor, reads the first
+            calls.append(Call(m.group(1), path, rest=m.group(4)))
     return calls
 
 
@@ -80,7 +86,13 @@ class FileStates:
 
     def see(self, c: Call) -> None:
         st = self.state.get(c.path)
-        if c.name in WRITES:
+        if c.name == "rename":  # a file keeps its state under its new name
+            moved = self.state.pop(c.path, None)
+            if c.exchange and c.dst in self.state:
+                self.state[c.path] = self.state.pop(c.dst)
+            if moved is not None:
+                self.state[c.dst] = moved
+        elif c.name in WRITES:
             self.state[c.path] = 0 if self.reopen else 1
         elif c.name == "open" and st == 0:
             self.state[c.path] = 1
@@ -180,7 +192,9 @@ root = sys.argv[1]
 write_sweep(root, runs=2, trials=5, seed=1)
 assert build_index(root).mode == "full"
 write_sweep(root, runs=1, trials=3, seed=2, day_us=T0 + DAY_US)
-assert build_index(root).mode == "incremental"
+assert build_index(root).mode == "incremental"  # on a copy of the published file
+write_sweep(root, runs=1, trials=3, seed=3, day_us=T0 + DAY_US)
+assert build_index(root).mode == "incremental"  # the alternate, updated in place
 """
 
 
@@ -196,16 +210,24 @@ def test_index_publish_fsyncs_the_work_file_then_the_directory(root: Path, tmp_p
     index = str((root / "index").resolve())
     files = FileStates()
     published: list[str] = []
+    swapped: list[str] = []
     need_dir_sync: list[str] = []
+    names = ("alerts.duckdb", "catalog.duckdb", "runs.duckdb")
     for c in calls:
+        if c.name == "rename" and c.dst.startswith(index + "/"):
+            assert files.durable(c.path), f"{c.path} renamed over {c.dst} without its fsync"
+            if Path(c.dst).name in names:
+                published.append(Path(c.dst).name)
+            if c.exchange:
+                swapped.append(Path(c.path).name)
+            need_dir_sync.append(c.dst)
         files.see(c)
         if c.name in ("fsync", "fdatasync") and c.path == index:
             need_dir_sync.clear()
-        elif c.name == "rename" and c.dst.startswith(index + "/"):
-            assert files.durable(c.path), f"{c.path} renamed over {c.dst} without its fsync"
-            published.append(Path(c.dst).name)
-            need_dir_sync.append(c.dst)
-    assert sorted(published) == sorted(["alerts.duckdb", "catalog.duckdb", "runs.duckdb"] * 2)
+    assert sorted(published) == sorted(names * 3)
+    # the copy, then the alternate updated in place, swapped with the published file
+    assert [n.startswith(".building-") for n in swapped] == [True, False]
+    assert swapped[1] == ".runs.duckdb.alt"
     assert not need_dir_sync, f"no directory fsync after publishing {need_dir_sync}"
 
 
@@ -237,7 +259,6 @@ def test_artifacts_appear_only_by_rename_of_an_fsynced_file(root: Path, tmp_path
             assert "O_RDONLY" in c.rest and "O_CREAT" not in c.rest, f"{c.path} opened to write"
         elif c.name in WRITES:
             assert c.path not in finals, f"bytes written straight into {c.path}"
-        files.see(c)
         if c.name in ("fsync", "fdatasync") and c.path == folder:
             need_dir_sync.clear()
         elif c.name == "rename" and c.dst in finals:
@@ -245,5 +266,6 @@ def test_artifacts_appear_only_by_rename_of_an_fsynced_file(root: Path, tmp_path
             assert Path(c.path).parent == Path(c.dst).parent
             renamed.append(c.dst)
             need_dir_sync.append(c.dst)
+        files.see(c)
     assert sorted(renamed) == sorted(finals)
     assert not need_dir_sync, f"no fsync of the run's folder after {need_dir_sync}"

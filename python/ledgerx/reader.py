@@ -1,9 +1,11 @@
 """Read API over the published index: `ledgerx.Reader` and `wait_indexed`.
 
 Every query runs on a read-only connection to the published files. The indexer replaces those
-files by atomic rename, so a Reader never meets a lock or a half-built index: before each call
+files by atomic rename (or exchange of names with the alternate it updated in place, which no
+open connection holds), so a Reader never meets a lock or a half-built index: before each call
 it checks whether a newer file was published and, if so, opens that one (relations already
-handed out keep reading the version they started on).
+handed out keep reading the version they started on, and the indexer leaves a file that any
+connection holds alone).
 
 Dual mode (docs/legacy.md) plugs in by subclassing, and this module knows nothing of it: the
 standard queries all go through `Reader._standard(name, params)`, whose SQL lives in
@@ -329,7 +331,7 @@ def wait_indexed(
     *,
     db: str | os.PathLike[str] | None = None,
     run_indexer: bool = True,
-    poll: float = 0.05,
+    poll: float = 0.01,
 ) -> None:
     """Block until the index includes the event at `position` ((file, offset) from emit()).
 

@@ -4,14 +4,21 @@ One round:
   1. take `index/.lock` (a second indexer gets IndexBusyError);
   2. read the per-file checkpoints of the published index and stat the part files; nothing new
      → return without touching any file;
-  3. make the work file: a fresh one (full rebuild) or a kernel copy of the published one;
+  3. pick the work file: the alternate (the previously published file, `.runs.duckdb.alt`),
+     updated in place from its own checkpoints when it is exactly the file published before and
+     nobody has it open; else a kernel copy of the published one, or a fresh one (full rebuild);
   4. in ONE DuckDB transaction: stream the Rust scanner's Arrow batches into `events`, drop
-     duplicate event ids, derive the other tables from the new rows, record the new checkpoints;
-  5. checkpoint, fsync, and publish alerts/catalog, then runs.duckdb, by atomic rename.
+     duplicate event ids, derive the other tables from the new rows, record the new checkpoints
+     (a fresh or copied work file commits the big INSERT on its own: it is private until
+     published, and dropped on failure);
+  5. checkpoint, fsync, and publish alerts/catalog, then runs.duckdb: a rename (full rebuild) or
+     an exchange of names that keeps the replaced file as the next alternate.
 
-A crash before the final rename leaves the published index as it was (the work file is deleted
-by the next round); a crash after it leaves the new one. Either way the checkpoints and the rows
-moved together, so the next round neither skips nor repeats a byte.
+A crash before the final rename leaves the published index as it was (a work file is deleted by
+the next round, an alternate touched by a killed round no longer matches the identity recorded
+in the published file and is replaced by a copy); a crash after it leaves the new one. Either
+way the checkpoints and the rows moved together, so the next round neither skips nor repeats a
+byte.
 
 The round's parts live beside this module: `scan` (part files, the scanner feed), `dbfile`
 (published files, checkpoints), `derive` (dedupe, derived tables, checkpoints, side files).
@@ -35,11 +42,13 @@ from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import (
+    Checkpoints,
     open_readonly,
     raise_if_foreign_lock,
     read_state,
     read_state_any,
     sql_str,
+    state_of,
 )
 from ledgerx.index.derive import (
     derive,
@@ -51,7 +60,16 @@ from ledgerx.index.derive import (
     write_side,
 )
 from ledgerx.index.hooks import PublishRound, run_publish_hooks
-from ledgerx.index.publish import IndexPaths, copy_file, index_lock, publish, remove_stale_tmp
+from ledgerx.index.publish import (
+    IndexPaths,
+    copy_file,
+    file_ident,
+    index_lock,
+    open_in_this_process,
+    publish,
+    publish_keeping_alt,
+    remove_stale_tmp,
+)
 from ledgerx.index.scan import (
     SCAN_SCHEMA,
     FileState,
@@ -81,6 +99,9 @@ __all__ = [
 
 DEFAULT_STALE_AFTER_S = 3600.0
 DEFAULT_CHUNK_BYTES = 32 << 20
+# The alternate is updated in place only when it lags by at most this many log bytes (it replays
+# the previous round too); a bigger round works on a copy, which costs the same at that size.
+IN_PLACE_MAX_BYTES = 64 << 20
 MAX_REPORTED_BAD = 1000
 
 _DEFAULT = object()
@@ -188,10 +209,16 @@ def build_index(
         rep.gen = rnd.gen
         up = default_upcaster(rnd.ev) if upcaster is _DEFAULT else upcaster
         opts = _Options(strict, chunk_bytes, threads, memory_limit, durable, progress)
+        _use_alternate(rnd)
+        _trace("alternate" if rnd.in_place else "no alternate")
         con = _index_into_work(rnd, rep, up, opts, started_at, t0)
         con.close()
         unlink_spill(rnd.work)
-        publish(rnd.work, paths.runs, durable=durable)
+        if rnd.incremental:
+            publish_keeping_alt(rnd.work, paths.runs, durable=durable)
+        else:  # a new lineage: the old file is no base for the next round
+            publish(rnd.work, paths.runs, durable=durable)
+            unlink_work(paths.alt)
         _trace("close + publish")
         rep.published = True
         run_publish_hooks(PublishRound(paths, True, durable, hook_options or {}))
@@ -219,10 +246,11 @@ def _index_into_work(
 ) -> duckdb.DuckDBPyConnection:
     """The round's new rows, derived tables, checkpoints and side files, in the work file.
     On any error the work file is dropped and the published index stays as it was."""
-    if rnd.incremental and not rnd.copied:
+    if rnd.incremental and not rnd.copied and not rnd.in_place:
         copy_file(rnd.paths.runs, rnd.work)
         _trace("copy")
-    con = duckdb.connect(str(rnd.work))
+    con = rnd.con if rnd.con is not None else duckdb.connect(str(rnd.work))
+    rnd.con = None
     feed: ScanFeed | None = None
     try:
         _configure(con, rnd.work, opts.memory_limit, opts.threads)
@@ -237,9 +265,12 @@ def _index_into_work(
         )
         feed.start()
         _prepare_tables(con, rnd)
+        if rnd.in_place:  # a published file: rows and checkpoints in one transaction
+            con.begin()
         _insert_events(con, feed, rnd.gen)
         _trace("insert events")
-        con.begin()
+        if not rnd.in_place:
+            con.begin()
         _account(con, rnd, feed, up, opts.strict, rep)
         _write_meta(con, rnd, rep, strict=opts.strict, started_at=started_at, t0=t0)
         con.commit()
@@ -273,6 +304,12 @@ class _Round:
     arch: list[Any]  # days moved to archive/ by retention: their Parquet replaces the JSONL
     want_stale: str | None
     gen: int
+    parts: list[tuple[str, str, int]]
+    p_ident: str = ""  # identity of the published file when planned: the next alternate's
+    last_runs: list[Any] = field(default_factory=list)  # its `_index_runs` row
+    in_place: bool = False  # `work` is the alternate, updated in place through `con`
+    con: duckdb.DuckDBPyConnection | None = None
+    p_ckpt: Checkpoints = field(default_factory=dict)  # in place: the published checkpoints
 
 
 def _plan(
@@ -291,17 +328,14 @@ def _plan(
     meta: dict[str, str] = {}
     work = paths.tmp_for(paths.runs)
     copied = False
+    last_runs: list[Any] = []
+    p_ident = file_ident(paths.runs)
     if incremental:
-        ckpt, meta, copied = read_state_any(paths.runs, work)
-    states: list[FileState] = []
+        pub = read_state_any(paths.runs, work)
+        ckpt, meta, copied, last_runs = pub.ckpt, pub.meta, pub.copied, pub.last_runs
     parts = list_part_files(ev, since)
     rep.warnings.extend(irregular_entries(ev))
-    for rel, day, size in parts:
-        off, n_ev, n_bad = ckpt.get(rel, (0, 0, 0))
-        if size < off:
-            rep.warnings.append(f"{rel}: file is {size} bytes, below its indexed offset {off}")
-        elif size > off and has_newline(ev / rel, off, size):
-            states.append(FileState(rel, day, off, size, old_events=n_ev, old_bad=n_bad))
+    states = _new_bytes(ev, parts, ckpt, rep.warnings)
     want_stale = str(float(stale_after)) if stale_after is not None else None
     meta_change = want_stale is not None and meta.get("stale_after_s") != want_stale
     sides_missing = not (paths.alerts.exists() and paths.catalog.exists())
@@ -314,8 +348,61 @@ def _plan(
     gen = int(meta.get("gen", "0")) + 1 if incremental else 1
     return _Round(
         rootp, ev, paths, since, incremental, ckpt, meta, work, copied, states, arch,
-        want_stale, gen,
+        want_stale, gen, parts, p_ident, last_runs,
     )  # fmt: skip
+
+
+def _new_bytes(
+    ev: Path, parts: list[tuple[str, str, int]], ckpt: Checkpoints, warnings: list[str]
+) -> list[FileState]:
+    """The part files with new complete lines past their checkpoints."""
+    states: list[FileState] = []
+    for rel, day, size in parts:
+        off, n_ev, n_bad = ckpt.get(rel, (0, 0, 0))
+        if size < off:
+            warnings.append(f"{rel}: file is {size} bytes, below its indexed offset {off}")
+        elif size > off and has_newline(ev / rel, off, size):
+            states.append(FileState(rel, day, off, size, old_events=n_ev, old_bad=n_bad))
+    return states
+
+
+def _use_alternate(rnd: _Round) -> None:
+    """Make the round update the alternate in place, from the alternate's own checkpoints (it
+    lags one round: that round's bytes are indexed again, as new rows of this round), when it
+    is exactly the file published before the current one (its identity is recorded in the
+    published file's meta: a killed round or a foreign writer changed it), nobody has it open
+    (this process: its descriptors; any other: DuckDB's write lock, which our read-write
+    connection takes and holds until the round ends) and it lags little. Otherwise the round
+    works on a copy."""
+    alt, meta = rnd.paths.alt, rnd.meta
+    if not rnd.incremental or rnd.copied or meta.get("format") != S.INDEX_FORMAT:
+        return
+    if not meta.get("alt_ident") or file_ident(alt) != meta.get("alt_ident"):
+        return
+    if alt.with_name(alt.name + ".wal").exists() or open_in_this_process(alt):
+        return
+    try:
+        con = duckdb.connect(str(alt))
+    except duckdb.Error:  # someone holds it (a reader's lock) or it is damaged: copy instead
+        return
+    try:
+        ckpt, alt_meta = state_of(con)
+        same = all(alt_meta.get(k) == meta.get(k) for k in ("lineage", "format", "since_date"))
+        states = _new_bytes(rnd.ev, rnd.parts, ckpt, [])
+        arch = pending_archived(rnd.rootp, ckpt, rnd.since, {rel for rel, _, _ in rnd.parts})
+        lag = sum(st.size - st.start for st in states)
+        ok = same and int(alt_meta.get("gen", "0")) == rnd.gen - 2
+        ok = ok and not arch and lag <= IN_PLACE_MAX_BYTES
+    except duckdb.Error:  # not an index we can read: copy instead
+        ok = False
+    except BaseException:
+        con.close()
+        raise
+    if not ok:
+        con.close()
+        return
+    rnd.con, rnd.work, rnd.in_place = con, alt, True
+    rnd.p_ckpt, rnd.ckpt, rnd.states, rnd.arch = rnd.ckpt, ckpt, states, arch
 
 
 def _configure(
@@ -395,6 +482,38 @@ def _account(
     derive(con, rnd.gen, rnd.incremental, has_dups=rep.duplicates > 0)
     _trace("derive")
     record(con, rnd.gen, rnd.states, bad, rep.duplicates > 0)
+    if rnd.in_place:
+        _discount_replay(con, rnd, rep, bad)
+
+
+def _discount_replay(
+    con: duckdb.DuckDBPyConnection, rnd: _Round, rep: IndexReport, bad: list[Any]
+) -> None:
+    """An in-place round indexes the previous round's bytes again (the alternate lagged one
+    round): report (and log in `_index_runs`) only what lies past the published checkpoints."""
+    floor = {rel: off for rel, (off, _, _) in rnd.p_ckpt.items()}
+    replayed = [st for st in rnd.states if floor.get(st.rel, 0) > st.start]
+    if not replayed:
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE _published_ckpt (file VARCHAR, off BIGINT)")
+    con.executemany(
+        "INSERT INTO _published_ckpt VALUES (?, ?)", [(st.rel, floor[st.rel]) for st in replayed]
+    )
+    old_rows = con.execute(
+        """SELECT count(*) FROM events e JOIN _published_ckpt p USING (file)
+           WHERE e.gen = ? AND e."offset" < p.off""",
+        [rnd.gen],
+    ).fetchone()[0]  # type: ignore[index]  # count(*): one row
+
+    def old(b: tuple[str, int, int, str]) -> bool:
+        return b[1] < floor.get(b[0], 0)
+
+    old_bad = [b for b in bad if old(b)]
+    rep.events -= old_rows
+    rep.duplicates -= sum(1 for b in old_bad if b[3].startswith("duplicate event_id"))
+    rep.bad_lines -= len(old_bad)
+    rep.bad = [b for b in bad if not old(b)][:MAX_REPORTED_BAD]
+    rep.bytes -= sum(min(floor[st.rel], st.end) - st.start for st in replayed)
 
 
 def _write_meta(
@@ -417,12 +536,18 @@ def _write_meta(
         "strict": str(bool(strict)).lower(),
         "since_date": (meta.get("since_date") if incremental else rnd.since) or "",
         "last_rebuild_at": started_at.isoformat(),
+        # the file this one replaces, which becomes the alternate the next round may update
+        "alt_ident": rnd.p_ident if incremental else "",
     }
     con.execute("DELETE FROM _index_meta")
     con.executemany("INSERT INTO _index_meta VALUES (?, ?)", list(new_meta.items()))
-    rep.files = sum(1 for s in rnd.states if s.end > s.start)
+    floor = {rel: off for rel, (off, _, _) in rnd.p_ckpt.items()}
+    rep.files = sum(1 for s in rnd.states if s.end > max(s.start, floor.get(s.rel, 0)))
     row = [rnd.gen, rep.mode, started_at, time.monotonic() - t0]
     row += [rep.events, rep.bad_lines, rep.bytes, rep.files]
+    if rnd.in_place:  # the round that made the published file, missing from the alternate
+        for prev in rnd.last_runs:
+            con.execute("INSERT INTO _index_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(prev))
     con.execute("INSERT INTO _index_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
 

@@ -4,6 +4,7 @@ chunk is read and parsed while DuckDB stores the previous one."""
 
 from __future__ import annotations
 
+import array
 import os
 import queue
 import threading
@@ -187,7 +188,7 @@ class ScanFeed:
         # it without parsing it again as it would a VARCHAR cast to JSON.
         i = rb.schema.get_field_index("data")
         cols[i] = pa.ExtensionArray.from_storage(_JSON, cols[i])
-        file_col = pa.repeat(pa.scalar(rel, pa.string()), n)
+        file_col = pa.repeat(_str_scalar(rel), n)
         return pa.RecordBatch.from_arrays([*cols, file_col], schema=SCAN_SCHEMA)
 
     def reader(self, failed: list[BaseException]) -> pa.RecordBatchReader:
@@ -229,3 +230,11 @@ SCAN_SCHEMA = pa.schema(
         ("file", pa.string()),
     ]
 )
+
+
+def _str_scalar(s: str) -> pa.Scalar:
+    """`pa.scalar(s, pa.string())` without pyarrow's check for pandas values, which imports
+    pandas (0.3-0.8 s, most of a one-event round in a fresh process)."""
+    b = s.encode()
+    offsets = pa.py_buffer(array.array("i", (0, len(b))))
+    return pa.StringArray.from_buffers(1, offsets, pa.py_buffer(b))[0]

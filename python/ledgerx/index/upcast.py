@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 
 class Upcaster(Protocol):
@@ -38,6 +37,8 @@ def add_upcast_columns(
     upv = pa.nulls(n, pa.int32())
     old = {t: v for t, v in newest.items() if v > 1}
     if upcaster is not None and old and n:
+        import pyarrow.compute as pc  # here: its import costs a small round in a fresh process
+
         et, sv = batch.column("event_type"), batch.column("schema_version")
         mask = None
         for t, v in old.items():
