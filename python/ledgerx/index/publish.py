@@ -107,16 +107,16 @@ _AT_FDCWD = -100
 
 
 def exchange(a: Path, b: Path) -> None:
-    """Swap the names `a` and `b` atomically (Linux renameat2 RENAME_EXCHANGE); OSError with
-    ENOSYS/EINVAL/ENOTSUP where the kernel or file system cannot."""
+    """Swap the names `a` and `b` atomically (Linux renameat2 RENAME_EXCHANGE); LedgerIOError
+    with ENOSYS/EINVAL/ENOTSUP where the kernel or file system cannot."""
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
     except (AttributeError, OSError):
-        raise OSError(errno.ENOSYS, "renameat2 is not available") from None
+        raise LedgerIOError(errno.ENOSYS, "renameat2 is not available") from None
     rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     if rc != 0:
         e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e), str(a), None, str(b))
+        raise LedgerIOError(e, os.strerror(e), str(a), None, str(b))
 
 
 @contextlib.contextmanager
