@@ -194,7 +194,7 @@ def load_archived(
             con.execute(
                 """INSERT INTO events
                    SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-                          file, "offset", line_bytes, ?, data_upcast, upcast_version
+                          file, "offset", line_bytes, ?, data_upcast, upcast_version, NULL
                    FROM _arch""",
                 [gen],
             )

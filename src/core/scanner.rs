@@ -14,6 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 mod columns;
+mod shape;
 pub use columns::{Columns, StrColumn, MAX_COLUMN_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +257,7 @@ fn glued_start(line: &[u8]) -> Option<usize> {
 #[derive(Default)]
 struct Scratch {
     members: Members,
+    shape: shape::ShapeScratch,
 }
 
 /// The v1 envelope keys, in the only order a line may have them; `crc` (last) is optional.
@@ -430,6 +432,11 @@ fn take_line(
     cols.writer.push(&writer);
     cols.seq.push(seq);
     cols.data.push(data);
+    if et == "trial.recorded" {
+        cols.shape.push(shape::trial_shape(data, &mut sc.shape));
+    } else {
+        cols.shape.push_null();
+    }
     cols.offset.push(off as i64);
     cols.line_bytes.push(line.len() as i64 + 1);
     Ok(())

@@ -60,8 +60,8 @@ fn arrow_offset(len: usize) -> i32 {
 }
 
 impl Columns {
-    /// Whether a line of `n` bytes still fits: each string column takes at most `n` bytes of
-    /// it, so it fits when the fullest column has room for `n` more.
+    /// Whether a line of `n` bytes still fits: each envelope string column takes at most `n`
+    /// bytes of it, so it fits when the fullest column has room for `n` more (the shape: 2n + 2).
     pub(super) fn has_room(&self, n: usize, limit: usize) -> bool {
         let fullest = [
             &self.event_id,
@@ -74,7 +74,10 @@ impl Columns {
         .map(|c| c.values.len())
         .max()
         .unwrap_or(0);
-        fullest.saturating_add(n) <= limit
+        // A shape takes at most one byte per member more than the data it describes, so at
+        // most 2n + 2 bytes of a line of n.
+        let shape = self.shape.values.len().saturating_add(2 * n + 2);
+        fullest.saturating_add(n) <= limit && shape <= limit
     }
 }
 
@@ -100,6 +103,9 @@ pub struct Columns {
     pub writer: StrColumn,
     pub seq: Vec<i64>,
     pub data: StrColumn,
+    /// `trial.recorded` events: the keys and kinds of `params` and `metrics` (scanner/shape.rs);
+    /// null for other events.
+    pub shape: StrColumn,
     pub offset: Vec<i64>,
     pub line_bytes: Vec<i64>,
 }
@@ -115,6 +121,7 @@ impl Default for Columns {
             writer: StrColumn::new(),
             seq: Vec::new(),
             data: StrColumn::new(),
+            shape: StrColumn::new(),
             offset: Vec::new(),
             line_bytes: Vec::new(),
         }
