@@ -184,3 +184,39 @@ def test_rows_without_a_shape_fall_back(root: Path) -> None:
         assert r.sql("SELECT count(*) FROM events WHERE shape IS NULL").fetchall() == [(3,)]
     assert fast(root) is None
     check(ledgerx.Reader(root).trials_table(), oracle(trials + more))
+
+
+def test_upcast_trials_have_no_shape_and_read_the_upcast_data(root: Path) -> None:
+    """A trial below its type's newest schema version is read as upcast: its shape (of the data
+    as written) is not stored, so the former path answers from `coalesce(data_upcast, data)`."""
+    import schema_upcasters
+
+    from ledgerx import _core
+    from ledgerx.config import events_dir
+    from ledgerx.schema import SchemaRegistry, ensure_registry
+
+    ensure_registry(events_dir(root))
+    w = _core.Writer(str(root), durability="os")
+    try:
+        w.emit("trial.recorded", {"trial_id": 7, "params": {"w": 1}, "metrics": {}}, run_id="r")
+        reg = SchemaRegistry(events_dir(root), on_change=w.reload_schemas)
+        v2 = {
+            "type": "object",
+            "required": ["trial_id", "params", "metrics", "stage"],
+            "properties": {"trial_id": {"type": "string"}, "stage": {"type": "string"}},
+        }
+        assert reg.register("trial.recorded", v2, upcaster=schema_upcasters.trial_id_to_label)
+        w.emit(
+            "trial.recorded",
+            {"trial_id": "t-8", "params": {"w": 2}, "metrics": {}, "stage": "new"},
+            run_id="r",
+        )
+    finally:
+        w.close()
+    assert not build_index(root).warnings
+    with ledgerx.Reader(root) as r:
+        shapes = r.sql("SELECT shape FROM events ORDER BY seq").fetchall()
+        t = r.trials_table()
+    assert shapes == [(None,), ('["ts","piw"]',)]
+    assert t["trial_id"].to_pylist() == ["t-7", "t-8"] and t["params.w"].to_pylist() == [1, 2]
+    assert fast(root) is None
