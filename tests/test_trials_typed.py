@@ -189,11 +189,11 @@ def test_rows_without_a_shape_fall_back(root: Path) -> None:
 def test_upcast_trials_have_no_shape_and_read_the_upcast_data(root: Path) -> None:
     """A trial below its type's newest schema version is read as upcast: its shape (of the data
     as written) is not stored, so the former path answers from `coalesce(data_upcast, data)`."""
-    import schema_upcasters
-
     from ledgerx import _core
     from ledgerx.config import events_dir
     from ledgerx.schema import SchemaRegistry, ensure_registry
+
+    import schema_upcasters
 
     ensure_registry(events_dir(root))
     w = _core.Writer(str(root), durability="os")
