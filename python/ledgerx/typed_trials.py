@@ -7,7 +7,7 @@ dictionary-compressed column without parsing any JSON); then ONE `json_transform
 a STRUCT of exactly those types gives the typed columns, the trial id and the dedupe key in a
 single parse, straight to Arrow. Same rules and results as `ledgerx.flatten` (docs/index.md),
 which remains the path when a selection has a row without a shape (indexed by an older format,
-upcast, restored from an archive), a key DuckDB cannot name in a STRUCT (empty, or two keys
+or upcast), a key DuckDB cannot name in a STRUCT (empty, or two keys
 equal but for case), or when `trial_results` is not the index's own view (the dual reader).
 """
 

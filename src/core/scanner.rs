@@ -17,6 +17,13 @@ mod columns;
 mod shape;
 pub use columns::{Columns, StrColumn, MAX_COLUMN_BYTES};
 
+/// The shape of a checked `trial.recorded` event's `data` as the scanner stores it
+/// (scanner/shape.rs); for rows that reach the index another way (an archived day).
+pub fn trial_shape_of(data: &[u8]) -> String {
+    let mut sc = shape::ShapeScratch::default();
+    String::from_utf8_lossy(shape::trial_shape(data, &mut sc)).into_owned()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLine {
     pub offset: u64,
