@@ -60,8 +60,9 @@ fn arrow_offset(len: usize) -> i32 {
 }
 
 impl Columns {
-    /// Whether a line of `n` bytes still fits: each envelope string column takes at most `n`
-    /// bytes of it, so it fits when the fullest column has room for `n` more (the shape: 2n + 2).
+    /// Whether a line of `n` bytes still fits: each string column takes at most `n` bytes of
+    /// it, so it fits when the fullest column has room for `n` more. (A shape is never longer
+    /// than the data it describes: per member, `"pk",` against at least `"k":v,`.)
     pub(super) fn has_room(&self, n: usize, limit: usize) -> bool {
         let fullest = [
             &self.event_id,
@@ -69,15 +70,13 @@ impl Columns {
             &self.run_id,
             &self.writer,
             &self.data,
+            &self.shape,
         ]
         .iter()
         .map(|c| c.values.len())
         .max()
         .unwrap_or(0);
-        // A shape takes at most one byte per member more than the data it describes, so at
-        // most 2n + 2 bytes of a line of n.
-        let shape = self.shape.values.len().saturating_add(2 * n + 2);
-        fullest.saturating_add(n) <= limit && shape <= limit
+        fullest.saturating_add(n) <= limit
     }
 }
 
