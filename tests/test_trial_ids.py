@@ -19,6 +19,7 @@ import pytest
 import ledgerx
 from ledgerx.index import build_index
 from ledgerx.index.publish import IndexPaths
+from ledgerx.index.schema import INDEX_FORMAT
 from ledgerx.legacy import DualReader, compare, migrate
 
 from conftest import cli
@@ -170,7 +171,7 @@ def test_an_older_index_is_upgraded_with_nothing_new_to_index(swept: Path) -> No
     rep = build_index(swept)  # no new bytes: only the format differs
     assert rep.mode == "incremental" and rep.events == 0
     with ledgerx.Reader(swept) as r:
-        assert _col(r, "SELECT value FROM _index_meta WHERE key = 'format'") == ["4"]
+        assert _col(r, "SELECT value FROM _index_meta WHERE key = 'format'") == [INDEX_FORMAT]
         order = "SELECT trial_id FROM trial_results WHERE run_id = 'ints' ORDER BY trial_id"
         assert _col(r, order) == INT_SORTED
     assert build_index(swept).mode == "noop"  # and once upgraded, a quiet round stays quiet

@@ -15,6 +15,7 @@ __all__ = [
     "scan_files",
     "check_line",
     "check_json",
+    "trial_shapes",
     "check_run_id",
     "quarantine",
     "to_json",
@@ -156,6 +157,10 @@ def check_line(line: bytes, strict: bool = False) -> str | None:
 def check_json(text: bytes) -> str | None:
     """Why `text` is not one I-JSON value (duplicate key, NaN/Infinity, lone surrogate,
     depth, syntax; with the column), or None."""
+
+def trial_shapes(data: list[str]) -> list[str]:
+    """The shape the scanner stores for a `trial.recorded` event (`events.shape`) of each
+    `data` text."""
 
 def check_run_id(run_id: str) -> None:
     """Raise `SchemaError` unless `run_id` matches the log's run-id rule

@@ -118,7 +118,7 @@ def _value_sql(kind: str, v: str) -> str:
     return f"CAST({v} AS {_CAST[kind]})"
 
 
-def _redump(arr: pa.ChunkedArray) -> pa.Array:
+def redump(arr: pa.ChunkedArray) -> pa.Array:
     """JSON text (DuckDB's rendering) as Python's compact json.dumps writes it; null for null."""
     out = []
     for text in arr.to_pylist():
@@ -190,6 +190,6 @@ def flatten_trials(base: pa.Table) -> pa.Table:
     ]
     for i, (_, kind, _) in enumerate(cols, start=3):
         col = got.column(i)
-        arrays.append(_redump(col) if kind == "json" else col.cast(_ARROW[kind]))
+        arrays.append(redump(col) if kind == "json" else col.cast(_ARROW[kind]))
     names = ["run_id", "trial_id", "ts"] + [name for name, _, _ in cols]
     return pa.table(arrays, names=names)

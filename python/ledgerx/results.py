@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ledgerx.errors import ConfigError, LedgerError
 from ledgerx.flatten import flatten_trials
+from ledgerx.typed_trials import typed_trials
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -105,6 +106,9 @@ def trials_table(reader: Any, run_ids: str | Sequence[str] | None = None) -> pa.
     """One row per trial: run_id, trial_id (int64 when every id is an integer, else string),
     ts, params.<k>..., metrics.<k>..."""
     where, params = _where("run_id", run_ids)
+    typed = typed_trials(reader, where, params)
+    if typed is not None:
+        return typed
     base = reader.sql(TRIALS_SQL.format(where=where), params).to_arrow_table()
     return flatten_trials(base)
 

@@ -190,11 +190,11 @@ def load_archived(
             if not batch.num_rows:
                 continue
             rb = add_upcast_columns(batch, upcaster, newest, upcast_errors)
-            con.register("_arch", pa.Table.from_batches([rb]))
+            con.register("_arch", pa.Table.from_batches([rb]).append_column("shape", _shapes(rb)))
             con.execute(
                 """INSERT INTO events
                    SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-                          file, "offset", line_bytes, ?, data_upcast, upcast_version
+                          file, "offset", line_bytes, ?, data_upcast, upcast_version, shape
                    FROM _arch""",
                 [gen],
             )
@@ -209,6 +209,23 @@ def load_archived(
         rows += n
         nbytes += p.offset - pa_.start
     return done, bad, rows, nbytes
+
+
+def _shapes(rb: pa.RecordBatch) -> pa.Array:
+    """`events.shape` of archived rows, as the scanner gives it for the same line: for trial
+    events not upcast, else null."""
+    import pyarrow.compute as pc
+
+    mask = pc.and_(
+        pc.equal(rb.column("event_type"), "trial.recorded"), pc.is_null(rb.column("data_upcast"))
+    )
+    idx = pc.indices_nonzero(mask).to_pylist()
+    out: list[str | None] = [None] * rb.num_rows
+    if idx:
+        data = rb.column("data")
+        for i, shape in zip(idx, _core.trial_shapes([data[i].as_py() for i in idx]), strict=True):
+            out[i] = shape
+    return pa.array(out, pa.string())
 
 
 def archived_log_rows(root: Path, present: set[str]) -> Iterator[pa.Table]:

@@ -14,7 +14,15 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 mod columns;
+mod shape;
 pub use columns::{Columns, StrColumn, MAX_COLUMN_BYTES};
+
+/// The shape of a checked `trial.recorded` event's `data` as the scanner stores it
+/// (scanner/shape.rs); for rows that reach the index another way (an archived day).
+pub fn trial_shape_of(data: &[u8]) -> String {
+    let mut sc = shape::ShapeScratch::default();
+    String::from_utf8_lossy(shape::trial_shape(data, &mut sc)).into_owned()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLine {
@@ -256,6 +264,7 @@ fn glued_start(line: &[u8]) -> Option<usize> {
 #[derive(Default)]
 struct Scratch {
     members: Members,
+    shape: shape::ShapeScratch,
 }
 
 /// The v1 envelope keys, in the only order a line may have them; `crc` (last) is optional.
@@ -430,6 +439,11 @@ fn take_line(
     cols.writer.push(&writer);
     cols.seq.push(seq);
     cols.data.push(data);
+    if et == "trial.recorded" {
+        cols.shape.push(shape::trial_shape(data, &mut sc.shape));
+    } else {
+        cols.shape.push_null();
+    }
     cols.offset.push(off as i64);
     cols.line_bytes.push(line.len() as i64 + 1);
     Ok(())

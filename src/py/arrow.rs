@@ -78,6 +78,7 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("data", "u"),
     ("offset", "l"),
     ("line_bytes", "l"),
+    ("shape", "u"),
 ];
 
 struct SchemaPrivate {
@@ -128,7 +129,7 @@ fn leaf_schema(name: &str, format: &str, nullable: bool) -> *mut FfiSchema {
 pub fn export_schema() -> FfiSchema {
     let children: Vec<*mut FfiSchema> = FIELDS
         .iter()
-        .map(|(n, f)| leaf_schema(n, f, *n == "run_id"))
+        .map(|(n, f)| leaf_schema(n, f, *n == "run_id" || *n == "shape"))
         .collect();
     let strings = vec![
         CString::new("+s").expect("fmt"),
@@ -237,6 +238,7 @@ pub fn export_array(cols: &Arc<Columns>) -> FfiArray {
         str_child(cols, &c.data),
         i64_child(cols, &c.offset),
         i64_child(cols, &c.line_bytes),
+        str_child(cols, &c.shape),
     ];
     array(cols, c.len(), 0, vec![ptr::null()], children)
 }

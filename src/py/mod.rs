@@ -55,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scan::scan_files, m)?)?;
     m.add_function(wrap_pyfunction!(scan::check_line, m)?)?;
     m.add_function(wrap_pyfunction!(scan::check_json, m)?)?;
+    m.add_function(wrap_pyfunction!(scan::trial_shapes, m)?)?;
     m.add_function(wrap_pyfunction!(writer::check_run_id, m)?)?;
     m.add_function(wrap_pyfunction!(scan::quarantine, m)?)?;
     m.add_function(wrap_pyfunction!(convert::to_json, m)?)?;

@@ -281,6 +281,15 @@ pub fn check_line(line: &[u8], strict: bool) -> Option<String> {
     scanner::check_line(line, opts).err()
 }
 
+/// The shape the scanner stores for each `trial.recorded` event (`events.shape`), of each
+/// `data` text given (a row that reached the index another way: an archived day).
+#[pyfunction]
+pub fn trial_shapes(data: Vec<String>) -> Vec<String> {
+    data.iter()
+        .map(|d| scanner::trial_shape_of(d.as_bytes()))
+        .collect()
+}
+
 /// Why `text` is not one I-JSON value (duplicate keys, NaN/Infinity, lone surrogates, depth),
 /// or None: the checks the scanner applies to every line.
 #[pyfunction]

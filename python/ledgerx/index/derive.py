@@ -32,7 +32,7 @@ def unlink_work(work: Path) -> None:
 
 
 def upgrade_format(con: duckdb.DuckDBPyConnection) -> None:
-    """An index of an older format, updated in place: drop what became a view."""
+    """An index of an older format, updated in place: drop what became a view, add what is new."""
     old = con.execute(
         """SELECT count(*) FROM duckdb_tables()
            WHERE database_name = current_database() AND schema_name = 'main'
@@ -40,6 +40,8 @@ def upgrade_format(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchone()[0]  # type: ignore[index]  # count(*): one row
     if old:
         con.execute("DROP TABLE trial_results")
+    # Format 5: trials indexed before have no shape (Reader.trials_table reads them as before).
+    con.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS shape VARCHAR")
 
 
 def drop_duplicates(

@@ -443,7 +443,7 @@ def _insert_events(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> 
     con.execute(
         """INSERT INTO events
            SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-                  file, "offset", line_bytes, ?, data_upcast, upcast_version
+                  file, "offset", line_bytes, ?, data_upcast, upcast_version, shape
            FROM _scan""",
         [gen],
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ledgerx import _core
 from ledgerx.index.upcast import Upcaster, add_upcast_columns
@@ -184,6 +185,10 @@ class ScanFeed:
         self.rows += n
         rb = add_upcast_columns(rb, self.upcaster, self.newest, self.upcast_errors)
         cols = list(rb.columns)
+        up = rb.column("data_upcast")
+        if up.null_count < n:  # the shape describes the data as written: none for upcast rows
+            i = rb.schema.get_field_index("shape")
+            cols[i] = pc.if_else(pc.is_null(up), cols[i], pa.scalar(None, pa.string()))
         # `data` was checked by the scanner: typed as JSON (a zero-copy wrap), DuckDB stores
         # it without parsing it again as it would a VARCHAR cast to JSON.
         i = rb.schema.get_field_index("data")
@@ -225,6 +230,7 @@ SCAN_SCHEMA = pa.schema(
         ("data", _JSON),
         ("offset", pa.int64()),
         ("line_bytes", pa.int64()),
+        ("shape", pa.string()),
         ("data_upcast", pa.string()),
         ("upcast_version", pa.int32()),
         ("file", pa.string()),

@@ -15,7 +15,8 @@ from typing import Any
 # 2: trial_results is a view over events (format 1 stored it as a table).
 # 3: trial_results shows the latest record of a trial (run_id, trial_id) once.
 # 4: trial_results.trial_id keeps its JSON type: TRIAL_ID_TYPE instead of VARCHAR.
-INDEX_FORMAT = "4"
+# 5: events.shape: the keys and kinds of a trial's params and metrics (Reader.trials_table).
+INDEX_FORMAT = "5"
 
 # A trial id is a JSON integer or string (the trial.recorded schema); the views keep which one it
 # was, so `ORDER BY trial_id` sorts integers as integers (2 before 10), all integers before all
@@ -89,7 +90,8 @@ CREATE TABLE IF NOT EXISTS events (
     line_bytes INTEGER NOT NULL,
     gen BIGINT NOT NULL,
     data_upcast JSON,
-    upcast_version INTEGER
+    upcast_version INTEGER,
+    shape VARCHAR
 )
 """
 

@@ -61,7 +61,8 @@ fn arrow_offset(len: usize) -> i32 {
 
 impl Columns {
     /// Whether a line of `n` bytes still fits: each string column takes at most `n` bytes of
-    /// it, so it fits when the fullest column has room for `n` more.
+    /// it, so it fits when the fullest column has room for `n` more. (A shape is never longer
+    /// than the data it describes: per member, `"pk",` against at least `"k":v,`.)
     pub(super) fn has_room(&self, n: usize, limit: usize) -> bool {
         let fullest = [
             &self.event_id,
@@ -69,6 +70,7 @@ impl Columns {
             &self.run_id,
             &self.writer,
             &self.data,
+            &self.shape,
         ]
         .iter()
         .map(|c| c.values.len())
@@ -100,6 +102,9 @@ pub struct Columns {
     pub writer: StrColumn,
     pub seq: Vec<i64>,
     pub data: StrColumn,
+    /// `trial.recorded` events: the keys and kinds of `params` and `metrics` (scanner/shape.rs);
+    /// null for other events.
+    pub shape: StrColumn,
     pub offset: Vec<i64>,
     pub line_bytes: Vec<i64>,
 }
@@ -115,6 +120,7 @@ impl Default for Columns {
             writer: StrColumn::new(),
             seq: Vec::new(),
             data: StrColumn::new(),
+            shape: StrColumn::new(),
             offset: Vec::new(),
             line_bytes: Vec::new(),
         }

@@ -1,0 +1,202 @@
+"""`trials_table` from the shapes the indexer stored: one typed scan of the trial events.
+
+The scanner records, for every `trial.recorded` event, the keys of its `params` and `metrics`
+and the JSON kind of each value (`events.shape`, src/core/scanner/shape.rs). A selection's
+columns and their types follow from its distinct shapes alone (a handful per sweep, read from a
+dictionary-compressed column without parsing any JSON); then ONE `json_transform` per row into
+a STRUCT of exactly those types gives the typed columns, the trial id and the dedupe key in a
+single parse, straight to Arrow. Same rules and results as `ledgerx.flatten` (docs/index.md),
+which remains the path when a selection has a row without a shape (indexed by an older format,
+or upcast), a key DuckDB cannot name in a STRUCT (empty, or two keys
+equal but for case), or when `trial_results` is not the index's own view (the dual reader).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ledgerx.flatten import column_kind, redump
+from ledgerx.index.schema import trial_id_sql
+
+_TS = pa.timestamp("us", tz="UTC")
+_OBJECTS = {"p": "params", "m": "metrics"}
+# Shape letters (scanner/shape.rs) as the JSON types `column_kind` takes; `u` (an integer
+# beyond int64) makes the column JSON text, `n` (null) types nothing.
+_LETTER = {"b": "BOOLEAN", "i": "BIGINT", "f": "DOUBLE", "s": "VARCHAR", "j": "NESTED"}
+_TRANSFORM = {"int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "str": "VARCHAR"}
+_ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
+
+# Whether `trial_results` is the index's own view (a dual reader puts a union in front of it).
+_OWN_VIEW = """SELECT count(*) FROM duckdb_views()
+WHERE view_name = 'trial_results' AND database_name <> 'ledger'"""
+_SHAPES = "SELECT DISTINCT shape FROM events WHERE event_type = 'trial.recorded' {where}"
+# No window: the rows come either in the table's order (usually already by run and trial id:
+# the log's order) or sorted so that each trial's records are adjacent, the latest first (the
+# view's order: ts, file, offset); `_first_of_each` keeps that one. With one row per trial
+# left, (run_id, trial_id) alone gives the view's row order. `tkey` identifies the trial id.
+_MAIN = """
+SELECT run_id, {tid_cols}, ts, file, "offset", shape{cols}
+FROM (SELECT run_id, {tid} AS trial_id, ts, file, "offset", shape, s
+      FROM (SELECT run_id, ts, file, "offset", shape, json_transform(data, ?) AS s
+            FROM events WHERE event_type = 'trial.recorded' {where}))
+{order}
+"""
+_ORDER = 'ORDER BY run_id, trial_id, ts DESC, file DESC, "offset" DESC'
+_SORT_KEYS = [
+    ("run_id", "ascending"),
+    ("tkey", "ascending"),
+    ("ts", "descending"),
+    ("file", "descending"),
+    ("offset", "descending"),
+]
+# Every id of the selection is an int64 integer: a plain BIGINT, sorted in Arrow when the table's
+# order is not already the result's.
+_TID_INT = {
+    "tid": "s.trial_id",
+    "tid_cols": "true AS is_int, trial_id AS tid_int, NULL AS tid, trial_id AS tkey",
+    "order": "",
+}
+_TID_ANY = {
+    "tid": trial_id_sql("s.trial_id"),
+    "tid_cols": "coalesce(union_tag(trial_id) = 'int', false) AS is_int, "
+    "trial_id.int AS tid_int, CAST(trial_id AS VARCHAR) AS tid, "
+    "union_tag(trial_id) || ':' || CAST(trial_id AS VARCHAR) AS tkey",
+    "order": _ORDER,
+}
+
+Keys = dict[tuple[str, str], set[str]]
+
+
+def _parse(shapes: list[str]) -> tuple[Keys, bool] | None:
+    """({(object, key): letters} over `shapes`, keys in the order given; whether every trial id
+    is an int64 integer). None when a key cannot be a STRUCT field (empty, or equal to another
+    of its object but for case)."""
+    keys: Keys = {}
+    all_int = True
+    for text in shapes:
+        tid = None
+        for e in json.loads(text):
+            if e[0] == "t":
+                tid = e[1]
+            else:
+                keys.setdefault((_OBJECTS[e[0]], e[2:]), set()).add(e[1])
+        all_int = all_int and tid == "i"
+    folded = {(o, k.lower()) for o, k in keys}
+    if len(folded) != len(keys) or any(k == "" for _, k in keys):
+        return None
+    return keys, all_int
+
+
+def _kind(letters: set[str]) -> str:
+    types = {_LETTER[x] for x in letters if x in _LETTER}
+    return column_kind(types, "u" not in letters)
+
+
+def _spec(keys: Keys, all_int: bool) -> str:
+    """The json_transform structure: the trial id, each key as its column's type."""
+    spec: dict[str, Any] = {"trial_id": "BIGINT" if all_int else "JSON"}
+    for obj in ("params", "metrics"):
+        fields = {k: _TRANSFORM.get(_kind(ls), "JSON") for (o, k), ls in keys.items() if o == obj}
+        if fields:
+            spec[obj] = fields
+    return json.dumps(spec)
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _run(reader: Any, where: str, params: list[Any], keys: Keys, all_int: bool) -> pa.Table:
+    cols = "".join(
+        f", struct_extract(struct_extract(s, {_sql_str(o)}), {_sql_str(k)}) AS c{i}"
+        for i, (o, k) in enumerate(keys)
+    )
+    q = _MAIN.format(**(_TID_INT if all_int else _TID_ANY), cols=cols, where=where)
+    got = reader.sql(q, [_spec(keys, all_int), *params]).to_arrow_table()
+    if all_int and not _strictly_sorted(got):
+        got = got.take(pc.sort_indices(got, sort_keys=_SORT_KEYS))
+    return got.filter(_first_of_each(got))
+
+
+def _strictly_sorted(got: pa.Table) -> bool:
+    """Whether the rows are in (run_id, trial_id) order with no trial twice (BIGINT ids)."""
+    if got.num_rows < 2:
+        return True
+    run, tid = got["run_id"], got["tkey"]
+    up = pc.or_(
+        pc.greater(run[1:], run[:-1]),
+        pc.and_(pc.equal(run[1:], run[:-1]), pc.greater(tid[1:], tid[:-1])),
+    )
+    return bool(pc.all(pc.fill_null(up, False)).as_py())
+
+
+def _same(a: Any, b: Any) -> Any:
+    """a == b per row, two nulls equal."""
+    eq = pc.fill_null(pc.equal(a, b), False)
+    return pc.or_(eq, pc.and_(pc.is_null(a), pc.is_null(b)))
+
+
+def _first_of_each(got: pa.Table) -> Any:
+    """True for the first row of each (run_id, trial_id) run of rows."""
+    n = got.num_rows
+    if n < 2:
+        return pa.array([True] * n, pa.bool_())
+    run, tid = got["run_id"], got["tkey"]
+    dup = pc.and_(_same(run[1:], run[:-1]), _same(tid[1:], tid[:-1]))
+    return pa.concat_arrays([pa.array([True]), pc.invert(dup.combine_chunks())])
+
+
+def _ordered(got: pa.Table) -> Keys:
+    """The keys of the rows kept, params first, each object's keys in first-seen order (rows in
+    result order, keys in object order), with the letters of the rows kept only."""
+    latest: Keys = {}
+    for text in pc.unique(got["shape"]).to_pylist():
+        for e in json.loads(text):
+            if e[0] != "t":
+                latest.setdefault((_OBJECTS[e[0]], e[2:]), set()).add(e[1])
+    return {k: latest[k] for obj in ("params", "metrics") for k in latest if k[0] == obj}
+
+
+def typed_trials(reader: Any, where: str, params: list[Any]) -> pa.Table | None:
+    """`trials_table` from the stored shapes, or None when `ledgerx.flatten` must do it."""
+    try:
+        if reader.sql(_OWN_VIEW).fetchall()[0][0]:
+            return None
+        shapes = [s for (s,) in reader.sql(_SHAPES.format(where=where), params).fetchall()]
+    except duckdb.BinderException:  # an index of format < 5: no shape column yet
+        return None
+    if None in shapes:
+        return None
+    parsed = _parse(shapes)
+    if parsed is None:
+        return None
+    keys, all_int = parsed
+    got = _run(reader, where, params, keys, all_int)
+    cols = _ordered(got)
+    if any(_kind(cols[k]) != _kind(keys[k]) for k in cols):
+        # A record superseded by a retry changed a key's type: type by the kept rows alone.
+        keys = cols
+        got = _run(reader, where, params, keys, all_int)
+    index = {k: i for i, k in enumerate(keys)}
+    return _assemble(got, cols, index)
+
+
+def _assemble(got: pa.Table, cols: Keys, index: dict[tuple[str, str], int]) -> pa.Table:
+    n = got.num_rows
+    if n and pc.all(got["is_int"]).as_py():
+        tid: Any = got["tid_int"].cast(pa.int64())
+    else:
+        tid = got["tid"].cast(pa.string())
+    arrays: list[Any] = [got["run_id"].cast(pa.string()), tid, got["ts"].cast(_TS)]
+    names = ["run_id", "trial_id", "ts"]
+    for key, letters in cols.items():
+        kind = _kind(letters)
+        col = got[f"c{index[key]}"]
+        arrays.append(redump(col) if kind == "json" else col.cast(_ARROW[kind]))
+        names.append(f"{key[0]}.{key[1]}")
+    return pa.table(arrays, names=names)
