@@ -151,7 +151,7 @@ MUTANTS_SHARD ?= 0/12
 MUTANTS_PER_MODULE ?= 6
 MUTANTS_SECONDS ?= 1800
 MUTANTS_GUARANTEES := src/core/appender.rs src/core/writer.rs src/core/writer/flusher.rs \
-  src/core/writer/unsynced.rs
+  src/core/writer/unsynced.rs src/core/writer/line.rs
 mutants: setup
 	command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
 	-RUST_BACKTRACE=0 timeout $(MUTANTS_SECONDS) cargo mutants --no-times -j 2 -p ledgerx \
