@@ -7,6 +7,7 @@ may refer to a sibling folder of the repository or to a design document that is 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,9 +18,24 @@ _DOC = "DES" + r"IGN(?:\.md| §)"
 OUTSIDE = re.compile(f"{_SIBLING}|{_DOC}")
 
 
+def _candidates() -> list[Path]:
+    """What the repository holds: tracked files and new files git does not ignore (a build's
+    venvs and caches are not the repository's); every file where git is not available."""
+    try:
+        r = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return list(REPO.rglob("*"))
+    return [REPO / n for n in r.stdout.decode().split("\0") if n]
+
+
 def _files() -> list[Path]:
     out = []
-    for p in REPO.rglob("*"):
+    for p in _candidates():
         rel = p.relative_to(REPO)
         if any(part in SKIP_DIRS for part in rel.parts) or not p.is_file():
             continue
