@@ -191,6 +191,7 @@ impl Writer {
             nonfinite_null: self.nonfinite_null,
             default,
         };
+        let group = self.durability == "group";
         let result = with_serialized(data.as_any(), opts, |bytes, tape| {
             let mut work = || -> Result<(cw::Position, bool, u64), Error> {
                 tape.parse(bytes).map_err(Error::schema)?;
@@ -208,7 +209,7 @@ impl Writer {
                 }
                 Ok((e.pos, e.backpressure, e.seq))
             };
-            if self.durability == "group" {
+            if group {
                 // Queueing is a memcpy under a short lock: cheaper than a GIL round trip.
                 work()
             } else {
@@ -221,7 +222,7 @@ impl Writer {
         })?;
         let (pos, backpressure, seq) =
             result.map_err(|e| to_py(e.for_event(event_type, Some(version))))?;
-        if self.durability == "group" {
+        if group {
             FIRST_UNFLUSHED.with_borrow_mut(|v| {
                 if !v.iter().any(|(k, _)| *k == self.key) {
                     v.push((self.key, seq));
