@@ -215,7 +215,8 @@ mod tests {
         // The fast path (no escape in the key) and the escaped path give the same text.
         let plain = shape(r#"{"params":{"é":1,"a b":2.5,"/":"x"},"metrics":{"m":null}}"#);
         assert_eq!(plain, r#"["pié","pfa b","ps/","mnm"]"#);
-        let escaped = shape(r#"{"params":{"\u00e9":1,"a\u0020b":2.5,"\/":"x"},"metrics":{"m":null}}"#);
+        let escaped =
+            shape(r#"{"params":{"\u00e9":1,"a\u0020b":2.5,"\/":"x"},"metrics":{"m":null}}"#);
         assert_eq!(escaped, plain);
     }
 
