@@ -25,6 +25,7 @@ __all__ = [
     "crc32c",
     "is_event_id",
     "install_sigterm_watchdog",
+    "_tape_matches_parse",
 ]
 
 BUILTIN_REGISTRY: str
