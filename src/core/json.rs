@@ -76,15 +76,18 @@ fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
         return false;
     }
     for (k, &p) in POW10.iter().enumerate() {
-        let i = (a * p).round();
-        if i / p != a || (k > 0 && i % 10.0 == 0.0) {
+        // Rounded by truncation (a native conversion, where `round` and `%` are libm calls);
+        // a wrong neighbour only fails the exact check below.
+        let n = (a * p + 0.5) as u64;
+        if n as f64 / p != a || (k > 0 && n % 10 == 0) {
             continue;
         }
+        let i = n;
         if v < 0.0 {
             out.push(b'-');
         }
         let mut buf = itoa::Buffer::new();
-        let digits = buf.format(i as u64).as_bytes();
+        let digits = buf.format(i).as_bytes();
         let n = digits.len();
         if k == 0 {
             out.extend_from_slice(digits);
