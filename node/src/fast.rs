@@ -156,14 +156,15 @@ unsafe fn emit_now(
         let mut id = 0u32;
         sys::napi_get_value_uint32(env, args[1], &mut id);
         let heads = h.heads.borrow();
-        let (event_type, run_id) = heads
+        let entry = heads
             .get(id as usize)
             .ok_or_else(|| Error::from_reason("unknown head id"))?;
-        let e = h.emit_inner_with(
-            event_type,
+        let e = h.emit_head(
+            &entry.event_type,
             Data::Json(json),
-            run_id.as_deref(),
+            entry.run_id.as_deref(),
             None,
+            Some(entry),
             before_write,
         )?;
         drop(heads);
@@ -195,7 +196,7 @@ pub fn head_id(slot: u32, event_type: String, run_id: Option<String>, reset: boo
     if reset {
         heads.clear();
     }
-    heads.push((event_type, run_id));
+    heads.push(crate::HeadEntry::new(event_type, run_id));
     Ok((heads.len() - 1) as u32)
 }
 

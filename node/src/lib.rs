@@ -10,7 +10,7 @@ pub mod fast;
 
 use convert::Serializer;
 use ledgerx::core::json::Tape;
-use ledgerx::core::schema::TapeNode;
+use ledgerx::core::schema::{Registry, Schema, TapeNode};
 use ledgerx::core::schema_file::SchemaFile;
 use ledgerx::core::writer::{self as cw, Config, Durability, EventHead, SyncTicket};
 use ledgerx::core::Error as CoreError;
@@ -122,7 +122,34 @@ pub(crate) struct Hot {
     scratch: RefCell<(Vec<u8>, Tape)>,
     pub(crate) last_file: RefCell<Arc<str>>,
     /// `(event type, run id)` by the numbers `headId` gave out.
-    pub(crate) heads: RefCell<Vec<(String, Option<String>)>>,
+    pub(crate) heads: RefCell<Vec<HeadEntry>>,
+}
+
+/// One `headId` number's event type and run id (its run scope checked when it was given out),
+/// with the type's newest schema as last looked up: used while that registry is still current.
+pub(crate) struct HeadEntry {
+    pub(crate) event_type: String,
+    pub(crate) run_id: Option<String>,
+    schema: RefCell<Option<CachedSchema>>,
+}
+
+impl HeadEntry {
+    pub(crate) fn new(event_type: String, run_id: Option<String>) -> Self {
+        HeadEntry {
+            event_type,
+            run_id,
+            schema: RefCell::new(None),
+        }
+    }
+}
+
+/// A registry, a version and that version's schema inside it (kept alive by `reg`, which is
+/// never changed in place: a re-read of the file makes a new one).
+#[derive(Clone)]
+struct CachedSchema {
+    reg: Arc<Registry>,
+    version: u32,
+    schema: *const Schema,
 }
 
 #[napi]
@@ -374,6 +401,41 @@ impl Hot {
         self.emit_inner_with(event_type, data, run_id, schema_version, &mut || Ok(()))
     }
 
+    /// The registry and schema for an event: looked up (run scope checked first, as every
+    /// emit does), or for a `headId` pair (newest version, run scope checked when the number
+    /// was given out) taken from its cache while the registry it came from is still current.
+    fn schema_for(
+        &self,
+        event_type: &str,
+        run_id: Option<&str>,
+        schema_version: Option<u32>,
+        head: Option<&HeadEntry>,
+    ) -> Result<CachedSchema> {
+        if let Some(h) = head {
+            self.schemas.refresh();
+            if let Some(c) = &*h.schema.borrow() {
+                if self.schemas.is_current(&c.reg) {
+                    return Ok(c.clone());
+                }
+            }
+        } else {
+            cw::check_run_scope(event_type, run_id).map_err(js_err)?;
+        }
+        let reg = self.schemas.for_type(event_type).map_err(js_err)?;
+        let (version, schema) = reg
+            .get(event_type, schema_version)
+            .map_err(|m| invalid(m, event_type, schema_version, None))?;
+        let c = CachedSchema {
+            schema: schema as *const Schema,
+            reg: Arc::clone(&reg),
+            version,
+        };
+        if let Some(h) = head {
+            *h.schema.borrow_mut() = Some(c.clone());
+        }
+        Ok(c)
+    }
+
     /// `emit_inner`, calling `before_write` once the event is valid, right before the writer
     /// places it (fsync mode queues its fdatasync there); an error from it writes nothing.
     pub(crate) fn emit_inner_with(
@@ -384,11 +446,23 @@ impl Hot {
         schema_version: Option<u32>,
         before_write: &mut dyn FnMut() -> Result<()>,
     ) -> Result<cw::Emitted> {
-        cw::check_run_scope(event_type, run_id).map_err(js_err)?;
-        let reg = self.schemas.for_type(event_type).map_err(js_err)?;
-        let (version, schema) = reg
-            .get(event_type, schema_version)
-            .map_err(|m| invalid(m, event_type, schema_version, None))?;
+        self.emit_head(event_type, data, run_id, schema_version, None, before_write)
+    }
+
+    /// `emit_inner_with` for a `headId` pair when `head` is given (its schema cached).
+    pub(crate) fn emit_head(
+        &self,
+        event_type: &str,
+        data: Data<'_>,
+        run_id: Option<&str>,
+        schema_version: Option<u32>,
+        head: Option<&HeadEntry>,
+        before_write: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<cw::Emitted> {
+        let found = self.schema_for(event_type, run_id, schema_version, head)?;
+        let version = found.version;
+        // SAFETY: the schema lives inside `found.reg`, held until this function returns.
+        let schema = unsafe { &*found.schema };
         let mut scratch = self.scratch.borrow_mut();
         let (buf, tape) = &mut *scratch;
         buf.clear();
