@@ -2,15 +2,20 @@
 //! as the Python extension (`ledgerx::core`), which this shared object links without pyo3.
 //!
 //! Validation, serialization and the order of events happen synchronously at the call; what can
-//! block (fdatasync, waiting for a group commit, flush, close) runs as an `AsyncTask` on the libuv
-//! thread pool, never on the event loop. `index.js` turns these into the public Promise API.
+//! block (waiting for a group commit, flush, close, and fsync mode's fdatasync for data that is
+//! not plain JSON) runs as an `AsyncTask` on the libuv thread pool, and fsync mode's fast path
+//! fdatasyncs on the writer's own thread (`syncer.rs`); never on the event loop. `index.js` turns
+//! these into the public Promise API.
 
 mod convert;
 pub mod fast;
+mod heads;
+mod syncer;
 
 use convert::Serializer;
+pub(crate) use heads::HeadEntry;
 use ledgerx::core::json::Tape;
-use ledgerx::core::schema::{Registry, Schema, TapeNode};
+use ledgerx::core::schema::TapeNode;
 use ledgerx::core::schema_file::SchemaFile;
 use ledgerx::core::writer::{self as cw, Config, Durability, EventHead, SyncTicket};
 use ledgerx::core::Error as CoreError;
@@ -123,33 +128,22 @@ pub(crate) struct Hot {
     pub(crate) last_file: RefCell<Arc<str>>,
     /// `(event type, run id)` by the numbers `headId` gave out.
     pub(crate) heads: RefCell<Vec<HeadEntry>>,
+    /// fsync mode's fdatasync thread, started by the first `emitFsyncAt`.
+    syncer: std::cell::OnceCell<syncer::Syncer>,
 }
 
-/// One `headId` number's event type and run id (its run scope checked when it was given out),
-/// with the type's newest schema as last looked up: used while that registry is still current.
-pub(crate) struct HeadEntry {
-    pub(crate) event_type: String,
-    pub(crate) run_id: Option<String>,
-    schema: RefCell<Option<CachedSchema>>,
-}
-
-impl HeadEntry {
-    pub(crate) fn new(event_type: String, run_id: Option<String>) -> Self {
-        HeadEntry {
-            event_type,
-            run_id,
-            schema: RefCell::new(None),
+impl Hot {
+    /// The fdatasync thread, started on first use.
+    ///
+    /// # Safety
+    /// `env` must be the current call's environment.
+    pub(crate) unsafe fn syncer(&self, env: napi::sys::napi_env) -> Result<&syncer::Syncer> {
+        if let Some(s) = self.syncer.get() {
+            return Ok(s);
         }
+        let s = syncer::Syncer::start(env)?;
+        Ok(self.syncer.get_or_init(|| s))
     }
-}
-
-/// A registry, a version and that version's schema inside it (kept alive by `reg`, which is
-/// never changed in place: a re-read of the file makes a new one).
-#[derive(Clone)]
-struct CachedSchema {
-    reg: Arc<Registry>,
-    version: u32,
-    schema: *const Schema,
 }
 
 #[napi]
@@ -200,6 +194,7 @@ impl NativeWriter {
             scratch: RefCell::new((Vec::with_capacity(4096), Tape::default())),
             last_file: RefCell::new(Arc::from("")),
             heads: RefCell::new(Vec::new()),
+            syncer: std::cell::OnceCell::new(),
         });
         let slot = fast::register(Rc::clone(&hot));
         Ok(NativeWriter { hot, mode, slot })
@@ -398,42 +393,7 @@ impl Hot {
         run_id: Option<&str>,
         schema_version: Option<u32>,
     ) -> Result<cw::Emitted> {
-        self.emit_inner_with(event_type, data, run_id, schema_version, &mut || Ok(()))
-    }
-
-    /// The registry and schema for an event: looked up (run scope checked first, as every
-    /// emit does), or for a `headId` pair (newest version, run scope checked when the number
-    /// was given out) taken from its cache while the registry it came from is still current.
-    fn schema_for(
-        &self,
-        event_type: &str,
-        run_id: Option<&str>,
-        schema_version: Option<u32>,
-        head: Option<&HeadEntry>,
-    ) -> Result<CachedSchema> {
-        if let Some(h) = head {
-            self.schemas.refresh();
-            if let Some(c) = &*h.schema.borrow() {
-                if self.schemas.is_current(&c.reg) {
-                    return Ok(c.clone());
-                }
-            }
-        } else {
-            cw::check_run_scope(event_type, run_id).map_err(js_err)?;
-        }
-        let reg = self.schemas.for_type(event_type).map_err(js_err)?;
-        let (version, schema) = reg
-            .get(event_type, schema_version)
-            .map_err(|m| invalid(m, event_type, schema_version, None))?;
-        let c = CachedSchema {
-            schema: schema as *const Schema,
-            reg: Arc::clone(&reg),
-            version,
-        };
-        if let Some(h) = head {
-            *h.schema.borrow_mut() = Some(c.clone());
-        }
-        Ok(c)
+        self.emit_inner_with(event_type, data, run_id, schema_version, &mut |_| Ok(()))
     }
 
     /// `emit_inner`, calling `before_write` once the event is valid, right before the writer
@@ -444,7 +404,7 @@ impl Hot {
         data: Data<'_>,
         run_id: Option<&str>,
         schema_version: Option<u32>,
-        before_write: &mut dyn FnMut() -> Result<()>,
+        before_write: &mut dyn FnMut(&Hot) -> Result<()>,
     ) -> Result<cw::Emitted> {
         self.emit_head(event_type, data, run_id, schema_version, None, before_write)
     }
@@ -457,7 +417,7 @@ impl Hot {
         run_id: Option<&str>,
         schema_version: Option<u32>,
         head: Option<&HeadEntry>,
-        before_write: &mut dyn FnMut() -> Result<()>,
+        before_write: &mut dyn FnMut(&Hot) -> Result<()>,
     ) -> Result<cw::Emitted> {
         let found = self.schema_for(event_type, run_id, schema_version, head)?;
         let version = found.version;
@@ -515,7 +475,7 @@ impl Hot {
             event_id: None,
             ts_us: None,
         };
-        before_write()?;
+        before_write(self)?;
         self.inner.emit_deferred(&head, bytes).map_err(js_err)
     }
 }
