@@ -512,7 +512,7 @@ impl Task for SyncTask {
 
     fn compute(&mut self) -> Result<()> {
         match &self.ticket {
-            Some(t) => t.sync().map_err(js_err),
+            Some(t) => t.sync_unless_abandoned().map_err(js_err),
             None => Ok(()),
         }
     }
