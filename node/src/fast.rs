@@ -36,7 +36,7 @@ pub(crate) fn unregister(slot: u32) {
     });
 }
 
-fn hot(slot: u32) -> Result<Rc<Hot>> {
+pub(crate) fn hot(slot: u32) -> Result<Rc<Hot>> {
     SLOTS
         .with_borrow(|s| s.get(slot as usize).cloned().flatten())
         .ok_or_else(|| js_err(CoreError::Closed))

@@ -144,6 +144,13 @@ impl Hot {
         let s = syncer::Syncer::start(env)?;
         Ok(self.syncer.get_or_init(|| s))
     }
+
+    /// The writer is closed: let the fdatasync thread finish what is pending and end.
+    pub(crate) fn stop_syncer(&self) {
+        if let Some(s) = self.syncer.get() {
+            s.stop();
+        }
+    }
 }
 
 #[napi]
@@ -292,7 +299,7 @@ impl NativeWriter {
     pub fn flush(&self) -> AsyncTask<WriterTask> {
         AsyncTask::new(WriterTask {
             writer: Arc::clone(&self.hot.inner),
-            close: false,
+            close: None,
         })
     }
 
@@ -301,7 +308,7 @@ impl NativeWriter {
     pub fn close(&self) -> AsyncTask<WriterTask> {
         AsyncTask::new(WriterTask {
             writer: Arc::clone(&self.hot.inner),
-            close: true,
+            close: Some(self.slot),
         })
     }
 
@@ -313,6 +320,9 @@ impl NativeWriter {
         } else {
             self.hot.inner.flush()
         };
+        if close {
+            self.hot.stop_syncer();
+        }
         r.map_err(js_err)
     }
 
@@ -550,7 +560,8 @@ impl Task for WaitTask {
 
 pub struct WriterTask {
     writer: Arc<cw::Writer>,
-    close: bool,
+    /// Close (the writer's slot, to stop its fdatasync thread once closed), or flush.
+    close: Option<u32>,
 }
 
 impl Task for WriterTask {
@@ -558,7 +569,7 @@ impl Task for WriterTask {
     type JsValue = ();
 
     fn compute(&mut self) -> Result<()> {
-        let r = if self.close {
+        let r = if self.close.is_some() {
             self.writer.close()
         } else {
             self.writer.flush()
@@ -567,6 +578,9 @@ impl Task for WriterTask {
     }
 
     fn resolve(&mut self, _env: Env, _out: ()) -> Result<()> {
+        if let Some(h) = self.close.and_then(|slot| fast::hot(slot).ok()) {
+            h.stop_syncer();
+        }
         Ok(())
     }
 }

@@ -57,10 +57,7 @@ pub(crate) struct Syncer {
 
 impl Drop for Syncer {
     fn drop(&mut self) {
-        let mut q = self.shared.q.lock().unwrap_or_else(|p| p.into_inner());
-        q.stop = true;
-        drop(q);
-        self.shared.cv.notify_one();
+        self.stop();
     }
 }
 
@@ -119,6 +116,15 @@ impl Syncer {
             return Err(fail());
         }
         Ok(Syncer { shared, main })
+    }
+
+    /// End the thread once what is pending is synced and reported (the writer is closed: no
+    /// line is written, so none is queued, after this).
+    pub(crate) fn stop(&self) {
+        let mut q = self.shared.q.lock().unwrap_or_else(|p| p.into_inner());
+        q.stop = true;
+        drop(q);
+        self.shared.cv.notify_one();
     }
 
     /// Queue the fdatasync of a line whose write() returned; `token` is reported when done.
