@@ -19,17 +19,19 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from ledgerx.config import resolve_root
 from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
-from ledgerx.index.indexer import open_readonly
+from ledgerx.index.dbfile import open_readonly
 from ledgerx.index.publish import IndexPaths, lock_is_free
 from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
 from ledgerx.index.schema import trial_id_sql
+
+if TYPE_CHECKING:  # pyarrow is imported where a table is built, not by every reader
+    import pyarrow as pa
 
 STANDARD_QUERIES: dict[str, str] = {
     "latest_runs": "SELECT * FROM latest_runs",

@@ -60,6 +60,7 @@ from ledgerx.index.derive import (
     write_side,
 )
 from ledgerx.index.hooks import PublishRound, run_publish_hooks
+from ledgerx.index.insert import insert_events
 from ledgerx.index.publish import (
     IndexPaths,
     copy_file,
@@ -71,7 +72,6 @@ from ledgerx.index.publish import (
     remove_stale_tmp,
 )
 from ledgerx.index.scan import (
-    SCAN_SCHEMA,
     FileState,
     Progress,
     ScanFeed,
@@ -85,7 +85,6 @@ from ledgerx.retention import load_archived, pending_archived
 # Re-exported: other modules and tests import them from here.
 __all__ = [
     "DEFAULT_STALE_AFTER_S",
-    "SCAN_SCHEMA",
     "IndexReport",
     "Progress",
     "build_index",
@@ -263,11 +262,10 @@ def _index_into_work(
             upcaster=up,
             progress=opts.progress,
         )
-        feed.start()
         _prepare_tables(con, rnd)
         if rnd.in_place:  # a published file: rows and checkpoints in one transaction
             con.begin()
-        _insert_events(con, feed, rnd.gen)
+        insert_events(con, feed, rnd.gen)
         _trace("insert events")
         if not rnd.in_place:
             con.begin()
@@ -430,26 +428,6 @@ def _prepare_tables(con: duckdb.DuckDBPyConnection, rnd: _Round) -> None:
             upgrade_format(con)
         for ddl in S.VIEWS_DDL:
             con.execute(ddl)
-
-
-def _insert_events(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> None:
-    """One INSERT over a stream of the scanner's batches: DuckDB's threads pull batches as the
-    scanner produces them and write whole row groups, where an INSERT per chunk (each its own
-    commit) left a partial row group to be rewritten at every commit. The work file is private
-    until the rename publishes it, so this INSERT commits on its own (memory stays bounded) and
-    the rest of the round is one transaction."""
-    failed: list[BaseException] = []
-    con.register("_scan", feed.reader(failed))
-    con.execute(
-        """INSERT INTO events
-           SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-                  file, "offset", line_bytes, ?, data_upcast, upcast_version, shape
-           FROM _scan""",
-        [gen],
-    )
-    con.unregister("_scan")
-    if failed:  # the scan failed: the stream ended early, the work file is dropped
-        raise failed[0]
 
 
 def _account(
