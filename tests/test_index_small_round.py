@@ -1,0 +1,127 @@
+"""A small round (`ledgerx.index.insert.SMALL_ROUND_BYTES`) hands the core's batches straight to
+DuckDB, without pyarrow: it stores exactly the rows the streamed path stores (upcast columns,
+shapes, JSON data, bad lines, duplicates, several files), and a one-event `ledgerx rebuild`
+process never imports pyarrow, numpy or pandas (issue #15: most of that process was imports)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from index_support import DAY_US, T0, part_files, write_sweep
+
+from ledgerx import _core
+from ledgerx.index import IndexPaths, build_index
+from ledgerx.index import insert as insert_mod
+from ledgerx.index.indexer import open_readonly
+
+
+class Up:
+    """trial.recorded is at version 2: every trial is upcast, except trial 3, whose upcast
+    fails (indexed as written, reported)."""
+
+    def newest_versions(self) -> dict[str, int]:
+        return {"trial.recorded": 2, "run.created": 1}
+
+    def upcast_json(self, event_type: str, version: int, data_json: str) -> tuple[str, int]:
+        d = json.loads(data_json)
+        if d.get("trial_id") == 3:
+            raise ValueError("no upcast for trial 3")
+        d["params"] = {"v2": True, **d["params"]}
+        return json.dumps(d), 2
+
+
+def _log(root: Path, seed: int) -> None:
+    write_sweep(root, runs=2, trials=6, seed=seed, day_us=T0 + seed * DAY_US)
+    part = part_files(root)[-1]
+    lines = part.read_bytes().splitlines(keepends=True)
+    with part.open("ab") as f:
+        f.write(b'{"not": "an event"}\n')  # a bad line
+        f.write(lines[1])  # a duplicate event id
+
+
+def _rows(root: Path) -> dict[str, Any]:
+    con = open_readonly(IndexPaths.for_root(root).runs)
+    try:
+        ev = con.execute(
+            """SELECT event_id, event_type, schema_version, ts, run_id, writer, seq,
+                      data::VARCHAR, typeof(data), file, "offset", line_bytes, gen,
+                      data_upcast::VARCHAR, typeof(data_upcast), upcast_version, shape
+               FROM events ORDER BY file, "offset" """
+        ).fetchall()
+        files = con.execute("SELECT * EXCLUDE (updated_at) FROM _ledger_files ORDER BY ALL")
+        ckpt = files.fetchall()
+        bad = con.execute("SELECT * FROM _bad_lines ORDER BY ALL").fetchall()
+        trials = con.execute("SELECT * FROM trial_results ORDER BY ALL").fetchall()
+        runs = con.execute("SELECT * FROM runs_d ORDER BY run_id").fetchall()
+    finally:
+        con.close()
+    return {"events": ev, "bad": bad, "trials": trials, "runs": runs, "files": ckpt}
+
+
+def _report(rep: Any) -> tuple[Any, ...]:
+    return (rep.mode, rep.events, rep.bad_lines, rep.duplicates, rep.bytes, rep.files,
+            sorted(rep.warnings), rep.bad)  # fmt: skip
+
+
+def test_small_and_streamed_rounds_store_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small, streamed = tmp_path / "small", tmp_path / "streamed"
+    _log(small, 1)
+    calls: list[int] = []
+    real = insert_mod.insert_small
+
+    def counted(*a: Any) -> None:
+        calls.append(1)
+        real(*a)
+
+    monkeypatch.setattr(insert_mod, "insert_small", counted)
+    reports: dict[str, list[Any]] = {"small": [], "streamed": []}
+    for rnd in range(3):  # each root: a full rebuild, then a copy, then the alternate in place
+        if rnd:
+            _log(small, 1 + rnd)
+        shutil.copytree(small / "events", streamed / "events", dirs_exist_ok=True)  # same log
+        n = len(calls)
+        reports["small"].append(_report(build_index(small, upcaster=Up())))
+        assert len(calls) == n + 1  # the small path ran
+        monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", -1)
+        reports["streamed"].append(_report(build_index(streamed, upcaster=Up())))
+        assert len(calls) == n + 1  # the streamed path ran
+        monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", 4 << 20)
+        got, want = _rows(small), _rows(streamed)
+        assert got == want
+    assert reports["small"] == reports["streamed"]
+    ev = got["events"]
+    assert any(r[13] is not None and r[16] is None for r in ev)  # upcast: no shape
+    assert any(r[1] == "trial.recorded" and r[13] is None and r[16] for r in ev)  # trial 3
+    assert {r[8] for r in ev} == {"JSON"}
+    assert got["bad"] and any("upcast failed" in w for w in reports["small"][0][6])
+
+
+def test_one_event_rebuild_process_does_not_import_pyarrow(root: Path) -> None:
+    write_sweep(root, runs=1, trials=5)
+    build_index(root)
+    w = _core.Writer(str(root), durability="os")
+    w.emit("trial.recorded", {"trial_id": 99, "params": {}, "metrics": {}}, run_id="r-one")
+    w.close()
+    code = (
+        "import json, sys\n"
+        "from ledgerx.cli import main\n"
+        "rc = main(['rebuild', '--root', sys.argv[1]])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pyarrow', 'numpy', 'pandas', 'rich'))\n"
+        "print(json.dumps({'rc': rc, 'heavy': heavy}))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.strip().splitlines()
+    assert out[0].startswith("indexed 1 events"), r.stdout
+    assert json.loads(out[-1]) == {"rc": 0, "heavy": []}
