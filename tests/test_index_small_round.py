@@ -125,3 +125,46 @@ def test_one_event_rebuild_process_does_not_import_pyarrow(root: Path) -> None:
     out = r.stdout.strip().splitlines()
     assert out[0].startswith("indexed 1 events"), r.stdout
     assert json.loads(out[-1]) == {"rc": 0, "heavy": []}
+
+
+def test_report_offsets_are_the_published_checkpoints(root: Path) -> None:
+    """`IndexReport.offsets` (what `wait_indexed` reads instead of reopening the index) equals
+    the published `_ledger_files` after a full round, a copy, the alternate in place, a no-op."""
+    from ledgerx.index.dbfile import read_state
+
+    modes = []
+    for seed in range(4):
+        if seed < 3:
+            write_sweep(root, runs=1, trials=3, seed=seed, day_us=T0 + (seed % 2) * DAY_US)
+        rep = build_index(root)
+        modes.append(rep.mode)
+        ckpt, _ = read_state(IndexPaths.for_root(root).runs)
+        assert rep.offsets == {rel: off for rel, (off, _, _) in ckpt.items()}
+        assert len(rep.offsets) == len(part_files(root))
+    assert modes == ["full", "incremental", "incremental", "noop"]
+
+
+def test_wait_indexed_learns_the_offset_from_its_own_round(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The round `wait_indexed` runs hands back the checkpoints: it returns without asking the
+    index again (one look before the round, none after)."""
+    from ledgerx.reader import Reader, wait_indexed
+
+    write_sweep(root, runs=1, trials=3)
+    build_index(root)
+    w = _core.Writer(str(root), durability="os")
+    pos = w.emit("trial.recorded", {"trial_id": 9, "params": {}, "metrics": {}}, run_id="r-9")
+    w.close()
+    looks: list[str] = []
+    real = Reader.indexed_offset
+
+    def counted(self: Reader, file: str) -> int:
+        looks.append(file)
+        return real(self, file)
+
+    monkeypatch.setattr(Reader, "indexed_offset", counted)
+    wait_indexed(root, (pos[0], pos[1]), timeout=60)
+    assert looks == [pos[0]]
+    with Reader(root) as r:
+        assert real(r, pos[0]) > pos[1]

@@ -357,7 +357,10 @@ def wait_indexed(
                 pass
             if run_indexer and lock_is_free(paths):
                 try:
-                    if build_index(rootp, db=db).mode != "noop":
+                    rep = build_index(rootp, db=db)
+                    if rep.offsets.get(file, 0) > offset:  # what it published
+                        return
+                    if rep.mode != "noop":
                         continue
                 except IndexBusyError:
                     pass

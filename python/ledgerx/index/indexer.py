@@ -136,6 +136,9 @@ class IndexReport:
     db: str = ""
     bad: list[tuple[str, int, int, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The published index's checkpoints after the round ({part: indexed offset}), so a caller
+    # waiting for an event (`wait_indexed`) need not open the index to learn them.
+    offsets: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (
@@ -220,6 +223,8 @@ def build_index(
             unlink_work(paths.alt)
         _trace("close + publish")
         rep.published = True
+        rep.offsets = {rel: off for rel, (off, _, _) in rnd.ckpt.items()}
+        rep.offsets.update((st.rel, st.end) for st in rnd.states if st.end > st.start)
         run_publish_hooks(PublishRound(paths, True, durable, hook_options or {}))
         rep.seconds = time.monotonic() - t0
         return rep
@@ -331,6 +336,7 @@ def _plan(
     if incremental:
         pub = read_state_any(paths.runs, work)
         ckpt, meta, copied, last_runs = pub.ckpt, pub.meta, pub.copied, pub.last_runs
+        rep.offsets = {rel: off for rel, (off, _, _) in ckpt.items()}
     parts = list_part_files(ev, since)
     rep.warnings.extend(irregular_entries(ev))
     states = _new_bytes(ev, parts, ckpt, rep.warnings)
