@@ -149,7 +149,7 @@ def test_wait_indexed_learns_the_offset_from_its_own_round(
 ) -> None:
     """The round `wait_indexed` runs hands back the checkpoints: it returns without asking the
     index again (one look before the round, none after)."""
-    from ledgerx.reader import Reader, wait_indexed
+    from ledgerx.reader import Reader, _OffsetProbe, wait_indexed
 
     write_sweep(root, runs=1, trials=3)
     build_index(root)
@@ -157,14 +157,39 @@ def test_wait_indexed_learns_the_offset_from_its_own_round(
     pos = w.emit("trial.recorded", {"trial_id": 9, "params": {}, "metrics": {}}, run_id="r-9")
     w.close()
     looks: list[str] = []
-    real = Reader.indexed_offset
+    real = _OffsetProbe.offset
 
-    def counted(self: Reader, file: str) -> int:
+    def counted(self: _OffsetProbe, file: str) -> int:
         looks.append(file)
         return real(self, file)
 
-    monkeypatch.setattr(Reader, "indexed_offset", counted)
+    monkeypatch.setattr(_OffsetProbe, "offset", counted)
     wait_indexed(root, (pos[0], pos[1]), timeout=60)
     assert looks == [pos[0]]
     with Reader(root) as r:
-        assert real(r, pos[0]) > pos[1]
+        assert r.indexed_offset(pos[0]) > pos[1]
+
+
+def test_offset_probe_follows_each_publish(root: Path) -> None:
+    """`wait_indexed`'s probe keeps one connection and attaches the published file again after
+    every publish (the alternate scheme swaps names: the old file must not be read)."""
+    from ledgerx.reader import _OffsetProbe
+
+    write_sweep(root, runs=1, trials=3)
+    probe = _OffsetProbe(IndexPaths.for_root(root).runs)
+    try:
+        part = part_files(root)[0].relative_to(root / "events").as_posix()
+        assert probe.offset(part) == -1  # no index yet
+        build_index(root)
+        assert probe.offset(part) == part_files(root)[0].stat().st_size
+        for i in range(4):  # a copy, then in place
+            w = _core.Writer(str(root), durability="os")
+            pos = w.emit("trial.recorded", {"trial_id": i, "params": {}, "metrics": {}}, run_id="r")
+            f, off = pos[0], pos[1]
+            w.close()
+            assert probe.offset(f) <= off
+            build_index(root)
+            assert probe.offset(f) > off
+            assert probe.offset("day=2000-01-01/part-000001.jsonl") == 0
+    finally:
+        probe.close()

@@ -279,8 +279,9 @@ def _index_into_work(
         con.commit()
         _trace("commit")
         _write_side_files(con, rnd, rep, opts.durable)
+        _trace("side files")
         con.execute("CHECKPOINT")
-        _trace("side files + checkpoint")
+        _trace("checkpoint")
     except BaseException:
         if feed is not None:
             feed.close()
@@ -335,6 +336,7 @@ def _plan(
     p_ident = file_ident(paths.runs)
     if incremental:
         pub = read_state_any(paths.runs, work)
+        _trace("published state")
         ckpt, meta, copied, last_runs = pub.ckpt, pub.meta, pub.copied, pub.last_runs
         rep.offsets = {rel: off for rel, (off, _, _) in ckpt.items()}
     parts = list_part_files(ev, since)
