@@ -7,10 +7,10 @@ One round:
   3. pick the work file: the alternate (the previously published file, `.runs.duckdb.alt`),
      updated in place from its own checkpoints when it is exactly the file published before and
      nobody has it open; else a kernel copy of the published one, or a fresh one (full rebuild);
-  4. in ONE DuckDB transaction: stream the Rust scanner's Arrow batches into `events`, drop
-     duplicate event ids, derive the other tables from the new rows, record the new checkpoints
-     (a fresh or copied work file commits the big INSERT on its own: it is private until
-     published, and dropped on failure);
+  4. in ONE DuckDB transaction: stream the Rust scanner's Arrow batches into `events` (a small
+     round: batch by batch, without pyarrow; `insert`), drop duplicate event ids, derive the
+     other tables from the new rows, record the new checkpoints (a fresh or copied work file
+     commits the big INSERT on its own: it is private until published, and dropped on failure);
   5. checkpoint, fsync, and publish alerts/catalog, then runs.duckdb: a rename (full rebuild) or
      an exchange of names that keeps the replaced file as the next alternate.
 
@@ -20,8 +20,9 @@ in the published file and is replaced by a copy); a crash after it leaves the ne
 way the checkpoints and the rows moved together, so the next round neither skips nor repeats a
 byte.
 
-The round's parts live beside this module: `scan` (part files, the scanner feed), `dbfile`
-(published files, checkpoints), `derive` (dedupe, derived tables, checkpoints, side files).
+The round's parts live beside this module: `scan` (part files, the scanner feed), `insert` (the
+scanned rows into `events`), `dbfile` (published files, checkpoints), `derive` (dedupe, derived
+tables, checkpoints, side files).
 """
 
 from __future__ import annotations
