@@ -193,3 +193,40 @@ def test_offset_probe_follows_each_publish(root: Path) -> None:
             assert probe.offset("day=2000-01-01/part-000001.jsonl") == 0
     finally:
         probe.close()
+
+
+def test_wait_indexed_in_a_forked_child_after_the_parent_used_it(root: Path) -> None:
+    """The probe's in-memory DuckDB is per process: a child forked after the parent waited gets
+    its own (DuckDB's threads do not survive a fork) and its wait completes."""
+    import os
+    import time
+
+    from ledgerx import reader
+
+    write_sweep(root, runs=1, trials=3)
+    build_index(root)
+    w = _core.Writer(str(root), durability="os")
+    pos = w.emit("trial.recorded", {"trial_id": 1, "params": {}, "metrics": {}}, run_id="r")
+    reader.wait_indexed(root, (pos[0], pos[1]), timeout=60)
+    parent_db = reader._PROBE_DB[os.getpid()]
+    pos2 = w.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}}, run_id="r")
+    w.close()
+    pid = os.fork()
+    if pid == 0:  # the child: wait for the second event, report through the exit status
+        code = 1
+        try:
+            reader.wait_indexed(root, (pos2[0], pos2[1]), timeout=60)
+            code = 0 if reader._PROBE_DB[os.getpid()] is not parent_db else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 90
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child's wait_indexed hung")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0

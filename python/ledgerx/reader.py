@@ -372,18 +372,28 @@ def wait_indexed(
         probe.close()
 
 
-_PROBE_DB: list[duckdb.DuckDBPyConnection] = []
+_PROBE_DB: dict[int, duckdb.DuckDBPyConnection] = {}  # by pid: a forked child makes its own
 _PROBE_LOCK = threading.Lock()
 _PROBE_IDS = itertools.count()
 
 
+def _reset_probe_lock() -> None:  # a fork while another thread held it must not deadlock
+    global _PROBE_LOCK
+    _PROBE_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_probe_lock)
+
+
 def _probe_cursor() -> duckdb.DuckDBPyConnection:
     """A cursor on this process's one in-memory DuckDB for probes: a new DuckDB instance costs
-    tens of ms, a cursor on an existing one nothing (each probe attaches under its own name)."""
+    tens of ms, a cursor on an existing one nothing (each probe attaches under its own name).
+    A forked child never touches its parent's instance (its threads did not survive the fork)."""
     with _PROBE_LOCK:
-        if not _PROBE_DB:
-            _PROBE_DB.append(duckdb.connect(":memory:"))
-        return _PROBE_DB[0].cursor()
+        con = _PROBE_DB.get(os.getpid())
+        if con is None:
+            con = _PROBE_DB[os.getpid()] = duckdb.connect(":memory:")
+        return con.cursor()
 
 
 class _OffsetProbe:
