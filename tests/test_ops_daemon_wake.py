@@ -70,3 +70,28 @@ def test_growth_mark_changes_with_appends_new_parts_and_days(root: Path) -> None
     assert m2 != m1
     (ev / "day=2099-01-01" / "part-000001.jsonl").write_bytes(b"")
     assert growth_mark(ev) != m2
+
+
+def test_the_daemon_makes_its_next_rounds_duckdb_while_it_waits(root: Path) -> None:
+    """Between cycles the daemon makes the in-memory DuckDB that the next round's first
+    `open_readonly` takes (a new instance costs tens of ms, off the round's path now)."""
+    import os
+
+    from ledgerx.daemon import Daemon
+    from ledgerx.index import build_index, dbfile
+
+    write_sweep(root, runs=1, trials=3)
+    build_index(root)
+    dbfile._SPARE.pop(os.getpid(), None)
+    d = Daemon(root, interval=0.01)
+    d.sleep(root / "events", growth_mark(root / "events"))
+    spare = dbfile._SPARE[os.getpid()]
+    con = dbfile.open_readonly(IndexPaths.for_root(root).runs)
+    try:
+        assert con is spare and os.getpid() not in dbfile._SPARE
+        assert con.execute("SELECT count(*) FROM _ledger_files").fetchone() == (1,)
+    finally:
+        con.close()
+    con2 = dbfile.open_readonly(IndexPaths.for_root(root).runs)  # none ready: a new one
+    assert con2 is not spare
+    con2.close()

@@ -304,6 +304,9 @@ class Daemon:
     def sleep(self, ev: Path, mark: tuple[Any, ...]) -> None:
         """Until the next cycle: `interval` seconds, or less when the log grows past `mark`
         (with `wake`), or stop."""
+        from ledgerx.index.dbfile import prepare_spare
+
+        prepare_spare()  # the next round's first DuckDB instance, made while nothing happens
         if not self.wake:
             self.stop.wait(self.interval)
             return
