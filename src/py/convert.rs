@@ -107,7 +107,7 @@ fn str_kind(written: usize, len: usize) -> TokKind {
 /// `write_obj`, recording each value's tokens on `tape` when given.
 fn write_value(
     out: &mut Vec<u8>,
-    mut tape: Option<&mut Tape>,
+    tape: Option<&mut Tape>,
     obj: &Bound<'_, PyAny>,
     depth: usize,
     opts: Opts<'_, '_>,
@@ -125,40 +125,7 @@ fn write_value(
         json::write_str(out, s);
         leaf(tape, str_kind(out.len() - start, s.len()), out.len());
     } else if let Ok(d) = obj.downcast::<PyDict>() {
-        if depth >= MAX_DEPTH {
-            return Err(ConvertError::new(format!(
-                "nested deeper than {MAX_DEPTH} levels"
-            )));
-        }
-        let me = tape.as_deref_mut().map(|t| t.open(TokKind::Obj, start));
-        out.push(b'{');
-        for (i, (k, v)) in d.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            let key = k.downcast::<PyString>().map_err(|_| {
-                ConvertError::new(format!(
-                    "non-string key {} ({})",
-                    k.repr().map(|r| r.to_string()).unwrap_or_default(),
-                    type_name(&k)
-                ))
-            })?;
-            let key = key
-                .to_str()
-                .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
-            let ks = out.len();
-            json::write_str(out, key);
-            if let Some(t) = tape.as_deref_mut() {
-                t.leaf(str_kind(out.len() - ks, key.len()), ks, out.len());
-            }
-            out.push(b':');
-            write_value(out, tape.as_deref_mut(), &v, depth + 1, opts)
-                .map_err(|e| e.at(key.to_string()))?;
-        }
-        out.push(b'}');
-        if let (Some(t), Some(me)) = (tape, me) {
-            t.close(me, out.len());
-        }
+        write_dict(out, tape, d, depth, opts)?;
     } else if obj.is_instance_of::<PyBool>() {
         let yes = obj.is_truthy().unwrap_or(false);
         out.extend_from_slice(if yes { b"true" } else { b"false" });
@@ -185,35 +152,94 @@ fn write_value(
         out.extend_from_slice(b"null");
         leaf(tape, TokKind::Null, out.len());
     } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
-        if depth >= MAX_DEPTH {
-            return Err(ConvertError::new(format!(
-                "nested deeper than {MAX_DEPTH} levels"
-            )));
-        }
-        let me = tape.as_deref_mut().map(|t| t.open(TokKind::Arr, start));
-        out.push(b'[');
-        for (i, item) in obj
-            .try_iter()
-            .map_err(|e| ConvertError::new(e.to_string()))?
-            .enumerate()
-        {
-            if i > 0 {
-                out.push(b',');
-            }
-            let item = item.map_err(|e| ConvertError::new(e.to_string()))?;
-            write_value(out, tape.as_deref_mut(), &item, depth + 1, opts)
-                .map_err(|e| e.at(format!("[{i}]")))?;
-        }
-        out.push(b']');
-        if let (Some(t), Some(me)) = (tape, me) {
-            t.close(me, out.len());
-        }
+        write_seq(out, tape, obj, depth, opts)?;
     } else {
         // Rarer types (numpy, datetime, Decimal, `default`…): their text is tokenized.
         write_other(out, obj, depth, opts)?;
         if let Some(t) = tape {
             t.append(out, start, depth).map_err(ConvertError::new)?;
         }
+    }
+    Ok(())
+}
+
+/// A dict as a JSON object (string keys only), its tokens on `tape` when given.
+fn write_dict(
+    out: &mut Vec<u8>,
+    mut tape: Option<&mut Tape>,
+    d: &Bound<'_, PyDict>,
+    depth: usize,
+    opts: Opts<'_, '_>,
+) -> Result<(), ConvertError> {
+    let start = out.len();
+    if depth >= MAX_DEPTH {
+        return Err(ConvertError::new(format!(
+            "nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    let me = tape.as_deref_mut().map(|t| t.open(TokKind::Obj, start));
+    out.push(b'{');
+    for (i, (k, v)) in d.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let key = k.downcast::<PyString>().map_err(|_| {
+            ConvertError::new(format!(
+                "non-string key {} ({})",
+                k.repr().map(|r| r.to_string()).unwrap_or_default(),
+                type_name(&k)
+            ))
+        })?;
+        let key = key
+            .to_str()
+            .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
+        let ks = out.len();
+        json::write_str(out, key);
+        if let Some(t) = tape.as_deref_mut() {
+            t.leaf(str_kind(out.len() - ks, key.len()), ks, out.len());
+        }
+        out.push(b':');
+        write_value(out, tape.as_deref_mut(), &v, depth + 1, opts)
+            .map_err(|e| e.at(key.to_string()))?;
+    }
+    out.push(b'}');
+    if let (Some(t), Some(me)) = (tape, me) {
+        t.close(me, out.len());
+    }
+    Ok(())
+}
+
+/// A list or tuple as a JSON array, its tokens on `tape` when given.
+fn write_seq(
+    out: &mut Vec<u8>,
+    mut tape: Option<&mut Tape>,
+    obj: &Bound<'_, PyAny>,
+    depth: usize,
+    opts: Opts<'_, '_>,
+) -> Result<(), ConvertError> {
+    let start = out.len();
+    if depth >= MAX_DEPTH {
+        return Err(ConvertError::new(format!(
+            "nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    let me = tape.as_deref_mut().map(|t| t.open(TokKind::Arr, start));
+    out.push(b'[');
+    for (i, item) in obj
+        .try_iter()
+        .map_err(|e| ConvertError::new(e.to_string()))?
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(b',');
+        }
+        let item = item.map_err(|e| ConvertError::new(e.to_string()))?;
+        write_value(out, tape.as_deref_mut(), &item, depth + 1, opts)
+            .map_err(|e| e.at(format!("[{i}]")))?;
+    }
+    out.push(b']');
+    if let (Some(t), Some(me)) = (tape, me) {
+        t.close(me, out.len());
     }
     Ok(())
 }

@@ -62,6 +62,7 @@ from ledgerx.index.derive import (
 )
 from ledgerx.index.hooks import PublishRound, run_publish_hooks
 from ledgerx.index.insert import insert_events
+from ledgerx.index.prescan import DEFAULT_CHUNK_BYTES, Prescan
 from ledgerx.index.publish import (
     IndexPaths,
     copy_file,
@@ -79,6 +80,7 @@ from ledgerx.index.scan import (
     has_newline,
     irregular_entries,
     list_part_files,
+    scan_files,
 )
 from ledgerx.index.upcast import Upcaster, default_upcaster
 from ledgerx.retention import load_archived, pending_archived
@@ -98,7 +100,6 @@ __all__ = [
 
 
 DEFAULT_STALE_AFTER_S = 3600.0
-DEFAULT_CHUNK_BYTES = 32 << 20
 # The alternate is updated in place only when it lags by at most this many log bytes (it replays
 # the previous round too); a bigger round works on a copy, which costs the same at that size.
 IN_PLACE_MAX_BYTES = 64 << 20
@@ -181,6 +182,7 @@ def build_index(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     durable: bool = True,
     hook_options: Mapping[str, Any] | None = None,
+    prescan: Prescan | None = None,
 ) -> IndexReport:
     """Index the new bytes of every part file (or everything, with `full_rebuild`) and publish.
 
@@ -191,6 +193,8 @@ def build_index(
     After each round the registered publish hooks run (`ledgerx.index.hooks`), given
     `hook_options`; e.g. `{"legacy_projection": True}` for the legacy projection, which
     `ledgerx.legacy` registers.
+    `prescan`: a scan started before this call (`ledgerx.index.prescan.Prescan`, the CLI's full
+    rebuild), used when it scans exactly what the round plans to, else dropped.
     """
     t0 = time.monotonic()
     started_at = datetime.now(timezone.utc)
@@ -199,36 +203,40 @@ def build_index(
     rootp = resolve_root(root)
     paths = IndexPaths.for_root(rootp, db)
     rep = IndexReport(mode="noop", db=str(paths.runs))
-    with index_lock(paths):
-        remove_stale_tmp(paths)
-        _T0[0] = t0
-        rnd = _plan(rootp, paths, since, full_rebuild, stale_after, rep)
-        if rnd is None:  # nothing new: no file is touched
-            run_publish_hooks(PublishRound(paths, False, durable, hook_options or {}))
+    try:
+        with index_lock(paths):
+            remove_stale_tmp(paths)
+            _T0[0] = t0
+            rnd = _plan(rootp, paths, since, full_rebuild, stale_after, rep)
+            if rnd is None:  # nothing new: no file is touched
+                run_publish_hooks(PublishRound(paths, False, durable, hook_options or {}))
+                rep.seconds = time.monotonic() - t0
+                return rep
+            _trace("plan")
+            rep.mode = "incremental" if rnd.incremental else "full"
+            rep.gen = rnd.gen
+            up = default_upcaster(rnd.ev) if upcaster is _DEFAULT else upcaster
+            opts = _Options(strict, chunk_bytes, threads, memory_limit, durable, progress, prescan)
+            _use_alternate(rnd)
+            _trace("alternate" if rnd.in_place else "no alternate")
+            con = _index_into_work(rnd, rep, up, opts, started_at, t0)
+            con.close()
+            unlink_spill(rnd.work)
+            if rnd.incremental:
+                publish_keeping_alt(rnd.work, paths.runs, durable=durable)
+            else:  # a new lineage: the old file is no base for the next round
+                publish(rnd.work, paths.runs, durable=durable)
+                unlink_work(paths.alt)
+            _trace("close + publish")
+            rep.published = True
+            rep.offsets = {rel: off for rel, (off, _, _) in rnd.ckpt.items()}
+            rep.offsets.update((st.rel, st.end) for st in rnd.states if st.end > st.start)
+            run_publish_hooks(PublishRound(paths, True, durable, hook_options or {}))
             rep.seconds = time.monotonic() - t0
             return rep
-        _trace("plan")
-        rep.mode = "incremental" if rnd.incremental else "full"
-        rep.gen = rnd.gen
-        up = default_upcaster(rnd.ev) if upcaster is _DEFAULT else upcaster
-        opts = _Options(strict, chunk_bytes, threads, memory_limit, durable, progress)
-        _use_alternate(rnd)
-        _trace("alternate" if rnd.in_place else "no alternate")
-        con = _index_into_work(rnd, rep, up, opts, started_at, t0)
-        con.close()
-        unlink_spill(rnd.work)
-        if rnd.incremental:
-            publish_keeping_alt(rnd.work, paths.runs, durable=durable)
-        else:  # a new lineage: the old file is no base for the next round
-            publish(rnd.work, paths.runs, durable=durable)
-            unlink_work(paths.alt)
-        _trace("close + publish")
-        rep.published = True
-        rep.offsets = {rel: off for rel, (off, _, _) in rnd.ckpt.items()}
-        rep.offsets.update((st.rel, st.end) for st in rnd.states if st.end > st.start)
-        run_publish_hooks(PublishRound(paths, True, durable, hook_options or {}))
-        rep.seconds = time.monotonic() - t0
-        return rep
+    finally:
+        if prescan is not None:
+            prescan.close()  # a no-op once the round has taken it
 
 
 @dataclass
@@ -239,6 +247,18 @@ class _Options:
     memory_limit: str | None
     durable: bool
     progress: Progress | None
+    prescan: Prescan | None = None
+
+
+def _adopt(opts: _Options, rnd: _Round) -> Prescan | None:
+    """The prescan when it scans exactly what this round plans to (the same files from the same
+    offsets to the same sizes, the same options); else None (closed when the call ends)."""
+    pre = opts.prescan
+    want = (scan_files(rnd.states), opts.strict, opts.chunk_bytes, opts.threads)
+    if pre is not None and pre.matches(*want):
+        _trace("prescan adopted")
+        return pre
+    return None
 
 
 def _index_into_work(
@@ -267,6 +287,7 @@ def _index_into_work(
             threads=opts.threads,
             upcaster=up,
             progress=opts.progress,
+            prescan=_adopt(opts, rnd),
         )
         _prepare_tables(con, rnd)
         if rnd.in_place:  # a published file: rows and checkpoints in one transaction

@@ -110,6 +110,7 @@ class ScanFeed:
         upcaster: Upcaster | None,
         progress: Progress | None,
         depth: int = 1,
+        prescan: Any = None,
     ) -> None:
         self.ev, self.states, self.strict, self.chunk = ev, states, strict, chunk
         self.threads, self.upcaster, self.progress = threads, upcaster, progress
@@ -124,12 +125,16 @@ class ScanFeed:
         self._stop = threading.Event()
         self._by_rel = {s.rel: s for s in states}
         self._t = threading.Thread(target=self._run, name="ledgerx-scan", daemon=True)
+        # A `ledgerx.index.prescan.Prescan` of exactly this scan, started earlier: its rounds.
+        self.prescan = prescan
 
     def start(self) -> None:
         self._t.start()
 
     def close(self) -> None:
         self._stop.set()
+        if self.prescan is not None:
+            self.prescan.close()
         while self._t.is_alive():
             try:
                 self._q.get_nowait()
@@ -137,28 +142,23 @@ class ScanFeed:
                 self._t.join(0.05)
 
     def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(self._q, item, self._stop)
 
     def _scanner(self) -> Any:
         for s in self.states:
             s.end = s.start
+        if self.prescan is not None:
+            return self.prescan.rounds()
         # Each round scans up to `width` files in parallel, `chunk` bytes of each at most; a
         # file is read up to its listed size (one that grew waits for the next round), an
         # unterminated tail is left pending.
-        width = self.threads or os.cpu_count() or 1
         return _core.Scanner(
             str(self.ev),
-            [(s.rel, s.start, s.size) for s in self.states],
+            scan_files(self.states),
             strict=self.strict,
             max_bytes=self.chunk,
             threads=self.threads,
-            width=width,
+            width=scan_width(self.threads),
         )
 
     def _book(self, b: Any) -> bool:
@@ -236,6 +236,27 @@ class ScanFeed:
                 failed.append(e)
 
         return pa.RecordBatchReader.from_batches(scan_schema(), batches())
+
+
+def put_until_stopped(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put `item` on a bounded queue, waiting while it is full; False once `stop` is set."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def scan_width(threads: int) -> int:
+    """Files one scan round reads in parallel."""
+    return threads or os.cpu_count() or 1
+
+
+def scan_files(states: list[FileState]) -> list[tuple[str, int, int]]:
+    """(rel, start, stop) of each file a round scans, as `Scanner` takes them."""
+    return [(s.rel, s.start, s.size) for s in states]
 
 
 @cache
