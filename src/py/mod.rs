@@ -1,6 +1,7 @@
 //! The PyO3 binding: conversion only (errors: `errors.rs`); the work is in `crate::core`.
 
 mod arrow;
+mod cache;
 mod convert;
 mod errors;
 mod scan;

@@ -1,6 +1,7 @@
 //! `Writer`: validates and serializes `data` from Python objects, then hands the line to the
 //! core appender. Blocking work (write, fdatasync, waiting on the flusher) runs without the GIL.
 
+use super::cache::SchemaCache;
 use super::convert::{with_serialized, Opts};
 use super::{schema_err, to_py};
 use crate::core::schema::TapeNode;
@@ -27,6 +28,8 @@ pub struct Writer {
     default: Option<Py<PyAny>>,
     /// This writer's key in each thread's `FIRST_UNFLUSHED` (unique in the process).
     key: u64,
+    /// Schema lookups per event type, while their registry is current.
+    cache: SchemaCache,
 }
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
@@ -121,6 +124,7 @@ impl Writer {
             nonfinite_null,
             default,
             key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
+            cache: SchemaCache::default(),
         })
     }
 
@@ -161,13 +165,15 @@ impl Writer {
         if let Some(r) = run_id {
             cw::check_run_id(r).map_err(to_py)?;
         }
-        let reg = self.schemas.for_type(event_type).map_err(to_py)?;
         let invalid = |msg: String, version: Option<u32>, path: Option<String>| {
             schema_err(msg, Some(event_type.to_string()), version, path)
         };
-        let (version, schema) = reg
-            .get(event_type, schema_version)
+        let found = self
+            .cache
+            .find(&self.schemas, event_type, schema_version)
+            .map_err(to_py)?
             .map_err(|m| invalid(m, schema_version, None))?;
+        let (version, schema) = (found.version, found.schema());
         let data = data.downcast::<PyDict>().map_err(|_| {
             let ty = data.get_type().name().map(|n| n.to_string());
             let msg = format!(
