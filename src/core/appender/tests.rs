@@ -202,7 +202,8 @@ fn part_descriptors_are_close_on_exec() {
     let (a, _) = open_part(&ev, DAY, 1000, 1).unwrap();
     let (fd, fl) = fd_flags(&a.file);
     assert_ne!(fd & libc::FD_CLOEXEC, 0, "created part");
-    assert_ne!(fl & libc::O_APPEND, 0);
+    // Not O_APPEND: lines go at the data's end, in front of the preallocated zeros.
+    assert_eq!(fl & libc::O_APPEND, 0);
     drop(a);
     let (b, _) = open_part(&ev, DAY, 1000, 1).unwrap();
     assert!(b.rel.ends_with("part-000001.jsonl"), "adopted");
@@ -302,4 +303,93 @@ fn child_unwritable() {
     })
     .unwrap_err();
     assert_eq!(e.errno(), Some(libc::EACCES), "{e}");
+}
+
+/// Preallocation: a live part keeps `PREALLOC_BYTES` of zeros written ahead of its data,
+/// lines land at the data's end (in front of the zeros), and once let go the part ends with
+/// its last line.
+#[test]
+fn a_live_part_keeps_zeros_ahead_and_ends_with_its_last_line_when_dropped() {
+    let ev = tmp("prealloc");
+    let (p, at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    p.append(b"{\"a\":1}\n", at).unwrap();
+    p.append(b"{\"b\":2}\n", 8).unwrap();
+    let len = fs::metadata(&p.path).unwrap().len();
+    assert_eq!(
+        len,
+        8 + PREALLOC_BYTES,
+        "zeros written ahead at the first append"
+    );
+    assert_eq!(data_end(&p.file, len).unwrap(), 16);
+    let raw = fs::read(&p.path).unwrap();
+    assert_eq!(&raw[..16], b"{\"a\":1}\n{\"b\":2}\n");
+    assert!(raw[16..].iter().all(|&b| b == 0));
+    let path = p.path.clone();
+    drop(p);
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        b"{\"a\":1}\n{\"b\":2}\n",
+        "zero tail cut"
+    );
+}
+
+/// The zeros never reach past the part's size limit (a rotated part stays under it).
+#[test]
+fn the_zero_tail_stops_at_the_size_limit() {
+    let ev = tmp("prelimit");
+    let (p, at) = open_part(&ev, DAY, 1000, 1).unwrap();
+    p.append(b"{\"a\":1}\n", at).unwrap();
+    assert_eq!(fs::metadata(&p.path).unwrap().len(), 1000);
+}
+
+/// A writer that died leaves its zero tail: adoption cuts it without quarantining anything
+/// (zeros are not data), a torn line in front of the zeros goes to quarantine, and the next
+/// line lands right after the last complete one.
+#[test]
+fn adoption_cuts_a_zero_tail_and_quarantines_only_a_torn_line_before_it() {
+    let ev = tmp("zerotail");
+    let dir = ev.join(format!("day={DAY}"));
+    fs::create_dir_all(&dir).unwrap();
+    let mut raw = b"{\"a\":1}\n".to_vec();
+    raw.resize(8 + 100_000, 0);
+    fs::write(dir.join("part-000001.jsonl"), &raw).unwrap();
+    let (p, size) = open_part(&ev, DAY, 1 << 30, 1).unwrap();
+    assert_eq!(size, 8);
+    assert!(!ev.join(QUARANTINE_DIR).exists(), "nothing quarantined");
+    p.append(b"{\"b\":2}\n", size).unwrap();
+    let path = p.path.clone();
+    drop(p);
+    assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+    let mut raw = b"{\"a\":1}\n{\"b\":".to_vec();
+    raw.resize(13 + 4096, 0);
+    fs::write(&path, &raw).unwrap();
+    let (_p, size) = open_part(&ev, DAY, 1 << 30, 1).unwrap();
+    assert_eq!(size, 8);
+    assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}\n");
+    assert_eq!(only_quarantined(&ev).0, b"{\"b\":");
+}
+
+#[test]
+fn data_end_is_after_the_last_non_nul_byte() {
+    let ev = tmp("dataend");
+    fs::create_dir_all(&ev).unwrap();
+    let path = ev.join("f");
+    let long = [b"x\n".as_slice(), &[0u8; 200_000]].concat(); // zeros over several chunks
+    let torn = [b"x\n{\"b".as_slice(), &[0u8; 3]].concat();
+    for (raw, want) in [
+        (b"ab\n".to_vec(), 3),
+        (Vec::new(), 0),
+        (vec![0u8; 5], 0),
+        (long, 2),
+        (torn, 5),
+    ] {
+        fs::write(&path, &raw).unwrap();
+        let f = File::open(&path).unwrap();
+        assert_eq!(
+            data_end(&f, raw.len() as u64).unwrap(),
+            want,
+            "{:?}",
+            &raw[..raw.len().min(8)]
+        );
+    }
 }
