@@ -1,0 +1,195 @@
+"""Preallocated parts (issue 15, durable speed): a writer keeps zeros written ahead of a part's
+data so an fdatasync commits no file size. Every reader treats the trailing run of NUL bytes as
+not yet written (docs/format.md): after a SIGKILL, while a writer races the reader, in
+`verify`, the index and the shipper; an old part without zeros still reads and is adopted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from logcheck import check_log, expected_index
+
+import ledgerx
+from ledgerx import _core
+from ledgerx.index import build_index
+from ledgerx.index.scan import list_part_files
+from ledgerx.index.verify import index_status, verify
+
+CHILD = r"""
+import sys, ledgerx
+led = ledgerx.open(sys.argv[1], durability=sys.argv[2])
+i = 0
+while True:
+    led.emit("trial.recorded", {"trial_id": i, "params": {"a": i}, "metrics": {"m": 0.5}},
+             run_id="r")
+    print(i, flush=True)
+    i += 1
+"""
+
+
+def _writer(root: Path, mode: str = "fsync") -> subprocess.Popen[str]:
+    ledgerx.open(root).close()
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root), mode], stdout=subprocess.PIPE, text=True
+    )
+
+
+def _kill_after(p: subprocess.Popen[str], n: int) -> list[int]:
+    """Read n acknowledgments, SIGKILL the writer; the acknowledged trial ids."""
+    assert p.stdout is not None
+    acked = [int(p.stdout.readline()) for _ in range(n)]
+    os.kill(p.pid, signal.SIGKILL)
+    out, _ = p.communicate()
+    acked += [int(x) for x in out.split("\n")[:-1]]  # the last one may be cut by the kill
+    return acked
+
+
+def _parts(root: Path) -> list[Path]:
+    return sorted((root / "events").glob("day=*/part-*.jsonl"))
+
+
+def _trials(root: Path) -> list[int]:
+    r = ledgerx.Reader(root)
+    try:
+        q = "SELECT CAST(data->>'trial_id' AS BIGINT) AS t FROM events ORDER BY t"
+        return [x[0] for x in r.sql(q).fetchall()]
+    finally:
+        r.close()
+
+
+def test_a_zero_tail_left_by_sigkill_is_read_as_unwritten(root: Path) -> None:
+    acked = _kill_after(_writer(root), 50)
+    (part,) = _parts(root)
+    raw = part.read_bytes()
+    data = raw.rstrip(b"\0")
+    assert len(raw) - len(data) > 100_000, "the killed writer left its zero tail"
+    assert data.endswith(b"\n")
+    # The independent reader takes the zeros for unwritten space, not a torn line.
+    on_disk = sorted(e["data"]["trial_id"] for e in check_log(root).events)
+    assert set(acked) <= set(on_disk) and on_disk == list(range(len(on_disk)))
+    assert list_part_files(root / "events")[0][2] == len(data)
+    rep = verify(root)
+    assert rep.ok, rep.problems
+    build_index(root)
+    assert _trials(root) == on_disk
+    st = index_status(root)
+    assert (st["lag_bytes"], st["lag_events"]) == (0, 0)
+    # Crash recovery: the next writer adopts the part, cuts the zeros (nothing quarantined) and
+    # writes right after the last line.
+    with ledgerx.open(root, durability="fsync") as led:
+        led.emit("trial.recorded", {"trial_id": 10_000, "params": {}, "metrics": {}}, run_id="r")
+    assert _parts(root) == [part]
+    after = part.read_bytes()
+    assert after.startswith(data) and after.count(b"\n") == data.count(b"\n") + 1
+    assert b"\0" not in after, "a closed part ends with its last line"
+    assert not (root / "events" / "_quarantine").exists()
+    assert check_log(root).events[-1]["data"]["trial_id"] == 10_000
+
+
+def test_a_reader_racing_the_writer_never_sees_the_zeros(root: Path) -> None:
+    p = _writer(root)
+    assert p.stdout is not None
+    p.stdout.readline()
+    deadline, rounds, rows = time.monotonic() + 3.0, 0, 0
+    try:
+        while time.monotonic() < deadline:
+            for rel, _day, size in list_part_files(root / "events"):
+                with open(root / "events" / rel, "rb") as f:
+                    assert f.read(size).find(b"\0") < 0, f"{rel}: listed size covers zeros"
+                for (b,) in _core.Scanner(str(root / "events"), [(rel, 0, size)]):
+                    assert not b.bad_lines, b.bad_lines
+                    rows += b.num_rows
+                    with open(root / "events" / rel, "rb") as f:
+                        f.seek(b.end_offset)
+                        rest = f.read(b.file_size - b.end_offset)
+                    assert b"\0" not in rest, "the scanner's file end covers zeros"
+            build_index(root)
+            rounds += 1
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.communicate()
+    assert rounds >= 3 and rows > 0
+    r = ledgerx.Reader(root)
+    try:
+        assert r.sql("SELECT count(*) FROM _bad_lines").fetchall() == [(0,)]
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("mode", ["fsync", "group"])
+def test_an_old_part_without_zeros_still_reads_and_is_adopted(root: Path, mode: str) -> None:
+    """A part as writers before preallocation left it (ends with its last line): read as it is,
+    adopted, appended to after its last line; the result equals the independent reader."""
+    with ledgerx.open(root, durability=mode) as led:
+        for i in range(5):
+            led.emit("trial.recorded", {"trial_id": i, "params": {}, "metrics": {}}, run_id="r")
+    (part,) = _parts(root)
+    old = part.read_bytes()
+    assert old.endswith(b"\n") and b"\0" not in old
+    build_index(root)
+    assert _trials(root) == list(range(5))
+    with ledgerx.open(root, durability=mode) as led:
+        led.emit("trial.recorded", {"trial_id": 5, "params": {}, "metrics": {}}, run_id="r")
+        led.flush()
+        live = part.read_bytes()
+        assert live.startswith(old) and live.rstrip(b"\0").count(b"\n") == 6
+    assert part.read_bytes() == live.rstrip(b"\0")
+    build_index(root)
+    assert _trials(root) == list(range(6))
+    assert [e["event_id"] for e in expected_index(root)] == [
+        e["event_id"] for e in check_log(root).events
+    ]
+
+
+def test_fdatasync_in_fsync_mode_finds_the_size_already_covering_the_line(root: Path) -> None:
+    """The lever itself: between appends the part's size does not move (the line lands in
+    zeros already written inside it), so an fdatasync has no size to commit; it moves once per
+    `PREALLOC_BYTES / 2` of data at most."""
+    sizes = []
+    with ledgerx.open(root, durability="fsync") as led:
+        for i in range(300):
+            led.emit("trial.recorded", {"trial_id": i, "params": {}, "metrics": {}}, run_id="r")
+            sizes.append(_parts(root)[0].stat().st_size)
+    assert len(set(sizes)) == 1, f"the size moved {len(set(sizes)) - 1} times in 300 appends"
+
+
+def test_shipping_never_sends_the_zero_tail(root: Path) -> None:
+    pytest.importorskip("obstore")
+    pytest.importorskip("moto")
+    from s3_support import AWS_ENV, check_chains, moto_server, new_bucket, objects
+
+    def ship() -> None:
+        p = subprocess.run(
+            [sys.executable, "-m", "ledgerx", "ship", "--root", str(root), "--to", url,
+             "--endpoint-url", endpoint],
+            capture_output=True, text=True, timeout=120, env={**os.environ, **AWS_ENV},
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+
+    with moto_server() as endpoint:
+        new_bucket(endpoint, "prealloc-b")
+        url = "s3://prealloc-b/fleet"
+        led = ledgerx.open(root, durability="fsync")
+        for i in range(20):
+            led.emit("trial.recorded", {"trial_id": i, "params": {}, "metrics": {}}, run_id="r")
+        (part,) = _parts(root)
+        assert part.read_bytes().endswith(b"\0"), "the live part has its zero tail"
+        ship()
+        rid = (root / "ship" / "root-id").read_text().strip()
+        first = objects(endpoint, "prealloc-b")
+        assert check_chains(first, "fleet", {rid: root}) >= 1
+        for i in range(20, 25):
+            led.emit("trial.recorded", {"trial_id": i, "params": {}, "metrics": {}}, run_id="r")
+        ship()
+        led.close()
+        ship()
+        after = objects(endpoint, "prealloc-b")
+        assert check_chains(after, "fleet", {rid: root}) == 2
+        assert all(b"\0" not in v for v in after.values())
+        assert b"".join(after[k] for k in sorted(after)) == part.read_bytes()
