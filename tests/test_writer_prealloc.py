@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from logcheck import check_log, expected_index
 
 import ledgerx
 from ledgerx import _core
 from ledgerx.index import build_index
 from ledgerx.index.scan import list_part_files
 from ledgerx.index.verify import index_status, verify
+
+from logcheck import check_log, expected_index
 
 CHILD = r"""
 import sys, ledgerx

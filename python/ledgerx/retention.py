@@ -496,7 +496,9 @@ def _archive_day(root: Path, ev: Path, day: str, dry_run: bool, lock_timeout: fl
         if not free:
             res.reason = "a writer holds a part of this day"
             return res
-        scanned = [_scan_part(ev, f"day={day}/{p.name}", day, data_end(p, p.stat().st_size)) for p in parts]
+        scanned = [
+            _scan_part(ev, f"day={day}/{p.name}", day, data_end(p, p.stat().st_size)) for p in parts
+        ]
         res.events = sum(s.table.num_rows for s in scanned)
         res.bad_lines = sum(len(s.bad) for s in scanned)
         res.bytes = sum(s.size for s in scanned)
