@@ -393,3 +393,29 @@ fn data_end_is_after_the_last_non_nul_byte() {
         );
     }
 }
+
+/// The zeros are extended in large steps, not per append: over 100 KB of appends the size of
+/// the file does not move after the first (each fdatasync finds the size covering the line).
+#[test]
+fn the_size_stays_put_between_appends() {
+    let ev = tmp("presteady");
+    let (p, mut at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    let line = [b"x".repeat(99).as_slice(), b"\n"].concat();
+    let mut sizes = std::collections::BTreeSet::new();
+    for _ in 0..1000 {
+        p.append(&line, at).unwrap();
+        at += line.len() as u64;
+        sizes.insert(fs::metadata(&p.path).unwrap().len());
+    }
+    assert_eq!(
+        sizes.into_iter().collect::<Vec<_>>(),
+        [100 + PREALLOC_BYTES]
+    );
+    // Past half of the zeros, one extension by PREALLOC_BYTES from the data's end.
+    let big = vec![b'y'; (PREALLOC_BYTES / 2) as usize];
+    p.append(&[&big[..big.len() - 1], b"\n"].concat(), at)
+        .unwrap();
+    at += big.len() as u64;
+    assert_eq!(fs::metadata(&p.path).unwrap().len(), at + PREALLOC_BYTES);
+    assert_eq!(data_end(&p.file, at + PREALLOC_BYTES).unwrap(), at);
+}
