@@ -194,3 +194,15 @@ def test_shipping_never_sends_the_zero_tail(root: Path) -> None:
         assert check_chains(after, "fleet", {rid: root}) == 2
         assert all(b"\0" not in v for v in after.values())
         assert b"".join(after[k] for k in sorted(after)) == part.read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["group", "os"])
+def test_group_and_os_mode_parts_keep_no_zeros(root: Path, mode: str) -> None:
+    """Zeros ahead pay only where each append has its own fdatasync: a group or os mode part
+    would write them back for nothing, so it grows with its data."""
+    with ledgerx.open(root, durability=mode) as led:
+        for i in range(50):
+            led.emit("trial.recorded", {"trial_id": i, "params": {}, "metrics": {}}, run_id="r")
+            led.flush()
+            raw = _parts(root)[0].read_bytes()
+            assert raw.endswith(b"\n") and b"\0" not in raw

@@ -2,9 +2,9 @@
 //! non-full part under an exclusive advisory lock (after cutting a torn tail to quarantine),
 //! single-write appends, fdatasync, and directory fsyncs after every create.
 //!
-//! Preallocation: a part keeps a region of zeros written ahead of its data (`PREALLOC_BYTES`,
-//! never past the part's size limit), so an fdatasync after an append has no file size or
-//! extent to commit (written blocks inside the size: data only). The data of a part ends at
+//! Preallocation (fsync mode, `Part::keep_zeros_ahead`): a part keeps a region of zeros written
+//! ahead of its data (`PREALLOC_BYTES`, never past the part's size limit), so an fdatasync after
+//! an append has no file size or extent to commit (written blocks inside the size: data only). The data of a part ends at
 //! its last non-NUL byte (`data_end`): a trailing run of NUL bytes is not yet written, for
 //! every reader. A part's zero tail is cut when its writer lets go of it, and before a part is
 //! adopted.
@@ -42,6 +42,8 @@ pub struct Part {
     pos: AtomicU64,
     /// The zero tail never reaches past this size (the part's size limit).
     limit: u64,
+    /// Zeros kept written ahead of the data (0: none, the part grows with each append).
+    ahead: u64,
     /// The process that opened it: a forked child dropping an inherited part cuts nothing.
     pid: u32,
 }
@@ -58,8 +60,16 @@ impl Part {
             zeroed: AtomicU64::new(size),
             pos: AtomicU64::new(u64::MAX),
             limit,
+            ahead: 0,
             pid: std::process::id(),
         }
+    }
+
+    /// Keep `bytes` of zeros written ahead of the data from the next append on. Worth it where
+    /// every append is followed by its own fdatasync (fsync mode); in group and os mode the
+    /// zeros would only double the bytes written back.
+    pub fn keep_zeros_ahead(&mut self, bytes: u64) {
+        self.ahead = bytes;
     }
 
     pub fn is_abandoned(&self) -> bool {
@@ -112,14 +122,14 @@ impl Part {
         Ok(())
     }
 
-    /// Keep zeros written from `end` to `PREALLOC_BYTES` past it (never past `limit` unless the
+    /// Keep zeros written from `end` to `ahead` bytes past it (never past `limit` unless the
     /// data is): extended when less than half of it is left. A failure only costs speed.
     fn zero_ahead(&self, end: u64) {
         let zeroed = self.zeroed.load(Ordering::Acquire).max(end);
-        if zeroed >= end + PREALLOC_BYTES / 2 {
+        if self.ahead == 0 || zeroed >= end + self.ahead / 2 {
             return;
         }
-        let target = (end + PREALLOC_BYTES).min(self.limit.max(end));
+        let target = (end + self.ahead).min(self.limit.max(end));
         if target <= zeroed {
             return;
         }

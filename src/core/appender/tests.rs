@@ -311,7 +311,8 @@ fn child_unwritable() {
 #[test]
 fn a_live_part_keeps_zeros_ahead_and_ends_with_its_last_line_when_dropped() {
     let ev = tmp("prealloc");
-    let (p, at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    let (mut p, at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    p.keep_zeros_ahead(PREALLOC_BYTES);
     p.append(b"{\"a\":1}\n", at).unwrap();
     p.append(b"{\"b\":2}\n", 8).unwrap();
     let len = fs::metadata(&p.path).unwrap().len();
@@ -337,7 +338,8 @@ fn a_live_part_keeps_zeros_ahead_and_ends_with_its_last_line_when_dropped() {
 #[test]
 fn the_zero_tail_stops_at_the_size_limit() {
     let ev = tmp("prelimit");
-    let (p, at) = open_part(&ev, DAY, 1000, 1).unwrap();
+    let (mut p, at) = open_part(&ev, DAY, 1000, 1).unwrap();
+    p.keep_zeros_ahead(PREALLOC_BYTES);
     p.append(b"{\"a\":1}\n", at).unwrap();
     assert_eq!(fs::metadata(&p.path).unwrap().len(), 1000);
 }
@@ -399,7 +401,8 @@ fn data_end_is_after_the_last_non_nul_byte() {
 #[test]
 fn the_size_stays_put_between_appends() {
     let ev = tmp("presteady");
-    let (p, mut at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    let (mut p, mut at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    p.keep_zeros_ahead(PREALLOC_BYTES);
     let line = [b"x".repeat(99).as_slice(), b"\n"].concat();
     let mut sizes = std::collections::BTreeSet::new();
     for _ in 0..1000 {
@@ -418,4 +421,13 @@ fn the_size_stays_put_between_appends() {
     at += big.len() as u64;
     assert_eq!(fs::metadata(&p.path).unwrap().len(), at + PREALLOC_BYTES);
     assert_eq!(data_end(&p.file, at + PREALLOC_BYTES).unwrap(), at);
+}
+
+/// Without `keep_zeros_ahead` (group and os mode) a part grows with its data, no zeros.
+#[test]
+fn a_part_without_zeros_ahead_grows_with_its_data() {
+    let ev = tmp("nozeros");
+    let (p, at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    p.append(b"{\"a\":1}\n", at).unwrap();
+    assert_eq!(fs::read(&p.path).unwrap(), b"{\"a\":1}\n");
 }
