@@ -206,3 +206,21 @@ def test_group_and_os_mode_parts_keep_no_zeros(root: Path, mode: str) -> None:
             led.flush()
             raw = _parts(root)[0].read_bytes()
             assert raw.endswith(b"\n") and b"\0" not in raw
+
+
+def test_data_end_skips_a_sparse_zero_tail_unread(tmp_path: Path) -> None:
+    """A part of 16 bytes and a 2 GiB hole (no disk used): its data ends after the 16 bytes,
+    found without reading the hole (SEEK_DATA), in the Python reader as in the scanner."""
+    from ledgerx.fsutil import data_end
+
+    ev = tmp_path / "events"
+    (ev / "day=2026-01-01").mkdir(parents=True)
+    rel = "day=2026-01-01/part-000001.jsonl"
+    with open(ev / rel, "wb") as f:
+        f.write(b'{"event_id":"x",')
+        f.truncate(2 << 30)
+    t = time.monotonic()
+    assert data_end(ev / rel, 2 << 30) == 16
+    batches = [b for bs in _core.Scanner(str(ev), [(rel, 0)]) for b in bs]
+    assert (batches[-1].end_offset, batches[-1].pending_bytes) == (0, 16)
+    assert time.monotonic() - t < 5, "the hole was read"

@@ -160,15 +160,21 @@ impl Drop for Part {
 
 /// Where the data of a part of `size` bytes ends: after its last non-NUL byte (a trailing run
 /// of NUL bytes is preallocated space, not yet written; NUL never appears in a valid line).
+/// Sparse stretches are skipped unread (SEEK_DATA), which moves `file`'s offset: callers read
+/// with pread or seek first (a `Part` seeks before its first append).
 pub fn data_end(file: &File, size: u64) -> io::Result<u64> {
     let mut last = [0u8; 1];
     if size == 0 || file.read_at(&mut last, size - 1)? != 1 || last[0] != 0 {
         return Ok(size); // ends with data (or shrank under us: the caller reads what is there)
     }
-    let mut chunk = vec![0u8; 1 << 16];
+    let mut chunk = vec![0u8; 1 << 20];
     let mut end = size;
     while end > 0 {
         let start = end.saturating_sub(chunk.len() as u64);
+        if is_hole(file, start, end) {
+            end = start; // a sparse stretch reads as zeros: nothing to read
+            continue;
+        }
         let buf = &mut chunk[..(end - start) as usize];
         if file.read_at(buf, start)? != buf.len() {
             return Ok(size);
@@ -179,6 +185,18 @@ pub fn data_end(file: &File, size: u64) -> io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+/// Whether [start, end) of `file` is a hole (no data extent: it reads as zeros). Moves the
+/// descriptor's offset (see `data_end`).
+fn is_hole(file: &File, start: u64, end: u64) -> bool {
+    // SAFETY: lseek on a descriptor that `file` keeps open; no memory is passed.
+    let next = unsafe { libc::lseek(file.as_raw_fd(), start as libc::off_t, libc::SEEK_DATA) };
+    if next < 0 {
+        // ENXIO: no data at all after `start`; another error (unsupported): read it.
+        return io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO);
+    }
+    next as u64 >= end
 }
 
 /// fsync a directory so entries created in it survive a power loss.

@@ -431,3 +431,29 @@ fn a_part_without_zeros_ahead_grows_with_its_data() {
     p.append(b"{\"a\":1}\n", at).unwrap();
     assert_eq!(fs::read(&p.path).unwrap(), b"{\"a\":1}\n");
 }
+
+/// Sparse stretches (holes) read as zeros and are skipped unread: a 1 GiB sparse tail costs no
+/// reading; data after a hole, or written zeros after one, are found where they are.
+#[test]
+fn data_end_skips_holes() {
+    use std::os::unix::fs::FileExt;
+    let ev = tmp("dataendholes");
+    fs::create_dir_all(&ev).unwrap();
+    let path = ev.join("f");
+    let f = File::options()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    f.write_all_at(b"x\n", 0).unwrap();
+    f.set_len(1 << 30).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(data_end(&f, 1 << 30).unwrap(), 2);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    f.write_all_at(&[0u8; 100], (1 << 30) - 100).unwrap(); // written zeros after the hole
+    assert_eq!(data_end(&f, 1 << 30).unwrap(), 2);
+    f.write_all_at(b"y", (1 << 29) + 7).unwrap(); // data between two holes
+    assert_eq!(data_end(&f, 1 << 30).unwrap(), (1 << 29) + 8);
+}
