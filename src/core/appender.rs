@@ -339,7 +339,10 @@ fn try_adopt(events: &Path, path: &Path, day: &str, below: u64) -> Result<Option
     };
     // A part with other hard links may be a file outside the root: never adopted (cut, appended).
     // (Its size may include a zero tail: compared again with its data end once locked.)
-    if !meta.file_type().is_file() || meta.len() >= below + PREALLOC_BYTES || meta.nlink() > 1 {
+    if !meta.file_type().is_file()
+        || meta.len() >= below.saturating_add(PREALLOC_BYTES)
+        || meta.nlink() > 1
+    {
         return Ok(None);
     }
     let file = match OpenOptions::new()
