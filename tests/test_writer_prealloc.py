@@ -224,3 +224,27 @@ def test_data_end_skips_a_sparse_zero_tail_unread(tmp_path: Path) -> None:
     batches = [b for bs in _core.Scanner(str(ev), [(rel, 0)]) for b in bs]
     assert (batches[-1].end_offset, batches[-1].pending_bytes) == (0, 16)
     assert time.monotonic() - t < 5, "the hole was read"
+
+
+def test_a_forked_child_leaves_its_parents_zeros_alone(root: Path) -> None:
+    """The child drops the parent's writer at the fork (it opens its own): dropping a part
+    cuts its zero tail, which only the process that opened it may do — else a parent's line
+    written meanwhile could be cut with it."""
+    with ledgerx.open(root, durability="fsync") as led:
+        led.emit("trial.recorded", {"trial_id": 0, "params": {}, "metrics": {}}, run_id="r")
+        (part,) = _parts(root)
+        before = part.stat().st_size
+        assert before > len(part.read_bytes().rstrip(b"\0")), "the parent's part has zeros"
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                led.emit("trial.recorded", {"trial_id": 1, "params": {}, "metrics": {}}, run_id="r")
+                led.close()
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert part.stat().st_size == before, "the child cut the parent's zeros"
+        led.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}}, run_id="r")
+    assert sorted(e["data"]["trial_id"] for e in check_log(root).events) == [0, 1, 2]
