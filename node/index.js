@@ -97,8 +97,9 @@ function takeResolvers(resolve, reject) {
   lastReject = reject;
 }
 
-// fsync mode: token -> [resolve, reject, file, offset], settled when the event's fdatasync on
-// the libuv pool returned.
+// fsync mode: token -> [resolve, reject, file, offset], settled when an fdatasync covering the
+// event's line returned (the writer's fdatasync thread reports them in batches; the native
+// serializer's path uses a pool task and a Promise of its own).
 const syncs = new Map();
 let nextToken = 1;
 native.setOnSynced((token, failure) => {

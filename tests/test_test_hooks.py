@@ -28,9 +28,14 @@ def test_the_fake_clock_is_a_cargo_feature_off_in_the_wheel() -> None:
         "\t$(VENV)/bin/maturin develop --release --locked -q --features python,test-hooks"
     ]
     # The hook is compiled out of everything else: every use sits behind the feature.
-    for rs in ("src/py/writer.rs", "src/core/writer.rs"):
+    hooks = {
+        "src/py/writer.rs": "fn _set_fake_now",
+        "src/core/writer.rs": "fn set_fake_now",
+        "src/py/convert.rs": "fn _tape_matches_parse",
+    }
+    for rs, fn in hooks.items():
         text = (REPO / rs).read_text()
-        at = text.index("fn _set_fake_now" if rs.startswith("src/py") else "fn set_fake_now")
+        at = text.index(fn)
         assert 'feature = "test-hooks"' in text[text.rfind("\n\n", 0, at) : at], rs
 
 

@@ -248,3 +248,35 @@ def test_a_forked_child_leaves_its_parents_zeros_alone(root: Path) -> None:
         assert part.stat().st_size == before, "the child cut the parent's zeros"
         led.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}}, run_id="r")
     assert sorted(e["data"]["trial_id"] for e in check_log(root).events) == [0, 1, 2]
+
+
+def test_the_daemon_wakes_for_an_fsync_append_that_leaves_the_size_alone(root: Path) -> None:
+    """`ledgerx daemon` wakes when the log grows; an fsync-mode append lands inside the zeros
+    (the size stays), so the wake mark follows the part's mtime too: the event is indexed well
+    before `--interval`."""
+    from ops_support import daemon, wait_for
+
+    from ledgerx.daemon import growth_mark
+    from ledgerx.index import IndexPaths
+    from ledgerx.index.dbfile import read_state
+
+    def indexed(pos: tuple[str, int]) -> bool:
+        runs = IndexPaths.for_root(root).runs
+        return runs.exists() and read_state(runs)[0].get(pos[0], (0, 0, 0))[0] > pos[1]
+
+    with ledgerx.open(root, durability="fsync") as led:
+        emit = led.emit
+        first = emit("trial.recorded", {"trial_id": 0, "params": {}, "metrics": {}}, run_id="r")
+        (part,) = _parts(root)
+        size, mark = part.stat().st_size, growth_mark(root / "events")
+        time.sleep(0.05)  # past a coarse file-time tick
+        emit("trial.recorded", {"trial_id": 1, "params": {}, "metrics": {}}, run_id="r")
+        assert part.stat().st_size == size and growth_mark(root / "events") != mark
+        with daemon(root, "--interval", "120"):
+            wait_for(lambda: indexed(first), 60, "a first cycle")
+            time.sleep(0.5)
+            pos = emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}}, run_id="r")
+            assert part.stat().st_size == size, "the append stayed inside the zeros"
+            t = time.monotonic()
+            wait_for(lambda: indexed(pos), 30, "the new event indexed")
+            assert time.monotonic() - t < 30  # far below --interval 120

@@ -1,10 +1,10 @@
 //! The hot path of `index.js`: plain functions over a per-thread table of writers, so an emit
 //! costs no class unwrap and no String allocation for its event type and run id; and in fsync
-//! mode one libuv work item per event whose completion calls one JavaScript function with the
-//! event's token (index.js keeps the Promise), instead of a native Promise per event.
+//! mode the event's token goes to the writer's fdatasync thread (`syncer.rs`), which calls one
+//! JavaScript function with it once synced (index.js keeps the Promise), instead of a native
+//! Promise per event.
 
 use crate::{js_err, Data, Hot};
-use ledgerx::core::writer::SyncTicket;
 use ledgerx::core::Error as CoreError;
 use napi::bindgen_prelude::*;
 use napi::{sys, JsValue};
@@ -13,8 +13,6 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::ptr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
 
 thread_local! {
     /// The writers of this thread's JavaScript environment, by slot number.
@@ -38,7 +36,7 @@ pub(crate) fn unregister(slot: u32) {
     });
 }
 
-fn hot(slot: u32) -> Result<Rc<Hot>> {
+pub(crate) fn hot(slot: u32) -> Result<Rc<Hot>> {
     SLOTS
         .with_borrow(|s| s.get(slot as usize).cloned().flatten())
         .ok_or_else(|| js_err(CoreError::Closed))
@@ -144,7 +142,7 @@ const ARGS: usize = 6;
 unsafe fn emit_now(
     env: sys::napi_env,
     args: &[sys::napi_value; ARGS],
-    before_write: &mut dyn FnMut() -> Result<()>,
+    before_write: &mut dyn FnMut(&Hot) -> Result<()>,
 ) -> Result<(Rc<Hot>, ledgerx::core::writer::Emitted)> {
     let mut slot = 0u32;
     if sys::napi_get_value_uint32(env, args[0], &mut slot) != sys::Status::napi_ok {
@@ -156,14 +154,15 @@ unsafe fn emit_now(
         let mut id = 0u32;
         sys::napi_get_value_uint32(env, args[1], &mut id);
         let heads = h.heads.borrow();
-        let (event_type, run_id) = heads
+        let entry = heads
             .get(id as usize)
             .ok_or_else(|| Error::from_reason("unknown head id"))?;
-        let e = h.emit_inner_with(
-            event_type,
+        let e = h.emit_head(
+            &entry.event_type,
             Data::Json(json),
-            run_id.as_deref(),
+            entry.run_id.as_deref(),
             None,
+            Some(entry),
             before_write,
         )?;
         drop(heads);
@@ -195,7 +194,7 @@ pub fn head_id(slot: u32, event_type: String, run_id: Option<String>, reset: boo
     if reset {
         heads.clear();
     }
-    heads.push((event_type, run_id));
+    heads.push(crate::HeadEntry::new(event_type, run_id));
     Ok((heads.len() - 1) as u32)
 }
 
@@ -287,7 +286,7 @@ unsafe extern "C" fn emit_json_at(
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
     unsafe fn run(env: sys::napi_env, args: &[sys::napi_value; ARGS]) -> Result<f64> {
-        let (h, e) = emit_now(env, args, &mut || Ok(()))?;
+        let (h, e) = emit_now(env, args, &mut |_| Ok(()))?;
         if e.backpressure {
             h.inner.wait_drained();
         }
@@ -316,13 +315,9 @@ pub fn set_on_synced(f: Unknown<'_>) -> Result<()> {
 }
 
 /// `emitFsyncAt(slot, eventType, json, runId, version, token)`: validate and write the event now
-/// (order fixed at the call), fdatasync on the libuv pool; its completion calls the
-/// `setOnSynced` function with `token`. Returns the offset code as `emitJsonAt`.
-///
-/// The pool work is queued once the event is valid, *before* its line is written: waking a pool
-/// thread (tens of microseconds on a VM) then overlaps the write() instead of following it. The
-/// work waits at its gate until the write returned, so the fdatasync always follows it; an emit
-/// that fails after queueing closes the gate (no fdatasync, no callback: the call threw).
+/// (order fixed at the call); its fdatasync runs on the writer's fdatasync thread (`syncer`),
+/// which reports `token` to the `setOnSynced` function once an fdatasync that began after the
+/// line's write() returned has succeeded (or failed). Returns the offset code as `emitJsonAt`.
 unsafe extern "C" fn emit_fsync_at(
     env: sys::napi_env,
     info: sys::napi_callback_info,
@@ -332,150 +327,21 @@ unsafe extern "C" fn emit_fsync_at(
         if sys::napi_get_value_double(env, args[5], &mut token) != sys::Status::napi_ok {
             return Err(Error::from_reason("token must be a number"));
         }
-        let mut gate = GateGuard(None);
-        let (h, e) = emit_now(env, args, &mut || {
-            gate.0 = Some(queue_sync(env, token)?);
-            Ok(())
-        })?;
+        // The thread is started (once) before the line is written: a failure writes nothing.
+        let (h, e) = emit_now(env, args, &mut |h: &Hot| h.syncer(env).map(|_| ()))?;
         let code = h.offset_code(&e.pos);
-        if let Some(g) = gate.0.take() {
-            g.open(e.sync);
-        }
+        h.syncer(env)?.enqueue(env, token, e.sync);
         Ok(code)
     }
     call(env, info, run)
 }
 
-/// Where the pool's fdatasync waits for the line's write (see `emit_fsync_at`).
-struct Gate {
-    state: Mutex<GateState>,
-    /// Set (Release) with `state`: lets the pool thread spin briefly before it blocks.
-    settled: AtomicBool,
-    cv: Condvar,
-}
-
-#[derive(Default)]
-struct GateState {
-    /// None while the line is being written; then Some(the fdatasync to run, if any).
-    ticket: Option<Option<SyncTicket>>,
-    /// The emit failed after queueing: nothing to sync, nobody to tell.
-    failed: bool,
-    /// The pool thread blocks on `cv` (the event loop wakes it only then).
-    waiting: bool,
-    /// The fdatasync's failure, as a marked error message.
-    failure: Option<String>,
-}
-
-impl Gate {
-    fn settle(&self, ticket: Option<SyncTicket>, failed: bool) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.ticket = Some(ticket);
-        st.failed = failed;
-        self.settled.store(true, Ordering::Release);
-        if st.waiting {
-            self.cv.notify_one();
-        }
-    }
-
-    fn open(&self, ticket: Option<SyncTicket>) {
-        self.settle(ticket, false);
-    }
-}
-
-/// Closes a queued work's gate as failed unless the emit opened it (every error path and a
-/// panic included: the pool thread never waits forever).
-struct GateGuard(Option<&'static Gate>);
-
-impl Drop for GateGuard {
-    fn drop(&mut self) {
-        if let Some(g) = self.0.take() {
-            g.settle(None, true);
-        }
-    }
-}
-
-struct SyncWork {
-    gate: Gate,
-    token: f64,
-    work: sys::napi_async_work,
-}
-
-/// Queue the fdatasync work of the event about to be written; its gate is returned, to be
-/// opened (or failed) by this call. The work is freed by `complete`, which runs on this
-/// thread's event loop after the current call returned, so the reference outlives its use.
-unsafe fn queue_sync(env: sys::napi_env, token: f64) -> Result<&'static Gate> {
-    let data = Box::into_raw(Box::new(SyncWork {
-        gate: Gate {
-            state: Mutex::new(GateState::default()),
-            settled: AtomicBool::new(false),
-            cv: Condvar::new(),
-        },
-        token,
-        work: ptr::null_mut(),
-    }));
-    let mut name = ptr::null_mut();
-    let mut st = sys::napi_create_string_latin1(env, c"ledgerx.fsync".as_ptr(), 13, &mut name);
-    if st == sys::Status::napi_ok {
-        st = sys::napi_create_async_work(
-            env,
-            ptr::null_mut(),
-            name,
-            Some(execute),
-            Some(complete),
-            data.cast(),
-            &mut (*data).work,
-        );
-    }
-    if st == sys::Status::napi_ok {
-        st = sys::napi_queue_async_work(env, (*data).work);
-    }
-    if st != sys::Status::napi_ok {
-        // Nothing is written: the emit fails before its line is placed.
-        if !(*data).work.is_null() {
-            sys::napi_delete_async_work(env, (*data).work);
-        }
-        drop(Box::from_raw(data));
-        return Err(Error::from_reason("cannot queue the fdatasync"));
-    }
-    Ok(&(*data).gate)
-}
-
-/// On a libuv pool thread: wait for the line's write, then the fdatasync.
-unsafe extern "C" fn execute(_env: sys::napi_env, data: *mut std::ffi::c_void) {
-    let g = &(*data.cast::<SyncWork>()).gate;
-    let mut st = g.state.lock().unwrap_or_else(|p| p.into_inner());
-    while st.ticket.is_none() {
-        st.waiting = true;
-        st = g.cv.wait(st).unwrap_or_else(|p| p.into_inner());
-    }
-    if let Some(Some(t)) = &st.ticket {
-        // No panic may unwind out of a libuv pool thread's callback: it becomes the failure.
-        let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.sync()));
-        match synced {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => st.failure = Some(js_err(e).reason.clone()),
-            Err(_) => st.failure = Some("ledgerx: internal error (panic) in fdatasync".into()),
-        }
-    }
-}
-
-/// Back on the event loop: report to JavaScript.
-unsafe extern "C" fn complete(
-    env: sys::napi_env,
-    status: sys::napi_status,
-    data: *mut std::ffi::c_void,
-) {
-    let w = Box::from_raw(data.cast::<SyncWork>());
-    sys::napi_delete_async_work(env, w.work);
-    let st = w.gate.state.lock().unwrap_or_else(|p| p.into_inner());
-    if st.failed {
-        return; // the emit threw: its token was never handed out
-    }
-    let failure = match (&st.failure, status == sys::Status::napi_ok) {
-        (Some(f), _) => Some(f.clone()),
-        (None, false) => Some("fdatasync was cancelled".to_string()),
-        (None, true) => None,
-    };
+/// Call the `setOnSynced` function with `(token, null)` or `(token, markedErrorMessage)`; an
+/// exception it throws is the process's uncaught exception.
+///
+/// # Safety
+/// On the event loop of `env`.
+pub(crate) unsafe fn report_synced(env: sys::napi_env, token: f64, failure: Option<&str>) {
     let cb_ref = ON_SYNCED.get();
     let mut f = ptr::null_mut();
     if cb_ref.is_null()
@@ -484,7 +350,7 @@ unsafe extern "C" fn complete(
         return;
     }
     let mut args = [ptr::null_mut(); 2];
-    sys::napi_create_double(env, w.token, &mut args[0]);
+    sys::napi_create_double(env, token, &mut args[0]);
     match failure {
         Some(m) => {
             sys::napi_create_string_utf8(env, m.as_ptr().cast(), m.len() as isize, &mut args[1]);

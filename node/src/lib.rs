@@ -2,13 +2,18 @@
 //! as the Python extension (`ledgerx::core`), which this shared object links without pyo3.
 //!
 //! Validation, serialization and the order of events happen synchronously at the call; what can
-//! block (fdatasync, waiting for a group commit, flush, close) runs as an `AsyncTask` on the libuv
-//! thread pool, never on the event loop. `index.js` turns these into the public Promise API.
+//! block (waiting for a group commit, flush, close, and fsync mode's fdatasync for data that is
+//! not plain JSON) runs as an `AsyncTask` on the libuv thread pool, and fsync mode's fast path
+//! fdatasyncs on the writer's own thread (`syncer.rs`); never on the event loop. `index.js` turns
+//! these into the public Promise API.
 
 mod convert;
 pub mod fast;
+mod heads;
+mod syncer;
 
 use convert::Serializer;
+pub(crate) use heads::HeadEntry;
 use ledgerx::core::json::Tape;
 use ledgerx::core::schema::TapeNode;
 use ledgerx::core::schema_file::SchemaFile;
@@ -122,7 +127,30 @@ pub(crate) struct Hot {
     scratch: RefCell<(Vec<u8>, Tape)>,
     pub(crate) last_file: RefCell<Arc<str>>,
     /// `(event type, run id)` by the numbers `headId` gave out.
-    pub(crate) heads: RefCell<Vec<(String, Option<String>)>>,
+    pub(crate) heads: RefCell<Vec<HeadEntry>>,
+    /// fsync mode's fdatasync thread, started by the first `emitFsyncAt`.
+    syncer: std::cell::OnceCell<syncer::Syncer>,
+}
+
+impl Hot {
+    /// The fdatasync thread, started on first use.
+    ///
+    /// # Safety
+    /// `env` must be the current call's environment.
+    pub(crate) unsafe fn syncer(&self, env: napi::sys::napi_env) -> Result<&syncer::Syncer> {
+        if let Some(s) = self.syncer.get() {
+            return Ok(s);
+        }
+        let s = syncer::Syncer::start(env)?;
+        Ok(self.syncer.get_or_init(|| s))
+    }
+
+    /// The writer is closed: let the fdatasync thread finish what is pending and end.
+    pub(crate) fn stop_syncer(&self) {
+        if let Some(s) = self.syncer.get() {
+            s.stop();
+        }
+    }
 }
 
 #[napi]
@@ -173,6 +201,7 @@ impl NativeWriter {
             scratch: RefCell::new((Vec::with_capacity(4096), Tape::default())),
             last_file: RefCell::new(Arc::from("")),
             heads: RefCell::new(Vec::new()),
+            syncer: std::cell::OnceCell::new(),
         });
         let slot = fast::register(Rc::clone(&hot));
         Ok(NativeWriter { hot, mode, slot })
@@ -270,7 +299,7 @@ impl NativeWriter {
     pub fn flush(&self) -> AsyncTask<WriterTask> {
         AsyncTask::new(WriterTask {
             writer: Arc::clone(&self.hot.inner),
-            close: false,
+            close: None,
         })
     }
 
@@ -279,7 +308,7 @@ impl NativeWriter {
     pub fn close(&self) -> AsyncTask<WriterTask> {
         AsyncTask::new(WriterTask {
             writer: Arc::clone(&self.hot.inner),
-            close: true,
+            close: Some(self.slot),
         })
     }
 
@@ -291,6 +320,9 @@ impl NativeWriter {
         } else {
             self.hot.inner.flush()
         };
+        if close {
+            self.hot.stop_syncer();
+        }
         r.map_err(js_err)
     }
 
@@ -371,7 +403,7 @@ impl Hot {
         run_id: Option<&str>,
         schema_version: Option<u32>,
     ) -> Result<cw::Emitted> {
-        self.emit_inner_with(event_type, data, run_id, schema_version, &mut || Ok(()))
+        self.emit_inner_with(event_type, data, run_id, schema_version, &mut |_| Ok(()))
     }
 
     /// `emit_inner`, calling `before_write` once the event is valid, right before the writer
@@ -382,13 +414,25 @@ impl Hot {
         data: Data<'_>,
         run_id: Option<&str>,
         schema_version: Option<u32>,
-        before_write: &mut dyn FnMut() -> Result<()>,
+        before_write: &mut dyn FnMut(&Hot) -> Result<()>,
     ) -> Result<cw::Emitted> {
-        cw::check_run_scope(event_type, run_id).map_err(js_err)?;
-        let reg = self.schemas.for_type(event_type).map_err(js_err)?;
-        let (version, schema) = reg
-            .get(event_type, schema_version)
-            .map_err(|m| invalid(m, event_type, schema_version, None))?;
+        self.emit_head(event_type, data, run_id, schema_version, None, before_write)
+    }
+
+    /// `emit_inner_with` for a `headId` pair when `head` is given (its schema cached).
+    pub(crate) fn emit_head(
+        &self,
+        event_type: &str,
+        data: Data<'_>,
+        run_id: Option<&str>,
+        schema_version: Option<u32>,
+        head: Option<&HeadEntry>,
+        before_write: &mut dyn FnMut(&Hot) -> Result<()>,
+    ) -> Result<cw::Emitted> {
+        let found = self.schema_for(event_type, run_id, schema_version, head)?;
+        let version = found.version;
+        // SAFETY: the schema lives inside `found.reg`, held until this function returns.
+        let schema = unsafe { &*found.schema };
         let mut scratch = self.scratch.borrow_mut();
         let (buf, tape) = &mut *scratch;
         buf.clear();
@@ -441,7 +485,7 @@ impl Hot {
             event_id: None,
             ts_us: None,
         };
-        before_write()?;
+        before_write(self)?;
         self.inner.emit_deferred(&head, bytes).map_err(js_err)
     }
 }
@@ -478,7 +522,7 @@ impl Task for SyncTask {
 
     fn compute(&mut self) -> Result<()> {
         match &self.ticket {
-            Some(t) => t.sync().map_err(js_err),
+            Some(t) => t.sync_unless_abandoned().map_err(js_err),
             None => Ok(()),
         }
     }
@@ -516,7 +560,8 @@ impl Task for WaitTask {
 
 pub struct WriterTask {
     writer: Arc<cw::Writer>,
-    close: bool,
+    /// Close (the writer's slot, to stop its fdatasync thread once closed), or flush.
+    close: Option<u32>,
 }
 
 impl Task for WriterTask {
@@ -524,7 +569,7 @@ impl Task for WriterTask {
     type JsValue = ();
 
     fn compute(&mut self) -> Result<()> {
-        let r = if self.close {
+        let r = if self.close.is_some() {
             self.writer.close()
         } else {
             self.writer.flush()
@@ -533,6 +578,9 @@ impl Task for WriterTask {
     }
 
     fn resolve(&mut self, _env: Env, _out: ()) -> Result<()> {
+        if let Some(h) = self.close.and_then(|slot| fast::hot(slot).ok()) {
+            h.stop_syncer();
+        }
         Ok(())
     }
 }

@@ -38,7 +38,8 @@ for (const mode of ['fsync', 'group']) {
     ], {
       encoding: 'utf8',
       timeout: 120000,
-      // strace counts calls per thread: one pool thread makes the 2nd fdatasync the 2nd event's.
+      // strace counts calls per thread: one thread (fsync mode: the writer's fdatasync thread;
+      // group: the flusher) makes the 2nd fdatasync the 2nd event's.
       env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
     });
     assert.equal(r.status, 0, r.stderr);
@@ -86,6 +87,45 @@ test('group: an event queued while the previous batch committed settles with its
   assert.ok(out[0].ok, JSON.stringify(out));
   // Event 1 is the first of the failed commit: resolving it would claim a durability it lacks.
   assert.deepEqual(out[1], { name: 'LedgerIOError', code: 'EIO' }, JSON.stringify(out));
+  const trials = checkLog(root, { contiguous_seq: false }).map((e) => e.data.trial_id);
+  out.forEach((o, i) => o.ok && assert.ok(trials.includes(i), `resolved event ${i} missing`));
+});
+
+// fsync mode coalesces: the writer's fdatasync thread syncs every line written while it was busy
+// with one fdatasync of their part. Lines written to a part before an fdatasync of it failed may
+// be lost whatever a later fdatasync says, so none of them is reported durable: the 2nd
+// fdatasync is slowed to 300 ms and fails (EIO); B, C, D are written while it runs (queued as
+// one batch) and all reject with A; E, emitted after, goes to a new part and resolves.
+const BATCH_SCRIPT = `
+const lx = require(${JSON.stringify(path.join(REPO, 'node'))});
+const em = lx.getEventEmitter(process.argv[1], { durability: 'fsync' });
+const settle = (p) => p.then((pos) => ({ ok: pos.file }), (e) => ({ name: e.name, code: e.code }));
+(async () => {
+  const first = await settle(em.emitTrialRecorded('f', 0, {}, { x: 0 }));
+  const a = settle(em.emitTrialRecorded('f', 1, {}, { x: 1 }));
+  await new Promise((r) => setTimeout(r, 100)); // the thread is in the slowed fdatasync
+  const rest = [2, 3, 4].map((i) => settle(em.emitTrialRecorded('f', i, {}, { x: i })));
+  const batch = await Promise.all([a, ...rest]);
+  const after = await settle(em.emitTrialRecorded('f', 5, {}, { x: 5 }));
+  await em.close().catch(() => {});
+  console.log(JSON.stringify([first, ...batch, after]));
+})();
+`;
+
+test('fsync: a failed fdatasync rejects every pending Promise of its part; none resolves before an fdatasync', () => {
+  const root = tmpRoot('fault-fsync-batch');
+  const r = spawnSync('strace', [
+    '-f', '-qq', '--seccomp-bpf', '-o', '/dev/null', '-e', 'trace=fdatasync',
+    '-e', 'inject=fdatasync:error=EIO:delay_enter=300000:when=2',
+    process.execPath, '-e', BATCH_SCRIPT, '--', root,
+  ], { encoding: 'utf8', timeout: 120000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop());
+  assert.ok(out[0].ok, JSON.stringify(out));
+  for (const i of [1, 2, 3, 4]) {
+    assert.deepEqual(out[i], { name: 'LedgerIOError', code: 'EIO' }, `event ${i}: ${JSON.stringify(out)}`);
+  }
+  assert.ok(out[5].ok && out[5].ok !== out[0].ok, `a new part after the failure: ${JSON.stringify(out)}`);
   const trials = checkLog(root, { contiguous_seq: false }).map((e) => e.data.trial_id);
   out.forEach((o, i) => o.ok && assert.ok(trials.includes(i), `resolved event ${i} missing`));
 });

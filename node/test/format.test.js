@@ -94,6 +94,32 @@ print(json.dumps(True))`, root);
   assert.deepEqual(events.map((e) => [e.event_type, e.data.qty]), [['fill.booked', 3]]);
 });
 
+// Each (event type, run id) pair keeps its schema between emits (a per-pair cache): a newer
+// version registered elsewhere must still take over as soon as the registry is re-read.
+test('a new version registered from Python replaces the cached schema of a pair', async () => {
+  const root = tmpRoot('registry-v2');
+  const em = getEventEmitter(root, { durability: 'group' });
+  const reg = (schema) => py(`import sys, json, ledgerx
+led = ledgerx.open(sys.argv[1])
+v = led.schema.register("fill.booked", json.loads(sys.argv[2]))
+led.close()
+print(json.dumps(v))`, root, JSON.stringify(schema));
+  const qty = { qty: { type: 'integer', minimum: 1 } };
+  assert.equal(reg({ type: 'object', required: ['qty'], properties: qty }), 1);
+  em.reloadSchemas();
+  await em.emit('fill.booked', { qty: 3 }, { runId: 'r' });
+  await em.emit('fill.booked', { qty: 4 }, { runId: 'r' }); // from the pair's cache
+  assert.equal(reg({ type: 'object', required: ['qty', 'venue'],
+    properties: { ...qty, venue: { type: 'string' } } }), 2);
+  em.reloadSchemas();
+  await assert.rejects(em.emit('fill.booked', { qty: 5 }, { runId: 'r' }), (e) =>
+    e.name === 'SchemaError' && e.message.includes('fill.booked v2') && e.version === 2);
+  await em.emit('fill.booked', { qty: 6, venue: 'x' }, { runId: 'r' });
+  await em.close();
+  const events = checkLog(root);
+  assert.deepEqual(events.map((e) => [e.schema_version, e.data.qty]), [[1, 3], [1, 4], [2, 6]]);
+});
+
 test('one emitter per process per root; a closed one is replaced', async () => {
   const root = tmpRoot('single');
   const a = getEventEmitter(root);

@@ -25,6 +25,7 @@ __all__ = [
     "crc32c",
     "is_event_id",
     "install_sigterm_watchdog",
+    "_tape_matches_parse",
 ]
 
 BUILTIN_REGISTRY: str
@@ -172,6 +173,11 @@ def quarantine(events_dir: str, rel: str, offset: int, data: bytes, reason: str)
 
 def to_json(obj: Any) -> bytes:
     """Serialize like emit() does (I-JSON checks included)."""
+
+def _tape_matches_parse(obj: Any, nonfinite_null: bool = False) -> bool:
+    """Tests only (a `test-hooks` build): whether the token tape emit() records while
+    serializing `obj` (NaN/±Inf as null with `nonfinite_null`) equals the tape a parse of the
+    written JSON gives."""
 
 def install_sigterm_watchdog(callback: Callable[[], object], grace_ms: int) -> None:
     """A C-level SIGTERM handler chained to Python's; `callback()` runs under the GIL if the

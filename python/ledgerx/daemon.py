@@ -1,12 +1,14 @@
 """`ledgerx daemon`: keep the index caught up with the log, with a health endpoint.
 
 Each cycle calls the indexer's `build_index` (catch up and publish; a no-op when nothing is
-new), then sleeps `interval` seconds. One daemon per root: it holds an flock on
-`.ledgerx/daemon.lock` under the root for its whole life (not under `index/`, which may be
-deleted and rebuilt at any time). SIGTERM/SIGINT let the current cycle finish, then the
-daemon exits 0. A failing cycle is logged and retried with exponential backoff (0.5 s doubling,
-capped at 300 s); it never ends the daemon. A cycle that finds the index lock taken (a manual
-`ledgerx rebuild`) is skipped and retried soon, without counting as a failure.
+new), then sleeps until the log grows (a stat poll of the newest days' part files every
+`WAKE_POLL_S`; `wake=False` turns it off) or `interval` seconds pass, whichever comes first.
+One daemon per root: it holds an flock on `.ledgerx/daemon.lock` under the root for its whole
+life (not under `index/`, which may be deleted and rebuilt at any time). SIGTERM/SIGINT let the
+current cycle finish, then the daemon exits 0. A failing cycle is logged and retried with
+exponential backoff (0.5 s doubling, capped at 300 s); it never ends the daemon. A cycle that
+finds the index lock taken (a manual `ledgerx rebuild`) is skipped and retried soon, without
+counting as a failure.
 
 Health (stdlib http.server in a thread, 127.0.0.1 by default): `/healthz` is JSON, 200 when
 healthy and 503 when the age of the oldest unindexed event passes `max_lag_seconds` or the
@@ -49,6 +51,10 @@ BUSY_RETRY_S = 1.0
 HEALTH_CACHE_S = 0.5
 HEALTH_TIMEOUT_S = 5.0
 HEALTH_MAX_CONNECTIONS = 16
+# Between cycles the daemon polls the sizes of the part files of the newest WAKE_DAYS days (and
+# the list of days) this often, and starts the next cycle as soon as they change.
+WAKE_POLL_S = 0.005
+WAKE_DAYS = 2
 
 
 class DaemonBusyError(LedgerError):
@@ -95,6 +101,28 @@ def quarantine_stats(root: Path) -> tuple[int, int]:
     return n, size
 
 
+def growth_mark(ev: Path) -> tuple[Any, ...]:
+    """What changes when the log grows: the day directories, and the names, sizes and mtimes of
+    the part files of the newest `WAKE_DAYS` days (a writer appends to today's part, or starts a
+    new part or day; an fsync-mode append lands in zeros written ahead inside the file's size,
+    so only its mtime moves). A few stat calls: cheap enough to poll every `WAKE_POLL_S`."""
+    try:
+        days = sorted(e.name for e in os.scandir(ev) if e.name.startswith("day="))
+    except OSError:
+        return ()
+    parts: list[tuple[str, str, int, int]] = []
+    for d in days[-WAKE_DAYS:]:
+        try:
+            with os.scandir(ev / d) as it:
+                for f in it:
+                    if f.name.endswith(".jsonl"):
+                        st = f.stat(follow_symlinks=False)
+                        parts.append((d, f.name, st.st_size, st.st_mtime_ns))
+        except OSError:
+            continue
+    return (tuple(days), tuple(sorted(parts)))
+
+
 def _iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, timezone.utc).isoformat() if t is not None else None
 
@@ -133,6 +161,7 @@ class Daemon:
         verbose: bool = False,
         ship_to: str | None = None,
         endpoint_url: str | None = None,
+        wake: bool = True,
     ) -> None:
         if interval <= 0:
             raise ConfigError("--interval must be > 0 seconds")
@@ -146,6 +175,7 @@ class Daemon:
         self.health_host = health_host
         self.health_port = health_port
         self.verbose = verbose
+        self.wake = wake
         self.state = DaemonState()
         # `--ship-to`: each cycle also ships the log to object storage (docs/scale.md).
         if ship_to is not None:
@@ -251,25 +281,43 @@ class Daemon:
                 f", health on http://{self.health_host}:{self.port}/healthz" if self.server else "",
             )
             ok = True
+            ev = events_dir(self.root)
             try:
                 while not self.stop.is_set():
-                    ok = self.cycle()
+                    mark = growth_mark(ev) if self.wake else ()  # before: growth during a cycle
+                    ok = self.cycle()  # starts the next one at once
                     if once:
                         break
                     if not ok:
                         delay = self.backoff()
                         log.info("retrying in %.1f s", delay)
+                        self.stop.wait(delay)
                     elif self.state.busy_skips and self.state.last_cycle_at is None:
-                        delay = min(self.interval, BUSY_RETRY_S)
+                        self.stop.wait(min(self.interval, BUSY_RETRY_S))
                     else:
-                        delay = self.interval
-                    self.stop.wait(delay)
+                        self.sleep(ev, mark)
             finally:
                 self.stop_health()
                 if self._shipper is not None:
                     self._shipper.close()
             log.info("stopped")
             return 0 if ok or not once else 1
+
+    def sleep(self, ev: Path, mark: tuple[Any, ...]) -> None:
+        """Until the next cycle: `interval` seconds, or less when the log grows past `mark`
+        (with `wake`), or stop."""
+        from ledgerx.index.dbfile import prepare_spare
+
+        prepare_spare()  # the next round's first DuckDB instance, made while nothing happens
+        if not self.wake:
+            self.stop.wait(self.interval)
+            return
+        deadline = time.monotonic() + self.interval
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or growth_mark(ev) != mark:
+                return
+            self.stop.wait(min(WAKE_POLL_S, left))
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, frame: object) -> None:

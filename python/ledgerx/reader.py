@@ -15,21 +15,25 @@ overrides `_standard` to union the two. Construct it explicitly.
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from ledgerx.config import resolve_root
 from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
-from ledgerx.index.indexer import open_readonly
-from ledgerx.index.publish import IndexPaths, lock_is_free
+from ledgerx.index.dbfile import open_readonly, raise_if_foreign_lock
+from ledgerx.index.publish import IndexPaths, file_ident, lock_is_free
 from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
 from ledgerx.index.schema import trial_id_sql
+
+if TYPE_CHECKING:  # pyarrow is imported where a table is built, not by every reader
+    import pyarrow as pa
 
 STANDARD_QUERIES: dict[str, str] = {
     "latest_runs": "SELECT * FROM latest_runs",
@@ -345,17 +349,17 @@ def wait_indexed(
     rootp = resolve_root(root)
     paths = IndexPaths.for_root(rootp, db)
     deadline = time.monotonic() + timeout
-    reader = Reader(rootp, db=db)
+    probe = _OffsetProbe(paths.runs)
     try:
         while True:
-            try:
-                if reader.indexed_offset(file) > offset:
-                    return
-            except IndexMissingError:
-                pass
+            if probe.offset(file) > offset:
+                return
             if run_indexer and lock_is_free(paths):
                 try:
-                    if build_index(rootp, db=db).mode != "noop":
+                    rep = build_index(rootp, db=db)
+                    if rep.offsets.get(file, 0) > offset:  # what it published
+                        return
+                    if rep.mode != "noop":
                         continue
                 except IndexBusyError:
                     pass
@@ -365,4 +369,93 @@ def wait_indexed(
                 )
             time.sleep(poll)
     finally:
-        reader.close()
+        probe.close()
+
+
+_PROBE_DB: dict[int, duckdb.DuckDBPyConnection] = {}  # by pid: a forked child makes its own
+_PROBE_LOCK = threading.Lock()
+_PROBE_IDS = itertools.count()
+
+
+def _reset_probe_lock() -> None:  # a fork while another thread held it must not deadlock
+    global _PROBE_LOCK
+    _PROBE_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_probe_lock)
+
+
+def _probe_cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor on this process's one in-memory DuckDB for probes: a new DuckDB instance costs
+    tens of ms, a cursor on an existing one nothing (each probe attaches under its own name).
+    A forked child never touches its parent's instance (its threads did not survive the fork)."""
+    with _PROBE_LOCK:
+        con = _PROBE_DB.get(os.getpid())
+        if con is None:
+            con = _PROBE_DB[os.getpid()] = duckdb.connect(":memory:")
+        return con.cursor()
+
+
+class _OffsetProbe:
+    """How far the published runs index has indexed a part, for `wait_indexed`: one cursor on
+    an in-memory DuckDB for the whole wait, into which the published file is attached again (a
+    few ms) only when a publish replaced it; a fresh connection per look (a new DuckDB instance)
+    cost more than the look. The file attached must be the one the name pointed at before and
+    after the ATTACH (a publish may swap the names meanwhile), as in `open_readonly`. Nothing
+    stays attached after `close`: a file held open would keep the next round from updating the
+    alternate in place."""
+
+    def __init__(self, runs: Path) -> None:
+        self.runs = runs
+        self._alias = f"probe_{os.getpid()}_{next(_PROBE_IDS)}"
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._ident = ""  # of the file attached and verified
+        self._attached = False
+
+    def offset(self, file: str) -> int:
+        """The part's indexed offset; -1 with no published index."""
+        for attempt in range(_RETRIES):
+            ident = file_ident(self.runs)
+            if not ident:
+                self._detach()
+                return -1
+            if ident == self._ident:
+                break
+            self._detach()
+            try:
+                self._attach()
+            except duckdb.Error as e:
+                if file_ident(self.runs) == ident or attempt + 1 == _RETRIES:
+                    if isinstance(e, duckdb.IOException):
+                        raise_if_foreign_lock(self.runs, e)
+                    raise
+                continue
+            if file_ident(self.runs) == ident:
+                self._ident = ident
+                break
+        con = self._con
+        assert con is not None
+        rows = con.execute(
+            f'SELECT "offset" FROM {self._alias}._ledger_files WHERE file = ?', [file]
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def _attach(self) -> None:
+        if self._con is None:
+            self._con = _probe_cursor()
+        self._con.execute(f"ATTACH '{_esc(str(self.runs))}' AS {self._alias} (READ_ONLY)")
+        self._attached = True
+
+    def _detach(self) -> None:
+        if self._con is not None and self._attached:
+            self._con.execute(f"DETACH {self._alias}")
+        self._attached = False
+        self._ident = ""
+
+    def close(self) -> None:
+        if self._con is not None:
+            try:
+                self._detach()
+            finally:
+                self._con.close()
+                self._con = None

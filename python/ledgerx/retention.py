@@ -36,16 +36,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from ledgerx import _core
+from ledgerx._lazy import LazyModule
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError, IndexBusyError, LedgerError
 from ledgerx.fsutil import data_end, ensure_dir, fsync_path
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # imported on first use: the indexer imports this module on every round
+    pa = LazyModule("pyarrow")
+    pq = LazyModule("pyarrow.parquet")
 
 ARCHIVE_FORMAT = 1
 META_KEY = b"ledgerx.archive"
@@ -53,21 +59,31 @@ SCAN_CHUNK = 64 << 20
 DAY_RE = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
 PART_RE = re.compile(r"part-\d{6}\.jsonl")
 
-ARCHIVE_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("event_type", pa.string()),
-        ("schema_version", pa.int32()),
-        ("ts", pa.timestamp("us", tz="UTC")),
-        ("run_id", pa.string()),
-        ("writer", pa.string()),
-        ("seq", pa.int64()),
-        ("data", pa.string()),
-        ("file", pa.string()),
-        ("offset", pa.int64()),
-        ("line_bytes", pa.int32()),
-    ]
-)
+
+@cache
+def archive_schema() -> pa.Schema:
+    """The columns of an archived part (`ARCHIVE_SCHEMA`)."""
+    return pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("event_type", pa.string()),
+            ("schema_version", pa.int32()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("run_id", pa.string()),
+            ("writer", pa.string()),
+            ("seq", pa.int64()),
+            ("data", pa.string()),
+            ("file", pa.string()),
+            ("offset", pa.int64()),
+            ("line_bytes", pa.int32()),
+        ]
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ARCHIVE_SCHEMA":  # built on first use, like the pyarrow it needs
+        return archive_schema()
+    raise AttributeError(f"module 'ledgerx.retention' has no attribute {name!r}")
 
 
 def archive_events_dir(root: Path) -> Path:
@@ -236,7 +252,7 @@ def archived_log_rows(root: Path, present: set[str]) -> Iterator[pa.Table]:
     for p in list_archived(root):
         if p.rel in present:
             continue
-        t = pq.read_table(p.path, columns=ARCHIVE_SCHEMA.names)
+        t = pq.read_table(p.path, columns=archive_schema().names)
         if t.num_rows != p.events or ids_hash(t.column("event_id").to_pylist()) != (
             p.event_ids_sha256
         ):
@@ -318,10 +334,11 @@ def _scan_part(ev: Path, rel: str, day: str, size: int) -> _Scanned:
             cols["file"] = pa.repeat(pa.scalar(rel, pa.string()), n)
             batches.append(
                 pa.RecordBatch.from_arrays(
-                    [cols[f.name].cast(f.type) for f in ARCHIVE_SCHEMA], schema=ARCHIVE_SCHEMA
+                    [cols[f.name].cast(f.type) for f in archive_schema()],
+                    schema=archive_schema(),
                 )
             )
-    table = pa.Table.from_batches(batches, schema=ARCHIVE_SCHEMA)
+    table = pa.Table.from_batches(batches, schema=archive_schema())
     return _Scanned(rel, day, size, end, table, bad, _rows_without_crc(ev, rel, end, table))
 
 
@@ -367,7 +384,7 @@ def _write_archive(adir: Path, s: _Scanned) -> tuple[Path, int, str]:
             raise LedgerError(f"{tmp}: verify failed: {back.num_rows} rows, want {got.events}")
         if ids_hash(back.column("event_id").to_pylist()) != want_hash:
             raise LedgerError(f"{tmp}: verify failed: event id hash differs from {s.rel}")
-        if back.schema.remove_metadata() != ARCHIVE_SCHEMA:
+        if back.schema.remove_metadata() != archive_schema():
             raise LedgerError(f"{tmp}: verify failed: unexpected columns {back.schema.names}")
         os.rename(tmp, final)
     except BaseException:

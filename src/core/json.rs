@@ -50,10 +50,60 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Append a finite float the way JSON expects (shortest round-trip form).
+/// Append a finite float the way JSON expects (shortest round-trip form, as ryu writes it).
 pub fn write_f64(out: &mut Vec<u8>, v: f64) {
-    let mut buf = ryu::Buffer::new();
-    out.extend_from_slice(buf.format_finite(v).as_bytes());
+    if !write_short_decimal(out, v) {
+        let mut buf = ryu::Buffer::new();
+        out.extend_from_slice(buf.format_finite(v).as_bytes());
+    }
+}
+
+const POW10: [f64; 7] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
+
+/// The fast path of `write_f64` for the common values with at most 6 decimals (prices,
+/// parameters, rounded metrics): ~0.1k instructions instead of ryu's ~0.6k. Writes what ryu
+/// would and returns true, or writes nothing and returns false.
+///
+/// Why it is ryu's text: for 1e-3 <= |v| < 1e9 the rounding interval of `v` is narrower than
+/// 1e-7, so at most one decimal with at most 6 fraction digits parses to `v`; `i / 10^k == v`
+/// (an exact integer divided by an exact power of ten, correctly rounded: how a parser reads
+/// the decimal) finds it, with the fewest fraction digits. Any other decimal that parses to `v`
+/// has more fraction digits, hence more significant digits, so this one is the shortest
+/// round-trip form, the digits ryu picks; in this range ryu writes them without an exponent.
+fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    let a = v.abs();
+    if !(1e-3..1e9).contains(&a) {
+        return false;
+    }
+    for (k, &p) in POW10.iter().enumerate() {
+        // Rounded by truncation (a native conversion, where `round` and `%` are libm calls);
+        // a wrong neighbour only fails the exact check below.
+        let n = (a * p + 0.5) as u64;
+        if n as f64 / p != a || (k > 0 && n % 10 == 0) {
+            continue;
+        }
+        let i = n;
+        if v < 0.0 {
+            out.push(b'-');
+        }
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(i).as_bytes();
+        let n = digits.len();
+        if k == 0 {
+            out.extend_from_slice(digits);
+            out.extend_from_slice(b".0");
+        } else if n > k {
+            out.extend_from_slice(&digits[..n - k]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[n - k..]);
+        } else {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', k - n));
+            out.extend_from_slice(digits);
+        }
+        return true;
+    }
+    false
 }
 
 pub fn write_i64(out: &mut Vec<u8>, v: i64) {

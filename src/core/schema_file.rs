@@ -73,6 +73,17 @@ impl SchemaFile {
     /// The registry to validate `event_type` with: re-read when the file changed, and once
     /// more when the type is unknown (maybe registered elsewhere since the last look).
     pub fn for_type(&self, event_type: &str) -> Result<Arc<Registry>> {
+        self.refresh();
+        let reg = self.current();
+        if reg.contains(event_type) {
+            return Ok(reg);
+        }
+        self.reload()?;
+        Ok(self.current())
+    }
+
+    /// The periodic look at the file (at most once a second): re-read it when its mtime changed.
+    pub fn refresh(&self) {
         let now = now_ms();
         if now >= self.next_check_ms.load(Ordering::Relaxed) {
             self.next_check_ms.store(now + CHECK_MS, Ordering::Relaxed);
@@ -82,12 +93,15 @@ impl SchemaFile {
                 self.note(self.reload());
             }
         }
-        let reg = self.current();
-        if reg.contains(event_type) {
-            return Ok(reg);
+    }
+
+    /// Whether `reg` is the registry in use now (a binding's cached lookup is still good: the
+    /// registry is replaced, never changed in place, on every re-read).
+    pub fn is_current(&self, reg: &Arc<Registry>) -> bool {
+        match self.loaded.read() {
+            Ok(r) => Arc::ptr_eq(&r.registry, reg),
+            Err(_) => false,
         }
-        self.reload()?;
-        Ok(self.current())
     }
 
     /// Why the last periodic re-read of the file failed, if it did (the writer keeps

@@ -2,8 +2,8 @@
 //! and `JsonView` over Python objects so the validator reads them in place.
 
 use super::SchemaError;
-use crate::core::json::Tape;
 use crate::core::json::{self, MAX_DEPTH};
+use crate::core::json::{Tape, TokKind};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use std::cell::RefCell;
@@ -24,8 +24,9 @@ thread_local! {
     static SCRATCH: RefCell<(Vec<u8>, Tape)> = RefCell::new((Vec::with_capacity(4096), Tape::default()));
 }
 
-/// Serialize `obj` into the thread's scratch buffer and hand the bytes and an empty tape to
-/// `f` (which may release the GIL: the bytes no longer need Python).
+/// Serialize `obj` into the thread's scratch buffer and hand the bytes and their token tape
+/// (recorded while writing: the validator needs no second pass) to `f` (which may release the
+/// GIL: the bytes no longer need Python).
 pub fn with_serialized<R>(
     obj: &Bound<'_, PyAny>,
     opts: Opts<'_, '_>,
@@ -36,12 +37,13 @@ pub fn with_serialized<R>(
         // use: then work in fresh buffers instead of failing.
         let Ok(mut guard) = cell.try_borrow_mut() else {
             let (mut buf, mut tape) = (Vec::new(), Tape::default());
-            write_obj(&mut buf, obj, 0, opts)?;
+            write_value(&mut buf, Some(&mut tape), obj, 0, opts)?;
             return Ok(f(&buf, &mut tape));
         };
         let (buf, tape) = &mut *guard;
         buf.clear();
-        write_obj(buf, obj, 0, opts)?;
+        tape.toks.clear();
+        write_value(buf, Some(tape), obj, 0, opts)?;
         Ok(f(buf, tape))
     })
 }
@@ -90,17 +92,45 @@ pub fn write_obj(
     depth: usize,
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
+    write_value(out, None, obj, depth, opts)
+}
+
+/// A string's token kind: escaped when `write_str` wrote more than its bytes and quotes.
+fn str_kind(written: usize, len: usize) -> TokKind {
+    if written == len + 2 {
+        TokKind::Str
+    } else {
+        TokKind::StrEsc
+    }
+}
+
+/// `write_obj`, recording each value's tokens on `tape` when given.
+fn write_value(
+    out: &mut Vec<u8>,
+    mut tape: Option<&mut Tape>,
+    obj: &Bound<'_, PyAny>,
+    depth: usize,
+    opts: Opts<'_, '_>,
+) -> Result<(), ConvertError> {
+    let start = out.len();
+    let leaf = |tape: Option<&mut Tape>, kind: TokKind, end: usize| {
+        if let Some(t) = tape {
+            t.leaf(kind, start, end);
+        }
+    };
     if let Ok(s) = obj.downcast::<PyString>() {
         let s = s
             .to_str()
             .map_err(|_| ConvertError::new("string is not valid Unicode (lone surrogate?)"))?;
         json::write_str(out, s);
+        leaf(tape, str_kind(out.len() - start, s.len()), out.len());
     } else if let Ok(d) = obj.downcast::<PyDict>() {
         if depth >= MAX_DEPTH {
             return Err(ConvertError::new(format!(
                 "nested deeper than {MAX_DEPTH} levels"
             )));
         }
+        let me = tape.as_deref_mut().map(|t| t.open(TokKind::Obj, start));
         out.push(b'{');
         for (i, (k, v)) in d.iter().enumerate() {
             if i > 0 {
@@ -116,17 +146,24 @@ pub fn write_obj(
             let key = key
                 .to_str()
                 .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
+            let ks = out.len();
             json::write_str(out, key);
+            if let Some(t) = tape.as_deref_mut() {
+                t.leaf(str_kind(out.len() - ks, key.len()), ks, out.len());
+            }
             out.push(b':');
-            write_obj(out, &v, depth + 1, opts).map_err(|e| e.at(key.to_string()))?;
+            write_value(out, tape.as_deref_mut(), &v, depth + 1, opts)
+                .map_err(|e| e.at(key.to_string()))?;
         }
         out.push(b'}');
+        if let (Some(t), Some(me)) = (tape, me) {
+            t.close(me, out.len());
+        }
     } else if obj.is_instance_of::<PyBool>() {
-        out.extend_from_slice(if obj.is_truthy().unwrap_or(false) {
-            b"true"
-        } else {
-            b"false"
-        });
+        let yes = obj.is_truthy().unwrap_or(false);
+        out.extend_from_slice(if yes { b"true" } else { b"false" });
+        let kind = if yes { TokKind::True } else { TokKind::False };
+        leaf(tape, kind, out.len());
     } else if obj.is_instance_of::<PyInt>() {
         if let Ok(v) = obj.extract::<i64>() {
             json::write_i64(out, v);
@@ -135,16 +172,25 @@ pub fn write_obj(
         } else {
             return Err(ConvertError::new("integer out of 64-bit range"));
         }
+        leaf(tape, TokKind::Int, out.len());
     } else if let Ok(f) = obj.downcast::<PyFloat>() {
         write_float(out, f.value(), opts)?;
+        let kind = if f.value().is_finite() {
+            TokKind::Float
+        } else {
+            TokKind::Null // written as null (nonfinite="null"), else refused above
+        };
+        leaf(tape, kind, out.len());
     } else if obj.is_none() {
         out.extend_from_slice(b"null");
+        leaf(tape, TokKind::Null, out.len());
     } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         if depth >= MAX_DEPTH {
             return Err(ConvertError::new(format!(
                 "nested deeper than {MAX_DEPTH} levels"
             )));
         }
+        let me = tape.as_deref_mut().map(|t| t.open(TokKind::Arr, start));
         out.push(b'[');
         for (i, item) in obj
             .try_iter()
@@ -155,13 +201,38 @@ pub fn write_obj(
                 out.push(b',');
             }
             let item = item.map_err(|e| ConvertError::new(e.to_string()))?;
-            write_obj(out, &item, depth + 1, opts).map_err(|e| e.at(format!("[{i}]")))?;
+            write_value(out, tape.as_deref_mut(), &item, depth + 1, opts)
+                .map_err(|e| e.at(format!("[{i}]")))?;
         }
         out.push(b']');
+        if let (Some(t), Some(me)) = (tape, me) {
+            t.close(me, out.len());
+        }
     } else {
+        // Rarer types (numpy, datetime, Decimal, `default`…): their text is tokenized.
         write_other(out, obj, depth, opts)?;
+        if let Some(t) = tape {
+            t.append(out, start, depth).map_err(ConvertError::new)?;
+        }
     }
     Ok(())
+}
+
+/// Tests only (the `test-hooks` feature): whether the tape recorded while serializing `obj`
+/// (NaN/±Inf as null with `nonfinite_null`) is the one a parse of the written text gives.
+#[cfg(feature = "test-hooks")]
+#[pyfunction]
+#[pyo3(signature = (obj, nonfinite_null = false))]
+pub fn _tape_matches_parse(obj: &Bound<'_, PyAny>, nonfinite_null: bool) -> PyResult<bool> {
+    let opts = Opts {
+        nonfinite_null,
+        default: None,
+    };
+    with_serialized(obj, opts, |bytes, tape| {
+        let mut parsed = Tape::default();
+        parsed.parse(bytes).is_ok() && parsed.toks == tape.toks
+    })
+    .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.render("data")))
 }
 
 fn write_float(out: &mut Vec<u8>, v: f64, opts: Opts<'_, '_>) -> Result<(), ConvertError> {

@@ -59,6 +59,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(writer::check_run_id, m)?)?;
     m.add_function(wrap_pyfunction!(scan::quarantine, m)?)?;
     m.add_function(wrap_pyfunction!(convert::to_json, m)?)?;
+    #[cfg(feature = "test-hooks")]
+    m.add_function(wrap_pyfunction!(convert::_tape_matches_parse, m)?)?;
     m.add_function(wrap_pyfunction!(sigterm::install_sigterm_watchdog, m)?)?;
     m.add_function(wrap_pyfunction!(day_of, m)?)?;
     m.add_function(wrap_pyfunction!(format_ts, m)?)?;

@@ -15,7 +15,6 @@ pub struct SchemaValidator {
 impl SchemaValidator {
     fn check(&self, document: &Bound<'_, PyAny>) -> PyResult<Result<(), Violation>> {
         with_serialized(document, Opts::default(), |bytes, tape| {
-            tape.parse(bytes).map_err(SchemaError::new_err)?;
             Ok(self.schema.validate(&TapeNode::root(bytes, tape)))
         })
         .map_err(|e| {

@@ -193,8 +193,7 @@ impl Writer {
         };
         let group = self.durability == "group";
         let result = with_serialized(data.as_any(), opts, |bytes, tape| {
-            let mut work = || -> Result<(cw::Position, bool, u64), Error> {
-                tape.parse(bytes).map_err(Error::schema)?;
+            let work = || -> Result<(cw::Position, bool, u64), Error> {
                 schema
                     .validate(&TapeNode::root(bytes, tape))
                     .map_err(|v| Error::Schema {

@@ -164,6 +164,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         bar.end()
     if args.json:
         d = dict(rep.__dict__)
+        del d["offsets"]  # every part's checkpoint: for callers in this process
         d["bad"] = [{"file": f, "offset": o, "len": n, "reason": r} for f, o, n, r in rep.bad[:100]]
         print_json(d)
     else:

@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("daemon", help="keep the index caught up; optional health endpoint")
     add_common(p, json_flag=False)
-    p.add_argument("--interval", type=float, default=30.0, help="seconds between cycles (30)")
+    p.add_argument("--interval", type=float, default=30.0, help="most seconds between cycles (30)")
+    wake = "sleep the whole --interval (default: a cycle starts as soon as the log grows)"
+    p.add_argument("--no-wake", dest="wake", action="store_false", help=wake)
     p.add_argument("--verbose", action="store_true", help="log every cycle and request")
     p.add_argument(
         "--health-port",
@@ -92,6 +94,7 @@ def _daemon(args: argparse.Namespace) -> int:
         d = Daemon(
             args.root,
             interval=args.interval,
+            wake=args.wake,
             max_lag_seconds=args.max_lag_seconds,
             max_failures=args.max_failures,
             stale_after=args.stale_after,

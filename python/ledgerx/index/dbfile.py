@@ -4,7 +4,9 @@ one read-write."""
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +79,7 @@ def open_readonly(path: Path, external_access: bool = True) -> duckdb.DuckDBPyCo
 
 
 def _attach_readonly(path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
+    con = _memory_db()
     try:
         con.execute(f"ATTACH {sql_str(str(path))} AS ledger (READ_ONLY)")
         con.execute("USE ledger")
@@ -135,3 +137,38 @@ def read_state_any(path: Path, work: Path) -> PublishedState:
 
 def sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
+
+
+# A fresh in-memory DuckDB made ahead of need (a new instance costs tens of ms): the daemon makes
+# one while it waits, and its next round's `open_readonly` takes it instead of making one then.
+_SPARE: dict[int, duckdb.DuckDBPyConnection] = {}  # by pid: never one from before a fork
+_SPARE_LOCK = threading.Lock()
+
+
+def _reset_spare_lock() -> None:  # a fork while another thread held it must not deadlock
+    global _SPARE_LOCK
+    _SPARE_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_spare_lock)
+
+
+def prepare_spare() -> None:
+    """Make the in-memory DuckDB that this process's next `open_readonly` will use, unless
+    one is ready. It is a new, never used instance, as `open_readonly` would make."""
+    pid = os.getpid()
+    with _SPARE_LOCK:
+        if pid in _SPARE:
+            return
+    con = duckdb.connect(":memory:")
+    with _SPARE_LOCK:
+        if pid not in _SPARE:
+            _SPARE[pid] = con
+            return
+    con.close()
+
+
+def _memory_db() -> duckdb.DuckDBPyConnection:
+    with _SPARE_LOCK:
+        con = _SPARE.pop(os.getpid(), None)
+    return con if con is not None else duckdb.connect(":memory:")

@@ -7,10 +7,10 @@ One round:
   3. pick the work file: the alternate (the previously published file, `.runs.duckdb.alt`),
      updated in place from its own checkpoints when it is exactly the file published before and
      nobody has it open; else a kernel copy of the published one, or a fresh one (full rebuild);
-  4. in ONE DuckDB transaction: stream the Rust scanner's Arrow batches into `events`, drop
-     duplicate event ids, derive the other tables from the new rows, record the new checkpoints
-     (a fresh or copied work file commits the big INSERT on its own: it is private until
-     published, and dropped on failure);
+  4. in ONE DuckDB transaction: stream the Rust scanner's Arrow batches into `events` (a small
+     round: batch by batch, without pyarrow; `insert`), drop duplicate event ids, derive the
+     other tables from the new rows, record the new checkpoints (a fresh or copied work file
+     commits the big INSERT on its own: it is private until published, and dropped on failure);
   5. checkpoint, fsync, and publish alerts/catalog, then runs.duckdb: a rename (full rebuild) or
      an exchange of names that keeps the replaced file as the next alternate.
 
@@ -20,8 +20,9 @@ in the published file and is replaced by a copy); a crash after it leaves the ne
 way the checkpoints and the rows moved together, so the next round neither skips nor repeats a
 byte.
 
-The round's parts live beside this module: `scan` (part files, the scanner feed), `dbfile`
-(published files, checkpoints), `derive` (dedupe, derived tables, checkpoints, side files).
+The round's parts live beside this module: `scan` (part files, the scanner feed), `insert` (the
+scanned rows into `events`), `dbfile` (published files, checkpoints), `derive` (dedupe, derived
+tables, checkpoints, side files).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from ledgerx.index.derive import (
     write_side,
 )
 from ledgerx.index.hooks import PublishRound, run_publish_hooks
+from ledgerx.index.insert import insert_events
 from ledgerx.index.publish import (
     IndexPaths,
     copy_file,
@@ -71,7 +73,6 @@ from ledgerx.index.publish import (
     remove_stale_tmp,
 )
 from ledgerx.index.scan import (
-    SCAN_SCHEMA,
     FileState,
     Progress,
     ScanFeed,
@@ -85,7 +86,6 @@ from ledgerx.retention import load_archived, pending_archived
 # Re-exported: other modules and tests import them from here.
 __all__ = [
     "DEFAULT_STALE_AFTER_S",
-    "SCAN_SCHEMA",
     "IndexReport",
     "Progress",
     "build_index",
@@ -137,6 +137,9 @@ class IndexReport:
     db: str = ""
     bad: list[tuple[str, int, int, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The published index's checkpoints after the round ({part: indexed offset}), so a caller
+    # waiting for an event (`wait_indexed`) need not open the index to learn them.
+    offsets: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (
@@ -221,6 +224,8 @@ def build_index(
             unlink_work(paths.alt)
         _trace("close + publish")
         rep.published = True
+        rep.offsets = {rel: off for rel, (off, _, _) in rnd.ckpt.items()}
+        rep.offsets.update((st.rel, st.end) for st in rnd.states if st.end > st.start)
         run_publish_hooks(PublishRound(paths, True, durable, hook_options or {}))
         rep.seconds = time.monotonic() - t0
         return rep
@@ -263,11 +268,10 @@ def _index_into_work(
             upcaster=up,
             progress=opts.progress,
         )
-        feed.start()
         _prepare_tables(con, rnd)
         if rnd.in_place:  # a published file: rows and checkpoints in one transaction
             con.begin()
-        _insert_events(con, feed, rnd.gen)
+        insert_events(con, feed, rnd.gen)
         _trace("insert events")
         if not rnd.in_place:
             con.begin()
@@ -276,8 +280,9 @@ def _index_into_work(
         con.commit()
         _trace("commit")
         _write_side_files(con, rnd, rep, opts.durable)
+        _trace("side files")
         con.execute("CHECKPOINT")
-        _trace("side files + checkpoint")
+        _trace("checkpoint")
     except BaseException:
         if feed is not None:
             feed.close()
@@ -332,7 +337,9 @@ def _plan(
     p_ident = file_ident(paths.runs)
     if incremental:
         pub = read_state_any(paths.runs, work)
+        _trace("published state")
         ckpt, meta, copied, last_runs = pub.ckpt, pub.meta, pub.copied, pub.last_runs
+        rep.offsets = {rel: off for rel, (off, _, _) in ckpt.items()}
     parts = list_part_files(ev, since)
     rep.warnings.extend(irregular_entries(ev))
     states = _new_bytes(ev, parts, ckpt, rep.warnings)
@@ -430,26 +437,6 @@ def _prepare_tables(con: duckdb.DuckDBPyConnection, rnd: _Round) -> None:
             upgrade_format(con)
         for ddl in S.VIEWS_DDL:
             con.execute(ddl)
-
-
-def _insert_events(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> None:
-    """One INSERT over a stream of the scanner's batches: DuckDB's threads pull batches as the
-    scanner produces them and write whole row groups, where an INSERT per chunk (each its own
-    commit) left a partial row group to be rewritten at every commit. The work file is private
-    until the rename publishes it, so this INSERT commits on its own (memory stays bounded) and
-    the rest of the round is one transaction."""
-    failed: list[BaseException] = []
-    con.register("_scan", feed.reader(failed))
-    con.execute(
-        """INSERT INTO events
-           SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-                  file, "offset", line_bytes, ?, data_upcast, upcast_version, shape
-           FROM _scan""",
-        [gen],
-    )
-    con.unregister("_scan")
-    if failed:  # the scan failed: the stream ended early, the work file is dropped
-        raise failed[0]
 
 
 def _account(

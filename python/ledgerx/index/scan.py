@@ -1,6 +1,8 @@
 """The indexer's view of the log: which part files there are (and which entries are not what
 they claim), and `ScanFeed`, which runs the core's `Scanner` in a producer thread so the next
-chunk is read and parsed while DuckDB stores the previous one."""
+chunk is read and parsed while DuckDB stores the previous one (`reader`), or, for a small round,
+hands the core's batches straight to DuckDB in the calling thread (`direct`: no pyarrow, whose
+import would cost most of a one-event round in a fresh process)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,21 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from ledgerx import _core
+from ledgerx._lazy import LazyModule
 from ledgerx.fsutil import data_end
 from ledgerx.index.upcast import Upcaster, add_upcast_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:  # only the streaming path (`reader`) needs pyarrow
+    pa = LazyModule("pyarrow")
+    pc = LazyModule("pyarrow.compute")
 
 Progress = Callable[[int, int], None]
 """progress(done_bytes, total_bytes), called from the indexing thread."""
@@ -117,6 +125,7 @@ class ScanFeed:
         self.rows = 0
         self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._by_rel = {s.rel: s for s in states}
         self._t = threading.Thread(target=self._run, name="ledgerx-scan", daemon=True)
 
     def start(self) -> None:
@@ -139,41 +148,45 @@ class ScanFeed:
                 continue
         return False
 
+    def _scanner(self) -> Any:
+        for s in self.states:
+            s.end = s.start
+        # Each round scans up to `width` files in parallel, `chunk` bytes of each at most; a
+        # file is read up to its listed size (one that grew waits for the next round), an
+        # unterminated tail is left pending.
+        width = self.threads or os.cpu_count() or 1
+        return _core.Scanner(
+            str(self.ev),
+            [(s.rel, s.start, s.size) for s in self.states],
+            strict=self.strict,
+            max_bytes=self.chunk,
+            threads=self.threads,
+            width=width,
+        )
+
+    def _book(self, b: Any) -> bool:
+        """Account one scanned batch (offsets, counts, bad lines, a file it could not read);
+        True when it has rows to insert."""
+        if b.error is not None:
+            # Unreadable (e.g. replaced by a FIFO): report it, index the rest.
+            self.file_errors.append(b.error)
+            return False
+        s = self._by_rel[b.file]
+        self.done += b.end_offset - s.end
+        s.end = b.end_offset
+        s.events += b.num_rows
+        s.bad += len(b.bad_lines)
+        for off, ln, reason in b.bad_lines:
+            self.bad.append((s.rel, off, ln, reason))
+        self.rows += b.num_rows
+        return bool(b.num_rows)
+
     def _run(self) -> None:
         try:
-            by_rel = {s.rel: s for s in self.states}
-            for s in self.states:
-                s.end = s.start
-            # Each round scans up to `width` files in parallel, `chunk` bytes of each at most;
-            # a file is read up to its listed size (one that grew waits for the next round),
-            # an unterminated tail is left pending.
-            width = self.threads or os.cpu_count() or 1
-            rounds = _core.Scanner(
-                str(self.ev),
-                [(s.rel, s.start, s.size) for s in self.states],
-                strict=self.strict,
-                max_bytes=self.chunk,
-                threads=self.threads,
-                width=width,
-            )
-            for batches in rounds:
+            for batches in self._scanner():
                 if self._stop.is_set():
                     break
-                out: list[pa.RecordBatch] = []
-                for b in batches:
-                    if b.error is not None:
-                        # Unreadable (e.g. replaced by a FIFO): report it, index the rest.
-                        self.file_errors.append(b.error)
-                        continue
-                    s = by_rel[b.file]
-                    self.done += b.end_offset - s.end
-                    s.end = b.end_offset
-                    s.events += b.num_rows
-                    s.bad += len(b.bad_lines)
-                    for off, ln, reason in b.bad_lines:
-                        self.bad.append((s.rel, off, ln, reason))
-                    if b.num_rows:
-                        out.append(self._to_arrow(b, s.rel))
+                out = [self._to_arrow(b, b.file) for b in batches if self._book(b)]
                 if out and not self._put(out):
                     return
                 if self.progress is not None:
@@ -182,10 +195,19 @@ class ScanFeed:
         except BaseException as e:  # handed to the consumer, raised in the indexing thread
             self._put(e)
 
+    def direct(self) -> Iterator[Any]:
+        """The core's batches with rows, scanned in this thread (no producer thread, no
+        pyarrow): for a small round, which DuckDB reads through the Arrow PyCapsule interface.
+        The bookkeeping is `reader`'s; the caller adds what `_to_arrow` adds (file, upcast
+        columns, JSON typing of `data`) in SQL."""
+        for batches in self._scanner():
+            yield from (b for b in batches if self._book(b))
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
     def _to_arrow(self, b: Any, rel: str) -> pa.RecordBatch:
         rb = pa.record_batch(b)
         n = rb.num_rows
-        self.rows += n
         rb = add_upcast_columns(rb, self.upcaster, self.newest, self.upcast_errors)
         cols = list(rb.columns)
         up = rb.column("data_upcast")
@@ -195,9 +217,9 @@ class ScanFeed:
         # `data` was checked by the scanner: typed as JSON (a zero-copy wrap), DuckDB stores
         # it without parsing it again as it would a VARCHAR cast to JSON.
         i = rb.schema.get_field_index("data")
-        cols[i] = pa.ExtensionArray.from_storage(_JSON, cols[i])
+        cols[i] = pa.ExtensionArray.from_storage(pa.json_(pa.string()), cols[i])
         file_col = pa.repeat(_str_scalar(rel), n)
-        return pa.RecordBatch.from_arrays([*cols, file_col], schema=SCAN_SCHEMA)
+        return pa.RecordBatch.from_arrays([*cols, file_col], schema=scan_schema())
 
     def reader(self, failed: list[BaseException]) -> pa.RecordBatchReader:
         """The scanned batches as one Arrow stream, in scan order. An error of the scan ends
@@ -216,29 +238,30 @@ class ScanFeed:
             except BaseException as e:
                 failed.append(e)
 
-        return pa.RecordBatchReader.from_batches(SCAN_SCHEMA, batches())
+        return pa.RecordBatchReader.from_batches(scan_schema(), batches())
 
 
-_JSON = pa.json_(pa.string())
-
-SCAN_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("event_type", pa.string()),
-        ("schema_version", pa.int64()),
-        ("ts", pa.timestamp("us", tz="UTC")),
-        ("run_id", pa.string()),
-        ("writer", pa.string()),
-        ("seq", pa.int64()),
-        ("data", _JSON),
-        ("offset", pa.int64()),
-        ("line_bytes", pa.int64()),
-        ("shape", pa.string()),
-        ("data_upcast", pa.string()),
-        ("upcast_version", pa.int32()),
-        ("file", pa.string()),
-    ]
-)
+@cache
+def scan_schema() -> pa.Schema:
+    """The columns `reader` streams into `events` (the scanner's, the upcast columns, `file`)."""
+    return pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("event_type", pa.string()),
+            ("schema_version", pa.int64()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("run_id", pa.string()),
+            ("writer", pa.string()),
+            ("seq", pa.int64()),
+            ("data", pa.json_(pa.string())),
+            ("offset", pa.int64()),
+            ("line_bytes", pa.int64()),
+            ("shape", pa.string()),
+            ("data_upcast", pa.string()),
+            ("upcast_version", pa.int32()),
+            ("file", pa.string()),
+        ]
+    )
 
 
 def _str_scalar(s: str) -> pa.Scalar:

@@ -7,9 +7,15 @@ time. `events.data` keeps the raw bytes of the log; the upcast form goes to `eve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pyarrow as pa
+from ledgerx._lazy import LazyModule
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+else:  # a small round upcasts in SQL (`upcast_rows`) and never needs pyarrow
+    pa = LazyModule("pyarrow")
 
 
 class Upcaster(Protocol):
@@ -60,3 +66,33 @@ def add_upcast_columns(
     return pa.RecordBatch.from_arrays(
         [*batch.columns, up, upv], names=[*batch.schema.names, "data_upcast", "upcast_version"]
     )
+
+
+def upcast_rows(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    upcaster: Upcaster | None,
+    newest: dict[str, int],
+    errors: list[str],
+) -> list[tuple[int, str, int]]:
+    """`add_upcast_columns` for rows DuckDB can read as `table` (a scanned batch): (offset,
+    upcast JSON text, version) of each row below its type's newest version that upcast; a
+    failure is reported in `errors` and the row keeps its data as written."""
+    old = [(t, v) for t, v in newest.items() if v > 1]
+    if upcaster is None or not old:
+        return []
+    cond = " OR ".join("(event_type = ? AND schema_version < ?)" for _ in old)
+    rows = con.execute(
+        f'SELECT "offset", event_type, schema_version, data, event_id FROM {table} WHERE {cond}'
+        ' ORDER BY "offset"',
+        [x for tv in old for x in tv],
+    ).fetchall()
+    out: list[tuple[int, str, int]] = []
+    for off, t, v, data, eid in rows:
+        try:
+            text, ver = upcaster.upcast_json(t, v, data)
+        except Exception as e:  # indexed as written; reported, never fatal
+            errors.append(f"{eid}: {t} v{v}: upcast failed: {e}")
+            continue
+        out.append((off, text, ver))
+    return out

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from ledgerx import _core
 from ledgerx.config import events_dir, resolve_root
@@ -303,6 +302,8 @@ def existing_event_ids(ev: Path, days: set[str]) -> set[str]:
                 for f in sorted(d.iterdir(), key=lambda p: p.name)
                 if f.name.endswith(".jsonl") and f.is_file()
             ]
+    import pyarrow as pa  # here: importing ledgerx.legacy (the rebuild's hook) stays light
+
     ids: set[str] = set()
     for batches in _core.Scanner(str(ev), files, max_bytes=32 << 20):
         for b in batches:

@@ -10,7 +10,7 @@ pub struct Tape {
     pub toks: Vec<Tok>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tok {
     pub kind: TokKind,
     pub start: u32,
@@ -46,6 +46,32 @@ impl Tape {
             return Err("trailing bytes".into());
         }
         Ok(())
+    }
+
+    // A serializer that writes JSON can record its tokens as it goes (the Python binding), so
+    // the text is not tokenized again: `leaf`, `open` and `close` give exactly the tokens
+    // `parse` would give for the written text; `append` tokenizes a value written otherwise.
+
+    /// A scalar token over `src[start..end]`.
+    pub fn leaf(&mut self, kind: TokKind, start: usize, end: usize) {
+        self.push(kind, start, end);
+    }
+
+    /// An array or object starting at `start`; `close` it once its members are recorded.
+    pub fn open(&mut self, kind: TokKind, start: usize) -> usize {
+        self.push(kind, start, start)
+    }
+
+    /// End the container `idx` (from `open`) at `end`, just past its closing bracket.
+    pub fn close(&mut self, idx: usize, end: usize) {
+        self.toks[idx].end = end as u32;
+        self.toks[idx].next = self.toks.len() as u32;
+    }
+
+    /// Tokenize the one value at `src[start..]` (written by other means) onto the tape.
+    pub fn append(&mut self, src: &[u8], start: usize, depth: usize) -> Result<(), String> {
+        let mut i = start;
+        self.value(src, &mut i, depth)
     }
 
     fn push(&mut self, kind: TokKind, start: usize, end: usize) -> usize {

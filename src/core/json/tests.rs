@@ -65,3 +65,79 @@ fn rejections_name_what_is_wrong() {
     assert!(e(r#"{"a":1,"a":2}"#).starts_with("duplicate key \"a\""));
     assert!(e(r#"{"a":1,"\u0061":2}"#).starts_with("duplicate key \"a\""));
 }
+
+fn ryu_text(v: f64) -> String {
+    ryu::Buffer::new().format_finite(v).to_string()
+}
+
+fn fast_text(v: f64) -> String {
+    let mut out = Vec::new();
+    write_f64(&mut out, v);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn floats_are_written_as_ryu_writes_them_at_the_edges() {
+    for v in [
+        0.02,
+        1.25,
+        -0.05,
+        1200.0,
+        0.001,
+        0.00099999,
+        0.0010000001,
+        999_999_999.999_999,
+        999_999_999.0,
+        1e9,
+        0.1 + 0.2,
+        0.3,
+        123_456.789,
+        -7.0,
+        0.000_5,
+        1e-3,
+        5e-324,
+        0.0,
+        -0.0,
+        4.35,
+        2.675,
+        1.005,
+        0.123_456,
+        0.123_456_7,
+        536_870_912.5,
+        536_870_912.000_001,
+        1e-6,
+        -1e-6,
+        5e-5,
+        1e-5,
+        1.5e-6,
+        0.000_999,
+    ] {
+        assert_eq!(fast_text(v), ryu_text(v), "{v:e}");
+    }
+    let mut out = Vec::new();
+    assert!(write_short_decimal(&mut out, 0.02) && out == b"0.02");
+    assert!(!write_short_decimal(&mut Vec::new(), 0.1 + 0.2)); // 17 digits: ryu's
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+    #[test]
+    fn any_float_is_written_as_ryu_writes_it(bits in proptest::prelude::any::<u64>()) {
+        let v = f64::from_bits(bits);
+        if v.is_finite() {
+            proptest::prop_assert_eq!(fast_text(v), ryu_text(v));
+        }
+    }
+
+    #[test]
+    fn short_decimals_are_written_as_ryu_writes_them(
+        m in 0u64..2_000_000_000_000_000, k in 0u32..10, neg in proptest::prelude::any::<bool>()
+    ) {
+        let text = format!("{}{}e-{k}", if neg { "-" } else { "" }, m);
+        let v: f64 = text.parse().unwrap();
+        proptest::prop_assert_eq!(fast_text(v), ryu_text(v));
+        let scaled: f64 = format!("{}e-{k}", m % 1_000_000).parse().unwrap();
+        proptest::prop_assert_eq!(fast_text(scaled), ryu_text(scaled));
+    }
+}

@@ -31,15 +31,16 @@ fn ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// `b[i]` is `"`: the index just past the closing quote.
+/// `b[i]` is `"`: the index just past the closing quote. Keys and values are short: a byte
+/// loop beats a vector search here (as in the checker).
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {
-        j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
-        if b[j] == b'"' {
-            return Some(j + 1);
+        match *b.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2, // an escape: the next byte is never the closing quote
+            _ => j += 1,
         }
-        j += 2; // an escape: the next byte is never the closing quote
     }
 }
 
@@ -129,11 +130,11 @@ fn push_elem(out: &mut Vec<u8>, elem: &[u8]) {
 
 /// The key a literal names: compared without unescaping unless it has an escape.
 fn key_is(lit: &[u8], name: &[u8]) -> bool {
-    if memchr::memchr(b'\\', lit).is_none() {
-        lit.len() == name.len() + 2 && &lit[1..lit.len() - 1] == name
-    } else {
-        json_string(lit).as_deref() == Some(name)
+    let inner = &lit[1..lit.len() - 1];
+    if inner == name {
+        return true;
     }
+    inner.contains(&b'\\') && json_string(lit).as_deref() == Some(name)
 }
 
 /// The shape text of `data` (a checked JSON object) into `sc.out`; see the module doc.
@@ -160,7 +161,17 @@ pub(super) fn trial_shape<'a>(data: &[u8], sc: &'a mut ShapeScratch) -> &'a [u8]
         }
         members(data, v, |k2, v2| {
             let end = value_end(data, v2)?;
-            if let Some(key) = json_string(k2) {
+            let inner = &k2[1..k2.len() - 1];
+            if !inner.contains(&b'\\') {
+                // No escape: the literal holds no quote, backslash or control character, so
+                // it is written as it stands (what write_str would produce, without the scan).
+                if out.len() > 1 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&[b'"', obj, kind(&data[v2..end])]);
+                out.extend_from_slice(inner);
+                out.push(b'"');
+            } else if let Some(key) = json_string(k2) {
                 elem.clear();
                 elem.push(obj);
                 elem.push(kind(&data[v2..end]));
@@ -197,6 +208,16 @@ mod tests {
     fn escaped_keys_are_unescaped_then_written_as_json() {
         let d = r#"{"trial_id":"a","params":{"q\"":1,"\u00e9":2,"a\/b":3},"metrics":{}}"#;
         assert_eq!(shape(d), r#"["ts","piq\"","pié","pia/b"]"#);
+    }
+
+    #[test]
+    fn plain_keys_are_written_as_they_stand() {
+        // The fast path (no escape in the key) and the escaped path give the same text.
+        let plain = shape(r#"{"params":{"é":1,"a b":2.5,"/":"x"},"metrics":{"m":null}}"#);
+        assert_eq!(plain, r#"["pié","pfa b","ps/","mnm"]"#);
+        let escaped =
+            shape(r#"{"params":{"\u00e9":1,"a\u0020b":2.5,"\/":"x"},"metrics":{"m":null}}"#);
+        assert_eq!(escaped, plain);
     }
 
     #[test]

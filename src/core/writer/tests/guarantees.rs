@@ -438,3 +438,29 @@ fn the_segment_buffer_pool_is_bounded() {
     want.extend([mib; 15]);
     assert_eq!(caps, want);
 }
+
+#[test]
+fn batched_tickets_know_their_part_and_an_abandoned_part_is_not_synced_again() {
+    let ev = tmp("ticket-batch");
+    let mut c = cfg(&ev, Durability::Fsync);
+    c.max_part_bytes = line_len(b"{}") * 2; // two lines per part
+    let w = Writer::open(c).unwrap();
+    let mut h = head("t");
+    h.ts_us = Some(DAY0);
+    let t: Vec<SyncTicket> = (0..3)
+        .map(|_| w.emit_deferred(&h, b"{}").unwrap().sync.unwrap())
+        .collect();
+    assert!(t[0].same_part(&t[1]), "one fdatasync serves both");
+    assert!(!t[1].same_part(&t[2]), "the third line is in the next part");
+    t[0].sync_unless_abandoned().unwrap();
+    // An fdatasync of part 1 failed: the line of t[1], written before, may be lost whatever a
+    // later fdatasync would say, so it is refused without one; part 2 is unaffected.
+    t[0].part.abandon("test: an fdatasync of it failed");
+    let err = t[1].sync_unless_abandoned().unwrap_err();
+    assert!(
+        matches!(&err, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EIO)),
+        "{err}"
+    );
+    t[2].sync_unless_abandoned().unwrap();
+    w.close().unwrap();
+}

@@ -1,0 +1,43 @@
+'use strict';
+// fsync mode's fdatasync thread: one per writer, started by its first emit, ended by close()
+// once what it had pending is synced and reported (an application that opens and closes many
+// emitters does not collect idle threads until garbage collection).
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const { getEventEmitter } = require('..');
+const { tmpRoot, checkLog } = require('./helpers');
+
+const syncThreads = () => fs.readdirSync('/proc/self/task').filter((t) => {
+  try {
+    return fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'ledgerx-fsync';
+  } catch {
+    return false; // the thread ended meanwhile
+  }
+}).length;
+
+async function until(cond) {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  return cond();
+}
+
+test('fsync: one fdatasync thread per writer, ended by close() after its pending events', async () => {
+  assert.equal(syncThreads(), 0);
+  const root = tmpRoot('fsync-thread');
+  const em = getEventEmitter(root, { durability: 'fsync' });
+  await em.emitRunStarted('r');
+  assert.equal(syncThreads(), 1);
+  const pending = [];
+  for (let i = 0; i < 50; i++) pending.push(em.emitTrialRecorded('r', i, {}, { x: i }));
+  const closed = em.close();
+  await Promise.all(pending); // emitted before close(): all resolve
+  await closed;
+  assert.ok(await until(() => syncThreads() === 0), 'the thread ends after close()');
+  assert.equal(checkLog(root).length, 51);
+  const again = getEventEmitter(root, { durability: 'fsync' });
+  await again.emitRunStarted('r2');
+  assert.equal(syncThreads(), 1);
+  await again.close();
+  assert.ok(await until(() => syncThreads() === 0));
+});

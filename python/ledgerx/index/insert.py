@@ -1,0 +1,66 @@
+"""Inserting a round's scanned rows into `events`: streamed through pyarrow for a big round,
+batch by batch straight from the core's batches for a small one (no pyarrow import: most of a
+one-event `ledgerx rebuild` process was that import). Both store the same rows."""
+
+from __future__ import annotations
+
+import duckdb
+
+from ledgerx.index.scan import ScanFeed
+from ledgerx.index.upcast import upcast_rows
+
+# A round with at most this many new log bytes takes `insert_small`: an INSERT per scanned batch,
+# in this thread. A bigger one streams (one INSERT, whole row groups, the scan overlapping it).
+SMALL_ROUND_BYTES = 4 << 20
+
+
+def insert_events(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> None:
+    """One INSERT over a stream of the scanner's batches: DuckDB's threads pull batches as the
+    scanner produces them and write whole row groups, where an INSERT per chunk (each its own
+    commit) left a partial row group to be rewritten at every commit. The work file is private
+    until the rename publishes it, so this INSERT commits on its own (memory stays bounded) and
+    the rest of the round is one transaction. A small round takes `insert_small`."""
+    if feed.total <= SMALL_ROUND_BYTES:
+        insert_small(con, feed, gen)
+        return
+    failed: list[BaseException] = []
+    feed.start()
+    con.register("_scan", feed.reader(failed))
+    con.execute(
+        """INSERT INTO events
+           SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
+                  file, "offset", line_bytes, ?, data_upcast, upcast_version, shape
+           FROM _scan""",
+        [gen],
+    )
+    con.unregister("_scan")
+    if failed:  # the scan failed: the stream ended early, the work file is dropped
+        raise failed[0]
+
+
+def insert_small(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> None:
+    """The rows of a small round, batch by batch as the core scanned them (DuckDB reads a
+    batch through the Arrow PyCapsule interface): `file`, the upcast columns and the JSON type
+    of `data` are added here as `ScanFeed._to_arrow` adds them, so both paths store the same
+    rows; pyarrow is never imported."""
+    con.execute(
+        'CREATE OR REPLACE TEMP TABLE _upc ("offset" BIGINT, data_upcast VARCHAR, v INTEGER)'
+    )
+    for b in feed.direct():
+        con.register("_batch", b)
+        try:
+            con.execute("DELETE FROM _upc")
+            up = upcast_rows(con, "_batch", feed.upcaster, feed.newest, feed.upcast_errors)
+            if up:
+                con.executemany("INSERT INTO _upc VALUES (?, ?, ?)", up)
+            con.execute(
+                """INSERT INTO events
+                   SELECT b.event_id, b.event_type, b.schema_version, b.ts, b.run_id, b.writer,
+                          b.seq, CAST(b.data AS JSON), ?, b."offset", b.line_bytes, ?,
+                          u.data_upcast, u.v, CASE WHEN u.data_upcast IS NULL THEN b.shape END
+                   FROM _batch b LEFT JOIN _upc u USING ("offset")""",
+                [b.file, gen],
+            )
+        finally:
+            con.unregister("_batch")
+    con.execute("DROP TABLE _upc")

@@ -1,0 +1,97 @@
+"""`ledgerx daemon` wakes when the log grows (issue #15: `wait_indexed` with a daemon running):
+an event is indexed well before `--interval`, a new part file or day too; `--no-wake` sleeps the
+whole interval as before."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from index_support import write_sweep
+from ops_support import daemon, wait_for
+
+from ledgerx import _core
+from ledgerx.daemon import growth_mark
+from ledgerx.index import IndexPaths
+from ledgerx.index.dbfile import read_state
+
+
+def _indexed(root: Path, pos: tuple[str, int]) -> bool:
+    runs = IndexPaths.for_root(root).runs
+    if not runs.exists():
+        return False
+    ckpt, _ = read_state(runs)
+    return ckpt.get(pos[0], (0, 0, 0))[0] > pos[1]
+
+
+def _emit_one(root: Path, i: int) -> tuple[str, int]:
+    w = _core.Writer(str(root), durability="os")
+    pos = w.emit("trial.recorded", {"trial_id": i, "params": {}, "metrics": {}}, run_id="r-w")
+    w.close()
+    return (pos[0], pos[1])
+
+
+def _first_cycle_done(root: Path) -> bool:
+    return IndexPaths.for_root(root).runs.exists()
+
+
+def test_daemon_indexes_a_new_event_well_before_its_interval(root: Path) -> None:
+    write_sweep(root, runs=1, trials=3)
+    with daemon(root, "--interval", "120") as p:
+        wait_for(lambda: _first_cycle_done(root), 60, "a first cycle")
+        for i in range(3):
+            pos = _emit_one(root, i)
+            t = time.monotonic()
+            wait_for(lambda pos=pos: _indexed(root, pos), 30, "the new event indexed")
+            assert time.monotonic() - t < 30  # far below --interval 120 (~0.1 s when quiet)
+        assert p.poll() is None
+
+
+def test_no_wake_sleeps_the_whole_interval(root: Path) -> None:
+    write_sweep(root, runs=1, trials=3)
+    with daemon(root, "--interval", "120", "--no-wake"):
+        wait_for(lambda: _first_cycle_done(root), 60, "a first cycle")
+        time.sleep(0.5)  # the first cycle's publish is done
+        pos = _emit_one(root, 0)
+        time.sleep(3)
+        assert not _indexed(root, pos)
+
+
+def test_growth_mark_changes_with_appends_new_parts_and_days(root: Path) -> None:
+    write_sweep(root, runs=1, trials=3)
+    ev = root / "events"
+    m0 = growth_mark(ev)
+    assert growth_mark(ev) == m0  # stable while nothing is written
+    _emit_one(root, 1)
+    m1 = growth_mark(ev)
+    assert m1 != m0
+    (ev / "day=2099-01-01").mkdir()
+    m2 = growth_mark(ev)
+    assert m2 != m1
+    (ev / "day=2099-01-01" / "part-000001.jsonl").write_bytes(b"")
+    assert growth_mark(ev) != m2
+
+
+def test_the_daemon_makes_its_next_rounds_duckdb_while_it_waits(root: Path) -> None:
+    """Between cycles the daemon makes the in-memory DuckDB that the next round's first
+    `open_readonly` takes (a new instance costs tens of ms, off the round's path now)."""
+    import os
+
+    from ledgerx.daemon import Daemon
+    from ledgerx.index import build_index, dbfile
+
+    write_sweep(root, runs=1, trials=3)
+    build_index(root)
+    dbfile._SPARE.pop(os.getpid(), None)
+    d = Daemon(root, interval=0.01)
+    d.sleep(root / "events", growth_mark(root / "events"))
+    spare = dbfile._SPARE[os.getpid()]
+    con = dbfile.open_readonly(IndexPaths.for_root(root).runs)
+    try:
+        assert con is spare and os.getpid() not in dbfile._SPARE
+        assert con.execute("SELECT count(*) FROM _ledger_files").fetchone() == (1,)
+    finally:
+        con.close()
+    con2 = dbfile.open_readonly(IndexPaths.for_root(root).runs)  # none ready: a new one
+    assert con2 is not spare
+    con2.close()
