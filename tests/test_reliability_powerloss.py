@@ -1,6 +1,7 @@
 """Simulated power loss (issue 5): after SIGKILLing writers, every part file is cut back to the
 length known to be durable (the end of its last acknowledged fsync-mode event), random
-leftovers are appended (garbage, zeros, a partial line, a stale duplicate, unsynced bytes), and
+leftovers are appended (garbage, zeros, a partial line, a stale duplicate, unsynced bytes, fsync
+mode's preallocated zeros with or without a partial line in front of them), and
 part files that hold no durable event may vanish (their directory entry not yet fsynced).
 Then a new writer opens the damaged log and the scanner reads it back.
 
@@ -102,7 +103,7 @@ def _damage(rng: random.Random, events: Path, base: dict[str, Any]) -> None:
         if keep == 0 and rng.random() < 0.3:
             path.unlink()  # created, never made durable: the entry may be gone
             continue
-        choice = rng.randrange(6)
+        choice = rng.randrange(7)
         tail = b""
         if choice == 0:
             tail = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
@@ -117,6 +118,10 @@ def _damage(rng: random.Random, events: Path, base: dict[str, Any]) -> None:
                 tail = tail[: rng.randrange(1, len(tail))]
         elif choice == 4:
             tail = original[keep : keep + rng.randrange(0, len(original) - keep + 1)]
+        elif choice == 6 and good_lines:
+            # fsync mode's preallocated zeros, maybe a partial line written in front of them
+            line = rng.choice(good_lines)
+            tail = line[: rng.randrange(0, len(line) - 1)] + b"\0" * rng.randrange(1, 1 << 20)
         with path.open("r+b") as f:
             f.truncate(keep)
             f.seek(keep)

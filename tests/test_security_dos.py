@@ -125,6 +125,8 @@ def test_an_unterminated_line_is_not_read_whole(root: Path) -> None:
     with open(part, "wb") as f:
         f.write(b'{"event_id":"x",')
         f.truncate(2 << 30)
+        f.seek((2 << 30) - 1)  # a last non-NUL byte: all of it is data (a trailing NUL run
+        f.write(b"x")  # would be a writer's preallocated space, not yet written)
     rel = str(part.relative_to(root / "events"))
     out, peak = _peak(PEAK_RSS, str(root / "events"), rel)
     rows, end, bad, pending = map(int, out.split()[:4])

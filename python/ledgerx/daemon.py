@@ -102,20 +102,22 @@ def quarantine_stats(root: Path) -> tuple[int, int]:
 
 
 def growth_mark(ev: Path) -> tuple[Any, ...]:
-    """What changes when the log grows: the day directories, and the names and sizes of the
-    part files of the newest `WAKE_DAYS` days (a writer appends to today's part, or starts a
-    new part or day). A few stat calls: cheap enough to poll every `WAKE_POLL_S`."""
+    """What changes when the log grows: the day directories, and the names, sizes and mtimes of
+    the part files of the newest `WAKE_DAYS` days (a writer appends to today's part, or starts a
+    new part or day; an fsync-mode append lands in zeros written ahead inside the file's size,
+    so only its mtime moves). A few stat calls: cheap enough to poll every `WAKE_POLL_S`."""
     try:
         days = sorted(e.name for e in os.scandir(ev) if e.name.startswith("day="))
     except OSError:
         return ()
-    parts: list[tuple[str, str, int]] = []
+    parts: list[tuple[str, str, int, int]] = []
     for d in days[-WAKE_DAYS:]:
         try:
             with os.scandir(ev / d) as it:
                 for f in it:
                     if f.name.endswith(".jsonl"):
-                        parts.append((d, f.name, f.stat(follow_symlinks=False).st_size))
+                        st = f.stat(follow_symlinks=False)
+                        parts.append((d, f.name, st.st_size, st.st_mtime_ns))
         except OSError:
             continue
     return (tuple(days), tuple(sorted(parts)))

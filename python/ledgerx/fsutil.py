@@ -6,6 +6,7 @@ shared-group setup (umask 002) works (docs/security.md)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -92,3 +93,45 @@ def atomic_write(path: Path, data: bytes | str) -> None:
             os.unlink(tmp)
         raise
     fsync_path(path.parent)
+
+
+def _hole(fd: int, start: int, end: int) -> bool:
+    """Whether [start, end) of the file is a hole (no data extent: reads as zeros)."""
+    try:
+        return os.lseek(fd, start, os.SEEK_DATA) >= end
+    except OSError as e:
+        return e.errno == errno.ENXIO  # no data at all after start; else unsupported: read it
+
+
+def data_end(path: Path | str, size: int) -> int:
+    """Where the data of a part file of `size` bytes ends: after its last non-NUL byte. A
+    trailing run of NUL bytes is space a writer preallocated (zeros written ahead so fdatasync
+    commits no metadata), not yet written; NUL never appears in a valid line (docs/format.md).
+    Unreadable: `size`, and the scanner reports the file."""
+    if size <= 0:
+        return max(size, 0)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return size
+    try:
+        if os.pread(fd, 1, size - 1) != b"\0":
+            return size
+        end = size
+        while end > 0:
+            start = max(0, end - (1 << 20))
+            if _hole(fd, start, end):
+                end = start  # a sparse stretch reads as zeros: nothing to read
+                continue
+            buf = os.pread(fd, end - start, start)
+            if len(buf) != end - start:
+                return size
+            stripped = len(buf.rstrip(b"\0"))
+            if stripped:
+                return start + stripped
+            end = start
+        return 0
+    except OSError:
+        return size
+    finally:
+        os.close(fd)

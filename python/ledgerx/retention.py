@@ -44,7 +44,7 @@ from ledgerx import _core
 from ledgerx._lazy import LazyModule
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError, IndexBusyError, LedgerError
-from ledgerx.fsutil import ensure_dir, fsync_path
+from ledgerx.fsutil import data_end, ensure_dir, fsync_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -513,7 +513,9 @@ def _archive_day(root: Path, ev: Path, day: str, dry_run: bool, lock_timeout: fl
         if not free:
             res.reason = "a writer holds a part of this day"
             return res
-        scanned = [_scan_part(ev, f"day={day}/{p.name}", day, p.stat().st_size) for p in parts]
+        scanned = [
+            _scan_part(ev, f"day={day}/{p.name}", day, data_end(p, p.stat().st_size)) for p in parts
+        ]
         res.events = sum(s.table.num_rows for s in scanned)
         res.bad_lines = sum(len(s.bad) for s in scanned)
         res.bytes = sum(s.size for s in scanned)

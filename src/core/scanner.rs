@@ -93,6 +93,8 @@ fn open_regular(path: &Path) -> Result<File> {
 pub fn scan_file(path: &Path, start: u64, opts: ScanOptions) -> Result<ScanResult> {
     let mut f = open_regular(path)?;
     let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    // A trailing run of NUL bytes is a writer's preallocated space: not yet written.
+    let size = super::appender::data_end(&f, size).map_err(|e| Error::io(path, e))?;
     let mut res = ScanResult {
         end_offset: start,
         file_size: size,

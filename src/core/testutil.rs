@@ -156,3 +156,12 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
         Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the worker thread panicked"),
     }
 }
+
+/// A part's data as every reader sees it: without the trailing run of NUL bytes (the zeros a
+/// live writer keeps written ahead, `appender::data_end`).
+pub fn read_data(path: &Path) -> Vec<u8> {
+    let mut raw = std::fs::read(path).unwrap();
+    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    raw.truncate(end);
+    raw
+}

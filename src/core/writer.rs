@@ -2,7 +2,7 @@
 //! at `max_part_bytes`, and makes it durable per the ledger's mode. In group mode a background
 //! flusher writes and fdatasyncs batches without holding the state lock (or the GIL).
 
-use super::appender::{open_part, Part};
+use super::appender::{open_part, Part, PREALLOC_BYTES};
 use super::clock;
 use super::error::{Error, Result};
 use super::ids::{self, Rng};
@@ -481,7 +481,11 @@ impl Writer {
         let (part, size) = match back {
             Some(b) => b,
             None => {
-                let (part, size) = open_part(&self.cfg.events, day, self.cfg.max_part_bytes, need)?;
+                let (mut part, size) =
+                    open_part(&self.cfg.events, day, self.cfg.max_part_bytes, need)?;
+                if self.cfg.durability == Durability::Fsync {
+                    part.keep_zeros_ahead(PREALLOC_BYTES); // an fdatasync per event: no size
+                }
                 (Arc::new(part), size)
             }
         };

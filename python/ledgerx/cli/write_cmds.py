@@ -12,6 +12,7 @@ from typing import Any
 from ledgerx import _core, strictjson
 from ledgerx.cli.term import printable
 from ledgerx.config import events_dir, resolve_root
+from ledgerx.fsutil import data_end
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -156,7 +157,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         for f in _part_files(events):
             off = offsets.get(f, 0)
             if off < 0:
-                off = (events / f).stat().st_size
+                off = data_end(events / f, (events / f).stat().st_size)
                 offsets[f] = off
             todo.append((f, off))
         batches = _scan_all(events, todo)

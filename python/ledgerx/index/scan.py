@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledgerx import _core
 from ledgerx._lazy import LazyModule
+from ledgerx.fsutil import data_end
 from ledgerx.index.upcast import Upcaster, add_upcast_columns
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ class FileState:
 
 
 def list_part_files(ev: Path, since_date: str | None = None) -> list[tuple[str, str, int]]:
-    """(path relative to events/, day, size) of every regular part file, sorted."""
+    """(path relative to events/, day, size) of every regular part file, sorted; the size is
+    where its data ends (a zero tail preallocated by a writer is not yet written)."""
     out: list[tuple[str, str, int]] = []
     if not ev.is_dir():
         return out
@@ -57,7 +59,8 @@ def list_part_files(ev: Path, since_date: str | None = None) -> list[tuple[str, 
             continue
         for f in sorted(os.scandir(d.path), key=lambda e: e.name):
             if f.name.endswith(".jsonl") and f.is_file(follow_symlinks=False):
-                out.append((f"{d.name}/{f.name}", day, f.stat(follow_symlinks=False).st_size))
+                size = data_end(f.path, f.stat(follow_symlinks=False).st_size)
+                out.append((f"{d.name}/{f.name}", day, size))
     return out
 
 

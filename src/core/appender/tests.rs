@@ -202,7 +202,8 @@ fn part_descriptors_are_close_on_exec() {
     let (a, _) = open_part(&ev, DAY, 1000, 1).unwrap();
     let (fd, fl) = fd_flags(&a.file);
     assert_ne!(fd & libc::FD_CLOEXEC, 0, "created part");
-    assert_ne!(fl & libc::O_APPEND, 0);
+    // Not O_APPEND: lines go at the data's end, in front of the preallocated zeros.
+    assert_eq!(fl & libc::O_APPEND, 0);
     drop(a);
     let (b, _) = open_part(&ev, DAY, 1000, 1).unwrap();
     assert!(b.rel.ends_with("part-000001.jsonl"), "adopted");
@@ -302,4 +303,157 @@ fn child_unwritable() {
     })
     .unwrap_err();
     assert_eq!(e.errno(), Some(libc::EACCES), "{e}");
+}
+
+/// Preallocation: a live part keeps `PREALLOC_BYTES` of zeros written ahead of its data,
+/// lines land at the data's end (in front of the zeros), and once let go the part ends with
+/// its last line.
+#[test]
+fn a_live_part_keeps_zeros_ahead_and_ends_with_its_last_line_when_dropped() {
+    let ev = tmp("prealloc");
+    let (mut p, at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    p.keep_zeros_ahead(PREALLOC_BYTES);
+    p.append(b"{\"a\":1}\n", at).unwrap();
+    p.append(b"{\"b\":2}\n", 8).unwrap();
+    let len = fs::metadata(&p.path).unwrap().len();
+    assert_eq!(
+        len,
+        8 + PREALLOC_BYTES,
+        "zeros written ahead at the first append"
+    );
+    assert_eq!(data_end(&p.file, len).unwrap(), 16);
+    let raw = fs::read(&p.path).unwrap();
+    assert_eq!(&raw[..16], b"{\"a\":1}\n{\"b\":2}\n");
+    assert!(raw[16..].iter().all(|&b| b == 0));
+    let path = p.path.clone();
+    drop(p);
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        b"{\"a\":1}\n{\"b\":2}\n",
+        "zero tail cut"
+    );
+}
+
+/// The zeros never reach past the part's size limit (a rotated part stays under it).
+#[test]
+fn the_zero_tail_stops_at_the_size_limit() {
+    let ev = tmp("prelimit");
+    let (mut p, at) = open_part(&ev, DAY, 1000, 1).unwrap();
+    p.keep_zeros_ahead(PREALLOC_BYTES);
+    p.append(b"{\"a\":1}\n", at).unwrap();
+    assert_eq!(fs::metadata(&p.path).unwrap().len(), 1000);
+}
+
+/// A writer that died leaves its zero tail: adoption cuts it without quarantining anything
+/// (zeros are not data), a torn line in front of the zeros goes to quarantine, and the next
+/// line lands right after the last complete one.
+#[test]
+fn adoption_cuts_a_zero_tail_and_quarantines_only_a_torn_line_before_it() {
+    let ev = tmp("zerotail");
+    let dir = ev.join(format!("day={DAY}"));
+    fs::create_dir_all(&dir).unwrap();
+    let mut raw = b"{\"a\":1}\n".to_vec();
+    raw.resize(8 + 100_000, 0);
+    fs::write(dir.join("part-000001.jsonl"), &raw).unwrap();
+    let (p, size) = open_part(&ev, DAY, 1 << 30, 1).unwrap();
+    assert_eq!(size, 8);
+    assert!(!ev.join(QUARANTINE_DIR).exists(), "nothing quarantined");
+    p.append(b"{\"b\":2}\n", size).unwrap();
+    let path = p.path.clone();
+    drop(p);
+    assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+    let mut raw = b"{\"a\":1}\n{\"b\":".to_vec();
+    raw.resize(13 + 4096, 0);
+    fs::write(&path, &raw).unwrap();
+    let (_p, size) = open_part(&ev, DAY, 1 << 30, 1).unwrap();
+    assert_eq!(size, 8);
+    assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}\n");
+    assert_eq!(only_quarantined(&ev).0, b"{\"b\":");
+}
+
+#[test]
+fn data_end_is_after_the_last_non_nul_byte() {
+    let ev = tmp("dataend");
+    fs::create_dir_all(&ev).unwrap();
+    let path = ev.join("f");
+    let long = [b"x\n".as_slice(), &[0u8; 200_000]].concat(); // zeros over several chunks
+    let torn = [b"x\n{\"b".as_slice(), &[0u8; 3]].concat();
+    for (raw, want) in [
+        (b"ab\n".to_vec(), 3),
+        (Vec::new(), 0),
+        (vec![0u8; 5], 0),
+        (long, 2),
+        (torn, 5),
+    ] {
+        fs::write(&path, &raw).unwrap();
+        let f = File::open(&path).unwrap();
+        assert_eq!(
+            data_end(&f, raw.len() as u64).unwrap(),
+            want,
+            "{:?}",
+            &raw[..raw.len().min(8)]
+        );
+    }
+}
+
+/// The zeros are extended in large steps, not per append: over 100 KB of appends the size of
+/// the file does not move after the first (each fdatasync finds the size covering the line).
+#[test]
+fn the_size_stays_put_between_appends() {
+    let ev = tmp("presteady");
+    let (mut p, mut at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    p.keep_zeros_ahead(PREALLOC_BYTES);
+    let line = [b"x".repeat(99).as_slice(), b"\n"].concat();
+    let mut sizes = std::collections::BTreeSet::new();
+    for _ in 0..1000 {
+        p.append(&line, at).unwrap();
+        at += line.len() as u64;
+        sizes.insert(fs::metadata(&p.path).unwrap().len());
+    }
+    assert_eq!(
+        sizes.into_iter().collect::<Vec<_>>(),
+        [100 + PREALLOC_BYTES]
+    );
+    // Past half of the zeros, one extension by PREALLOC_BYTES from the data's end.
+    let big = vec![b'y'; (PREALLOC_BYTES / 2) as usize];
+    p.append(&[&big[..big.len() - 1], b"\n"].concat(), at)
+        .unwrap();
+    at += big.len() as u64;
+    assert_eq!(fs::metadata(&p.path).unwrap().len(), at + PREALLOC_BYTES);
+    assert_eq!(data_end(&p.file, at + PREALLOC_BYTES).unwrap(), at);
+}
+
+/// Without `keep_zeros_ahead` (group and os mode) a part grows with its data, no zeros.
+#[test]
+fn a_part_without_zeros_ahead_grows_with_its_data() {
+    let ev = tmp("nozeros");
+    let (p, at) = open_part(&ev, DAY, 10 * PREALLOC_BYTES, 1).unwrap();
+    p.append(b"{\"a\":1}\n", at).unwrap();
+    assert_eq!(fs::read(&p.path).unwrap(), b"{\"a\":1}\n");
+}
+
+/// Sparse stretches (holes) read as zeros and are skipped unread: a 1 GiB sparse tail costs no
+/// reading; data after a hole, or written zeros after one, are found where they are.
+#[test]
+fn data_end_skips_holes() {
+    use std::os::unix::fs::FileExt;
+    let ev = tmp("dataendholes");
+    fs::create_dir_all(&ev).unwrap();
+    let path = ev.join("f");
+    let f = File::options()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    f.write_all_at(b"x\n", 0).unwrap();
+    f.set_len(1 << 30).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(data_end(&f, 1 << 30).unwrap(), 2);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    f.write_all_at(&[0u8; 100], (1 << 30) - 100).unwrap(); // written zeros after the hole
+    assert_eq!(data_end(&f, 1 << 30).unwrap(), 2);
+    f.write_all_at(b"y", (1 << 29) + 7).unwrap(); // data between two holes
+    assert_eq!(data_end(&f, 1 << 30).unwrap(), (1 << 29) + 8);
 }

@@ -156,3 +156,24 @@ fn oversized_lines_are_bad() {
     scan_buffer(&big, 0, opts, &mut c, &mut b);
     assert!(b[0].reason.contains("exceeds 50 bytes"), "{b:?}");
 }
+
+/// A trailing run of NUL bytes (a writer's preallocated space) is not yet written: neither a
+/// bad line nor pending bytes; a torn line in front of it stays pending.
+#[test]
+fn a_zero_tail_is_not_yet_written() {
+    let dir = crate::core::testutil::tmp("scanzeros");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("part-000001.jsonl");
+    let good = good_line(1);
+    for torn in [&b""[..], &good_line(2)[..50]] {
+        let mut raw = [&good[..], torn].concat();
+        let data = raw.len() as u64;
+        raw.resize(raw.len() + 300_000, 0);
+        std::fs::write(&path, &raw).unwrap();
+        let r = scan_file(&path, 0, ScanOptions::default()).unwrap();
+        assert!(r.bad.is_empty(), "{:?}", r.bad);
+        assert_eq!(r.columns.seq, vec![1]);
+        assert_eq!(r.end_offset, good.len() as u64);
+        assert_eq!((r.file_size, r.pending_bytes), (data, torn.len() as u64));
+    }
+}

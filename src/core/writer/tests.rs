@@ -222,7 +222,12 @@ fn group_events_queued_for_a_part_abandoned_before_their_commit_fail() {
         let parts = fs::read_dir(day.unwrap().path()).unwrap().flatten();
         parts
             .filter(|p| p.path().extension().is_some_and(|x| x == "jsonl"))
-            .map(|p| fs::read_to_string(p.path()).unwrap().lines().count())
+            .map(|p| {
+                crate::core::testutil::read_data(&p.path())
+                    .split(|&b| b == b'\n')
+                    .count()
+                    - 1
+            })
             .sum()
     };
     assert_eq!(jsonl(&ev), 0);

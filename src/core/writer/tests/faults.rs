@@ -5,7 +5,8 @@
 use super::guarantees::{cfg, emit_at, flusher_is_idle, part_lines, poll, A1, A2, DAY0, LONG};
 use super::*;
 use crate::core::testutil::{
-    apply_file_size_limit, child_dir, run_in_child, run_under_file_size_limit, run_under_strace,
+    apply_file_size_limit, child_dir, read_data, run_in_child, run_under_file_size_limit,
+    run_under_strace,
 };
 
 /// A line of 100 KiB against a 64 KiB file-size limit: each commit fails with a short write.
@@ -41,7 +42,7 @@ fn child_failed_group_commits() {
     // Seq 1 is committed; seq 2 then fails in the same part, which is cut back to seq 1's end.
     emit_at(&w, DAY0, b"{}").unwrap();
     assert_eq!(w.wait_done(0, Duration::from_secs(120)).done_seq, 1);
-    let kept = fs::read(ev.join(A1)).unwrap();
+    let kept = read_data(&ev.join(A1));
     // wait_done(2, _) covers no event past 2, so it leaves the failure to the next emit.
     assert_eq!(
         emit_at(&w, DAY0, big.as_bytes()).unwrap().0.file.as_ref(),
@@ -61,11 +62,7 @@ fn child_failed_group_commits() {
         Err(Error::Commit { lost, .. }) => assert_eq!(lost, 1),
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        fs::read(ev.join(A1)).unwrap(),
-        kept,
-        "the committed line stays"
-    );
+    assert_eq!(read_data(&ev.join(A1)), kept, "the committed line stays");
     // Seq 3 fails in a new part; wait_done(2, _) covers it: the failure reaches that waiter and
     // not the next emit, which goes to a third part.
     assert_eq!(

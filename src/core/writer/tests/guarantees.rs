@@ -3,7 +3,7 @@
 //! backpressure, the flusher's urgency and buffer pool). Faults and syscall audits: `faults.rs`.
 
 use super::*;
-use crate::core::testutil::{within, RemoveOnDrop};
+use crate::core::testutil::{read_data, within, RemoveOnDrop};
 use std::sync::atomic::AtomicUsize;
 
 pub(super) const DAY0: i64 = 1_700_006_399_000_000; // 2023-11-14T23:59:59Z
@@ -57,7 +57,7 @@ pub(super) fn flusher_is_idle(w: &Writer, idle: bool) -> Option<()> {
 }
 
 pub(super) fn part_lines(ev: &Path, rel: &str) -> Vec<serde_json::Value> {
-    let text = fs::read_to_string(ev.join(rel)).unwrap();
+    let text = String::from_utf8(read_data(&ev.join(rel))).unwrap();
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
