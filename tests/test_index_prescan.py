@@ -53,7 +53,7 @@ def test_log_bytes_written_after_the_prescan_make_the_round_scan_again(tmp_path:
     ref = reference_events(tmp_path)
     assert rep.events == len(ref)
     assert index_events(IndexPaths.for_root(tmp_path).runs) == ref
-    assert not pre._t.is_alive()
+    assert not pre.running
 
 
 def test_a_prescan_with_other_options_is_not_used(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_a_prescan_with_other_options_is_not_used(tmp_path: Path) -> None:
     pre = Prescan.full(tmp_path / "events", strict=True)
     rep = build_index(tmp_path, full_rebuild=True, prescan=pre)  # a lax round
     assert (rep.events, rep.bad_lines) == (len(reference_events(tmp_path)), 0)
-    assert not pre._t.is_alive()
+    assert not pre.running
 
 
 def test_the_prescan_stops_when_the_round_fails(tmp_path: Path) -> None:
@@ -76,10 +76,10 @@ def test_the_prescan_stops_when_the_round_fails(tmp_path: Path) -> None:
     files = [(rel, 0, size) for rel, _day, size in list_part_files(ev)]
     pre = Prescan(ev, files, chunk=1)  # more rounds than its queue holds: it waits
     time.sleep(0.2)
-    assert pre._t.is_alive()
+    assert pre.running
     with index_lock(IndexPaths.for_root(tmp_path)), pytest.raises(IndexBusyError):
         build_index(tmp_path, full_rebuild=True, prescan=pre)
-    assert not pre._t.is_alive()
+    assert not pre.running
 
 
 def test_importing_the_prescan_needs_neither_duckdb_nor_pyarrow() -> None:

@@ -163,6 +163,15 @@ fn write_value(
     Ok(())
 }
 
+fn check_depth(depth: usize) -> Result<(), ConvertError> {
+    if depth >= MAX_DEPTH {
+        return Err(ConvertError::new(format!(
+            "nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(())
+}
+
 /// A dict as a JSON object (string keys only), its tokens on `tape` when given.
 fn write_dict(
     out: &mut Vec<u8>,
@@ -172,11 +181,7 @@ fn write_dict(
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
     let start = out.len();
-    if depth >= MAX_DEPTH {
-        return Err(ConvertError::new(format!(
-            "nested deeper than {MAX_DEPTH} levels"
-        )));
-    }
+    check_depth(depth)?;
     let me = tape.as_deref_mut().map(|t| t.open(TokKind::Obj, start));
     out.push(b'{');
     for (i, (k, v)) in d.iter().enumerate() {
@@ -218,11 +223,7 @@ fn write_seq(
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
     let start = out.len();
-    if depth >= MAX_DEPTH {
-        return Err(ConvertError::new(format!(
-            "nested deeper than {MAX_DEPTH} levels"
-        )));
-    }
+    check_depth(depth)?;
     let me = tape.as_deref_mut().map(|t| t.open(TokKind::Arr, start));
     out.push(b'[');
     for (i, item) in obj
@@ -304,11 +305,7 @@ fn write_other(
     let ty = obj.get_type();
     let module = ty.module().map(|m| m.to_string()).unwrap_or_default();
     let name = ty.name().map(|n| n.to_string()).unwrap_or_default();
-    if depth >= MAX_DEPTH {
-        return Err(ConvertError::new(format!(
-            "nested deeper than {MAX_DEPTH} levels"
-        )));
-    }
+    check_depth(depth)?;
     if module == "numpy" {
         if let Some(done) = write_numpy(out, obj, &name, depth, opts)? {
             return Ok(done);

@@ -10,14 +10,12 @@ lost or indexed twice)."""
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ledgerx import _core
-from ledgerx.index.scan import has_newline, list_part_files, put_until_stopped, scan_width
+from ledgerx.index.scan import Producer, has_newline, list_part_files, scan_width
 
 DEFAULT_CHUNK_BYTES = 32 << 20
 """Bytes of each file one scan round reads at most (the indexer's default chunk)."""
@@ -37,18 +35,11 @@ class Prescan:
         threads: int = 0,
         depth: int = 2,
     ) -> None:
-        self.ev, self.files, self.strict, self.chunk, self.threads = (
-            ev,
-            files,
-            strict,
-            chunk,
-            threads,
-        )
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
+        self.ev, self.files, self.strict = ev, files, strict
+        self.chunk, self.threads = chunk, threads
+        self._p = Producer(self._run, "ledgerx-prescan", depth)
         self._taken = False
-        self._t = threading.Thread(target=self._run, name="ledgerx-prescan", daemon=True)
-        self._t.start()
+        self._p.start()
 
     @classmethod
     def full(cls, ev: Path, since_date: str | None = None, *, strict: bool = False) -> Prescan:
@@ -78,31 +69,21 @@ class Prescan:
                 width=scan_width(self.threads),
             )
             for batches in rounds:
-                if not self._put(batches):
+                if not self._p.put(batches):
                     return
-            self._put(None)
+            self._p.put(None)
         except BaseException as e:  # handed to the consumer
-            self._put(e)
-
-    def _put(self, item: Any) -> bool:
-        return put_until_stopped(self._q, item, self._stop)
+            self._p.put(e)
 
     def rounds(self) -> Iterator[Any]:
         """The scan's rounds in order (each a list of batches), as `Scanner` yields them."""
         self._taken = True
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        return self._p.items()
+
+    @property
+    def running(self) -> bool:
+        return self._p.running
 
     def close(self) -> None:
         """Stop the thread and drop what it scanned."""
-        self._stop.set()
-        while self._t.is_alive():
-            try:
-                self._q.get_nowait()
-            except queue.Empty:
-                self._t.join(0.05)
+        self._p.stop()

@@ -124,28 +124,18 @@ class ScanFeed:
         self.total = sum(s.size - s.start for s in states)
         self.done = 0
         self.rows = 0
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
+        self._p = Producer(self._run, "ledgerx-scan", depth)
         self._by_rel = {s.rel: s for s in states}
-        self._t = threading.Thread(target=self._run, name="ledgerx-scan", daemon=True)
         # A `ledgerx.index.prescan.Prescan` of exactly this scan, started earlier: its rounds.
         self.prescan = prescan
 
     def start(self) -> None:
-        self._t.start()
+        self._p.start()
 
     def close(self) -> None:
-        self._stop.set()
         if self.prescan is not None:
             self.prescan.close()
-        while self._t.is_alive():
-            try:
-                self._q.get_nowait()
-            except queue.Empty:
-                self._t.join(0.05)
-
-    def _put(self, item: Any) -> bool:
-        return put_until_stopped(self._q, item, self._stop)
+        self._p.stop()
 
     def _scanner(self) -> Any:
         for s in self.states:
@@ -184,16 +174,16 @@ class ScanFeed:
     def _run(self) -> None:
         try:
             for batches in self._scanner():
-                if self._stop.is_set():
+                if self._p.stopped:
                     break
                 out = [self._to_arrow(b, b.file) for b in batches if self._book(b)]
-                if out and not self._put(out):
+                if out and not self._p.put(out):
                     return
                 if self.progress is not None:
                     self.progress(self.done, self.total)
-            self._put(None)
+            self._p.put(None)
         except BaseException as e:  # handed to the consumer, raised in the indexing thread
-            self._put(e)
+            self._p.put(e)
 
     def direct(self) -> Iterator[Any]:
         """The core's batches with rows, scanned in this thread (no producer thread, no
@@ -228,12 +218,7 @@ class ScanFeed:
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
-                while True:
-                    item = self._q.get()
-                    if item is None:
-                        return
-                    if isinstance(item, BaseException):
-                        raise item
+                for item in self._p.items():
                     yield from item
             except BaseException as e:
                 failed.append(e)
@@ -241,15 +226,53 @@ class ScanFeed:
         return pa.RecordBatchReader.from_batches(scan_schema(), batches())
 
 
-def put_until_stopped(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
-    """Put `item` on a bounded queue, waiting while it is full; False once `stop` is set."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
+class Producer:
+    """A producer thread handing items to one consumer through a bounded queue: `put` waits
+    while the queue is full (False once stopped); `items` yields what was put until the
+    producer puts None, and raises an exception it put; `stop` ends the thread, dropping what
+    waits in the queue."""
+
+    def __init__(self, target: Callable[[], None], name: str, depth: int) -> None:
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=target, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._t.start()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self._t.is_alive()
+
+    def put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def items(self) -> Iterator[Any]:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self._stop.set()
+        while self._t.is_alive():
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                self._t.join(0.05)
 
 
 def scan_width(threads: int) -> int:
