@@ -18,11 +18,39 @@ const NEEDS_ESCAPE: [bool; 256] = {
     t
 };
 
+/// Whether the 8 bytes of `x` hold one that needs an escape (a control byte, `"` or `\\`):
+/// the classic "has a byte less than n" and "has a zero byte" tests, exact as a yes/no.
+fn word_needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0
+        || has_zero(x ^ (ONES * b'"' as u64))
+        || has_zero(x ^ (ONES * b'\\' as u64))
+}
+
+/// Whether no byte of `bytes` needs an escape (8 bytes at a time, then the table).
+fn is_plain(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        if word_needs_escape(x) {
+            return false;
+        }
+    }
+    !words.remainder().iter().any(|&c| NEEDS_ESCAPE[c as usize])
+}
+
 /// Append `s` as a JSON string literal (quotes included).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    if is_plain(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &c) in bytes.iter().enumerate() {
         if !NEEDS_ESCAPE[c as usize] {

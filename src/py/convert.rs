@@ -104,6 +104,53 @@ fn str_kind(written: usize, len: usize) -> TokKind {
     }
 }
 
+/// What a value is written as. Exact built-in types are told by one pointer compare each
+/// (with abi3 every `isinstance` check is a call); subclasses go through the same rules in the
+/// same order as before (bool before int: a bool is an int).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Dict,
+    Bool,
+    Int,
+    Float,
+    Null,
+    Seq,
+    Other,
+}
+
+fn kind_of(obj: &Bound<'_, PyAny>) -> Kind {
+    use pyo3::ffi;
+    let tp = obj.get_type_ptr();
+    // Only the addresses of the interpreter's static type objects are taken.
+    if tp == &raw mut ffi::PyUnicode_Type {
+        return Kind::Str;
+    } else if tp == &raw mut ffi::PyFloat_Type {
+        return Kind::Float;
+    } else if tp == &raw mut ffi::PyLong_Type {
+        return Kind::Int;
+    } else if tp == &raw mut ffi::PyDict_Type {
+        return Kind::Dict;
+    }
+    if obj.is_none() {
+        Kind::Null
+    } else if obj.is_instance_of::<PyString>() {
+        Kind::Str
+    } else if obj.is_instance_of::<PyDict>() {
+        Kind::Dict
+    } else if obj.is_instance_of::<PyBool>() {
+        Kind::Bool
+    } else if obj.is_instance_of::<PyInt>() {
+        Kind::Int
+    } else if obj.is_instance_of::<PyFloat>() {
+        Kind::Float
+    } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        Kind::Seq
+    } else {
+        Kind::Other
+    }
+}
+
 /// `write_obj`, recording each value's tokens on `tape` when given.
 fn write_value(
     out: &mut Vec<u8>,
@@ -118,46 +165,57 @@ fn write_value(
             t.leaf(kind, start, end);
         }
     };
-    if let Ok(s) = obj.downcast::<PyString>() {
-        let s = s
-            .to_str()
-            .map_err(|_| ConvertError::new("string is not valid Unicode (lone surrogate?)"))?;
-        json::write_str(out, s);
-        leaf(tape, str_kind(out.len() - start, s.len()), out.len());
-    } else if let Ok(d) = obj.downcast::<PyDict>() {
-        write_dict(out, tape, d, depth, opts)?;
-    } else if obj.is_instance_of::<PyBool>() {
-        let yes = obj.is_truthy().unwrap_or(false);
-        out.extend_from_slice(if yes { b"true" } else { b"false" });
-        let kind = if yes { TokKind::True } else { TokKind::False };
-        leaf(tape, kind, out.len());
-    } else if obj.is_instance_of::<PyInt>() {
-        if let Ok(v) = obj.extract::<i64>() {
-            json::write_i64(out, v);
-        } else if let Ok(v) = obj.extract::<u64>() {
-            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-        } else {
-            return Err(ConvertError::new("integer out of 64-bit range"));
+    match kind_of(obj) {
+        Kind::Str => {
+            // SAFETY: `kind_of` found a str (or a subclass).
+            let s = unsafe { obj.downcast_unchecked::<PyString>() };
+            let s = s
+                .to_str()
+                .map_err(|_| ConvertError::new("string is not valid Unicode (lone surrogate?)"))?;
+            json::write_str(out, s);
+            leaf(tape, str_kind(out.len() - start, s.len()), out.len());
         }
-        leaf(tape, TokKind::Int, out.len());
-    } else if let Ok(f) = obj.downcast::<PyFloat>() {
-        write_float(out, f.value(), opts)?;
-        let kind = if f.value().is_finite() {
-            TokKind::Float
-        } else {
-            TokKind::Null // written as null (nonfinite="null"), else refused above
-        };
-        leaf(tape, kind, out.len());
-    } else if obj.is_none() {
-        out.extend_from_slice(b"null");
-        leaf(tape, TokKind::Null, out.len());
-    } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
-        write_seq(out, tape, obj, depth, opts)?;
-    } else {
-        // Rarer types (numpy, datetime, Decimal, `default`…): their text is tokenized.
-        write_other(out, obj, depth, opts)?;
-        if let Some(t) = tape {
-            t.append(out, start, depth).map_err(ConvertError::new)?;
+        // SAFETY: `kind_of` found a dict (or a subclass).
+        Kind::Dict => write_dict(out, tape, unsafe { obj.downcast_unchecked() }, depth, opts)?,
+        Kind::Bool => {
+            let yes = obj.is_truthy().unwrap_or(false);
+            out.extend_from_slice(if yes { b"true" } else { b"false" });
+            let kind = if yes { TokKind::True } else { TokKind::False };
+            leaf(tape, kind, out.len());
+        }
+        Kind::Int => {
+            if let Ok(v) = obj.extract::<i64>() {
+                json::write_i64(out, v);
+            } else if let Ok(v) = obj.extract::<u64>() {
+                out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            } else {
+                return Err(ConvertError::new("integer out of 64-bit range"));
+            }
+            leaf(tape, TokKind::Int, out.len());
+        }
+        Kind::Float => {
+            // SAFETY: `kind_of` found a float (or a subclass).
+            let v = unsafe { obj.downcast_unchecked::<PyFloat>() }.value();
+            write_float(out, v, opts)?;
+            // NaN/±Inf were written as null (nonfinite="null"), else refused above.
+            let kind = if v.is_finite() {
+                TokKind::Float
+            } else {
+                TokKind::Null
+            };
+            leaf(tape, kind, out.len());
+        }
+        Kind::Null => {
+            out.extend_from_slice(b"null");
+            leaf(tape, TokKind::Null, out.len());
+        }
+        Kind::Seq => write_seq(out, tape, obj, depth, opts)?,
+        Kind::Other => {
+            // Rarer types (numpy, datetime, Decimal, `default`…): their text is tokenized.
+            write_other(out, obj, depth, opts)?;
+            if let Some(t) = tape {
+                t.append(out, start, depth).map_err(ConvertError::new)?;
+            }
         }
     }
     Ok(())

@@ -141,3 +141,37 @@ proptest::proptest! {
         proptest::prop_assert_eq!(fast_text(scaled), ryu_text(scaled));
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+    /// The word-at-a-time check agrees with the byte table, wherever the special byte is.
+    #[test]
+    fn the_plain_check_agrees_with_the_byte_table(
+        bytes in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::prelude::Just(b'"'), proptest::prelude::Just(b'\\'),
+                0u8..0x20, 0x20u8..=0xff
+            ],
+            0..40,
+        )
+    ) {
+        let want = !bytes.iter().any(|&c| NEEDS_ESCAPE[c as usize]);
+        proptest::prop_assert_eq!(is_plain(&bytes), want);
+    }
+}
+
+#[test]
+fn every_single_special_byte_is_seen_in_every_position() {
+    for pos in 0..17 {
+        for c in 0u8..=255 {
+            let mut b = vec![b'a'; 17];
+            b[pos] = c;
+            assert_eq!(
+                is_plain(&b),
+                !NEEDS_ESCAPE[c as usize],
+                "byte {c:#x} at {pos}"
+            );
+        }
+    }
+}
