@@ -19,6 +19,7 @@ pub struct Found {
 // mutated after it is built (`Registry` has no `&mut self` method in use once shared), so
 // reading it from any thread is as safe as reading `reg` itself.
 unsafe impl Send for Found {}
+// SAFETY: as for `Send`: shared reads of an immutable registry kept alive by `reg`.
 unsafe impl Sync for Found {}
 
 impl Found {
