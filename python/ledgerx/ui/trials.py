@@ -21,7 +21,9 @@ from typing import Any
 from ledgerx.index.schema import trial_id_sql, trial_id_value
 from ledgerx.ui.queries import MAX_POINTS, TRIALS_TABLE_ROWS, Index, json_path, loads
 
-_ORDER = "ts, event_id"
+# Log order: a writer's events share a timestamp when emitted within the same microsecond, and
+# their event ids are random beyond the millisecond, so ties are broken by place in the log.
+_ORDER = 'ts, file, "offset"'
 # trial_id parsed in _decode as the index types it (schema.trial_id_value): integers stay numbers.
 _FIELDS = "d->'trial_id' AS trial_id, d->'params' AS params, d->'metrics' AS metrics"
 # The id as trial_results types it, so 1 and "1" are two trials and 3.0 is the trial 3.
@@ -57,7 +59,7 @@ def _trials(index: Index, run_id: str) -> tuple[str, list[Any]]:
         args.append(run_id)
     sql = f"""
         WITH e AS (
-            SELECT ts, event_id, coalesce(data_upcast, data) AS d
+            SELECT ts, event_id, file, "offset", coalesce(data_upcast, data) AS d
             FROM events WHERE run_id = ? AND event_type = 'trial.recorded' {keep}
         )
         """
