@@ -3,8 +3,13 @@
 use std::fs::File;
 use std::io::Read;
 
-/// wyrand: tiny and fast; seeded from /dev/urandom so writers never collide in practice.
-pub struct Rng(u64);
+/// wyrand: tiny and fast; seeded from /dev/urandom so writers never collide in practice. It also
+/// keeps the last UUIDv7 millisecond and 12-bit counter of the writer it serves (`uuid7`).
+pub struct Rng {
+    state: u64,
+    last_ms: u64,
+    count: u16,
+}
 
 impl Rng {
     pub fn from_os() -> Self {
@@ -17,12 +22,16 @@ impl Rng {
             let t = super::clock::now_us() as u64;
             seed = (t ^ (&seed as *const _ as u64).rotate_left(32)).to_le_bytes();
         }
-        Rng(u64::from_le_bytes(seed))
+        Rng {
+            state: u64::from_le_bytes(seed),
+            last_ms: u64::MAX,
+            count: 0,
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        let t = (self.0 as u128).wrapping_mul((self.0 ^ 0xe703_7ed1_a0b4_28db) as u128);
+        self.state = self.state.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = (self.state as u128).wrapping_mul((self.state ^ 0xe703_7ed1_a0b4_28db) as u128);
         ((t >> 64) ^ t) as u64
     }
 }
@@ -56,9 +65,18 @@ pub fn uuid7_bytes(unix_ms: u64, rand_a: u16, rand_b: u64) -> [u8; 16] {
     b
 }
 
+/// A UUIDv7 for `unix_ms`. Within one millisecond the ids of one `Rng` (one writer) increase:
+/// its 12-bit `rand_a` is a counter started at a random value below 2048 (RFC 9562, 6.2,
+/// method 1), so ids of events with the same timestamp sort in the order they were made (at
+/// least 2048 per millisecond; after that, a fresh random start). `rand_b` stays random.
 pub fn uuid7(unix_ms: u64, rng: &mut Rng) -> [u8; 36] {
-    let r = rng.next_u64();
-    format_uuid(&uuid7_bytes(unix_ms, (r >> 48) as u16, rng.next_u64()))
+    let a = if unix_ms == rng.last_ms && rng.count < 0x0fff {
+        rng.count + 1
+    } else {
+        (rng.next_u64() >> 53) as u16 // 11 random bits
+    };
+    (rng.last_ms, rng.count) = (unix_ms, a);
+    format_uuid(&uuid7_bytes(unix_ms, a, rng.next_u64()))
 }
 
 /// The one rule for an `event_id`, for writers, the scanner and `schema validate`: a UUID in
@@ -91,6 +109,19 @@ mod tests {
         assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"));
         assert_eq!(s.len(), 36);
         assert!(is_uuid(s.as_bytes()));
+    }
+
+    #[test]
+    fn ids_of_one_millisecond_increase_in_the_order_they_are_made() {
+        let mut rng = Rng::from_os();
+        let ids: Vec<[u8; 36]> = (0..2048)
+            .map(|_| uuid7(1_700_000_000_000, &mut rng))
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "not increasing");
+        // A new millisecond starts from a random counter again; every id stays a UUIDv7.
+        let next = uuid7(1_700_000_000_001, &mut rng);
+        assert!(ids[2047] < next && is_uuid(&next) && next[14] == b'7');
+        assert!(ids.iter().all(|id| is_uuid(id) && id[14] == b'7'));
     }
 
     #[test]
