@@ -230,77 +230,89 @@ fn check_depth(depth: usize) -> Result<(), ConvertError> {
     Ok(())
 }
 
-/// A dict as a JSON object (string keys only), its tokens on `tape` when given.
-fn write_dict(
+/// `{`…`}` or `[`…`]` around what `body` writes, recorded on `tape` as one container token.
+fn write_container(
     out: &mut Vec<u8>,
     mut tape: Option<&mut Tape>,
-    d: &Bound<'_, PyDict>,
+    kind: TokKind,
     depth: usize,
-    opts: Opts<'_, '_>,
+    body: impl FnOnce(&mut Vec<u8>, Option<&mut Tape>) -> Result<(), ConvertError>,
 ) -> Result<(), ConvertError> {
-    let start = out.len();
     check_depth(depth)?;
-    let me = tape.as_deref_mut().map(|t| t.open(TokKind::Obj, start));
-    out.push(b'{');
-    for (i, (k, v)) in d.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let key = k.downcast::<PyString>().map_err(|_| {
-            ConvertError::new(format!(
-                "non-string key {} ({})",
-                k.repr().map(|r| r.to_string()).unwrap_or_default(),
-                type_name(&k)
-            ))
-        })?;
-        let key = key
-            .to_str()
-            .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
-        let ks = out.len();
-        json::write_str(out, key);
-        if let Some(t) = tape.as_deref_mut() {
-            t.leaf(str_kind(out.len() - ks, key.len()), ks, out.len());
-        }
-        out.push(b':');
-        write_value(out, tape.as_deref_mut(), &v, depth + 1, opts)
-            .map_err(|e| e.at(key.to_string()))?;
-    }
-    out.push(b'}');
+    let start = out.len();
+    let me = tape.as_deref_mut().map(|t| t.open(kind, start));
+    let (open, close) = if kind == TokKind::Obj {
+        (b'{', b'}')
+    } else {
+        (b'[', b']')
+    };
+    out.push(open);
+    body(out, tape.as_deref_mut())?;
+    out.push(close);
     if let (Some(t), Some(me)) = (tape, me) {
         t.close(me, out.len());
     }
     Ok(())
 }
 
+/// A dict as a JSON object (string keys only), its tokens on `tape` when given.
+fn write_dict(
+    out: &mut Vec<u8>,
+    tape: Option<&mut Tape>,
+    d: &Bound<'_, PyDict>,
+    depth: usize,
+    opts: Opts<'_, '_>,
+) -> Result<(), ConvertError> {
+    write_container(out, tape, TokKind::Obj, depth, |out, mut tape| {
+        for (i, (k, v)) in d.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let key = k.downcast::<PyString>().map_err(|_| {
+                ConvertError::new(format!(
+                    "non-string key {} ({})",
+                    k.repr().map(|r| r.to_string()).unwrap_or_default(),
+                    type_name(&k)
+                ))
+            })?;
+            let key = key
+                .to_str()
+                .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
+            let ks = out.len();
+            json::write_str(out, key);
+            if let Some(t) = tape.as_deref_mut() {
+                t.leaf(str_kind(out.len() - ks, key.len()), ks, out.len());
+            }
+            out.push(b':');
+            write_value(out, tape.as_deref_mut(), &v, depth + 1, opts)
+                .map_err(|e| e.at(key.to_string()))?;
+        }
+        Ok(())
+    })
+}
+
 /// A list or tuple as a JSON array, its tokens on `tape` when given.
 fn write_seq(
     out: &mut Vec<u8>,
-    mut tape: Option<&mut Tape>,
+    tape: Option<&mut Tape>,
     obj: &Bound<'_, PyAny>,
     depth: usize,
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
-    let start = out.len();
-    check_depth(depth)?;
-    let me = tape.as_deref_mut().map(|t| t.open(TokKind::Arr, start));
-    out.push(b'[');
-    for (i, item) in obj
-        .try_iter()
-        .map_err(|e| ConvertError::new(e.to_string()))?
-        .enumerate()
-    {
-        if i > 0 {
-            out.push(b',');
+    write_container(out, tape, TokKind::Arr, depth, |out, mut tape| {
+        let items = obj
+            .try_iter()
+            .map_err(|e| ConvertError::new(e.to_string()))?;
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let item = item.map_err(|e| ConvertError::new(e.to_string()))?;
+            write_value(out, tape.as_deref_mut(), &item, depth + 1, opts)
+                .map_err(|e| e.at(format!("[{i}]")))?;
         }
-        let item = item.map_err(|e| ConvertError::new(e.to_string()))?;
-        write_value(out, tape.as_deref_mut(), &item, depth + 1, opts)
-            .map_err(|e| e.at(format!("[{i}]")))?;
-    }
-    out.push(b']');
-    if let (Some(t), Some(me)) = (tape, me) {
-        t.close(me, out.len());
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Tests only (the `test-hooks` feature): whether the tape recorded while serializing `obj`
