@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import errno
 import importlib
 import inspect
 import json
@@ -245,3 +246,23 @@ def test_a_failed_group_commit_is_raised_to_every_thread_whose_events_it_held(
     )  # fmt: skip
     assert out.exists(), r.stderr
     assert json.loads(out.read_text()) == {"a": [5, 2], "b": [5, 2]}
+
+
+def test_an_fsync_line_is_not_reported_durable_after_its_part_was_abandoned(root: Path) -> None:
+    """fsync mode, several threads: another thread's fdatasync of the part fails after this
+    line's write() and before this emit's own fdatasync. That later fdatasync may succeed and
+    still not cover bytes the failure dropped, so the emit must raise (EIO), not return. The
+    hook abandons the part exactly there, as the other thread's failure does."""
+    w = _core.Writer(str(root), durability="fsync")
+    try:
+        w.emit("run.heartbeat", {"i": 0}, run_id="c")
+        w._abandon_after_write(True)
+        with pytest.raises(ledgerx.LedgerIOError) as e:
+            w.emit("run.heartbeat", {"i": 1}, run_id="c")
+        assert e.value.errno == errno.EIO
+        w._abandon_after_write(False)
+        w.emit("run.heartbeat", {"i": 2}, run_id="c")  # a new part
+    finally:
+        w.close()
+    parts = sorted((root / "events").glob("day=*/*.jsonl"))
+    assert len(parts) == 2

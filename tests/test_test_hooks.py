@@ -32,6 +32,7 @@ def test_the_fake_clock_is_a_cargo_feature_off_in_the_wheel() -> None:
         "src/py/writer.rs": "fn _set_fake_now",
         "src/core/writer.rs": "fn set_fake_now",
         "src/py/convert.rs": "fn _tape_matches_parse",
+        "src/core/writer/batch.rs": "fn abandon_part_for_test",
     }
     for rs, fn in hooks.items():
         text = (REPO / rs).read_text()

@@ -94,6 +94,9 @@ class Writer:
     def _set_fake_now(self, us: int | None) -> None:
         """Tests only: fix the clock to `us` microseconds since the epoch. Compiled only with
         the `test-hooks` cargo feature (the dev build of `make setup`), absent from a wheel."""
+    def _abandon_after_write(self, on: bool) -> None:
+        """Tests only (`test-hooks` build): in fsync mode, abandon the part between each line's
+        write and its sync, as another thread's failed fdatasync of that part would."""
 
 @final
 class ScanBatch:

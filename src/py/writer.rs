@@ -30,6 +30,9 @@ pub struct Writer {
     key: u64,
     /// Schema lookups per event type, while their registry is current.
     cache: SchemaCache,
+    /// Tests only: abandon the part between an fsync-mode line's write and its sync.
+    #[cfg(feature = "test-hooks")]
+    abandon_after_write: std::sync::atomic::AtomicBool,
 }
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
@@ -125,6 +128,8 @@ impl Writer {
             default,
             key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
             cache: SchemaCache::default(),
+            #[cfg(feature = "test-hooks")]
+            abandon_after_write: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -210,7 +215,13 @@ impl Writer {
                     })?;
                 let e = self.inner.emit_deferred(&head, bytes)?;
                 if let Some(t) = &e.sync {
-                    t.sync()?;
+                    #[cfg(feature = "test-hooks")]
+                    if self.abandon_after_write.load(Ordering::Relaxed) {
+                        t.abandon_part_for_test();
+                    }
+                    // Another thread's failed fdatasync of this part may have come between
+                    // this line's write and now: then it is never reported durable.
+                    t.sync_unless_abandoned()?;
                 }
                 Ok((e.pos, e.backpressure, e.seq))
             };
@@ -280,6 +291,13 @@ impl Writer {
     #[cfg(feature = "test-hooks")]
     fn _set_fake_now(&self, us: Option<i64>) {
         self.inner.set_fake_now(us);
+    }
+
+    /// Tests only (the `test-hooks` feature): in fsync mode, abandon the part after each line's
+    /// write and before its sync, as another thread's failed fdatasync of that part would.
+    #[cfg(feature = "test-hooks")]
+    fn _abandon_after_write(&self, on: bool) {
+        self.abandon_after_write.store(on, Ordering::Relaxed);
     }
 }
 

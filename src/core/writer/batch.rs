@@ -22,4 +22,12 @@ impl SyncTicket {
         }
         self.sync()
     }
+
+    /// Tests only (the `test-hooks` feature): abandon this ticket's part as a failed fdatasync of
+    /// another thread would, between this line's write and its own sync.
+    #[cfg(feature = "test-hooks")]
+    pub fn abandon_part_for_test(&self) {
+        self.part
+            .abandon("test hook: another thread's fdatasync failed");
+    }
 }
