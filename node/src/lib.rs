@@ -431,8 +431,7 @@ impl Hot {
     ) -> Result<cw::Emitted> {
         let found = self.schema_for(event_type, run_id, schema_version, head)?;
         let version = found.version;
-        // SAFETY: the schema lives inside `found.reg`, held until this function returns.
-        let schema = unsafe { &*found.schema };
+        let schema = found.schema();
         let mut scratch = self.scratch.borrow_mut();
         let (buf, tape) = &mut *scratch;
         buf.clear();

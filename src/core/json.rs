@@ -106,11 +106,10 @@ fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
     for (k, &p) in POW10.iter().enumerate() {
         // Rounded by truncation (a native conversion, where `round` and `%` are libm calls);
         // a wrong neighbour only fails the exact check below.
-        let n = (a * p + 0.5) as u64;
-        if n as f64 / p != a || (k > 0 && n % 10 == 0) {
+        let i = (a * p + 0.5) as u64;
+        if i as f64 / p != a || (k > 0 && i % 10 == 0) {
             continue;
         }
-        let i = n;
         if v < 0.0 {
             out.push(b'-');
         }

@@ -3,11 +3,34 @@
 //! process (in any language) validates here too. Both bindings' writers use this.
 
 use super::error::{Error, Result};
-use super::schema::Registry;
+use super::schema::{Registry, Schema};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One version's schema together with the registry that holds it, kept alive by this value. A
+/// binding can keep it between emits while `SchemaFile::is_current` says its registry is still
+/// the one in use (a re-read makes a new registry; none is changed once shared).
+#[derive(Clone)]
+pub struct SchemaRef {
+    reg: Arc<Registry>,
+    pub version: u32,
+    schema: *const Schema,
+}
+
+// SAFETY: `schema` points into `*reg`, which this value holds a reference to and which is never
+// mutated once shared, so using it from any thread is as safe as using `reg` itself.
+unsafe impl Send for SchemaRef {}
+// SAFETY: as for `Send`: shared reads of an immutable registry kept alive by `reg`.
+unsafe impl Sync for SchemaRef {}
+
+impl SchemaRef {
+    pub fn schema(&self) -> &Schema {
+        // SAFETY: see the `Send` impl: `reg` keeps the pointee alive and unchanged.
+        unsafe { &*self.schema }
+    }
+}
 
 /// How often a lookup looks at `_schema.json` for registrations by other processes.
 const CHECK_MS: i64 = 1000;
@@ -95,11 +118,29 @@ impl SchemaFile {
         }
     }
 
-    /// Whether `reg` is the registry in use now (a binding's cached lookup is still good: the
+    /// `event_type`'s schema (`version`, or the newest) from `for_type`'s registry; the inner
+    /// Err is the registry's message for an unknown type or version.
+    pub fn lookup(
+        &self,
+        event_type: &str,
+        version: Option<u32>,
+    ) -> Result<std::result::Result<SchemaRef, String>> {
+        let reg = self.for_type(event_type)?;
+        Ok(match reg.get(event_type, version) {
+            Ok((v, s)) => Ok(SchemaRef {
+                schema: s as *const Schema,
+                reg: Arc::clone(&reg),
+                version: v,
+            }),
+            Err(m) => Err(m),
+        })
+    }
+
+    /// Whether `found`'s registry is the one in use now (a kept lookup is still good: the
     /// registry is replaced, never changed in place, on every re-read).
-    pub fn is_current(&self, reg: &Arc<Registry>) -> bool {
+    pub fn still_current(&self, found: &SchemaRef) -> bool {
         match self.loaded.read() {
-            Ok(r) => Arc::ptr_eq(&r.registry, reg),
+            Ok(r) => Arc::ptr_eq(&r.registry, &found.reg),
             Err(_) => false,
         }
     }
