@@ -63,6 +63,31 @@ pub fn format_ts(us: i64) -> [u8; 27] {
     b
 }
 
+/// `format_ts` keeping the text of the last second formatted: a writer formats every line's
+/// timestamp, and the lines of one second differ only in their six fraction digits.
+#[derive(Default)]
+pub struct TsCache {
+    sec: i64,
+    /// The last text formatted (all zero bytes before the first).
+    text: [u8; 27],
+}
+
+impl TsCache {
+    pub fn format(&mut self, us: i64) -> [u8; 27] {
+        let sec = us.div_euclid(1_000_000);
+        if sec != self.sec || self.text[0] == 0 {
+            self.sec = sec;
+            self.text = format_ts(us);
+            return self.text;
+        }
+        let frac = us.rem_euclid(1_000_000) as u32;
+        put2(&mut self.text[20..22], frac / 10_000);
+        put2(&mut self.text[22..24], frac / 100 % 100);
+        put2(&mut self.text[24..26], frac % 100);
+        self.text
+    }
+}
+
 /// The UTC day of a timestamp, `YYYY-MM-DD`.
 pub fn day_of(us: i64) -> String {
     String::from_utf8_lossy(&format_ts(us)[..10]).into_owned()
@@ -209,6 +234,23 @@ mod tests {
             ("２026-01-02T03:04:05Z", false, false),
         ] {
             assert_eq!((log(s), dt(s)), (in_log, in_schema), "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The cached text is `format_ts`'s for any sequence of timestamps: steps within a
+        /// second, across seconds and days, backwards, before 1970 and past 9999.
+        #[test]
+        fn the_cached_text_is_format_ts(
+            start in -100_000_000_000_000_000i64..400_000_000_000_000_000,
+            steps in proptest::collection::vec(-3_000_000i64..3_000_000, 1..40),
+        ) {
+            let mut cache = TsCache::default();
+            let mut us = start;
+            for step in steps {
+                proptest::prop_assert_eq!(cache.format(us), format_ts(us), "at {}", us);
+                us += step;
+            }
         }
     }
 

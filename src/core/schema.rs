@@ -102,6 +102,11 @@ pub trait JsonView: Sized {
     fn kind(&self) -> Kind;
     fn as_bool(&self) -> bool;
     fn as_num(&self) -> Num;
+    /// Whether a number is integral (`type: integer`); views that know it without parsing
+    /// (an integer token on the tape) override it.
+    fn is_integral(&self) -> bool {
+        self.as_num().is_integral()
+    }
     fn as_str(&self) -> Cow<'_, str>;
     fn array_len(&self) -> usize;
     fn array_item(&self, i: usize) -> Self;
@@ -426,9 +431,7 @@ fn kind_matches(types: u8, k: Kind, v: &impl JsonView) -> bool {
         Kind::Object => types & T_OBJECT != 0,
         Kind::Array => types & T_ARRAY != 0,
         Kind::String => types & T_STRING != 0,
-        Kind::Number => {
-            types & T_NUMBER != 0 || (types & T_INTEGER != 0 && v.as_num().is_integral())
-        }
+        Kind::Number => types & T_NUMBER != 0 || (types & T_INTEGER != 0 && v.is_integral()),
     }
 }
 
@@ -541,6 +544,9 @@ pub use registry::Registry;
 
 mod tape_view;
 pub use tape_view::TapeNode;
+
+mod shape;
+pub use shape::ShapeMemo;
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,8 @@
 //! process (in any language) validates here too. Both bindings' writers use this.
 
 use super::error::{Error, Result};
-use super::schema::{Registry, Schema};
+use super::json::Tape;
+use super::schema::{Registry, Schema, ShapeMemo, Violation};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -17,6 +18,8 @@ pub struct SchemaRef {
     reg: Arc<Registry>,
     pub version: u32,
     schema: *const Schema,
+    /// Shared by the clones of one lookup: a binding's kept lookup validates by shape.
+    memo: Arc<ShapeMemo>,
 }
 
 // SAFETY: `schema` points into `*reg`, which this value holds a reference to and which is never
@@ -29,6 +32,12 @@ impl SchemaRef {
     pub fn schema(&self) -> &Schema {
         // SAFETY: see the `Send` impl: `reg` keeps the pointee alive and unchanged.
         unsafe { &*self.schema }
+    }
+
+    /// Validate the value on `tape` (written as `src`), by shape where the schema allows
+    /// (`ShapeMemo`): the emit path's validation.
+    pub fn validate_tape(&self, src: &[u8], tape: &Tape) -> std::result::Result<(), Violation> {
+        self.memo.validate(self.schema(), src, tape)
     }
 }
 
@@ -128,6 +137,7 @@ impl SchemaFile {
         let reg = self.for_type(event_type)?;
         Ok(match reg.get(event_type, version) {
             Ok((v, s)) => Ok(SchemaRef {
+                memo: Arc::new(ShapeMemo::new(s)),
                 schema: s as *const Schema,
                 reg: Arc::clone(&reg),
                 version: v,

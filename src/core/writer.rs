@@ -186,6 +186,7 @@ struct State {
     /// large allocations and page faults.
     free_bufs: Vec<(Vec<u8>, Vec<Fixup>)>,
     scratch: Vec<u8>,
+    ts_cache: clock::TsCache,
 }
 
 struct Shared {
@@ -250,6 +251,7 @@ impl Writer {
                 stats: CommitStats::default(),
                 free_bufs: Vec::new(),
                 scratch: Vec::with_capacity(1024),
+                ts_cache: clock::TsCache::default(),
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -333,7 +335,7 @@ impl Writer {
         // The seq is used up only when the line is placed: a failed emit leaves no gap.
         let seq = st.seq + 1;
         // One formatting of the timestamp serves the line and the part's day (no allocation).
-        let ts_text = clock::format_ts(ts);
+        let ts_text = st.ts_cache.format(ts);
         // Group mode leaves the event id and crc to the flusher (off the caller's thread).
         let deferred = self.cfg.durability == Durability::Group;
         build_line(&mut line, st, head, ts, &ts_text, seq, data, deferred);

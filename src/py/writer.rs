@@ -4,7 +4,6 @@
 use super::cache::SchemaCache;
 use super::convert::{with_serialized, Opts};
 use super::{schema_err, to_py};
-use crate::core::schema::TapeNode;
 use crate::core::schema_file::SchemaFile;
 use crate::core::writer::{self as cw, Config, Durability, EventHead};
 use crate::core::Error;
@@ -178,7 +177,7 @@ impl Writer {
             .find(&self.schemas, event_type, schema_version)
             .map_err(to_py)?
             .map_err(|m| invalid(m, schema_version, None))?;
-        let (version, schema) = (found.version, found.schema());
+        let version = found.version;
         let data = data.downcast::<PyDict>().map_err(|_| {
             let ty = data.get_type().name().map(|n| n.to_string());
             let msg = format!(
@@ -205,8 +204,8 @@ impl Writer {
         let group = self.durability == "group";
         let result = with_serialized(data.as_any(), opts, |bytes, tape| {
             let work = || -> Result<(cw::Position, bool, u64), Error> {
-                schema
-                    .validate(&TapeNode::root(bytes, tape))
+                found
+                    .validate_tape(bytes, tape)
                     .map_err(|v| Error::Schema {
                         message: format!("{event_type} v{version}: {}", v.render("data")),
                         event_type: None,

@@ -71,6 +71,11 @@ impl JsonView for TapeNode<'_> {
         Num::Float(s.parse::<f64>().unwrap_or(f64::NAN))
     }
 
+    fn is_integral(&self) -> bool {
+        // An integer token has no fraction or exponent; only a float token needs parsing.
+        self.tok().kind == crate::core::json::TokKind::Int || self.as_num().is_integral()
+    }
+
     fn as_str(&self) -> Cow<'_, str> {
         let t = self.tok();
         match t.kind {

@@ -1,0 +1,183 @@
+//! Validation by shape: for a schema whose verdict depends only on a value's shape, an emit
+//! whose data has the shape of the last accepted one is accepted without walking the schema.
+//!
+//! The shape of a value is its JSON structure with member keys as written and every leaf reduced
+//! to its class: null, true, false, string, integer, or float (integral or not, since `2.0`
+//! is an `integer` in JSON Schema). A schema's verdict depends only on that when no rule looks
+//! further into a leaf: no `enum`, `minimum`/`maximum`, `minLength`/`maxLength` or `format`
+//! anywhere in it (`type`, `properties`, `required`, `additionalProperties` and `items` see
+//! only the shape). Two values of one shape then get the same verdict, so an accepted shape
+//! stays accepted until the registry changes (a `SchemaRef` is a lookup in one registry).
+
+use super::{Node, Schema};
+use crate::core::json::{Tape, Tok, TokKind};
+use std::sync::Mutex;
+
+impl Schema {
+    /// Whether the verdict on a value depends only on the value's shape (see the module doc).
+    pub fn verdict_by_shape(&self) -> bool {
+        match self {
+            Schema::Bool(_) => true,
+            Schema::Node(n) => n.verdict_by_shape(),
+        }
+    }
+}
+
+impl Node {
+    fn verdict_by_shape(&self) -> bool {
+        let leaf_rules = self.enumeration.is_some()
+            || self.minimum.is_some()
+            || self.maximum.is_some()
+            || self.min_length.is_some()
+            || self.max_length.is_some()
+            || self.date_time;
+        !leaf_rules
+            && self.properties.iter().all(|(_, s)| s.verdict_by_shape())
+            && self
+                .additional
+                .as_ref()
+                .is_none_or(Schema::verdict_by_shape)
+            && self.items.as_ref().is_none_or(Schema::verdict_by_shape)
+    }
+}
+
+/// Where a shape goes: built into a buffer, or compared with a remembered one as it is made
+/// (an emit of a known shape writes nothing).
+trait Sink {
+    fn put(&mut self, b: u8);
+    fn put_all(&mut self, s: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, b: u8) {
+        self.push(b);
+    }
+    fn put_all(&mut self, s: &[u8]) {
+        self.extend_from_slice(s);
+    }
+}
+
+/// Compares with `last` from `at`; `same` turns false at the first difference.
+struct Compare<'a> {
+    last: &'a [u8],
+    at: usize,
+    same: bool,
+}
+
+impl Sink for Compare<'_> {
+    fn put(&mut self, b: u8) {
+        self.same &= self.last.get(self.at) == Some(&b);
+        self.at += 1;
+    }
+    fn put_all(&mut self, s: &[u8]) {
+        self.same &= self.last.get(self.at..self.at + s.len()) == Some(s);
+        self.at += s.len();
+    }
+}
+
+/// Put the shape of the value at `toks[i]` (written from `src`) to `out`; the index after the
+/// value, or None when a float's integrality is not plain from its text (an exponent).
+/// The encoding is one-to-one: containers are bracketed, keys are their JSON text (quotes
+/// included, so each ends where it is read to end), leaves one letter each.
+fn shape_at(src: &[u8], toks: &[Tok], i: usize, out: &mut impl Sink) -> Option<usize> {
+    let t = toks[i];
+    let end = t.next as usize;
+    match t.kind {
+        TokKind::Obj => {
+            out.put(b'{');
+            let mut j = i + 1;
+            while j < end {
+                let k = toks[j];
+                out.put_all(&src[k.start as usize..k.end as usize]);
+                j = shape_at(src, toks, j + 1, out)?;
+            }
+            out.put(b'}');
+        }
+        TokKind::Arr => {
+            out.put(b'[');
+            let mut j = i + 1;
+            while j < end {
+                j = shape_at(src, toks, j, out)?;
+            }
+            out.put(b']');
+        }
+        TokKind::Float => out.put(float_class(&src[t.start as usize..t.end as usize])?),
+        TokKind::Null => out.put(b'n'),
+        TokKind::True => out.put(b't'),
+        TokKind::False => out.put(b'f'),
+        TokKind::Int => out.put(b'i'),
+        TokKind::Str | TokKind::StrEsc => out.put(b's'),
+    }
+    Some(end)
+}
+
+/// `I` for a float text with only zeros after its point (integral), `F` for any other without
+/// an exponent, None with an exponent.
+fn float_class(text: &[u8]) -> Option<u8> {
+    if text.iter().any(|&c| c == b'e' || c == b'E') {
+        return None;
+    }
+    let frac = text
+        .iter()
+        .position(|&c| c == b'.')
+        .map_or(&[][..], |p| &text[p + 1..]);
+    Some(if frac.iter().all(|&c| c == b'0') {
+        b'I'
+    } else {
+        b'F'
+    })
+}
+
+/// The shape of the last value a schema accepted (for `verdict_by_shape` schemas only).
+#[derive(Default)]
+pub struct ShapeMemo {
+    by_shape: bool,
+    /// The last accepted shape (empty: none yet).
+    last: Mutex<Vec<u8>>,
+}
+
+impl ShapeMemo {
+    pub fn new(schema: &Schema) -> Self {
+        ShapeMemo {
+            by_shape: schema.verdict_by_shape(),
+            last: Mutex::default(),
+        }
+    }
+
+    /// `schema.validate` of the value on `tape` (written as `src`), skipped when the memo holds
+    /// its shape. `schema` must be the one the memo was made for.
+    pub fn validate(
+        &self,
+        schema: &Schema,
+        src: &[u8],
+        tape: &Tape,
+    ) -> Result<(), super::Violation> {
+        let run = || schema.validate(&super::TapeNode::root(src, tape));
+        // Another thread holding the memo: validate without it rather than wait.
+        let Some(mut g) = self.by_shape.then(|| self.last.try_lock().ok()).flatten() else {
+            return run();
+        };
+        let last = &mut *g;
+        if tape.toks.is_empty() {
+            return run();
+        }
+        let mut cmp = Compare {
+            last,
+            at: 0,
+            same: true,
+        };
+        if shape_at(src, &tape.toks, 0, &mut cmp).is_some() && cmp.same && cmp.at == last.len() {
+            return Ok(());
+        }
+        run()?;
+        last.clear();
+        if shape_at(src, &tape.toks, 0, last).is_none() {
+            last.clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "shape_tests.rs"]
+mod shape_tests;
