@@ -303,6 +303,32 @@ def test_rust_agrees_with_jsonschema(emit_path: EmitPath, schema: Any, docs: lis
     emit_path.use(schema)
     for doc in docs + [c for c in constants(schema) if in_i64(c)][:8]:
         check_agree(schema, doc, v, emit_path)
+        # Same shape, other leaves (an emit of a remembered shape may skip the schema walk:
+        # docs/schema.md, "Validation by shape"); each must still get jsonschema's verdict.
+        for sibling in same_shape(doc):
+            check_agree(schema, sibling, v, emit_path)
+
+
+def same_shape(doc: Any) -> list[Any]:
+    """Documents with `doc`'s structure and keys whose leaves differ: integers moved, an
+    integral float made fractional and back, booleans flipped, strings changed."""
+
+    def alter(x: Any, k: int) -> Any:
+        if isinstance(x, dict):
+            return {key: alter(val, k) for key, val in x.items()}
+        if isinstance(x, list):
+            return [alter(val, k) for val in x]
+        if isinstance(x, bool):
+            return not x
+        if isinstance(x, int):
+            return x + (1 if k else -7)
+        if isinstance(x, float):
+            return x + 0.5 if k else float(int(x)) if abs(x) < 1e15 else x
+        if isinstance(x, str):
+            return x + "z" if k else ""
+        return x
+
+    return [y for y in (alter(doc, 0), alter(doc, 1)) if in_i64(y)]
 
 
 @pytest.mark.heavy

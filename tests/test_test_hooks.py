@@ -28,13 +28,15 @@ def test_the_fake_clock_is_a_cargo_feature_off_in_the_wheel() -> None:
         "\t$(VENV)/bin/maturin develop --release --locked -q --features python,test-hooks"
     ]
     # The hook is compiled out of everything else: every use sits behind the feature.
-    hooks = {
-        "src/py/writer.rs": "fn _set_fake_now",
-        "src/core/writer.rs": "fn set_fake_now",
-        "src/py/convert.rs": "fn _tape_matches_parse",
-        "src/core/writer/batch.rs": "fn abandon_part_for_test",
-    }
-    for rs, fn in hooks.items():
+    hooks = [
+        ("src/py/writer.rs", "fn _set_fake_now"),
+        ("src/core/writer.rs", "fn set_fake_now"),
+        ("src/py/convert.rs", "fn _tape_matches_parse"),
+        ("src/py/convert.rs", "fn _shape_matches_parse"),
+        ("src/core/schema/shape.rs", "fn shape_of_text"),
+        ("src/core/writer/batch.rs", "fn abandon_part_for_test"),
+    ]
+    for rs, fn in hooks:
         text = (REPO / rs).read_text()
         at = text.index(fn)
         assert 'feature = "test-hooks"' in text[text.rfind("\n\n", 0, at) : at], rs

@@ -26,6 +26,7 @@ __all__ = [
     "is_event_id",
     "install_sigterm_watchdog",
     "_tape_matches_parse",
+    "_shape_matches_parse",
 ]
 
 BUILTIN_REGISTRY: str
@@ -181,6 +182,11 @@ def _tape_matches_parse(obj: Any, nonfinite_null: bool = False) -> bool:
     """Tests only (a `test-hooks` build): whether the token tape emit() records while
     serializing `obj` (NaN/±Inf as null with `nonfinite_null`) equals the tape a parse of the
     written JSON gives."""
+
+def _shape_matches_parse(obj: Any, nonfinite_null: bool = False) -> bool:
+    """Tests only (a `test-hooks` build): whether the shape emit() records while serializing
+    `obj` for validation by shape equals the shape of the written JSON text (where that text's
+    shape is plain: no float with an exponent)."""
 
 def install_sigterm_watchdog(callback: Callable[[], object], grace_ms: int) -> None:
     """A C-level SIGTERM handler chained to Python's; `callback()` runs under the GIL if the

@@ -490,7 +490,7 @@ pub fn unescape(lit: &[u8]) -> String {
 }
 
 mod tape;
-pub use tape::{Tape, Tok, TokKind};
+pub use tape::{Record, Tape, Tok, TokKind};
 
 #[cfg(test)]
 mod tests;

@@ -546,7 +546,9 @@ mod tape_view;
 pub use tape_view::TapeNode;
 
 mod shape;
-pub use shape::ShapeMemo;
+#[cfg(any(test, feature = "test-hooks"))]
+pub use shape::shape_of_text;
+pub use shape::{ShapeBuf, ShapeMemo};
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 
 use super::error::{Error, Result};
 use super::json::Tape;
-use super::schema::{Registry, Schema, ShapeMemo, Violation};
+use super::schema::{Registry, Schema, ShapeBuf, ShapeMemo, Violation};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -38,6 +38,21 @@ impl SchemaRef {
     /// (`ShapeMemo`): the emit path's validation.
     pub fn validate_tape(&self, src: &[u8], tape: &Tape) -> std::result::Result<(), Violation> {
         self.memo.validate(self.schema(), src, tape)
+    }
+
+    /// Whether a serializer should record a shape (`ShapeBuf`, for `validate_shape`) rather
+    /// than a token tape: the schema's verdicts depend on shapes only.
+    pub fn by_shape(&self) -> bool {
+        self.memo.by_shape()
+    }
+
+    /// Validate the JSON text `src` whose shape a serializer recorded (`ShapeMemo`).
+    pub fn validate_shape(
+        &self,
+        shape: &ShapeBuf,
+        src: &[u8],
+    ) -> std::result::Result<(), Violation> {
+        self.memo.validate_shape(self.schema(), shape, src)
     }
 }
 

@@ -3,7 +3,8 @@
 
 use super::SchemaError;
 use crate::core::json::{self, MAX_DEPTH};
-use crate::core::json::{Tape, TokKind};
+use crate::core::json::{Record, Tape, TokKind};
+use crate::core::schema::ShapeBuf;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use std::cell::RefCell;
@@ -22,6 +23,8 @@ thread_local! {
     /// Per-thread scratch: the serialized bytes and their token tape, reused between calls so
     /// the hot path allocates nothing once warm.
     static SCRATCH: RefCell<(Vec<u8>, Tape)> = RefCell::new((Vec::with_capacity(4096), Tape::default()));
+    /// The same for emits validated by shape: the bytes and their shape.
+    static SHAPED: RefCell<(Vec<u8>, ShapeBuf)> = RefCell::new((Vec::with_capacity(4096), ShapeBuf::default()));
 }
 
 /// Serialize `obj` into the thread's scratch buffer and hand the bytes and their token tape
@@ -37,14 +40,36 @@ pub fn with_serialized<R>(
         // use: then work in fresh buffers instead of failing.
         let Ok(mut guard) = cell.try_borrow_mut() else {
             let (mut buf, mut tape) = (Vec::new(), Tape::default());
-            write_value(&mut buf, Some(&mut tape), obj, 0, opts)?;
+            write_value(&mut buf, &mut tape, obj, 0, opts)?;
             return Ok(f(&buf, &mut tape));
         };
         let (buf, tape) = &mut *guard;
         buf.clear();
         tape.toks.clear();
-        write_value(buf, Some(tape), obj, 0, opts)?;
+        write_value(buf, tape, obj, 0, opts)?;
         Ok(f(buf, tape))
+    })
+}
+
+/// `with_serialized` recording the shape of `obj` instead of its tape (`ShapeBuf`), for a
+/// schema that validates by shape.
+pub fn with_shape<R>(
+    obj: &Bound<'_, PyAny>,
+    opts: Opts<'_, '_>,
+    f: impl FnOnce(&[u8], &ShapeBuf) -> R,
+) -> Result<R, ConvertError> {
+    SHAPED.with(|cell| {
+        let Ok(mut guard) = cell.try_borrow_mut() else {
+            let (mut buf, mut shape) = (Vec::new(), ShapeBuf::default());
+            shape.clear();
+            write_value(&mut buf, &mut shape, obj, 0, opts)?;
+            return Ok(f(&buf, &shape));
+        };
+        let (buf, shape) = &mut *guard;
+        buf.clear();
+        shape.clear();
+        write_value(buf, shape, obj, 0, opts)?;
+        Ok(f(buf, shape))
     })
 }
 
@@ -92,7 +117,7 @@ pub fn write_obj(
     depth: usize,
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
-    write_value(out, None, obj, depth, opts)
+    write_value(out, &mut (), obj, depth, opts)
 }
 
 /// A string's token kind: escaped when `write_str` wrote more than its bytes and quotes.
@@ -151,20 +176,15 @@ fn kind_of(obj: &Bound<'_, PyAny>) -> Kind {
     }
 }
 
-/// `write_obj`, recording each value's tokens on `tape` when given.
-fn write_value(
+/// `write_obj`, recording what it writes on `rec`.
+fn write_value<R: Record>(
     out: &mut Vec<u8>,
-    tape: Option<&mut Tape>,
+    rec: &mut R,
     obj: &Bound<'_, PyAny>,
     depth: usize,
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
     let start = out.len();
-    let leaf = |tape: Option<&mut Tape>, kind: TokKind, end: usize| {
-        if let Some(t) = tape {
-            t.leaf(kind, start, end);
-        }
-    };
     match kind_of(obj) {
         Kind::Str => {
             // SAFETY: `kind_of` found a str (or a subclass).
@@ -173,15 +193,15 @@ fn write_value(
                 .to_str()
                 .map_err(|_| ConvertError::new("string is not valid Unicode (lone surrogate?)"))?;
             json::write_str(out, s);
-            leaf(tape, str_kind(out.len() - start, s.len()), out.len());
+            rec.leaf(str_kind(out.len() - start, s.len()), start, out.len());
         }
         // SAFETY: `kind_of` found a dict (or a subclass).
-        Kind::Dict => write_dict(out, tape, unsafe { obj.downcast_unchecked() }, depth, opts)?,
+        Kind::Dict => write_dict(out, rec, unsafe { obj.downcast_unchecked() }, depth, opts)?,
         Kind::Bool => {
             let yes = obj.is_truthy().unwrap_or(false);
             out.extend_from_slice(if yes { b"true" } else { b"false" });
             let kind = if yes { TokKind::True } else { TokKind::False };
-            leaf(tape, kind, out.len());
+            rec.leaf(kind, start, out.len());
         }
         Kind::Int => {
             if let Ok(v) = obj.extract::<i64>() {
@@ -191,31 +211,28 @@ fn write_value(
             } else {
                 return Err(ConvertError::new("integer out of 64-bit range"));
             }
-            leaf(tape, TokKind::Int, out.len());
+            rec.leaf(TokKind::Int, start, out.len());
         }
         Kind::Float => {
             // SAFETY: `kind_of` found a float (or a subclass).
             let v = unsafe { obj.downcast_unchecked::<PyFloat>() }.value();
             write_float(out, v, opts)?;
             // NaN/±Inf were written as null (nonfinite="null"), else refused above.
-            let kind = if v.is_finite() {
-                TokKind::Float
+            if v.is_finite() {
+                rec.float(v, start, out.len());
             } else {
-                TokKind::Null
-            };
-            leaf(tape, kind, out.len());
+                rec.leaf(TokKind::Null, start, out.len());
+            }
         }
         Kind::Null => {
             out.extend_from_slice(b"null");
-            leaf(tape, TokKind::Null, out.len());
+            rec.leaf(TokKind::Null, start, out.len());
         }
-        Kind::Seq => write_seq(out, tape, obj, depth, opts)?,
+        Kind::Seq => write_seq(out, rec, obj, depth, opts)?,
         Kind::Other => {
             // Rarer types (numpy, datetime, Decimal, `default`…): their text is tokenized.
             write_other(out, obj, depth, opts)?;
-            if let Some(t) = tape {
-                t.append(out, start, depth).map_err(ConvertError::new)?;
-            }
+            rec.other(out, start, depth).map_err(ConvertError::new)?;
         }
     }
     Ok(())
@@ -230,40 +247,38 @@ fn check_depth(depth: usize) -> Result<(), ConvertError> {
     Ok(())
 }
 
-/// `{`…`}` or `[`…`]` around what `body` writes, recorded on `tape` as one container token.
-fn write_container(
+/// `{`…`}` or `[`…`]` around what `body` writes, recorded on `rec` as one container.
+fn write_container<R: Record>(
     out: &mut Vec<u8>,
-    mut tape: Option<&mut Tape>,
+    rec: &mut R,
     kind: TokKind,
     depth: usize,
-    body: impl FnOnce(&mut Vec<u8>, Option<&mut Tape>) -> Result<(), ConvertError>,
+    body: impl FnOnce(&mut Vec<u8>, &mut R) -> Result<(), ConvertError>,
 ) -> Result<(), ConvertError> {
     check_depth(depth)?;
     let start = out.len();
-    let me = tape.as_deref_mut().map(|t| t.open(kind, start));
+    let me = rec.open(kind, start);
     let (open, close) = if kind == TokKind::Obj {
         (b'{', b'}')
     } else {
         (b'[', b']')
     };
     out.push(open);
-    body(out, tape.as_deref_mut())?;
+    body(out, rec)?;
     out.push(close);
-    if let (Some(t), Some(me)) = (tape, me) {
-        t.close(me, out.len());
-    }
+    rec.close(me, out.len());
     Ok(())
 }
 
-/// A dict as a JSON object (string keys only), its tokens on `tape` when given.
-fn write_dict(
+/// A dict as a JSON object (string keys only), recorded on `rec`.
+fn write_dict<R: Record>(
     out: &mut Vec<u8>,
-    tape: Option<&mut Tape>,
+    rec: &mut R,
     d: &Bound<'_, PyDict>,
     depth: usize,
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
-    write_container(out, tape, TokKind::Obj, depth, |out, mut tape| {
+    write_container(out, rec, TokKind::Obj, depth, |out, rec| {
         for (i, (k, v)) in d.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -280,26 +295,23 @@ fn write_dict(
                 .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
             let ks = out.len();
             json::write_str(out, key);
-            if let Some(t) = tape.as_deref_mut() {
-                t.leaf(str_kind(out.len() - ks, key.len()), ks, out.len());
-            }
+            rec.key(str_kind(out.len() - ks, key.len()), out, ks, out.len());
             out.push(b':');
-            write_value(out, tape.as_deref_mut(), &v, depth + 1, opts)
-                .map_err(|e| e.at(key.to_string()))?;
+            write_value(out, rec, &v, depth + 1, opts).map_err(|e| e.at(key.to_string()))?;
         }
         Ok(())
     })
 }
 
-/// A list or tuple as a JSON array, its tokens on `tape` when given.
-fn write_seq(
+/// A list or tuple as a JSON array, recorded on `rec`.
+fn write_seq<R: Record>(
     out: &mut Vec<u8>,
-    tape: Option<&mut Tape>,
+    rec: &mut R,
     obj: &Bound<'_, PyAny>,
     depth: usize,
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
-    write_container(out, tape, TokKind::Arr, depth, |out, mut tape| {
+    write_container(out, rec, TokKind::Arr, depth, |out, rec| {
         let items = obj
             .try_iter()
             .map_err(|e| ConvertError::new(e.to_string()))?;
@@ -308,8 +320,7 @@ fn write_seq(
                 out.push(b',');
             }
             let item = item.map_err(|e| ConvertError::new(e.to_string()))?;
-            write_value(out, tape.as_deref_mut(), &item, depth + 1, opts)
-                .map_err(|e| e.at(format!("[{i}]")))?;
+            write_value(out, rec, &item, depth + 1, opts).map_err(|e| e.at(format!("[{i}]")))?;
         }
         Ok(())
     })
@@ -328,6 +339,25 @@ pub fn _tape_matches_parse(obj: &Bound<'_, PyAny>, nonfinite_null: bool) -> PyRe
     with_serialized(obj, opts, |bytes, tape| {
         let mut parsed = Tape::default();
         parsed.parse(bytes).is_ok() && parsed.toks == tape.toks
+    })
+    .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.render("data")))
+}
+
+/// Tests only (the `test-hooks` feature): whether the shape recorded while serializing `obj`
+/// (for validation by shape) is the one the written text has, where the text's shape is plain.
+#[cfg(feature = "test-hooks")]
+#[pyfunction]
+#[pyo3(signature = (obj, nonfinite_null = false))]
+pub fn _shape_matches_parse(obj: &Bound<'_, PyAny>, nonfinite_null: bool) -> PyResult<bool> {
+    let opts = Opts {
+        nonfinite_null,
+        default: None,
+    };
+    with_shape(obj, opts, |bytes, shape| {
+        match crate::core::schema::shape_of_text(bytes) {
+            Some(parsed) => shape.exact && parsed == shape.bytes,
+            None => true, // an exponent: the text alone does not tell integrality
+        }
     })
     .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.render("data")))
 }

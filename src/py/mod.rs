@@ -62,6 +62,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert::to_json, m)?)?;
     #[cfg(feature = "test-hooks")]
     m.add_function(wrap_pyfunction!(convert::_tape_matches_parse, m)?)?;
+    #[cfg(feature = "test-hooks")]
+    m.add_function(wrap_pyfunction!(convert::_shape_matches_parse, m)?)?;
     m.add_function(wrap_pyfunction!(sigterm::install_sigterm_watchdog, m)?)?;
     m.add_function(wrap_pyfunction!(day_of, m)?)?;
     m.add_function(wrap_pyfunction!(format_ts, m)?)?;

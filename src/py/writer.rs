@@ -2,7 +2,10 @@
 //! core appender. Blocking work (write, fdatasync, waiting on the flusher) runs without the GIL.
 
 use super::cache::SchemaCache;
-use super::convert::{with_serialized, Opts};
+use super::convert::{with_serialized, with_shape, Opts};
+
+/// A validation's outcome.
+type Valid = std::result::Result<(), crate::core::schema::Violation>;
 use super::{schema_err, to_py};
 use crate::core::schema_file::SchemaFile;
 use crate::core::writer::{self as cw, Config, Durability, EventHead};
@@ -57,6 +60,44 @@ impl Writer {
             *g = Some((rel.to_string(), obj.clone_ref(py)));
         }
         obj
+    }
+
+    /// Validate (`validate`) and place one serialized event: under the GIL in group mode
+    /// (queueing is a memcpy under a short lock: cheaper than a GIL round trip), else without.
+    fn place(
+        &self,
+        py: Python<'_>,
+        group: bool,
+        head: &EventHead<'_>,
+        version: u32,
+        bytes: &[u8],
+        validate: &(dyn Fn() -> Valid + Sync),
+    ) -> Result<(cw::Position, bool, u64), Error> {
+        let event_type = head.event_type;
+        let work = || -> Result<(cw::Position, bool, u64), Error> {
+            validate().map_err(|v| Error::Schema {
+                message: format!("{event_type} v{version}: {}", v.render("data")),
+                event_type: None,
+                version: None,
+                path: Some(v.path_str("data")),
+            })?;
+            let e = self.inner.emit_deferred(head, bytes)?;
+            if let Some(t) = &e.sync {
+                #[cfg(feature = "test-hooks")]
+                if self.abandon_after_write.load(Ordering::Relaxed) {
+                    t.abandon_part_for_test();
+                }
+                // Another thread's failed fdatasync of this part may have come between
+                // this line's write and now: then it is never reported durable.
+                t.sync_unless_abandoned()?;
+            }
+            Ok((e.pos, e.backpressure, e.seq))
+        };
+        if group {
+            work()
+        } else {
+            py.allow_threads(work)
+        }
     }
 }
 
@@ -202,35 +243,19 @@ impl Writer {
             default,
         };
         let group = self.durability == "group";
-        let result = with_serialized(data.as_any(), opts, |bytes, tape| {
-            let work = || -> Result<(cw::Position, bool, u64), Error> {
-                found
-                    .validate_tape(bytes, tape)
-                    .map_err(|v| Error::Schema {
-                        message: format!("{event_type} v{version}: {}", v.render("data")),
-                        event_type: None,
-                        version: None,
-                        path: Some(v.path_str("data")),
-                    })?;
-                let e = self.inner.emit_deferred(&head, bytes)?;
-                if let Some(t) = &e.sync {
-                    #[cfg(feature = "test-hooks")]
-                    if self.abandon_after_write.load(Ordering::Relaxed) {
-                        t.abandon_part_for_test();
-                    }
-                    // Another thread's failed fdatasync of this part may have come between
-                    // this line's write and now: then it is never reported durable.
-                    t.sync_unless_abandoned()?;
-                }
-                Ok((e.pos, e.backpressure, e.seq))
-            };
-            if group {
-                // Queueing is a memcpy under a short lock: cheaper than a GIL round trip.
-                work()
-            } else {
-                py.allow_threads(work)
-            }
-        })
+        let place = |bytes: &[u8], validate: &(dyn Fn() -> Valid + Sync)| {
+            self.place(py, group, &head, version, bytes, validate)
+        };
+        let result = if found.by_shape() {
+            with_shape(data.as_any(), opts, |bytes, shape| {
+                place(bytes, &|| found.validate_shape(shape, bytes))
+            })
+        } else {
+            with_serialized(data.as_any(), opts, |bytes, tape| {
+                let tape = &*tape;
+                place(bytes, &|| found.validate_tape(bytes, tape))
+            })
+        }
         .map_err(|e| {
             let msg = format!("{event_type} v{version}: {}", e.render("data"));
             invalid(msg, Some(version), Some(e.path_str("data")))

@@ -33,6 +33,62 @@ pub enum TokKind {
     Obj,
 }
 
+/// What a serializer records about the JSON it writes, besides the bytes: the token tape
+/// (`Tape`), the shape (`schema::ShapeBuf`), or nothing (`()`). Offsets are into the output.
+pub trait Record {
+    /// A scalar token over `out[start..end]` (a float goes to `float`).
+    fn leaf(&mut self, kind: TokKind, start: usize, end: usize);
+    /// A finite float written over `start..end`.
+    fn float(&mut self, v: f64, start: usize, end: usize);
+    /// A member key, `kind` Str or StrEsc, its JSON text `out[start..end]`.
+    fn key(&mut self, kind: TokKind, out: &[u8], start: usize, end: usize);
+    /// An array or object starting at `start`; `close` it once its members are recorded.
+    fn open(&mut self, kind: TokKind, start: usize) -> usize;
+    /// End the container `idx` (from `open`) at `end`, just past its closing bracket.
+    fn close(&mut self, idx: usize, end: usize);
+    /// The one value at `out[start..]`, written by other means.
+    fn other(&mut self, out: &[u8], start: usize, depth: usize) -> Result<(), String>;
+}
+
+impl Record for () {
+    fn leaf(&mut self, _: TokKind, _: usize, _: usize) {}
+    fn float(&mut self, _: f64, _: usize, _: usize) {}
+    fn key(&mut self, _: TokKind, _: &[u8], _: usize, _: usize) {}
+    fn open(&mut self, _: TokKind, _: usize) -> usize {
+        0
+    }
+    fn close(&mut self, _: usize, _: usize) {}
+    fn other(&mut self, _: &[u8], _: usize, _: usize) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+// A serializer that writes JSON records its tokens as it goes (the Python binding), so the text
+// is not tokenized again: the calls give exactly the tokens `parse` would give for the written
+// text; `other` tokenizes a value written otherwise.
+impl Record for Tape {
+    fn leaf(&mut self, kind: TokKind, start: usize, end: usize) {
+        self.push(kind, start, end);
+    }
+    fn float(&mut self, _: f64, start: usize, end: usize) {
+        self.push(TokKind::Float, start, end);
+    }
+    fn key(&mut self, kind: TokKind, _: &[u8], start: usize, end: usize) {
+        self.push(kind, start, end);
+    }
+    fn open(&mut self, kind: TokKind, start: usize) -> usize {
+        self.push(kind, start, start)
+    }
+    fn close(&mut self, idx: usize, end: usize) {
+        self.toks[idx].end = end as u32;
+        self.toks[idx].next = self.toks.len() as u32;
+    }
+    fn other(&mut self, out: &[u8], start: usize, depth: usize) -> Result<(), String> {
+        let mut i = start;
+        self.value(out, &mut i, depth)
+    }
+}
+
 impl Tape {
     /// Tokenize `src`, which must be one valid JSON value (as written by our serializer or
     /// accepted by `Checker`).
@@ -48,30 +104,9 @@ impl Tape {
         Ok(())
     }
 
-    // A serializer that writes JSON can record its tokens as it goes (the Python binding), so
-    // the text is not tokenized again: `leaf`, `open` and `close` give exactly the tokens
-    // `parse` would give for the written text; `append` tokenizes a value written otherwise.
-
-    /// A scalar token over `src[start..end]`.
-    pub fn leaf(&mut self, kind: TokKind, start: usize, end: usize) {
-        self.push(kind, start, end);
-    }
-
-    /// An array or object starting at `start`; `close` it once its members are recorded.
-    pub fn open(&mut self, kind: TokKind, start: usize) -> usize {
-        self.push(kind, start, start)
-    }
-
-    /// End the container `idx` (from `open`) at `end`, just past its closing bracket.
-    pub fn close(&mut self, idx: usize, end: usize) {
-        self.toks[idx].end = end as u32;
-        self.toks[idx].next = self.toks.len() as u32;
-    }
-
-    /// Tokenize the one value at `src[start..]` (written by other means) onto the tape.
+    /// Tokenize the one value at `src[start..]` onto the tape (after what it holds).
     pub fn append(&mut self, src: &[u8], start: usize, depth: usize) -> Result<(), String> {
-        let mut i = start;
-        self.value(src, &mut i, depth)
+        self.other(src, start, depth)
     }
 
     fn push(&mut self, kind: TokKind, start: usize, end: usize) -> usize {

@@ -10,7 +10,7 @@
 //! stays accepted until the registry changes (a `SchemaRef` is a lookup in one registry).
 
 use super::{Node, Schema};
-use crate::core::json::{Tape, Tok, TokKind};
+use crate::core::json::{Record, Tape, Tok, TokKind};
 use std::sync::Mutex;
 
 impl Schema {
@@ -102,13 +102,20 @@ fn shape_at(src: &[u8], toks: &[Tok], i: usize, out: &mut impl Sink) -> Option<u
             out.put(b']');
         }
         TokKind::Float => out.put(float_class(&src[t.start as usize..t.end as usize])?),
-        TokKind::Null => out.put(b'n'),
-        TokKind::True => out.put(b't'),
-        TokKind::False => out.put(b'f'),
-        TokKind::Int => out.put(b'i'),
-        TokKind::Str | TokKind::StrEsc => out.put(b's'),
+        k => out.put(leaf_letter(k)),
     }
     Some(end)
+}
+
+/// The letter of a leaf other than a float.
+fn leaf_letter(kind: TokKind) -> u8 {
+    match kind {
+        TokKind::Null => b'n',
+        TokKind::True => b't',
+        TokKind::False => b'f',
+        TokKind::Int => b'i',
+        _ => b's',
+    }
 }
 
 /// `I` for a float text with only zeros after its point (integral), `F` for any other without
@@ -126,6 +133,64 @@ fn float_class(text: &[u8]) -> Option<u8> {
     } else {
         b'F'
     })
+}
+
+/// The shape of the JSON text `src`, as `ShapeBuf` records it while writing; None when the
+/// text is not JSON or its shape is not plain (a float with an exponent). For tests.
+#[cfg(any(test, feature = "test-hooks"))]
+pub fn shape_of_text(src: &[u8]) -> Option<Vec<u8>> {
+    let mut tape = Tape::default();
+    tape.parse(src).ok()?;
+    let mut out = Vec::new();
+    shape_at(src, &tape.toks, 0, &mut out)?;
+    Some(out)
+}
+
+/// A shape recorded by a serializer while it writes (`Record`), in `shape_at`'s encoding: an
+/// emit whose shape is remembered needs no token tape at all.
+#[derive(Default)]
+pub struct ShapeBuf {
+    pub bytes: Vec<u8>,
+    /// False once a value's shape could not be told (a float with an exponent written by
+    /// other means): then the value is validated in full.
+    pub exact: bool,
+    scratch: Tape,
+}
+
+impl ShapeBuf {
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.exact = true;
+    }
+}
+
+impl Record for ShapeBuf {
+    fn leaf(&mut self, kind: TokKind, _: usize, _: usize) {
+        self.bytes.push(leaf_letter(kind));
+    }
+    fn float(&mut self, v: f64, _: usize, _: usize) {
+        // The value says it exactly, whatever its text (`1e16` is integral too).
+        self.bytes.push(if v.fract() == 0.0 { b'I' } else { b'F' });
+    }
+    fn key(&mut self, _: TokKind, out: &[u8], start: usize, end: usize) {
+        self.bytes.extend_from_slice(&out[start..end]);
+    }
+    fn open(&mut self, kind: TokKind, _: usize) -> usize {
+        self.bytes
+            .push(if kind == TokKind::Obj { b'{' } else { b'[' });
+        usize::from(kind == TokKind::Obj)
+    }
+    fn close(&mut self, is_obj: usize, _: usize) {
+        self.bytes.push(if is_obj == 1 { b'}' } else { b']' });
+    }
+    fn other(&mut self, out: &[u8], start: usize, depth: usize) -> Result<(), String> {
+        self.scratch.toks.clear();
+        self.scratch.append(out, start, depth)?;
+        if shape_at(out, &self.scratch.toks, 0, &mut self.bytes).is_none() {
+            self.exact = false;
+        }
+        Ok(())
+    }
 }
 
 /// The shape of the last value a schema accepted (for `verdict_by_shape` schemas only).
@@ -174,6 +239,40 @@ impl ShapeMemo {
         if shape_at(src, &tape.toks, 0, last).is_none() {
             last.clear();
         }
+        Ok(())
+    }
+}
+
+impl ShapeMemo {
+    /// Whether values for this schema are worth recording as a shape (`ShapeBuf`).
+    pub fn by_shape(&self) -> bool {
+        self.by_shape
+    }
+
+    /// `schema.validate` of the JSON text `src` whose shape a serializer recorded: accepted at
+    /// once when the memo holds that shape, else tokenized and validated in full.
+    pub fn validate_shape(
+        &self,
+        schema: &Schema,
+        shape: &ShapeBuf,
+        src: &[u8],
+    ) -> Result<(), super::Violation> {
+        let full = || {
+            let mut tape = Tape::default();
+            tape.parse(src).map_err(super::Violation::new)?;
+            schema.validate(&super::TapeNode::root(src, &tape))
+        };
+        let Some(mut last) = (self.by_shape && shape.exact)
+            .then(|| self.last.try_lock().ok())
+            .flatten()
+        else {
+            return full();
+        };
+        if *last == shape.bytes {
+            return Ok(());
+        }
+        full()?;
+        last.clone_from(&shape.bytes);
         Ok(())
     }
 }
