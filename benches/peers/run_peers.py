@@ -38,6 +38,7 @@ VENV = {"optuna": "peers", "eventsourcing": "peers", "mlflow": "peers"}
 DURABLE = [
     ("ledgerx_fsync", 300, 2000),
     ("sqlite_full", 300, 2000),
+    ("raw_fsync", 300, 2000),
     ("duckdb_insert", 100, 500),
     ("optuna_journal_op", 200, 1000),
     ("optuna_journal_add_trial", 100, 500),
@@ -53,7 +54,12 @@ FAST = [
     ("duckdb_batch", 20000, 200000),
     ("optuna_memory_ask_tell", 300, 2000),
 ]
-FOUR = [("ledgerx_fsync", 200, 1000), ("sqlite_full", 200, 1000), ("optuna_journal_op", 100, 500)]
+FOUR = [
+    ("ledgerx_fsync", 200, 1000),
+    ("sqlite_full", 200, 1000),
+    ("raw_fsync", 200, 1000),
+    ("optuna_journal_op", 100, 500),
+]
 READBACK = {"quick": 20000, "full": 100000}
 OPTUNA_READBACK = {"quick": 2000, "full": 10000}
 
@@ -376,6 +382,12 @@ def ratios(rows: list[dict]) -> list[str]:
     l4, s4 = f("four", "ledgerx_fsync", "rate"), f("four", "sqlite_full", "rate")
     if l4 and s4:
         out.append(f"4 processes durable: ledgerx / SQLite rate = {l4 / s4:.2f} (target >= 3)")
+        r4 = f("four", "raw_fsync", "rate")
+        if r4:
+            out.append(
+                f"  ceiling: raw pwrite+fdatasync / SQLite = {r4 / s4:.2f}, "
+                f"ledgerx / raw = {l4 / r4:.2f}"
+            )
     g = get.get(("loaded", "ledgerx_group + 1 busy process"))
     if g and "p50_us" in g:
         out.append(

@@ -61,6 +61,32 @@ def ledgerx_os(n: int, d: Path) -> dict[str, Any]:
     return _ledgerx("os", n, d)
 
 
+# -- the raw ceiling ---------------------------------------------------------------------------
+
+
+def raw_fsync(n: int, d: Path) -> dict[str, Any]:
+    """What any writer that makes each record durable before returning can reach on this disk:
+    a ~300-byte line written with one `pwrite` into zeros already written and synced (as
+    ledgerx's fsync mode keeps them ahead), then one `fdatasync`; no validation, no envelope.
+    Each process writes its own file (as each ledgerx process writes its own part)."""
+    fd = os.open(d / f"raw-{os.getpid()}.bin", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, b"\0" * (4 << 20))
+    os.fsync(fd)
+    rec = {"trial_id": 0, "params": PARAMS, "metrics": METRICS, "pad": "x" * 150}
+    line = json.dumps(rec).encode() + b"\n"
+    off = 0
+
+    def op(i: int) -> None:
+        nonlocal off
+        os.pwrite(fd, line, off)
+        off += len(line)
+        os.fdatasync(fd)
+
+    res = _time(op, n)
+    os.close(fd)
+    return res
+
+
 # -- SQLite (stdlib) -------------------------------------------------------------------------
 
 

@@ -11,6 +11,21 @@ pub fn now_us() -> i64 {
     }
 }
 
+/// Milliseconds since the epoch from the kernel's coarse clock (a few milliseconds of
+/// resolution at a fraction of `now_us`'s cost, about 9 ns against 66 on this project's VM): for
+/// checks made at most once a second on a hot path.
+pub fn coarse_now_ms() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill in.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
+        return now_us().div_euclid(1000);
+    }
+    ts.tv_sec as i64 * 1000 + ts.tv_nsec as i64 / 1_000_000
+}
+
 /// Days since 1970-01-01 -> (year, month, day). Howard Hinnant's civil_from_days.
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -251,6 +266,15 @@ mod tests {
                 proptest::prop_assert_eq!(cache.format(us), format_ts(us), "at {}", us);
                 us += step;
             }
+        }
+    }
+
+    #[test]
+    fn the_coarse_clock_is_the_clock_within_its_resolution() {
+        for _ in 0..100 {
+            let (a, c, b) = (now_us() / 1000, coarse_now_ms(), now_us() / 1000);
+            // CLOCK_REALTIME_COARSE lags by at most one tick (1-10 ms).
+            assert!(c <= b && c >= a - 20, "{a} {c} {b}");
         }
     }
 

@@ -8,7 +8,7 @@ use super::schema::{Registry, Schema, ShapeBuf, ShapeMemo, Violation};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// One version's schema together with the registry that holds it, kept alive by this value. A
 /// binding can keep it between emits while `SchemaFile::is_current` says its registry is still
@@ -78,10 +78,8 @@ fn mtime_of(p: &Path) -> Option<SystemTime> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    // Coarse: the re-read check runs on every emit and needs only about a second's precision.
+    super::clock::coarse_now_ms()
 }
 
 /// The registry in `path`, or the built-in one when the file does not exist yet.
