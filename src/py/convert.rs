@@ -1,9 +1,10 @@
 //! Python objects straight to JSON bytes (no intermediate string or tree), enforcing I-JSON;
 //! and `JsonView` over Python objects so the validator reads them in place.
 
+use super::keys::{self, Keys, Rec, WithKeys};
 use super::SchemaError;
 use crate::core::json::{self, MAX_DEPTH};
-use crate::core::json::{Record, Tape, TokKind};
+use crate::core::json::{Tape, TokKind};
 use crate::core::schema::ShapeBuf;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -22,9 +23,9 @@ pub struct Opts<'a, 'py> {
 thread_local! {
     /// Per-thread scratch: the serialized bytes and their token tape, reused between calls so
     /// the hot path allocates nothing once warm.
-    static SCRATCH: RefCell<(Vec<u8>, Tape)> = RefCell::new((Vec::with_capacity(4096), Tape::default()));
+    static SCRATCH: RefCell<(Vec<u8>, Tape, Keys)> = RefCell::default();
     /// The same for emits validated by shape: the bytes and their shape.
-    static SHAPED: RefCell<(Vec<u8>, ShapeBuf)> = RefCell::new((Vec::with_capacity(4096), ShapeBuf::default()));
+    static SHAPED: RefCell<(Vec<u8>, ShapeBuf, Keys)> = RefCell::default();
 }
 
 /// Serialize `obj` into the thread's scratch buffer and hand the bytes and their token tape
@@ -39,14 +40,18 @@ pub fn with_serialized<R>(
         // A `default` callable or a signal handler may emit while this thread's scratch is in
         // use: then work in fresh buffers instead of failing.
         let Ok(mut guard) = cell.try_borrow_mut() else {
-            let (mut buf, mut tape) = (Vec::new(), Tape::default());
-            write_value(&mut buf, &mut tape, obj, 0, opts)?;
+            let (mut buf, mut tape, mut keys) = <(Vec<u8>, Tape, Keys)>::default();
+            let mut rec = WithKeys {
+                rec: &mut tape,
+                keys: &mut keys,
+            };
+            write_value(&mut buf, &mut rec, obj, 0, opts)?;
             return Ok(f(&buf, &mut tape));
         };
-        let (buf, tape) = &mut *guard;
+        let (buf, tape, keys) = &mut *guard;
         buf.clear();
         tape.toks.clear();
-        write_value(buf, tape, obj, 0, opts)?;
+        write_value(buf, &mut WithKeys { rec: tape, keys }, obj, 0, opts)?;
         Ok(f(buf, tape))
     })
 }
@@ -60,15 +65,19 @@ pub fn with_shape<R>(
 ) -> Result<R, ConvertError> {
     SHAPED.with(|cell| {
         let Ok(mut guard) = cell.try_borrow_mut() else {
-            let (mut buf, mut shape) = (Vec::new(), ShapeBuf::default());
+            let (mut buf, mut shape, mut keys) = <(Vec<u8>, ShapeBuf, Keys)>::default();
             shape.clear();
-            write_value(&mut buf, &mut shape, obj, 0, opts)?;
+            let mut rec = WithKeys {
+                rec: &mut shape,
+                keys: &mut keys,
+            };
+            write_value(&mut buf, &mut rec, obj, 0, opts)?;
             return Ok(f(&buf, &shape));
         };
-        let (buf, shape) = &mut *guard;
+        let (buf, shape, keys) = &mut *guard;
         buf.clear();
         shape.clear();
-        write_value(buf, shape, obj, 0, opts)?;
+        write_value(buf, &mut WithKeys { rec: shape, keys }, obj, 0, opts)?;
         Ok(f(buf, shape))
     })
 }
@@ -177,7 +186,7 @@ fn kind_of(obj: &Bound<'_, PyAny>) -> Kind {
 }
 
 /// `write_obj`, recording what it writes on `rec`.
-fn write_value<R: Record>(
+fn write_value<R: Rec>(
     out: &mut Vec<u8>,
     rec: &mut R,
     obj: &Bound<'_, PyAny>,
@@ -248,7 +257,7 @@ fn check_depth(depth: usize) -> Result<(), ConvertError> {
 }
 
 /// `{`…`}` or `[`…`]` around what `body` writes, recorded on `rec` as one container.
-fn write_container<R: Record>(
+fn write_container<R: Rec>(
     out: &mut Vec<u8>,
     rec: &mut R,
     kind: TokKind,
@@ -271,7 +280,7 @@ fn write_container<R: Record>(
 }
 
 /// A dict as a JSON object (string keys only), recorded on `rec`.
-fn write_dict<R: Record>(
+fn write_dict<R: Rec>(
     out: &mut Vec<u8>,
     rec: &mut R,
     d: &Bound<'_, PyDict>,
@@ -290,12 +299,15 @@ fn write_dict<R: Record>(
                     type_name(&k)
                 ))
             })?;
-            let key = key
-                .to_str()
-                .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
             let ks = out.len();
-            json::write_str(out, key);
-            rec.key(str_kind(out.len() - ks, key.len()), out, ks, out.len());
+            let exact = key.get_type_ptr() == &raw mut pyo3::ffi::PyUnicode_Type;
+            let written = match rec.keys() {
+                Some(keys) if exact => keys.write(out, key),
+                _ => keys::write_fresh(out, key), // a str subclass is not remembered
+            };
+            let kind = written
+                .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
+            rec.key(kind, out, ks, out.len());
             out.push(b':');
             write_value(out, rec, &v, depth + 1, opts).map_err(|e| e.at(key.to_string()))?;
         }
@@ -304,7 +316,7 @@ fn write_dict<R: Record>(
 }
 
 /// A list or tuple as a JSON array, recorded on `rec`.
-fn write_seq<R: Record>(
+fn write_seq<R: Rec>(
     out: &mut Vec<u8>,
     rec: &mut R,
     obj: &Bound<'_, PyAny>,

@@ -4,6 +4,7 @@ mod arrow;
 mod cache;
 mod convert;
 mod errors;
+mod keys;
 mod scan;
 mod schema;
 mod sigterm;
