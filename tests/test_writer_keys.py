@@ -43,7 +43,7 @@ def test_keys_read_back_as_emitted_while_key_objects_come_and_go(
         # longer than what is remembered, and a str subclass.
         d = {
             f"k{i % 97}": i,
-            f"q{i % 13}\"\\\n" if i % 3 else f"é{i % 11}": i,
+            f'q{i % 13}"\\\n' if i % 3 else f"é{i % 11}": i,
             "x" * (30 + i % 20) + str(i % 7): i,
             Key(f"s{i % 5}"): i,
             "fixed": i,

@@ -23,7 +23,7 @@ pub fn coarse_now_ms() -> i64 {
     if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
         return now_us().div_euclid(1000);
     }
-    ts.tv_sec as i64 * 1000 + ts.tv_nsec as i64 / 1_000_000
+    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000 // (time_t and c_long: i64 on 64-bit Linux)
 }
 
 /// Days since 1970-01-01 -> (year, month, day). Howard Hinnant's civil_from_days.

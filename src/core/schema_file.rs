@@ -230,7 +230,7 @@ mod tests {
                 .write(true)
                 .open(d.join("_schema.json"))
                 .unwrap();
-            f.set_modified(UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
                 .unwrap();
         };
         std::fs::write(d.join("_schema.json"), "{broken").unwrap();
