@@ -6,44 +6,53 @@ use super::error::{Error, Result};
 use super::json::Tape;
 use super::schema::{Registry, Schema, ShapeBuf, ShapeMemo, Violation};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 /// One version's schema together with the registry that holds it, kept alive by this value. A
 /// binding can keep it between emits while `SchemaFile::is_current` says its registry is still
 /// the one in use (a re-read makes a new registry; none is changed once shared).
+/// Cloning is one reference count (a binding clones its kept lookup on every emit).
 #[derive(Clone)]
 pub struct SchemaRef {
-    reg: Arc<Registry>,
     pub version: u32,
-    schema: *const Schema,
-    /// Shared by the clones of one lookup: a binding's kept lookup validates by shape.
-    memo: Arc<ShapeMemo>,
+    found: Arc<Found>,
 }
 
-// SAFETY: `schema` points into `*reg`, which this value holds a reference to and which is never
+/// What a lookup found, shared by the clones of one `SchemaRef`.
+struct Found {
+    /// Keeps `schema`'s registry alive (never read).
+    _reg: Arc<Registry>,
+    /// Which re-read of the file `reg` is (`SchemaFile::still_current`).
+    generation: u64,
+    schema: *const Schema,
+    /// A binding's kept lookup validates by shape.
+    memo: ShapeMemo,
+}
+
+// SAFETY: `schema` points into `*_reg`, which this value holds a reference to and which is never
 // mutated once shared, so using it from any thread is as safe as using `reg` itself.
-unsafe impl Send for SchemaRef {}
-// SAFETY: as for `Send`: shared reads of an immutable registry kept alive by `reg`.
-unsafe impl Sync for SchemaRef {}
+unsafe impl Send for Found {}
+// SAFETY: as for `Send`: shared reads of an immutable registry kept alive by `_reg`.
+unsafe impl Sync for Found {}
 
 impl SchemaRef {
     pub fn schema(&self) -> &Schema {
-        // SAFETY: see the `Send` impl: `reg` keeps the pointee alive and unchanged.
-        unsafe { &*self.schema }
+        // SAFETY: see the `Send` impl of `Found`: `_reg` keeps the pointee alive and unchanged.
+        unsafe { &*self.found.schema }
     }
 
     /// Validate the value on `tape` (written as `src`), by shape where the schema allows
     /// (`ShapeMemo`): the emit path's validation.
     pub fn validate_tape(&self, src: &[u8], tape: &Tape) -> std::result::Result<(), Violation> {
-        self.memo.validate(self.schema(), src, tape)
+        self.found.memo.validate(self.schema(), src, tape)
     }
 
     /// Whether a serializer should record a shape (`ShapeBuf`, for `validate_shape`) rather
     /// than a token tape: the schema's verdicts depend on shapes only.
     pub fn by_shape(&self) -> bool {
-        self.memo.by_shape()
+        self.found.memo.by_shape()
     }
 
     /// Validate the JSON text `src` whose shape a serializer recorded (`ShapeMemo`).
@@ -52,7 +61,7 @@ impl SchemaRef {
         shape: &ShapeBuf,
         src: &[u8],
     ) -> std::result::Result<(), Violation> {
-        self.memo.validate_shape(self.schema(), shape, src)
+        self.found.memo.validate_shape(self.schema(), shape, src)
     }
 }
 
@@ -62,12 +71,16 @@ const CHECK_MS: i64 = 1000;
 struct Loaded {
     registry: Arc<Registry>,
     mtime: Option<SystemTime>,
+    /// How many re-reads came before this one.
+    generation: u64,
 }
 
 pub struct SchemaFile {
     path: PathBuf,
     loaded: RwLock<Loaded>,
     next_check_ms: AtomicI64,
+    /// `loaded.generation`, readable without the lock (`still_current` on every emit).
+    generation: AtomicU64,
     /// Why the last periodic re-read failed (None once one succeeds): validation goes on with
     /// the last good registry, and the failure is reported, never swallowed.
     last_error: RwLock<Option<String>>,
@@ -102,26 +115,34 @@ impl SchemaFile {
         let registry = Arc::new(load(&path)?);
         Ok(SchemaFile {
             path,
-            loaded: RwLock::new(Loaded { registry, mtime }),
+            loaded: RwLock::new(Loaded {
+                registry,
+                mtime,
+                generation: 0,
+            }),
             next_check_ms: AtomicI64::new(now_ms() + CHECK_MS),
+            generation: AtomicU64::new(0),
             last_error: RwLock::new(None),
         })
     }
 
-    fn current(&self) -> Arc<Registry> {
-        match self.loaded.read() {
-            Ok(r) => Arc::clone(&r.registry),
-            Err(p) => Arc::clone(&p.into_inner().registry),
-        }
+    /// The registry in use and its generation, read together.
+    fn current(&self) -> (Arc<Registry>, u64) {
+        let r = self.loaded.read().unwrap_or_else(|p| p.into_inner());
+        (Arc::clone(&r.registry), r.generation)
     }
 
     /// The registry to validate `event_type` with: re-read when the file changed, and once
     /// more when the type is unknown (maybe registered elsewhere since the last look).
     pub fn for_type(&self, event_type: &str) -> Result<Arc<Registry>> {
+        Ok(self.for_type_with_generation(event_type)?.0)
+    }
+
+    fn for_type_with_generation(&self, event_type: &str) -> Result<(Arc<Registry>, u64)> {
         self.refresh();
-        let reg = self.current();
-        if reg.contains(event_type) {
-            return Ok(reg);
+        let cur = self.current();
+        if cur.0.contains(event_type) {
+            return Ok(cur);
         }
         self.reload()?;
         Ok(self.current())
@@ -147,13 +168,16 @@ impl SchemaFile {
         event_type: &str,
         version: Option<u32>,
     ) -> Result<std::result::Result<SchemaRef, String>> {
-        let reg = self.for_type(event_type)?;
+        let (reg, generation) = self.for_type_with_generation(event_type)?;
         Ok(match reg.get(event_type, version) {
             Ok((v, s)) => Ok(SchemaRef {
-                memo: Arc::new(ShapeMemo::new(s)),
-                schema: s as *const Schema,
-                reg: Arc::clone(&reg),
                 version: v,
+                found: Arc::new(Found {
+                    memo: ShapeMemo::new(s),
+                    schema: s as *const Schema,
+                    _reg: Arc::clone(&reg),
+                    generation,
+                }),
             }),
             Err(m) => Err(m),
         })
@@ -162,10 +186,8 @@ impl SchemaFile {
     /// Whether `found`'s registry is the one in use now (a kept lookup is still good: the
     /// registry is replaced, never changed in place, on every re-read).
     pub fn still_current(&self, found: &SchemaRef) -> bool {
-        match self.loaded.read() {
-            Ok(r) => Arc::ptr_eq(&r.registry, &found.reg),
-            Err(_) => false,
-        }
+        // (a look racing a re-read may see the old generation: as if it came just before)
+        self.generation.load(Ordering::Acquire) == found.found.generation
     }
 
     /// Why the last periodic re-read of the file failed, if it did (the writer keeps
@@ -194,7 +216,13 @@ impl SchemaFile {
         let mtime = mtime_of(&self.path);
         let registry = Arc::new(load(&self.path)?);
         let mut w = self.loaded.write().unwrap_or_else(|p| p.into_inner());
-        *w = Loaded { registry, mtime };
+        let generation = w.generation + 1;
+        *w = Loaded {
+            registry,
+            mtime,
+            generation,
+        };
+        self.generation.store(generation, Ordering::Release);
         Ok(())
     }
 }
