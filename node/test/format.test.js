@@ -161,3 +161,20 @@ test('the JSON.stringify fast path and the native serializer write the same valu
     assert.deepEqual(events[2 * i + 1].data, samples[i]);
   }
 });
+
+test('fast path: text that is not ASCII arrives as the same characters (the ASCII copy is not taken)', async () => {
+  // Latin-1 (one byte in V8, not one in UTF-8), a character whose low byte is ASCII ('Ł' is
+  // U+0141: a one-byte copy would make it 'A'), two-byte and astral ones, at the text's start,
+  // middle and end, and beside pure ASCII events (the copy the native side takes for those).
+  const root = tmpRoot('unicode');
+  const em = getEventEmitter(root, { durability: 'os' });
+  const texts = ['é', 'ÿ', 'Ł', 'ŁA', '€', '😀', 'ｱ', 'plain', 'x'.repeat(300) + 'Ł', 'é'.repeat(5000)];
+  const sent = [];
+  for (const t of texts) {
+    sent.push({ [t]: t, ascii: 'a', n: 1 });
+    sent.push({ ascii: 'only' });
+  }
+  for (const data of sent) await em.emit('run.heartbeat', data, { runId: 'u' });
+  await em.close();
+  assert.deepEqual(checkLog(root).map((ev) => ev.data), sent);
+});
