@@ -110,45 +110,11 @@ native.setOnSynced((token, failure) => {
   else s[1](typed(new Error(failure)));
 });
 
-/**
- * Group mode: events of consecutive seqs from `seq0` that share one Promise, resolved (with the
- * batch itself) once the flusher reported them all done, or once the emitter closed or the wait
- * failed (`closedBy`). `outcomes` holds each report that reached the batch as (done seq, failed
- * through, failure) triples, oldest first: an event takes the first report whose done seq covers
- * it, and fails when that report's failed-through covers it, exactly as if it had been settled
- * by that report alone.
- */
-class Batch {
-  constructor(seq0) {
-    this.seq0 = seq0;
-    this.files = [];
-    this.offsets = [];
-    this.outcomes = [];
-    this.closedBy = null;
-    this.next = 0; // the event the next positionIn call is for
-    this.at = 0; // the outcome it starts looking from
-    this.promise = new Promise(takeResolvers);
-    this.resolve = lastResolve;
-  }
-}
-
-const BATCH_MAX = 512;
-
-/**
- * The fulfilment handler of every group-mode event's Promise (`batch.promise.then(positionIn)`).
- * A promise's reactions run in the order they were added, so the k-th call for a batch is for
- * its k-th event. Throwing rejects that event's Promise.
- */
-function positionIn(b) {
-  const i = b.next++;
-  const seq = b.seq0 + i;
-  const o = b.outcomes;
-  let j = b.at;
-  while (j < o.length && o[j] < seq) j += 3;
-  b.at = j;
-  if (j >= o.length) throw b.closedBy;
-  if (seq <= o[j + 1]) throw o[j + 2];
-  return { file: b.files[i], offset: b.offsets[i] };
+/** A rejected Promise to resolve others with (they reject with `err`); itself handled. */
+function rejected(err) {
+  const p = Promise.reject(err);
+  p.catch(() => {});
+  return p;
 }
 
 /** A fast-path SchemaError caused by a lone surrogate: the native serializer names its path. */
@@ -235,12 +201,14 @@ class EventEmitter {
     this._closed = false;
     this._seq = 0;
     this._file = '';
-    // Group mode: the batches of events waiting for their commit, oldest first from `_bhead`;
-    // `_open` takes new events; `_doneSeq` is the highest seq the flusher reported done.
-    this._batches = [];
-    this._bhead = 0;
-    this._open = null;
-    this._doneSeq = 0;
+    // Group mode: the Promises waiting for their batch, in seq order: resolvers and positions
+    // (parallel arrays); entry i has seq `_seq0 + i` (a successful emit takes the next seq). A
+    // failed batch resolves its Promises with one rejected Promise, which rejects them all.
+    this._seq0 = 1;
+    this._res = [];
+    this._files = [];
+    this._offsets = [];
+    this._head = 0;
     this._waiting = false;
     // eventType -> runId (or null) -> the native number for the pair (see headId).
     this._heads = new Map();
@@ -339,34 +307,26 @@ class EventEmitter {
     }
   }
 
-  /**
-   * Group mode: a Promise for the event just emitted (seq `_seq`). Events join the open batch
-   * (one Promise per batch, at most BATCH_MAX events); each event's Promise is that Promise
-   * `.then(positionIn)`, so an event costs no resolving functions of its own.
-   */
+  /** Group mode: a Promise for the event just emitted (seq `_seq`), settled with its batch. */
   _queue(offset) {
-    let b = this._open;
-    if (b === null || b.offsets.length >= BATCH_MAX) {
-      b = new Batch(this._seq);
-      this._open = b;
-      this._batches.push(b);
-    }
-    b.files.push(this._file);
-    b.offsets.push(offset);
+    const p = new Promise(takeResolvers);
+    if (this._res.length === this._head) this._seq0 = this._seq - this._res.length;
+    this._res.push(lastResolve);
+    this._files.push(this._file);
+    this._offsets.push(offset);
     if (!this._waiting) this._wait();
-    return b.promise.then(positionIn);
+    return p;
   }
 
-  /** Wait (on the thread pool) for the flusher to pass the last seq seen done, then settle. */
+  /** Wait (on the thread pool) for the flusher, then settle every promise it covered. */
   _wait() {
     this._waiting = true;
-    const oldest = this._batches[this._bhead];
-    if (oldest === this._open) this._open = null; // a batch waited for takes no more events
-    this._w.waitDone(this._doneSeq, 1000).then(
+    const after = this._seq0 + this._head - 1;
+    this._w.waitDone(after, 1000).then(
       (progress) => {
         this._waiting = false;
         this._settle(progress);
-        if (this._bhead < this._batches.length) this._wait();
+        if (this._head < this._res.length) this._wait();
       },
       (e) => {
         this._waiting = false;
@@ -375,51 +335,42 @@ class EventEmitter {
     );
   }
 
-  /** Record the progress on the batches it reaches; resolve those it covers to their end. */
   _settle(progress) {
-    const done = progress.doneSeq;
-    if (done <= this._doneSeq && !progress.closed) return;
-    const failure = progress.failure ? typed(new Error(progress.failure)) : null;
-    const bs = this._batches;
-    for (let i = this._bhead; i < bs.length; i++) {
-      const b = bs[i];
-      if (b.seq0 > done) break;
-      b.outcomes.push(done, failure === null ? 0 : progress.failedThrough, failure);
+    const failure = progress.failure ? rejected(typed(new Error(progress.failure))) : null;
+    let i = this._head;
+    const n = this._res.length;
+    const last = Math.min(n, progress.doneSeq - this._seq0 + 1);
+    for (; i < last; i++) {
+      if (failure && this._seq0 + i <= progress.failedThrough) this._res[i](failure);
+      else this._res[i]({ file: this._files[i], offset: this._offsets[i] });
     }
-    if (done > this._doneSeq) this._doneSeq = done;
-    while (this._bhead < bs.length) {
-      const b = bs[this._bhead];
-      if (b.seq0 + b.offsets.length - 1 > done) break;
-      if (b === this._open) this._open = null;
-      this._bhead += 1;
-      b.resolve(b);
-    }
-    if (progress.closed && this._bhead < bs.length) {
+    this._head = i;
+    if (progress.closed && i < n) {
       this._settleAll(new ClosedError('ledger closed before the event was made durable'));
       return;
     }
-    this._compact();
+    if (i === n || i > 4096) this._compact();
   }
 
   _compact() {
-    if (this._bhead === this._batches.length) {
-      this._batches = [];
-      this._bhead = 0;
-    } else if (this._bhead > 1024) {
-      this._batches = this._batches.slice(this._bhead);
-      this._bhead = 0;
+    const h = this._head;
+    if (h === this._res.length) {
+      this._res = [];
+      this._files = [];
+      this._offsets = [];
+    } else {
+      this._res = this._res.slice(h);
+      this._files = this._files.slice(h);
+      this._offsets = this._offsets.slice(h);
     }
+    this._seq0 += h;
+    this._head = 0;
   }
 
-  /** Every pending batch settles: its events no report covered reject with `err`. */
   _settleAll(err) {
-    const bs = this._batches;
-    for (let i = this._bhead; i < bs.length; i++) {
-      bs[i].closedBy = err;
-      bs[i].resolve(bs[i]);
-    }
-    this._bhead = bs.length;
-    this._open = null;
+    const failure = rejected(err);
+    for (let i = this._head; i < this._res.length; i++) this._res[i](failure);
+    this._head = this._res.length;
     this._compact();
   }
 

@@ -293,47 +293,39 @@ impl Serializer {
     }
 }
 
-/// Append the UTF-8 of the JS string `v` to `out`, straight into the buffer. ASCII text (what
-/// `JSON.stringify` makes of ASCII data) is copied as Latin-1, which V8 does as one block copy
-/// where its UTF-8 writer goes character by character: the text's UTF-8 length equals the number
-/// of characters copied only when every UTF-16 unit is below 0x80, and then the Latin-1 bytes are
-/// the UTF-8 bytes. Other text is written again as UTF-8.
+/// Append the UTF-8 of the JS string `v` to `out` (one copy, straight into the buffer).
 ///
 /// # Safety
 /// `v` must be a string value of `env`, in the current handle scope.
 pub unsafe fn append_string(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) -> R<()> {
     let start = out.len();
-    let mut len = 0usize;
-    ok(sys::napi_get_value_string_utf8(
-        env,
-        v,
-        ptr::null_mut(),
-        0,
-        &mut len,
-    ))?;
-    // Room for the text and the terminating NUL napi writes after it.
-    out.reserve(len + 1);
-    let at = out.as_mut_ptr().add(start);
-    let mut written = 0usize;
-    ok(sys::napi_get_value_string_latin1(
-        env,
-        v,
-        at.cast(),
-        len + 1,
-        &mut written,
-    ))?;
-    if written != len {
+    out.reserve(4096);
+    let mut room = out.capacity() - start;
+    loop {
+        let mut written = 0usize;
         ok(sys::napi_get_value_string_utf8(
             env,
             v,
-            at.cast(),
-            len + 1,
+            out.as_mut_ptr().add(start).cast(),
+            room,
             &mut written,
         ))?;
+        if written + 1 < room {
+            out.set_len(start + written);
+            return Ok(());
+        }
+        // Maybe truncated: ask for the length and make room for all of it.
+        let mut len = 0usize;
+        ok(sys::napi_get_value_string_utf8(
+            env,
+            v,
+            ptr::null_mut(),
+            0,
+            &mut len,
+        ))?;
+        out.reserve(len + 2);
+        room = out.capacity() - start;
     }
-    // SAFETY: napi wrote `written` (<= len) bytes from `start`, within the reserved room.
-    out.set_len(start + written.min(len));
-    Ok(())
 }
 
 /// Integral values in the i64 range as integers (as `JSON.stringify` writes them), others as

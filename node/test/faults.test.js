@@ -91,11 +91,10 @@ test('group: an event queued while the previous batch committed settles with its
   out.forEach((o, i) => o.ok && assert.ok(trials.includes(i), `resolved event ${i} missing`));
 });
 
-// Group mode's events share one Promise per batch of JavaScript's queue (each event's Promise
-// hangs off it), and a batch can span commits: each event still takes the outcome of the first
-// report that covered it. Events 1 and 2 share a batch (event 0's wait is outstanding when they
-// are queued); event 1 is committed with event 0 (fdatasync #1, reported at once), event 2 alone
-// (fdatasync #2, EIO): event 1 resolves, event 2 rejects.
+// Group mode: events queued back to back can be committed apart; each event takes the outcome
+// of the first report that covered it. Events 1 and 2 wait together (event 0's wait is
+// outstanding when they are queued); event 1 is committed with event 0 (fdatasync #1, reported
+// at once), event 2 alone (fdatasync #2, EIO): event 1 resolves, event 2 rejects.
 const SPLIT_SCRIPT = `
 const lx = require(${JSON.stringify(path.join(REPO, 'node'))});
 const em = lx.getEventEmitter(process.argv[1], { durability: 'group', commitIntervalMs: 100 });
@@ -110,7 +109,7 @@ Promise.all(ps).then(async (out) => {
 });
 `;
 
-test('group: events of one batch spanning two commits each take their own commit\'s outcome', () => {
+test('group: events queued together but committed apart each take their own commit\'s outcome', () => {
   const root = tmpRoot('fault-split');
   const r = spawnSync('strace', [
     '-f', '-qq', '--seccomp-bpf', '-o', '/dev/null',
