@@ -162,13 +162,15 @@ test('the JSON.stringify fast path and the native serializer write the same valu
   }
 });
 
-test('fast path: text that is not ASCII arrives as the same characters (the ASCII copy is not taken)', async () => {
+test('fast path: text that is not ASCII arrives whole and as the same characters', async () => {
   // Latin-1 (one byte in V8, not one in UTF-8), a character whose low byte is ASCII ('Ł' is
-  // U+0141: a one-byte copy would make it 'A'), two-byte and astral ones, at the text's start,
-  // middle and end, and beside pure ASCII events (the copy the native side takes for those).
+  // U+0141), two-byte and astral ones, beside pure ASCII events; and JSON texts longer than the
+  // native side's first 4 KiB copy, where a 2-, 3- or 4-byte character does not fit the room
+  // left (V8 stops before it: that copy must be taken as cut off, not as the whole text).
   const root = tmpRoot('unicode');
   const em = getEventEmitter(root, { durability: 'os' });
-  const texts = ['é', 'ÿ', 'Ł', 'ŁA', '€', '😀', 'ｱ', 'plain', 'x'.repeat(300) + 'Ł', 'é'.repeat(5000)];
+  const texts = ['é', 'ÿ', 'Ł', 'ŁA', '€', '😀', 'ｱ', 'plain', 'x'.repeat(300) + 'Ł',
+    'é'.repeat(5000), '€'.repeat(3000), '😀'.repeat(3000), 'a' + 'é'.repeat(5000)];
   const sent = [];
   for (const t of texts) {
     sent.push({ [t]: t, ascii: 'a', n: 1 });
