@@ -180,3 +180,24 @@ test('fast path: text that is not ASCII arrives whole and as the same characters
   await em.close();
   assert.deepEqual(checkLog(root).map((ev) => ev.data), sent);
 });
+
+test('each event keeps its own type and run id when pairs alternate (and the pair table starts afresh past 1,024)', async () => {
+  const root = tmpRoot('heads');
+  const em = getEventEmitter(root, { durability: 'os' });
+  const sent = [];
+  for (let i = 0; i < 1600; i++) { // 1,069 pairs: one fresh start of the table
+    const runId = `r${i % 3 === 0 ? 0 : i}`;
+    for (const r of [runId, 'r0', 'main']) { // the same type back to back, another run each
+      sent.push(['trial.recorded', r]);
+      em.emitTrialRecorded(r, i, {}, { x: i });
+    }
+    sent.push(['run.heartbeat', 'main']);
+    em.emitRunHeartbeat('main');
+    if (i % 100 === 0) {
+      sent.push(['alert.ingested', null]);
+      em.emitAlert(`a${i}`, 'node', 'low', {});
+    }
+  }
+  await em.close();
+  assert.deepEqual(checkLog(root).map((ev) => [ev.event_type, ev.run_id]), sent);
+});
