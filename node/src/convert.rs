@@ -293,80 +293,12 @@ impl Serializer {
     }
 }
 
-/// `v8::String::IsOneByte() const` of the running Node (looked up once; `None` where it is not
-/// exported): whether a string's representation holds one byte per character (Latin-1), read
-/// from its map, without touching the characters.
-type IsOneByte = unsafe extern "C" fn(sys::napi_value) -> bool;
-
-static IS_ONE_BYTE: std::sync::LazyLock<Option<IsOneByte>> = std::sync::LazyLock::new(|| {
-    // SAFETY: dlsym with a NUL-terminated name; a non-null result is the address of that
-    // exported function, whose C++ signature (`bool (const v8::String*)`, `this` first) is
-    // `IsOneByte`'s under the platform's C++ ABI.
-    unsafe {
-        let f = libc::dlsym(libc::RTLD_DEFAULT, c"_ZNK2v86String9IsOneByteEv".as_ptr());
-        (!f.is_null()).then(|| std::mem::transmute::<*mut libc::c_void, IsOneByte>(f))
-    }
-});
-
-/// Append the UTF-8 of the JS string `v` to `out`. The text `JSON.stringify` returns is a
-/// one-byte cons string (its builder's pieces): when V8 says it is one-byte and its bytes turn out
-/// ASCII, it is copied as Latin-1 (V8 copies each piece, where its UTF-8 writer first flattens
-/// the string into a new one on the JS heap, then encodes character by character); otherwise
-/// it is written as UTF-8.
-///
-/// # Safety
-/// `v` must be a string value of `env`, in the current handle scope.
-pub unsafe fn append_string(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) -> R<()> {
-    // A napi_value is the address of V8's handle, which is what `this` is for a method called
-    // through a `v8::Local` (napi turns one into the other as is).
-    if IS_ONE_BYTE.is_some_and(|is_one_byte| is_one_byte(v)) && append_ascii(env, v, out)? {
-        return Ok(());
-    }
-    append_utf8(env, v, out)
-}
-
-/// Append a one-byte string's characters as Latin-1 bytes, kept only when all are ASCII (then
-/// they are its UTF-8); false (nothing appended) otherwise.
-///
-/// # Safety
-/// `v` must be a one-byte string value of `env`, in the current handle scope.
-unsafe fn append_ascii(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) -> R<bool> {
-    let start = out.len();
-    let mut n = 0usize;
-    // The length in UTF-16 units: one byte each here (V8 answers without reading the text).
-    ok(sys::napi_get_value_string_utf16(
-        env,
-        v,
-        ptr::null_mut(),
-        0,
-        &mut n,
-    ))?;
-    // Room for the text and the terminating NUL napi writes after it.
-    out.reserve(n + 1);
-    let mut written = 0usize;
-    ok(sys::napi_get_value_string_latin1(
-        env,
-        v,
-        out.as_mut_ptr().add(start).cast(),
-        n + 1,
-        &mut written,
-    ))?;
-    let written = written.min(n);
-    // SAFETY: napi wrote `written` bytes from `start`, within the reserved room.
-    let text = std::slice::from_raw_parts(out.as_ptr().add(start), written);
-    if written == n && text.is_ascii() {
-        out.set_len(start + written);
-        return Ok(true);
-    }
-    Ok(false)
-}
-
 /// Append the UTF-8 of the JS string `v` to `out` (one copy, straight into the buffer; a text
 /// that may not have fit is measured and written again).
 ///
 /// # Safety
 /// `v` must be a string value of `env`, in the current handle scope.
-unsafe fn append_utf8(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) -> R<()> {
+pub unsafe fn append_string(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) -> R<()> {
     let start = out.len();
     out.reserve(4096);
     let room = out.capacity() - start;
