@@ -213,10 +213,14 @@ class EventEmitter {
     // eventType -> runId (or null) -> the native number for the pair (see headId).
     this._heads = new Map();
     this._headCount = 0;
+    this._lastType = null;
+    this._lastRun = null;
+    this._lastId = 0;
   }
 
   /** The native number for (eventType, runId), asked for once per pair (throws on a bad run id). */
   _headId(eventType, runId) {
+    if (eventType === this._lastType && runId === this._lastRun) return this._lastId;
     let byRun = this._heads.get(eventType);
     if (byRun === undefined) {
       byRun = new Map();
@@ -236,6 +240,10 @@ class EventEmitter {
       byRun.set(runId, id);
       this._headCount += 1;
     }
+    // The pair of the last call, asked again next (a run's trials): no map lookups.
+    this._lastType = eventType;
+    this._lastRun = runId;
+    this._lastId = id;
     return id;
   }
 

@@ -11,13 +11,15 @@
 //      far), beside the lag of the same timer with nothing to do, measured in the same process
 //      right before; and while emitting back to back in fsync mode. Each lag also less the
 //      main thread's run-queue wait (a second 1 ms timer and its schedstat): the process's own
-//      share, apart from what a loaded machine takes from it.
+//      share, apart from what a loaded machine takes from it. Also shown: the group round's
+//      flush() wait after its last emit (the flusher's backlog, part of the per-event figure) and
+//      the garbage collections during the group lag stretch (count, total pause).
 // Usage: node benches/node/bench_emit.js [--events N] [--rounds R] [--json]
 
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { performance, monitorEventLoopDelay } = require('node:perf_hooks');
+const { performance, monitorEventLoopDelay, PerformanceObserver } = require('node:perf_hooks');
 const lx = require(path.join(__dirname, '..', '..', 'node'));
 
 const argv = process.argv.slice(2);
@@ -50,13 +52,15 @@ async function groupRound() {
   const t0 = performance.now();
   const ps = new Array(N);
   for (let i = 0; i < N; i++) ps[i] = em.emitTrialRecorded('bench', i, params(i), metrics(i));
+  const tLoop = performance.now();
   await em.flush();
   const t1 = performance.now();
   const c1 = cpuNs();
   await Promise.all(ps);
   const t2 = performance.now();
   await em.close();
-  return { perEventUs: ((t1 - t0) * 1000) / N, cpuUs: (c1 - c0) / 1000 / N, allResolvedUs: ((t2 - t0) * 1000) / N };
+  return { perEventUs: ((t1 - t0) * 1000) / N, cpuUs: (c1 - c0) / 1000 / N, allResolvedUs: ((t2 - t0) * 1000) / N,
+    flushWaitMs: t1 - tLoop };
 }
 
 function baselineRound() {
@@ -126,6 +130,17 @@ function ownLagSampler() {
   };
 }
 
+// Garbage collections (count, total pause) while a lag stretch runs: the lag p99 follows them.
+const gcLog = { n: 0, ms: 0, max: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gcLog.n += 1;
+    gcLog.ms += e.duration;
+    gcLog.max = Math.max(gcLog.max, e.duration);
+  }
+}).observe({ entryTypes: ['gc'] });
+const gcSince = (g0) => ({ gcs: gcLog.n - g0.n, gcMs: gcLog.ms - g0.ms });
+
 /** The 1 ms timer's lag over `ms` with nothing else to do (this process, this moment). */
 async function idleLag(ms) {
   const h = monitorEventLoopDelay({ resolution: 1 });
@@ -154,6 +169,7 @@ async function lagWhileEmitting(durability, rate, ms) {
   const h = monitorEventLoopDelay({ resolution: 1 });
   h.enable();
   const own = ownLagSampler();
+  const g0 = { ...gcLog };
   let i = 0;
   if (durability === 'group') {
     const SLICE = 10;
@@ -180,8 +196,9 @@ async function lagWhileEmitting(durability, rate, ms) {
   }
   const ownP99Ms = own();
   h.disable();
+  const gc = gcSince(g0);
   await em.close();
-  return { events: i, perSecond: Math.round(i / (ms / 1000)), ...lagOf(h), ownP99Ms };
+  return { events: i, perSecond: Math.round(i / (ms / 1000)), ...lagOf(h), ownP99Ms, ...gc };
 }
 
 async function main() {
@@ -208,6 +225,7 @@ async function main() {
     baseline_cpu_per_event_us: median(plain.map((p) => p.cpuUs)),
     group_cpu_ratio: median(cpuRatios),
     group_cpu_ratio_range: [Math.min(...cpuRatios), Math.max(...cpuRatios)],
+    group_flush_wait_ms: median(group.map((g) => g.flushWaitMs)),
     fsync_p50_us: pct(fsyncLat, 0.5),
     fsync_p99_us: pct(fsyncLat, 0.99),
     raw_fsync_p50_us: pct(rawLat, 0.5),
@@ -226,10 +244,11 @@ async function main() {
   console.log(`ledgerx Node emitter, ${N} events x ${ROUNDS} rounds (median), fsync ${FSYNC_N} events`);
   const rg = (r) => `${f(r[0])}-${f(r[1])}`;
   console.log(`  group: ${f(res.group_per_event_us)} us/event vs JSON.stringify+writeSync+1 fdatasync ${f(res.baseline_stringify_write_per_event_us)} us/event -> ratio ${f(res.group_ratio)} (rounds ${rg(res.group_ratio_range)}; target <= 1.0)`);
+  console.log(`  group, flush() wait after the last emit: median ${f(res.group_flush_wait_ms)} ms (in the per-event figure)`);
   console.log(`  group, main-thread CPU: ${f(res.group_cpu_per_event_us)} us/event vs ${f(res.baseline_cpu_per_event_us)} us/event -> ratio ${f(res.group_cpu_ratio)} (rounds ${rg(res.group_cpu_ratio_range)})`);
   console.log(`  fsync: p50 ${f(res.fsync_p50_us)} us, p99 ${f(res.fsync_p99_us)} us vs writeSync+fdatasyncSync p50 ${f(res.raw_fsync_p50_us)} us, p99 ${f(res.raw_fsync_p99_us)} us -> p99 ratio ${f(res.fsync_p99_ratio)} (target <= 1.2)`);
   console.log(`  event-loop lag, idle (same timer, nothing to do): p50 ${f(lagIdle.p50Ms)} ms, p99 ${f(lagIdle.p99Ms)} ms; less run-queue wait p99 ${f(lagIdle.ownP99Ms)} ms`);
-  console.log(`  event-loop lag, group offered 100k ev/s (achieved ${lagGroup.perSecond}/s): p50 ${f(lagGroup.p50Ms)} ms, p99 ${f(lagGroup.p99Ms)} ms (target < 1 ms); less run-queue wait p99 ${f(lagGroup.ownP99Ms)} ms`);
+  console.log(`  event-loop lag, group offered 100k ev/s (achieved ${lagGroup.perSecond}/s): p50 ${f(lagGroup.p50Ms)} ms, p99 ${f(lagGroup.p99Ms)} ms (target < 1 ms); less run-queue wait p99 ${f(lagGroup.ownP99Ms)} ms; ${lagGroup.gcs} GCs, ${f(lagGroup.gcMs)} ms paused`);
   console.log(`  event-loop lag, fsync back to back (${lagFsync.events} events): p50 ${f(lagFsync.p50Ms)} ms, p99 ${f(lagFsync.p99Ms)} ms; less run-queue wait p99 ${f(lagFsync.ownP99Ms)} ms`);
 }
 

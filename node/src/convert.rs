@@ -293,39 +293,48 @@ impl Serializer {
     }
 }
 
-/// Append the UTF-8 of the JS string `v` to `out` (one copy, straight into the buffer).
+/// Append the UTF-8 of the JS string `v` to `out` (one copy, straight into the buffer; a text
+/// that may not have fit is measured and written again).
 ///
 /// # Safety
 /// `v` must be a string value of `env`, in the current handle scope.
 pub unsafe fn append_string(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) -> R<()> {
     let start = out.len();
     out.reserve(4096);
-    let mut room = out.capacity() - start;
-    loop {
-        let mut written = 0usize;
-        ok(sys::napi_get_value_string_utf8(
-            env,
-            v,
-            out.as_mut_ptr().add(start).cast(),
-            room,
-            &mut written,
-        ))?;
-        if written + 1 < room {
-            out.set_len(start + written);
-            return Ok(());
-        }
-        // Maybe truncated: ask for the length and make room for all of it.
-        let mut len = 0usize;
-        ok(sys::napi_get_value_string_utf8(
-            env,
-            v,
-            ptr::null_mut(),
-            0,
-            &mut len,
-        ))?;
-        out.reserve(len + 2);
-        room = out.capacity() - start;
+    let room = out.capacity() - start;
+    let mut written = 0usize;
+    ok(sys::napi_get_value_string_utf8(
+        env,
+        v,
+        out.as_mut_ptr().add(start).cast(),
+        room,
+        &mut written,
+    ))?;
+    // napi writes at most `room - 1` bytes, and only whole characters (up to 4 bytes each): with
+    // 4 bytes or more of that left unused, nothing was cut off.
+    if written + 4 < room {
+        out.set_len(start + written);
+        return Ok(());
     }
+    let mut len = 0usize;
+    ok(sys::napi_get_value_string_utf8(
+        env,
+        v,
+        ptr::null_mut(),
+        0,
+        &mut len,
+    ))?;
+    // Room for all of it and the terminating NUL napi writes after it.
+    out.reserve(len + 1);
+    ok(sys::napi_get_value_string_utf8(
+        env,
+        v,
+        out.as_mut_ptr().add(start).cast(),
+        len + 1,
+        &mut written,
+    ))?;
+    out.set_len(start + written.min(len));
+    Ok(())
 }
 
 /// Integral values in the i64 range as integers (as `JSON.stringify` writes them), others as

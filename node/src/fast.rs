@@ -150,9 +150,9 @@ unsafe fn emit_now(
     }
     let h = hot(slot)?;
     let json = Unknown::from_raw_unchecked(env, args[2]);
-    if type_of(env, args[1]) == sys::ValueType::napi_number {
-        let mut id = 0u32;
-        sys::napi_get_value_uint32(env, args[1], &mut id);
+    let mut id = 0u32;
+    // A number (from headId), else the event type's string (napi refuses it as a number).
+    if sys::napi_get_value_uint32(env, args[1], &mut id) == sys::Status::napi_ok {
         let heads = h.heads.borrow();
         let entry = heads
             .get(id as usize)

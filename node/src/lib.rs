@@ -442,13 +442,15 @@ impl Hot {
         match data {
             Data::Json(text) => {
                 let raw = text.value();
-                if text.get_type()? != ValueType::String {
-                    return Err(schema_err(format!(
-                        "{event_type}: JSON text must be a string"
-                    )));
+                // SAFETY: a value of this very call (napi refuses one that is not a string).
+                if let Err(e) = unsafe { convert::append_string(raw.env, raw.value, buf) } {
+                    if text.get_type()? != ValueType::String {
+                        return Err(schema_err(format!(
+                            "{event_type}: JSON text must be a string"
+                        )));
+                    }
+                    return Err(at(e));
                 }
-                // SAFETY: a string value of this very call.
-                unsafe { convert::append_string(raw.env, raw.value, buf) }.map_err(at)?;
                 // JSON.stringify writes a lone surrogate as an escape: refuse it (I-JSON), even
                 // though index.js sends such data to the native serializer instead.
                 if has_escaped_surrogate(buf) {

@@ -91,6 +91,39 @@ test('group: an event queued while the previous batch committed settles with its
   out.forEach((o, i) => o.ok && assert.ok(trials.includes(i), `resolved event ${i} missing`));
 });
 
+// Group mode: events queued back to back can be committed apart; each event takes the outcome
+// of the first report that covered it. Events 1 and 2 wait together (event 0's wait is
+// outstanding when they are queued); event 1 is committed with event 0 (fdatasync #1, reported
+// at once), event 2 alone (fdatasync #2, EIO): event 1 resolves, event 2 rejects.
+const SPLIT_SCRIPT = `
+const lx = require(${JSON.stringify(path.join(REPO, 'node'))});
+const em = lx.getEventEmitter(process.argv[1], { durability: 'group', commitIntervalMs: 100 });
+const settle = (p) => p.then((pos) => ({ ok: pos.file }), (e) => ({ name: e.name, code: e.code }));
+const block = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+const ps = [0, 1].map((i) => settle(em.emitTrialRecorded('f', i, {}, { x: i })));
+block(400); // the flusher commits events 0 and 1; the pool's waiter takes that report
+ps.push(settle(em.emitTrialRecorded('f', 2, {}, { x: 2 })));
+Promise.all(ps).then(async (out) => {
+  await em.close().catch(() => {});
+  console.log(JSON.stringify(out));
+});
+`;
+
+test('group: events queued together but committed apart each take their own commit\'s outcome', () => {
+  const root = tmpRoot('fault-split');
+  const r = spawnSync('strace', [
+    '-f', '-qq', '--seccomp-bpf', '-o', '/dev/null',
+    '-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:when=2',
+    process.execPath, '-e', SPLIT_SCRIPT, '--', root,
+  ], { encoding: 'utf8', timeout: 120000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop());
+  assert.ok(out[0].ok && out[1].ok, `events 0 and 1 were committed: ${JSON.stringify(out)}`);
+  assert.deepEqual(out[2], { name: 'LedgerIOError', code: 'EIO' }, JSON.stringify(out));
+  const trials = checkLog(root, { contiguous_seq: false }).map((e) => e.data.trial_id);
+  out.forEach((o, i) => o.ok && assert.ok(trials.includes(i), `resolved event ${i} missing`));
+});
+
 // fsync mode coalesces: the writer's fdatasync thread syncs every line written while it was busy
 // with one fdatasync of their part. Lines written to a part before an fdatasync of it failed may
 // be lost whatever a later fdatasync says, so none of them is reported durable: the 2nd

@@ -161,3 +161,43 @@ test('the JSON.stringify fast path and the native serializer write the same valu
     assert.deepEqual(events[2 * i + 1].data, samples[i]);
   }
 });
+
+test('fast path: text that is not ASCII arrives whole and as the same characters', async () => {
+  // Latin-1 (one byte in V8, not one in UTF-8), a character whose low byte is ASCII ('Ł' is
+  // U+0141), two-byte and astral ones, beside pure ASCII events; and JSON texts longer than the
+  // native side's first 4 KiB copy, where a 2-, 3- or 4-byte character does not fit the room
+  // left (V8 stops before it: that copy must be taken as cut off, not as the whole text).
+  const root = tmpRoot('unicode');
+  const em = getEventEmitter(root, { durability: 'os' });
+  const texts = ['é', 'ÿ', 'Ł', 'ŁA', '€', '😀', 'ｱ', 'plain', 'x'.repeat(300) + 'Ł',
+    'é'.repeat(5000), '€'.repeat(3000), '😀'.repeat(3000), 'a' + 'é'.repeat(5000)];
+  const sent = [];
+  for (const t of texts) {
+    sent.push({ [t]: t, ascii: 'a', n: 1 });
+    sent.push({ ascii: 'only' });
+  }
+  for (const data of sent) await em.emit('run.heartbeat', data, { runId: 'u' });
+  await em.close();
+  assert.deepEqual(checkLog(root).map((ev) => ev.data), sent);
+});
+
+test('each event keeps its own type and run id when pairs alternate (and the pair table starts afresh past 1,024)', async () => {
+  const root = tmpRoot('heads');
+  const em = getEventEmitter(root, { durability: 'os' });
+  const sent = [];
+  for (let i = 0; i < 1600; i++) { // 1,069 pairs: one fresh start of the table
+    const runId = `r${i % 3 === 0 ? 0 : i}`;
+    for (const r of [runId, 'r0', 'main']) { // the same type back to back, another run each
+      sent.push(['trial.recorded', r]);
+      em.emitTrialRecorded(r, i, {}, { x: i });
+    }
+    sent.push(['run.heartbeat', 'main']);
+    em.emitRunHeartbeat('main');
+    if (i % 100 === 0) {
+      sent.push(['alert.ingested', null]);
+      em.emitAlert(`a${i}`, 'node', 'low', {});
+    }
+  }
+  await em.close();
+  assert.deepEqual(checkLog(root).map((ev) => [ev.event_type, ev.run_id]), sent);
+});
