@@ -15,7 +15,6 @@ mod syncer;
 use convert::Serializer;
 pub(crate) use heads::HeadEntry;
 use ledgerx::core::json::Tape;
-use ledgerx::core::schema::TapeNode;
 use ledgerx::core::schema_file::SchemaFile;
 use ledgerx::core::writer::{self as cw, Config, Durability, EventHead, SyncTicket};
 use ledgerx::core::Error as CoreError;
@@ -431,7 +430,6 @@ impl Hot {
     ) -> Result<cw::Emitted> {
         let found = self.schema_for(event_type, run_id, schema_version, head)?;
         let version = found.version;
-        let schema = found.schema();
         let mut scratch = self.scratch.borrow_mut();
         let (buf, tape) = &mut *scratch;
         buf.clear();
@@ -475,7 +473,8 @@ impl Hot {
         let bytes = &buf[..];
         tape.parse(bytes)
             .map_err(|m| invalid(m, event_type, Some(version), Some("data".into())))?;
-        schema.validate(&TapeNode::root(bytes, tape)).map_err(|v| {
+        // By shape where the schema allows (the shape accepted last is accepted at once).
+        found.validate_tape(bytes, tape).map_err(|v| {
             let msg = format!("{event_type} v{version}: {}", v.render("data"));
             invalid(msg, event_type, Some(version), Some(v.path_str("data")))
         })?;

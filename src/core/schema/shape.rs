@@ -41,68 +41,34 @@ impl Node {
     }
 }
 
-/// Where a shape goes: built into a buffer, or compared with a remembered one as it is made
-/// (an emit of a known shape writes nothing).
-trait Sink {
-    fn put(&mut self, b: u8);
-    fn put_all(&mut self, s: &[u8]);
-}
-
-impl Sink for Vec<u8> {
-    fn put(&mut self, b: u8) {
-        self.push(b);
-    }
-    fn put_all(&mut self, s: &[u8]) {
-        self.extend_from_slice(s);
-    }
-}
-
-/// Compares with `last` from `at`; `same` turns false at the first difference.
-struct Compare<'a> {
-    last: &'a [u8],
-    at: usize,
-    same: bool,
-}
-
-impl Sink for Compare<'_> {
-    fn put(&mut self, b: u8) {
-        self.same &= self.last.get(self.at) == Some(&b);
-        self.at += 1;
-    }
-    fn put_all(&mut self, s: &[u8]) {
-        self.same &= self.last.get(self.at..self.at + s.len()) == Some(s);
-        self.at += s.len();
-    }
-}
-
 /// Put the shape of the value at `toks[i]` (written from `src`) to `out`; the index after the
 /// value, or None when a float's integrality is not plain from its text (an exponent).
 /// The encoding is one-to-one: containers are bracketed, keys are their JSON text (quotes
 /// included, so each ends where it is read to end), leaves one letter each.
-fn shape_at(src: &[u8], toks: &[Tok], i: usize, out: &mut impl Sink) -> Option<usize> {
+fn shape_at(src: &[u8], toks: &[Tok], i: usize, out: &mut Vec<u8>) -> Option<usize> {
     let t = toks[i];
     let end = t.next as usize;
     match t.kind {
         TokKind::Obj => {
-            out.put(b'{');
+            out.push(b'{');
             let mut j = i + 1;
             while j < end {
                 let k = toks[j];
-                out.put_all(&src[k.start as usize..k.end as usize]);
+                out.extend_from_slice(&src[k.start as usize..k.end as usize]);
                 j = shape_at(src, toks, j + 1, out)?;
             }
-            out.put(b'}');
+            out.push(b'}');
         }
         TokKind::Arr => {
-            out.put(b'[');
+            out.push(b'[');
             let mut j = i + 1;
             while j < end {
                 j = shape_at(src, toks, j, out)?;
             }
-            out.put(b']');
+            out.push(b']');
         }
-        TokKind::Float => out.put(float_class(&src[t.start as usize..t.end as usize])?),
-        k => out.put(leaf_letter(k)),
+        TokKind::Float => out.push(float_class(&src[t.start as usize..t.end as usize])?),
+        k => out.push(leaf_letter(k)),
     }
     Some(end)
 }
@@ -193,20 +159,30 @@ impl Record for ShapeBuf {
     }
 }
 
-/// The shape of the last value a schema accepted (for `verdict_by_shape` schemas only).
+/// The shapes of the last few values a schema accepted (for `verdict_by_shape` schemas only):
+/// a few, since a number that is sometimes integral (JavaScript's `7 / 7` is written `1`)
+/// alternates a value between two shapes.
 #[derive(Default)]
 pub struct ShapeMemo {
     by_shape: bool,
-    /// The last accepted shape (empty: none yet).
-    last: Mutex<Vec<u8>>,
+    /// (the accepted shapes, the newest first; scratch for a shape read off a tape)
+    kept: Mutex<(Vec<Vec<u8>>, Vec<u8>)>,
 }
+
+/// How many accepted shapes a memo keeps.
+const KEEP: usize = 4;
 
 impl ShapeMemo {
     pub fn new(schema: &Schema) -> Self {
         ShapeMemo {
             by_shape: schema.verdict_by_shape(),
-            last: Mutex::default(),
+            kept: Mutex::default(),
         }
+    }
+
+    /// Whether values for this schema are worth recording as a shape (`ShapeBuf`).
+    pub fn by_shape(&self) -> bool {
+        self.by_shape
     }
 
     /// `schema.validate` of the value on `tape` (written as `src`), skipped when the memo holds
@@ -217,36 +193,17 @@ impl ShapeMemo {
         src: &[u8],
         tape: &Tape,
     ) -> Result<(), super::Violation> {
-        let run = || schema.validate(&super::TapeNode::root(src, tape));
+        let full = || schema.validate(&super::TapeNode::root(src, tape));
         // Another thread holding the memo: validate without it rather than wait.
-        let Some(mut g) = self.by_shape.then(|| self.last.try_lock().ok()).flatten() else {
-            return run();
+        let Some(mut g) = self.by_shape.then(|| self.kept.try_lock().ok()).flatten() else {
+            return full();
         };
-        let last = &mut *g;
-        if tape.toks.is_empty() {
-            return run();
+        let (kept, shape) = &mut *g;
+        shape.clear();
+        if tape.toks.is_empty() || shape_at(src, &tape.toks, 0, shape).is_none() {
+            return full();
         }
-        let mut cmp = Compare {
-            last,
-            at: 0,
-            same: true,
-        };
-        if shape_at(src, &tape.toks, 0, &mut cmp).is_some() && cmp.same && cmp.at == last.len() {
-            return Ok(());
-        }
-        run()?;
-        last.clear();
-        if shape_at(src, &tape.toks, 0, last).is_none() {
-            last.clear();
-        }
-        Ok(())
-    }
-}
-
-impl ShapeMemo {
-    /// Whether values for this schema are worth recording as a shape (`ShapeBuf`).
-    pub fn by_shape(&self) -> bool {
-        self.by_shape
+        remembered_or(kept, shape, full)
     }
 
     /// `schema.validate` of the JSON text `src` whose shape a serializer recorded: accepted at
@@ -262,19 +219,36 @@ impl ShapeMemo {
             tape.parse(src).map_err(super::Violation::new)?;
             schema.validate(&super::TapeNode::root(src, &tape))
         };
-        let Some(mut last) = (self.by_shape && shape.exact)
-            .then(|| self.last.try_lock().ok())
+        let Some(mut g) = (self.by_shape && shape.exact)
+            .then(|| self.kept.try_lock().ok())
             .flatten()
         else {
             return full();
         };
-        if *last == shape.bytes {
-            return Ok(());
-        }
-        full()?;
-        last.clone_from(&shape.bytes);
-        Ok(())
+        remembered_or(&mut g.0, &shape.bytes, full)
     }
+}
+
+/// Ok when `shape` is one of `kept`, else `full()`'s verdict; an accepted shape is kept (the
+/// newest first, the oldest of more than `KEEP` dropped).
+fn remembered_or(
+    kept: &mut Vec<Vec<u8>>,
+    shape: &[u8],
+    full: impl FnOnce() -> Result<(), super::Violation>,
+) -> Result<(), super::Violation> {
+    if kept.iter().any(|k| k.as_slice() == shape) {
+        return Ok(());
+    }
+    full()?;
+    let mut slot = if kept.len() >= KEEP {
+        kept.pop().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    slot.clear();
+    slot.extend_from_slice(shape);
+    kept.insert(0, slot);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -62,6 +62,27 @@ fn a_remembered_shape_skips_the_schema() {
     }
 }
 
+#[test]
+fn the_last_few_accepted_shapes_are_kept() {
+    // A number that is integral every seventh time alternates between two shapes: both stay.
+    let open = compile(json!({"type": "object"}));
+    let memo = ShapeMemo::new(&open);
+    let check = |s: &Schema, text: &str| {
+        let mut tape = Tape::default();
+        tape.parse(text.as_bytes()).unwrap();
+        memo.validate(s, text.as_bytes(), &tape).is_ok()
+    };
+    let no = Schema::Bool(false);
+    for i in 0..5 {
+        assert!(check(&open, &format!(r#"{{"k{i}":1}}"#)));
+    }
+    // The newest four are remembered (the schema is not consulted), the oldest is not.
+    for i in 1..5 {
+        assert!(check(&no, &format!(r#"{{"k{i}":2}}"#)), "k{i}");
+    }
+    assert!(!check(&no, r#"{"k0":2}"#));
+}
+
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
