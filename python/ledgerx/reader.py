@@ -335,12 +335,14 @@ def wait_indexed(
     *,
     db: str | os.PathLike[str] | None = None,
     run_indexer: bool = True,
-    poll: float = 0.01,
+    poll: float = 0.002,
 ) -> None:
     """Block until the index includes the event at `position` ((file, offset) from emit()).
 
     With `run_indexer` (default) and no indexer running, index the new bytes in this process
     (no daemon needed); otherwise wait for the running indexer to publish. Raises TimeoutError.
+    While another indexer runs, each look every `poll` seconds is a `stat` of the published
+    file (and a lock probe); the file is read only after a publish replaced it.
     """
     from ledgerx.errors import IndexBusyError
     from ledgerx.index.indexer import build_index
@@ -411,6 +413,7 @@ class _OffsetProbe:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._ident = ""  # of the file attached and verified
         self._attached = False
+        self._seen: dict[str, int] = {}  # offsets read from that file: it cannot change
 
     def offset(self, file: str) -> int:
         """The part's indexed offset; -1 with no published index."""
@@ -433,12 +436,15 @@ class _OffsetProbe:
             if file_ident(self.runs) == ident:
                 self._ident = ident
                 break
+        if file in self._seen:  # the same file as at the last look: the same answer
+            return self._seen[file]
         con = self._con
         assert con is not None
         rows = con.execute(
             f'SELECT "offset" FROM {self._alias}._ledger_files WHERE file = ?', [file]
         ).fetchall()
-        return int(rows[0][0]) if rows else 0
+        off = self._seen[file] = int(rows[0][0]) if rows else 0
+        return off
 
     def _attach(self) -> None:
         if self._con is None:
@@ -451,6 +457,7 @@ class _OffsetProbe:
             self._con.execute(f"DETACH {self._alias}")
         self._attached = False
         self._ident = ""
+        self._seen.clear()
 
     def close(self) -> None:
         if self._con is not None:
