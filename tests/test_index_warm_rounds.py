@@ -167,12 +167,17 @@ def test_settings_of_one_round_do_not_stay_with_the_next(root: Path) -> None:
         cur.close()
 
 
+def _cli_rebuild(root: Path) -> None:
+    p = cli("rebuild", "--root", str(root))  # another process: this one must read its file
+    assert p.returncode == 0, p.stderr
+
+
 def test_the_wait_probe_reads_a_published_file_once(root: Path) -> None:
     """While no publish replaces the file, a look is a `stat`: no query."""
     from ledgerx import reader
 
     write_sweep(root, runs=1, trials=3)
-    build_index(root)
+    _cli_rebuild(root)
     part = part_files(root)[0].relative_to(root / "events").as_posix()
     queries: list[str] = []
 
@@ -195,7 +200,7 @@ def test_the_wait_probe_reads_a_published_file_once(root: Path) -> None:
         assert all(probe.offset(part) == first for _ in range(20))
         assert len(queries) == 1
         pos = _emit(root, 1)
-        build_index(root)
+        _cli_rebuild(root)
         assert probe.offset(pos[0]) > pos[1]
         assert probe.offset(pos[0]) > pos[1]
         assert len(queries) == 2
@@ -232,3 +237,26 @@ def test_a_cli_rebuild_without_a_projection_loads_no_legacy_code(root: Path) -> 
     assert r.returncode == 0, r.stderr
     assert "ledgerx.legacy.projection" in r.stdout.strip().splitlines()[-1]
     assert (root / "index" / "legacy.duckdb").exists()
+
+
+def test_the_wait_probe_knows_the_file_this_process_published(root: Path) -> None:
+    """After this process published, `wait_indexed`'s first look needs no ATTACH: the
+    checkpoints are those it published. A file another process published is read."""
+    from ledgerx import reader
+
+    write_sweep(root, runs=1, trials=3)
+    build_index(root)
+    pos = _emit(root, 1)
+    build_index(root)
+    probe = reader._OffsetProbe(IndexPaths.for_root(root).runs)
+    try:
+        assert probe.offset(pos[0]) > pos[1]
+        assert probe.offset("day=2000-01-01/part-000001.jsonl") == 0
+        assert probe._con is None  # nothing attached, no DuckDB used
+        pos = _emit(root, 2)
+        assert probe.offset(pos[0]) <= pos[1]
+        _cli_rebuild(root)
+        assert probe.offset(pos[0]) > pos[1]
+        assert probe._con is not None  # read from the file
+    finally:
+        probe.close()

@@ -27,7 +27,7 @@ import duckdb
 
 from ledgerx.config import resolve_root
 from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
-from ledgerx.index.dbfile import open_readonly, raise_if_foreign_lock
+from ledgerx.index.dbfile import open_readonly, raise_if_foreign_lock, remembered_offsets
 from ledgerx.index.publish import IndexPaths, file_ident, lock_is_free
 from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
 from ledgerx.index.schema import trial_id_sql
@@ -414,6 +414,7 @@ class _OffsetProbe:
         self._ident = ""  # of the file attached and verified
         self._attached = False
         self._seen: dict[str, int] = {}  # offsets read from that file: it cannot change
+        self._all = False  # `_seen` has every part of that file (this process published it)
 
     def offset(self, file: str) -> int:
         """The part's indexed offset; -1 with no published index."""
@@ -425,6 +426,10 @@ class _OffsetProbe:
             if ident == self._ident:
                 break
             self._detach()
+            known = remembered_offsets(self.runs, ident)
+            if known is not None:  # the file this process published: its checkpoints are known
+                self._ident, self._seen, self._all = ident, known, True
+                break
             try:
                 self._attach()
             except duckdb.Error as e:
@@ -436,8 +441,8 @@ class _OffsetProbe:
             if file_ident(self.runs) == ident:
                 self._ident = ident
                 break
-        if file in self._seen:  # the same file as at the last look: the same answer
-            return self._seen[file]
+        if file in self._seen or self._all:  # the same file as at the last look: the same answer
+            return self._seen.get(file, 0)
         con = self._con
         assert con is not None
         rows = con.execute(
@@ -457,7 +462,8 @@ class _OffsetProbe:
             self._con.execute(f"DETACH {self._alias}")
         self._attached = False
         self._ident = ""
-        self._seen.clear()
+        self._seen = {}
+        self._all = False
 
     def close(self) -> None:
         if self._con is not None:

@@ -244,6 +244,16 @@ def remember_published(path: Path, ident: str, state: PublishedState) -> None:
         _PUBLISHED[(os.getpid(), str(path))] = (ident, state)
 
 
+def remembered_offsets(path: Path, ident: str) -> dict[str, int] | None:
+    """{part: indexed offset} of the published file `path` whose identity is `ident`, when this
+    process published that very file (None otherwise): `wait_indexed`'s first look."""
+    with _WORK_LOCK:
+        hit = _PUBLISHED.get((os.getpid(), str(path)))
+    if hit is None or hit[0] != ident:
+        return None
+    return {rel: off for rel, (off, _, _) in hit[1].ckpt.items()}
+
+
 def forget_published(path: Path) -> None:
     with _WORK_LOCK:
         _PUBLISHED.pop((os.getpid(), str(path)), None)
@@ -294,9 +304,16 @@ def configure(
     shared: bool = False,
 ) -> None:
     """The round's DuckDB settings. `shared`: the process's work DuckDB, which keeps settings
-    between rounds, so what this round leaves unset is reset."""
+    between rounds, so what this round leaves unset is reset, and what the last round there set
+    is not set again (a SET costs up to a millisecond)."""
+    con.execute("SET enable_progress_bar = false")  # per connection; DuckDB's bar goes to stdout
+    want = (memory_limit, threads, str(work))
+    if shared:
+        with _WORK_LOCK:
+            if _APPLIED.get(os.getpid()) == want:
+                return
+            _APPLIED.pop(os.getpid(), None)  # until all of them are set again
     con.execute("SET preserve_insertion_order = false")
-    con.execute("SET enable_progress_bar = false")  # DuckDB's own bar goes to stdout
     if memory_limit:
         try:
             con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
@@ -313,6 +330,14 @@ def configure(
     except duckdb.Error:  # a shared DuckDB that spilled before keeps its folder
         if not shared:
             raise
+    if shared:
+        with _WORK_LOCK:
+            _APPLIED[os.getpid()] = want
+
+
+# The settings the last round applied to this process's work DuckDB (memory limit, threads,
+# work file): the same again are not re-applied.
+_APPLIED: dict[int, tuple[str | None, int, str]] = {}
 
 
 def _memory_db() -> duckdb.DuckDBPyConnection:

@@ -548,7 +548,10 @@ def _write_meta(
         "alt_ident": rnd.p_ident if incremental else "",
     }
     con.execute("DELETE FROM _index_meta")
-    con.executemany("INSERT INTO _index_meta VALUES (?, ?)", list(new_meta.items()))
+    con.execute(  # one statement: an executemany is a statement per row
+        "INSERT INTO _index_meta SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+        [list(new_meta), list(new_meta.values())],
+    )
     floor = {rel: off for rel, (off, _, _) in rnd.p_ckpt.items()}
     rep.files = sum(1 for s in rnd.states if s.end > max(s.start, floor.get(s.rel, 0)))
     row = [rnd.gen, rep.mode, started_at, time.monotonic() - t0]
