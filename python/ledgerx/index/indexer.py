@@ -503,14 +503,11 @@ def _discount_replay(
     replayed = [st for st in rnd.states if floor.get(st.rel, 0) > st.start]
     if not replayed:
         return
-    con.execute("CREATE OR REPLACE TEMP TABLE _published_ckpt (file VARCHAR, off BIGINT)")
-    con.executemany(
-        "INSERT INTO _published_ckpt VALUES (?, ?)", [(st.rel, floor[st.rel]) for st in replayed]
-    )
-    old_rows = con.execute(
-        """SELECT count(*) FROM events e JOIN _published_ckpt p USING (file)
+    old_rows = con.execute(  # one statement: the published checkpoints as bound lists
+        """SELECT count(*) FROM events e
+           JOIN (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::BIGINT[]) AS off) p USING (file)
            WHERE e.gen = ? AND e."offset" < p.off""",
-        [rnd.gen],
+        [[st.rel for st in replayed], [floor[st.rel] for st in replayed], rnd.gen],
     ).fetchone()[0]  # type: ignore[index]  # count(*): one row
 
     def old(b: tuple[str, int, int, str]) -> bool:
@@ -570,11 +567,11 @@ def _write_side_files(
     redoes these bytes and rewrites both."""
     paths, incremental = rnd.paths, rnd.incremental
     # count(*) always returns one row: fetchone() is never None here and below.
-    new_alerts = con.execute(
-        "SELECT count(*) FROM events WHERE gen = ? AND event_type = 'alert.ingested'",
+    new_alerts, touched = con.execute(
+        """SELECT (SELECT count(*) FROM events WHERE gen = ? AND event_type = 'alert.ingested'),
+                  (SELECT count(*) FROM _touched)""",
         [rnd.gen],
-    ).fetchone()[0]  # type: ignore[index]
-    touched = con.execute("SELECT count(*) FROM _touched").fetchone()[0]  # type: ignore[index]
+    ).fetchone()  # type: ignore[misc]
     if not incremental or new_alerts or rep.duplicates or not paths.alerts.exists():
         write_side(con, paths.alerts, "alerts", S.ALERTS_SELECT, [], durable)
     if not incremental or touched or not paths.catalog.exists():
