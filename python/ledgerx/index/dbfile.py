@@ -296,43 +296,33 @@ def write_locked(path: Path) -> bool | None:
         os.close(fd)
 
 
-def configure(
-    con: duckdb.DuckDBPyConnection,
-    work: Path,
-    memory_limit: str | None,
-    threads: int,
-    shared: bool = False,
+def configure_shared(
+    con: duckdb.DuckDBPyConnection, work: Path, memory_limit: str | None, threads: int
 ) -> None:
-    """The round's DuckDB settings. `shared`: the process's work DuckDB, which keeps settings
-    between rounds, so what this round leaves unset is reset, and what the last round there set
-    is not set again (a SET costs up to a millisecond)."""
+    """A round's DuckDB settings on this process's work DuckDB, which keeps settings between
+    rounds: what this round leaves unset is reset, and what the last round set is not set
+    again (a SET costs up to a millisecond)."""
     con.execute("SET enable_progress_bar = false")  # per connection; DuckDB's bar goes to stdout
     want = (memory_limit, threads, str(work))
-    if shared:
-        with _WORK_LOCK:
-            if _APPLIED.get(os.getpid()) == want:
-                return
-            _APPLIED.pop(os.getpid(), None)  # until all of them are set again
+    with _WORK_LOCK:
+        if _APPLIED.get(os.getpid()) == want:
+            return
+        _APPLIED.pop(os.getpid(), None)  # until all of them are set again
     con.execute("SET preserve_insertion_order = false")
     if memory_limit:
         try:
             con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
         except duckdb.Error as e:
             raise ConfigError(f"memory_limit {memory_limit!r}: {e}") from None
-    elif shared:
+    else:
         con.execute("RESET memory_limit")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    elif shared:
-        con.execute("RESET threads")
+    con.execute(f"SET threads = {int(threads)}" if threads else "RESET threads")
     try:
         con.execute(f"SET temp_directory = {sql_str(str(work) + '.spill')}")
-    except duckdb.Error:  # a shared DuckDB that spilled before keeps its folder
-        if not shared:
-            raise
-    if shared:
-        with _WORK_LOCK:
-            _APPLIED[os.getpid()] = want
+    except duckdb.Error:  # it spilled into the folder set before: DuckDB keeps that one
+        pass
+    with _WORK_LOCK:
+        _APPLIED[os.getpid()] = want
 
 
 # The settings the last round applied to this process's work DuckDB (memory limit, threads,

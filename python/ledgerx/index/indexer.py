@@ -41,21 +41,15 @@ import duckdb
 
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError
+from ledgerx.index import dbfile
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import (
     Checkpoints,
-    PublishedState,
-    attach,
-    configure,
-    last_runs,
     open_readonly,
-    published_state,
     raise_if_foreign_lock,
     read_state,
-    release,
-    remember_published,
+    sql_str,
     state_of,
-    work_cursor,
 )
 from ledgerx.index.derive import (
     derive,
@@ -226,7 +220,7 @@ def build_index(
             _use_alternate(rnd)
             _trace("alternate" if rnd.in_place else "no alternate")
             con = _index_into_work(rnd, rep, up, opts, started_at, t0)
-            release(con, rnd.alias)  # an attached alternate is detached: closed, unlocked
+            dbfile.release(con, rnd.alias)  # an attached alternate: detached, unlocked
             unlink_spill(rnd.work)
             ident = file_ident(rnd.work)
             if rnd.incremental:
@@ -236,7 +230,7 @@ def build_index(
                 unlink_work(paths.alt)
             _trace("close + publish")
             if rnd.after is not None and file_ident(paths.runs) == ident:
-                remember_published(paths.runs, ident, rnd.after)
+                dbfile.remember_published(paths.runs, ident, rnd.after)
             rep.published = True
             rep.offsets = {rel: off for rel, (off, _, _) in rnd.ckpt.items()}
             rep.offsets.update((st.rel, st.end) for st in rnd.states if st.end > st.start)
@@ -287,7 +281,10 @@ def _index_into_work(
     rnd.con = None
     feed: ScanFeed | None = None
     try:
-        configure(con, rnd.work, opts.memory_limit, opts.threads, shared=rnd.alias is not None)
+        if rnd.alias is not None:  # the process's DuckDB: its settings outlive the round
+            dbfile.configure_shared(con, rnd.work, opts.memory_limit, opts.threads)
+        else:
+            _configure(con, rnd.work, opts.memory_limit, opts.threads)
         feed = ScanFeed(
             rnd.ev,
             rnd.states,
@@ -310,7 +307,7 @@ def _index_into_work(
         con.commit()
         _trace("commit")
         ckpt, meta = state_of(con)  # what the file holds once published, for the next round
-        rnd.after = PublishedState(ckpt, meta, last_runs(con, meta), False)
+        rnd.after = dbfile.PublishedState(ckpt, meta, dbfile.last_runs(con, meta), False)
         _write_side_files(con, rnd, rep, opts.durable)
         _trace("side files")
         con.execute("CHECKPOINT")
@@ -318,7 +315,7 @@ def _index_into_work(
     except BaseException:
         if feed is not None:
             feed.close()
-        release(con, rnd.alias)
+        dbfile.release(con, rnd.alias)
         unlink_work(rnd.work)
         raise
     return con
@@ -347,7 +344,7 @@ class _Round:
     in_place: bool = False  # `work` is the alternate, updated in place through `con`
     con: duckdb.DuckDBPyConnection | None = None
     alias: str | None = None  # in place: `con` is a work cursor with the alternate attached
-    after: PublishedState | None = None  # the work file's state once committed
+    after: dbfile.PublishedState | None = None  # the work file's state once committed
     p_ckpt: Checkpoints = field(default_factory=dict)  # in place: the published checkpoints
 
 
@@ -370,7 +367,7 @@ def _plan(
     last_runs: list[Any] = []
     p_ident = file_ident(paths.runs)
     if incremental:
-        pub = published_state(paths.runs, work)
+        pub = dbfile.published_state(paths.runs, work)
         _trace("published state")
         ckpt, meta, copied, last_runs = pub.ckpt, pub.meta, pub.copied, pub.last_runs
         rep.offsets = {rel: off for rel, (off, _, _) in ckpt.items()}
@@ -422,9 +419,9 @@ def _use_alternate(rnd: _Round) -> None:
         return
     if alt.with_name(alt.name + ".wal").exists() or open_in_this_process(alt):
         return
-    con = work_cursor()
+    con = dbfile.work_cursor()
     try:
-        alias = attach(con, alt, read_only=False)
+        alias = dbfile.attach(con, alt, read_only=False)
     except duckdb.Error:  # someone holds it (a reader's lock) or it is damaged: copy instead
         con.close()
         return
@@ -439,13 +436,28 @@ def _use_alternate(rnd: _Round) -> None:
     except duckdb.Error:  # not an index we can read: copy instead
         ok = False
     except BaseException:
-        release(con, alias)
+        dbfile.release(con, alias)
         raise
     if not ok:
-        release(con, alias)
+        dbfile.release(con, alias)
         return
     rnd.con, rnd.alias, rnd.work, rnd.in_place = con, alias, alt, True
     rnd.p_ckpt, rnd.ckpt, rnd.states, rnd.arch = rnd.ckpt, ckpt, states, arch
+
+
+def _configure(
+    con: duckdb.DuckDBPyConnection, work: Path, memory_limit: str | None, threads: int
+) -> None:
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")  # DuckDB's own bar goes to stdout
+    if memory_limit:
+        try:
+            con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
+        except duckdb.Error as e:
+            raise ConfigError(f"memory_limit {memory_limit!r}: {e}") from None
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET temp_directory = {sql_str(str(work) + '.spill')}")
 
 
 def _prepare_tables(con: duckdb.DuckDBPyConnection, rnd: _Round) -> None:
