@@ -5,6 +5,7 @@ once, and the legacy package loading its parts on first use (docs/index.md, "Pub
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -260,3 +261,31 @@ def test_the_wait_probe_knows_the_file_this_process_published(root: Path) -> Non
         assert probe._con is not None  # read from the file
     finally:
         probe.close()
+
+
+QUICK = (
+    "import atexit, json, sys\n"
+    "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+    "from ledgerx.cli import main\n"
+    "sys.argv = ['ledgerx', *sys.argv[1:]]\n"
+    "rc = main()\n"
+    "print('main returned', rc, file=sys.stderr)\n"
+)
+
+
+def test_a_cli_rebuild_ends_its_process_once_done(root: Path) -> None:
+    """`ledgerx rebuild` as the process's entry point skips Python's teardown (unloading
+    DuckDB): its output is flushed, its atexit handlers run, its exit status is kept."""
+    write_sweep(root, runs=1, trials=3)
+    env = {"PYTHONUNBUFFERED": ""}  # stdout to a pipe is block-buffered: it must be flushed
+    r = run_py(QUICK, "rebuild", "--root", str(root), "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["mode"] == "full"
+    assert "atexit ran" in r.stderr and "main returned" not in r.stderr
+    r = run_py(QUICK, "rebuild", "--root", str(root), "--since-date", "2026-13-01", env=env)
+    assert r.returncode != 0 and "--since-date" in r.stderr
+    assert "atexit ran" in r.stderr and "main returned" not in r.stderr
+    # Called with its arguments (a test, a program embedding the CLI), main returns.
+    r = run_py(QUICK.replace("rc = main()", "rc = main(sys.argv[1:])"), "rebuild", "--root",
+               str(root), env=env)  # fmt: skip
+    assert r.returncode == 0 and "main returned 0" in r.stderr, r.stderr
