@@ -202,13 +202,16 @@ def test_wait_indexed_in_a_forked_child_after_the_parent_used_it(root: Path) -> 
     import time
 
     from ledgerx import reader
+    from ledgerx.index import dbfile
 
     write_sweep(root, runs=1, trials=3)
     build_index(root)
     w = _core.Writer(str(root), durability="os")
     pos = w.emit("trial.recorded", {"trial_id": 1, "params": {}, "metrics": {}}, run_id="r")
     reader.wait_indexed(root, (pos[0], pos[1]), timeout=60)
+    reader._probe_cursor().close()  # (the wait knew the offsets: this process published)
     parent_db = reader._PROBE_DB[os.getpid()]
+    parent_work = dbfile._WORK_DB[os.getpid()]  # the indexer's DuckDB is per process too
     pos2 = w.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}}, run_id="r")
     w.close()
     pid = os.fork()
@@ -217,6 +220,7 @@ def test_wait_indexed_in_a_forked_child_after_the_parent_used_it(root: Path) -> 
         try:
             reader.wait_indexed(root, (pos2[0], pos2[1]), timeout=60)
             code = 0 if reader._PROBE_DB[os.getpid()] is not parent_db else 2
+            code = code or (0 if dbfile._WORK_DB[os.getpid()] is not parent_work else 3)
         finally:
             os._exit(code)
     deadline = time.monotonic() + 90

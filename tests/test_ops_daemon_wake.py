@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from index_support import write_sweep
 from ops_support import daemon, wait_for
 
@@ -72,26 +73,40 @@ def test_growth_mark_changes_with_appends_new_parts_and_days(root: Path) -> None
     assert growth_mark(ev) != m2
 
 
-def test_the_daemon_makes_its_next_rounds_duckdb_while_it_waits(root: Path) -> None:
-    """Between cycles the daemon makes the in-memory DuckDB that the next round's first
-    `open_readonly` takes (a new instance costs tens of ms, off the round's path now)."""
+def test_the_daemon_makes_its_rounds_duckdb_while_it_waits(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between cycles the daemon makes the process's indexer DuckDB (a new instance costs tens
+    of ms, off the round's path now); its in-place rounds attach the files into it and make no
+    DuckDB instance of their own."""
     import os
+
+    import duckdb
 
     from ledgerx.daemon import Daemon
     from ledgerx.index import build_index, dbfile
 
     write_sweep(root, runs=1, trials=3)
     build_index(root)
-    dbfile._SPARE.pop(os.getpid(), None)
+    old = dbfile._WORK_DB.pop(os.getpid(), None)
+    if old is not None:
+        old.close()
     d = Daemon(root, interval=0.01)
     d.sleep(root / "events", growth_mark(root / "events"))
-    spare = dbfile._SPARE[os.getpid()]
-    con = dbfile.open_readonly(IndexPaths.for_root(root).runs)
-    try:
-        assert con is spare and os.getpid() not in dbfile._SPARE
-        assert con.execute("SELECT count(*) FROM _ledger_files").fetchone() == (1,)
-    finally:
-        con.close()
-    con2 = dbfile.open_readonly(IndexPaths.for_root(root).runs)  # none ready: a new one
-    assert con2 is not spare
-    con2.close()
+    assert os.getpid() in dbfile._WORK_DB
+    _emit_one(root, 1)
+    assert build_index(root).mode == "incremental"  # on a copy: no alternate yet
+    made: list[object] = []
+    real = duckdb.connect
+
+    def counted(*a: object, **k: object) -> duckdb.DuckDBPyConnection:
+        made.append(a)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(duckdb, "connect", counted)
+    for i in range(3):  # in place: the alternate is attached into the daemon's DuckDB
+        pos = _emit_one(root, 2 + i)
+        rep = build_index(root)
+        assert rep.mode == "incremental" and rep.offsets[pos[0]] > pos[1]
+    assert made == []
+    assert _indexed(root, pos)

@@ -306,9 +306,9 @@ class Daemon:
     def sleep(self, ev: Path, mark: tuple[Any, ...]) -> None:
         """Until the next cycle: `interval` seconds, or less when the log grows past `mark`
         (with `wake`), or stop."""
-        from ledgerx.index.dbfile import prepare_spare
+        from ledgerx.index.dbfile import prepare_work_db
 
-        prepare_spare()  # the next round's first DuckDB instance, made while nothing happens
+        prepare_work_db()  # the rounds' DuckDB, made once, while nothing happens
         if not self.wake:
             self.stop.wait(self.interval)
             return

@@ -27,7 +27,7 @@ import duckdb
 
 from ledgerx.config import resolve_root
 from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
-from ledgerx.index.dbfile import open_readonly, raise_if_foreign_lock
+from ledgerx.index.dbfile import open_readonly, raise_if_foreign_lock, remembered_offsets
 from ledgerx.index.publish import IndexPaths, file_ident, lock_is_free
 from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
 from ledgerx.index.schema import trial_id_sql
@@ -335,12 +335,14 @@ def wait_indexed(
     *,
     db: str | os.PathLike[str] | None = None,
     run_indexer: bool = True,
-    poll: float = 0.01,
+    poll: float = 0.002,
 ) -> None:
     """Block until the index includes the event at `position` ((file, offset) from emit()).
 
     With `run_indexer` (default) and no indexer running, index the new bytes in this process
     (no daemon needed); otherwise wait for the running indexer to publish. Raises TimeoutError.
+    While another indexer runs, each look every `poll` seconds is a `stat` of the published
+    file (and a lock probe); the file is read only after a publish replaced it.
     """
     from ledgerx.errors import IndexBusyError
     from ledgerx.index.indexer import build_index
@@ -411,6 +413,8 @@ class _OffsetProbe:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._ident = ""  # of the file attached and verified
         self._attached = False
+        self._seen: dict[str, int] = {}  # offsets read from that file: it cannot change
+        self._all = False  # `_seen` has every part of that file (this process published it)
 
     def offset(self, file: str) -> int:
         """The part's indexed offset; -1 with no published index."""
@@ -422,6 +426,10 @@ class _OffsetProbe:
             if ident == self._ident:
                 break
             self._detach()
+            known = remembered_offsets(self.runs, ident)
+            if known is not None:  # the file this process published: its checkpoints are known
+                self._ident, self._seen, self._all = ident, known, True
+                break
             try:
                 self._attach()
             except duckdb.Error as e:
@@ -433,12 +441,15 @@ class _OffsetProbe:
             if file_ident(self.runs) == ident:
                 self._ident = ident
                 break
+        if file in self._seen or self._all:  # the same file as at the last look: the same answer
+            return self._seen.get(file, 0)
         con = self._con
         assert con is not None
         rows = con.execute(
             f'SELECT "offset" FROM {self._alias}._ledger_files WHERE file = ?', [file]
         ).fetchall()
-        return int(rows[0][0]) if rows else 0
+        off = self._seen[file] = int(rows[0][0]) if rows else 0
+        return off
 
     def _attach(self) -> None:
         if self._con is None:
@@ -451,6 +462,8 @@ class _OffsetProbe:
             self._con.execute(f"DETACH {self._alias}")
         self._attached = False
         self._ident = ""
+        self._seen = {}
+        self._all = False
 
     def close(self) -> None:
         if self._con is not None:

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--source", default=None, metavar="URL", help="index a shipped log: s3://bucket/prefix"
     )
     p.add_argument("--endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint")
-    p.set_defaults(handler=_rebuild)
+    p.set_defaults(handler=_rebuild, quick_exit=True)  # (`main` with the process's argv)
 
     p = sub.add_parser("query", help="read-only SQL over the index (no access to other files)")
     add_common(p)

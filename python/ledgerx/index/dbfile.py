@@ -4,8 +4,12 @@ one read-write."""
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import os
 import re
+import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -14,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from ledgerx.errors import IndexLockedError
+from ledgerx.errors import ConfigError, IndexLockedError
 from ledgerx.index.publish import copy_file, file_ident
 from ledgerx.index.safesql import forbid_external_access
 
@@ -120,55 +124,211 @@ def read_state_any(path: Path, work: Path) -> PublishedState:
     it at the file level (no DuckDB lock needed) and read the copy: `copied` then means `work`
     already holds the copy and the round must republish."""
     try:
-        con = open_readonly(path, external_access=False)
+        con, alias = attach_published(path)
         copied = False
     except IndexLockedError:
         copy_file(path, work)
-        con, copied = open_readonly(work, external_access=False), True
+        con, alias = attach_published(work)
+        copied = True
     try:
         ckpt, meta = state_of(con)
-        rows = con.execute(
-            "SELECT * FROM _index_runs WHERE gen = ?", [int(meta.get("gen", "0"))]
-        ).fetchall()
-        return PublishedState(ckpt, meta, rows, copied)
+        return PublishedState(ckpt, meta, last_runs(con, meta), copied)
     finally:
-        con.close()
+        release(con, alias)
+
+
+def last_runs(con: duckdb.DuckDBPyConnection, meta: dict[str, str]) -> list[tuple[Any, ...]]:
+    """The `_index_runs` row of the round that made the index `con` uses."""
+    q = "SELECT * FROM _index_runs WHERE gen = ?"
+    return con.execute(q, [int(meta.get("gen", "0"))]).fetchall()
 
 
 def sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-# A fresh in-memory DuckDB made ahead of need (a new instance costs tens of ms): the daemon makes
-# one while it waits, and its next round's `open_readonly` takes it instead of making one then.
-_SPARE: dict[int, duckdb.DuckDBPyConnection] = {}  # by pid: never one from before a fork
-_SPARE_LOCK = threading.Lock()
+# The indexer's in-memory DuckDB, one per process and kept for its life: a round attaches the
+# files it reads or updates in place into it (an ATTACH costs a few ms; a new DuckDB instance tens
+# of ms, twice per round before) and detaches them before it publishes. By pid: a forked child
+# never touches its parent's instance (DuckDB's threads do not survive a fork).
+_WORK_DB: dict[int, duckdb.DuckDBPyConnection] = {}
+_WORK_LOCK = threading.Lock()
+_ALIASES = itertools.count()
 
 
-def _reset_spare_lock() -> None:  # a fork while another thread held it must not deadlock
-    global _SPARE_LOCK
-    _SPARE_LOCK = threading.Lock()
+def _reset_work_lock() -> None:  # a fork while another thread held it must not deadlock
+    global _WORK_LOCK
+    _WORK_LOCK = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_reset_spare_lock)
+os.register_at_fork(after_in_child=_reset_work_lock)
 
 
-def prepare_spare() -> None:
-    """Make the in-memory DuckDB that this process's next `open_readonly` will use, unless
-    one is ready. It is a new, never used instance, as `open_readonly` would make."""
+def prepare_work_db() -> None:
+    """Make this process's indexer DuckDB now (the daemon does it while it waits) rather than
+    in the next round."""
+    work_cursor().close()
+
+
+def work_cursor() -> duckdb.DuckDBPyConnection:
+    """A new cursor (its own transaction, temp tables and `USE`) on this process's indexer
+    DuckDB."""
     pid = os.getpid()
-    with _SPARE_LOCK:
-        if pid in _SPARE:
+    with _WORK_LOCK:
+        db = _WORK_DB.get(pid)
+        if db is None:
+            db = _WORK_DB[pid] = duckdb.connect(":memory:")
+        return db.cursor()
+
+
+def attach(cur: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> str:
+    """ATTACH `path` under a new alias and make it the cursor's default database; the alias.
+    Read-write, DuckDB takes its exclusive lock on the file, as `connect` would."""
+    alias = f"ledgerx_{next(_ALIASES)}"
+    cur.execute(f"ATTACH {sql_str(str(path))} AS {alias}{' (READ_ONLY)' if read_only else ''}")
+    try:
+        cur.execute(f"USE {alias}")
+    except BaseException:
+        release(cur, alias)
+        raise
+    return alias
+
+
+def release(cur: duckdb.DuckDBPyConnection, alias: str | None) -> None:
+    """Close the cursor (what it left uncommitted is rolled back) and detach `alias`: the file
+    is closed and DuckDB's lock on it released. Without an alias: just close `cur`."""
+    try:
+        cur.close()
+    finally:
+        if alias is not None:
+            c = work_cursor()
+            try:
+                c.execute(f"DETACH DATABASE IF EXISTS {alias}")
+            finally:
+                c.close()
+
+
+def attach_published(path: Path) -> tuple[duckdb.DuckDBPyConnection, str]:
+    """A work cursor with the published file `path` attached read-only, as `open_readonly`
+    opens it: the name must point at the same file before and after the ATTACH."""
+    attempt = 0
+    while True:
+        attempt += 1
+        before = file_ident(path)
+        cur = work_cursor()
+        try:
+            alias = attach(cur, path, read_only=True)
+        except duckdb.Error as e:
+            cur.close()
+            if attempt < _OPEN_RETRIES and file_ident(path) != before:
+                time.sleep(0.001 * attempt)
+                continue
+            if isinstance(e, duckdb.IOException):
+                raise_if_foreign_lock(path, e)
+            raise
+        if file_ident(path) == before or attempt >= _OPEN_RETRIES:
+            return cur, alias
+        release(cur, alias)
+
+
+# What this process last published, per runs file: (its identity, its state). A later round
+# takes the state from here instead of opening the file while the file is provably the one it
+# published (same inode, size and mtime; a WAL a foreign writer left beside it is never part of
+# the index) and no other process holds it read-write: the daemon's rounds, and
+# `wait_indexed`'s in a loop, skip the read.
+_PUBLISHED: dict[tuple[int, str], tuple[str, PublishedState]] = {}
+
+
+def remember_published(path: Path, ident: str, state: PublishedState) -> None:
+    with _WORK_LOCK:
+        _PUBLISHED[(os.getpid(), str(path))] = (ident, state)
+
+
+def remembered_offsets(path: Path, ident: str) -> dict[str, int] | None:
+    """{part: indexed offset} of the published file `path` whose identity is `ident`, when this
+    process published that very file (None otherwise): `wait_indexed`'s first look."""
+    with _WORK_LOCK:
+        hit = _PUBLISHED.get((os.getpid(), str(path)))
+    if hit is None or hit[0] != ident:
+        return None
+    return {rel: off for rel, (off, _, _) in hit[1].ckpt.items()}
+
+
+def forget_published(path: Path) -> None:
+    with _WORK_LOCK:
+        _PUBLISHED.pop((os.getpid(), str(path)), None)
+
+
+def published_state(path: Path, work: Path) -> PublishedState:
+    """`read_state_any(path, work)`, answered from memory when this process published `path`
+    and nothing can have changed it since."""
+    with _WORK_LOCK:
+        hit = _PUBLISHED.get((os.getpid(), str(path)))
+    # A foreign read-write connection on the file (DuckDB's write lock) sends the round to
+    # `read_state_any`, which copies the file and publishes the copy even with no new bytes.
+    if hit is not None and hit[0] == file_ident(path) and write_locked(path) is False:
+        st = hit[1]
+        return PublishedState(dict(st.ckpt), dict(st.meta), list(st.last_runs), False)
+    forget_published(path)
+    return read_state_any(path, work)
+
+
+_FLOCK = "hhqqi"  # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (+ padding)
+
+
+def write_locked(path: Path) -> bool | None:
+    """Whether another process holds a POSIX write lock on `path` (DuckDB's read-write open
+    takes one); None when that cannot be told here (not Linux, or the query failed)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        req = struct.pack(_FLOCK, fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0)
+        req += b"\0" * (32 - len(req))
+        res = fcntl.fcntl(fd, fcntl.F_GETLK, req)
+        return bool(struct.unpack_from(_FLOCK, res)[0] != fcntl.F_UNLCK)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def configure_shared(
+    con: duckdb.DuckDBPyConnection, work: Path, memory_limit: str | None, threads: int
+) -> None:
+    """A round's DuckDB settings on this process's work DuckDB, which keeps settings between
+    rounds: what this round leaves unset is reset, and what the last round set is not set
+    again (a SET costs up to a millisecond)."""
+    con.execute("SET enable_progress_bar = false")  # per connection; DuckDB's bar goes to stdout
+    want = (memory_limit, threads, str(work))
+    with _WORK_LOCK:
+        if _APPLIED.get(os.getpid()) == want:
             return
-    con = duckdb.connect(":memory:")
-    with _SPARE_LOCK:
-        if pid not in _SPARE:
-            _SPARE[pid] = con
-            return
-    con.close()
+        _APPLIED.pop(os.getpid(), None)  # until all of them are set again
+    con.execute("SET preserve_insertion_order = false")
+    if memory_limit:
+        try:
+            con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
+        except duckdb.Error as e:
+            raise ConfigError(f"memory_limit {memory_limit!r}: {e}") from None
+    else:
+        con.execute("RESET memory_limit")
+    con.execute(f"SET threads = {int(threads)}" if threads else "RESET threads")
+    try:
+        con.execute(f"SET temp_directory = {sql_str(str(work) + '.spill')}")
+    except duckdb.Error:  # it spilled into the folder set before: DuckDB keeps that one
+        pass
+    with _WORK_LOCK:
+        _APPLIED[os.getpid()] = want
+
+
+# The settings the last round applied to this process's work DuckDB (memory limit, threads,
+# work file): the same again are not re-applied.
+_APPLIED: dict[int, tuple[str | None, int, str]] = {}
 
 
 def _memory_db() -> duckdb.DuckDBPyConnection:
-    with _SPARE_LOCK:
-        con = _SPARE.pop(os.getpid(), None)
-    return con if con is not None else duckdb.connect(":memory:")
+    return duckdb.connect(":memory:")

@@ -95,6 +95,11 @@ def drop_duplicates(
     return len(rows)
 
 
+# An incremental round that touched at most this many runs names them as constants in the
+# derive queries instead of joining `_touched`.
+FEW_RUNS = 64
+
+
 def derive(con: duckdb.DuckDBPyConnection, gen: int, incremental: bool, has_dups: bool) -> None:
     """Derived tables from the rows of round `gen` (plus re-derived duplicates)."""
     sel = f"gen = {int(gen)}"
@@ -115,9 +120,14 @@ def derive(con: duckdb.DuckDBPyConnection, gen: int, incremental: bool, has_dups
         con.execute("DELETE FROM runs_d WHERE run_id IN (SELECT run_id FROM _touched)")
         con.execute("DELETE FROM phase_timings WHERE run_id IN (SELECT run_id FROM _touched)")
     # A full rebuild touches every run: no semi-join against _touched.
-    runs = S.TOUCHED_RUNS if incremental else S.ALL_RUNS
-    con.execute(S.DERIVE_RUNS.replace("{runs}", runs))
-    con.execute(S.DERIVE_PHASES.replace("{runs}", runs))
+    runs, args = (S.TOUCHED_RUNS, []) if incremental else (S.ALL_RUNS, [])
+    if incremental:
+        touched = [r for (r,) in con.execute("SELECT run_id FROM _touched").fetchall()]
+        if 0 < len(touched) <= FEW_RUNS:  # constants: DuckDB skips row groups by their min/max
+            runs = f"run_id IN ({', '.join(f'${i + 1}' for i in range(len(touched)))})"
+            args = touched
+    con.execute(S.DERIVE_RUNS.replace("{runs}", runs), args)
+    con.execute(S.DERIVE_PHASES.replace("{runs}", runs), args)
     for q in S.DERIVE_APPEND:
         con.execute(q.replace("{sel}", sel))
 

@@ -41,13 +41,13 @@ import duckdb
 
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError
+from ledgerx.index import dbfile
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import (
     Checkpoints,
     open_readonly,
     raise_if_foreign_lock,
     read_state,
-    read_state_any,
     sql_str,
     state_of,
 )
@@ -220,14 +220,17 @@ def build_index(
             _use_alternate(rnd)
             _trace("alternate" if rnd.in_place else "no alternate")
             con = _index_into_work(rnd, rep, up, opts, started_at, t0)
-            con.close()
+            dbfile.release(con, rnd.alias)  # an attached alternate: detached, unlocked
             unlink_spill(rnd.work)
+            ident = file_ident(rnd.work)
             if rnd.incremental:
                 publish_keeping_alt(rnd.work, paths.runs, durable=durable)
             else:  # a new lineage: the old file is no base for the next round
                 publish(rnd.work, paths.runs, durable=durable)
                 unlink_work(paths.alt)
             _trace("close + publish")
+            if rnd.after is not None and file_ident(paths.runs) == ident:
+                dbfile.remember_published(paths.runs, ident, rnd.after)
             rep.published = True
             rep.offsets = {rel: off for rel, (off, _, _) in rnd.ckpt.items()}
             rep.offsets.update((st.rel, st.end) for st in rnd.states if st.end > st.start)
@@ -278,7 +281,10 @@ def _index_into_work(
     rnd.con = None
     feed: ScanFeed | None = None
     try:
-        _configure(con, rnd.work, opts.memory_limit, opts.threads)
+        if rnd.alias is not None:  # the process's DuckDB: its settings outlive the round
+            dbfile.configure_shared(con, rnd.work, opts.memory_limit, opts.threads)
+        else:
+            _configure(con, rnd.work, opts.memory_limit, opts.threads)
         feed = ScanFeed(
             rnd.ev,
             rnd.states,
@@ -300,6 +306,8 @@ def _index_into_work(
         _write_meta(con, rnd, rep, strict=opts.strict, started_at=started_at, t0=t0)
         con.commit()
         _trace("commit")
+        ckpt, meta = state_of(con)  # what the file holds once published, for the next round
+        rnd.after = dbfile.PublishedState(ckpt, meta, dbfile.last_runs(con, meta), False)
         _write_side_files(con, rnd, rep, opts.durable)
         _trace("side files")
         con.execute("CHECKPOINT")
@@ -307,7 +315,7 @@ def _index_into_work(
     except BaseException:
         if feed is not None:
             feed.close()
-        con.close()
+        dbfile.release(con, rnd.alias)
         unlink_work(rnd.work)
         raise
     return con
@@ -335,6 +343,8 @@ class _Round:
     last_runs: list[Any] = field(default_factory=list)  # its `_index_runs` row
     in_place: bool = False  # `work` is the alternate, updated in place through `con`
     con: duckdb.DuckDBPyConnection | None = None
+    alias: str | None = None  # in place: `con` is a work cursor with the alternate attached
+    after: dbfile.PublishedState | None = None  # the work file's state once committed
     p_ckpt: Checkpoints = field(default_factory=dict)  # in place: the published checkpoints
 
 
@@ -357,7 +367,7 @@ def _plan(
     last_runs: list[Any] = []
     p_ident = file_ident(paths.runs)
     if incremental:
-        pub = read_state_any(paths.runs, work)
+        pub = dbfile.published_state(paths.runs, work)
         _trace("published state")
         ckpt, meta, copied, last_runs = pub.ckpt, pub.meta, pub.copied, pub.last_runs
         rep.offsets = {rel: off for rel, (off, _, _) in ckpt.items()}
@@ -409,9 +419,11 @@ def _use_alternate(rnd: _Round) -> None:
         return
     if alt.with_name(alt.name + ".wal").exists() or open_in_this_process(alt):
         return
+    con = dbfile.work_cursor()
     try:
-        con = duckdb.connect(str(alt))
+        alias = dbfile.attach(con, alt, read_only=False)
     except duckdb.Error:  # someone holds it (a reader's lock) or it is damaged: copy instead
+        con.close()
         return
     try:
         ckpt, alt_meta = state_of(con)
@@ -424,12 +436,12 @@ def _use_alternate(rnd: _Round) -> None:
     except duckdb.Error:  # not an index we can read: copy instead
         ok = False
     except BaseException:
-        con.close()
+        dbfile.release(con, alias)
         raise
     if not ok:
-        con.close()
+        dbfile.release(con, alias)
         return
-    rnd.con, rnd.work, rnd.in_place = con, alt, True
+    rnd.con, rnd.alias, rnd.work, rnd.in_place = con, alias, alt, True
     rnd.p_ckpt, rnd.ckpt, rnd.states, rnd.arch = rnd.ckpt, ckpt, states, arch
 
 
@@ -503,14 +515,11 @@ def _discount_replay(
     replayed = [st for st in rnd.states if floor.get(st.rel, 0) > st.start]
     if not replayed:
         return
-    con.execute("CREATE OR REPLACE TEMP TABLE _published_ckpt (file VARCHAR, off BIGINT)")
-    con.executemany(
-        "INSERT INTO _published_ckpt VALUES (?, ?)", [(st.rel, floor[st.rel]) for st in replayed]
-    )
-    old_rows = con.execute(
-        """SELECT count(*) FROM events e JOIN _published_ckpt p USING (file)
+    old_rows = con.execute(  # one statement: the published checkpoints as bound lists
+        """SELECT count(*) FROM events e
+           JOIN (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::BIGINT[]) AS off) p USING (file)
            WHERE e.gen = ? AND e."offset" < p.off""",
-        [rnd.gen],
+        [[st.rel for st in replayed], [floor[st.rel] for st in replayed], rnd.gen],
     ).fetchone()[0]  # type: ignore[index]  # count(*): one row
 
     def old(b: tuple[str, int, int, str]) -> bool:
@@ -548,7 +557,10 @@ def _write_meta(
         "alt_ident": rnd.p_ident if incremental else "",
     }
     con.execute("DELETE FROM _index_meta")
-    con.executemany("INSERT INTO _index_meta VALUES (?, ?)", list(new_meta.items()))
+    con.execute(  # one statement: an executemany is a statement per row
+        "INSERT INTO _index_meta SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+        [list(new_meta), list(new_meta.values())],
+    )
     floor = {rel: off for rel, (off, _, _) in rnd.p_ckpt.items()}
     rep.files = sum(1 for s in rnd.states if s.end > max(s.start, floor.get(s.rel, 0)))
     row = [rnd.gen, rep.mode, started_at, time.monotonic() - t0]
@@ -567,11 +579,11 @@ def _write_side_files(
     redoes these bytes and rewrites both."""
     paths, incremental = rnd.paths, rnd.incremental
     # count(*) always returns one row: fetchone() is never None here and below.
-    new_alerts = con.execute(
-        "SELECT count(*) FROM events WHERE gen = ? AND event_type = 'alert.ingested'",
+    new_alerts, touched = con.execute(
+        """SELECT (SELECT count(*) FROM events WHERE gen = ? AND event_type = 'alert.ingested'),
+                  (SELECT count(*) FROM _touched)""",
         [rnd.gen],
-    ).fetchone()[0]  # type: ignore[index]
-    touched = con.execute("SELECT count(*) FROM _touched").fetchone()[0]  # type: ignore[index]
+    ).fetchone()  # type: ignore[misc]
     if not incremental or new_alerts or rep.duplicates or not paths.alerts.exists():
         write_side(con, paths.alerts, "alerts", S.ALERTS_SELECT, [], durable)
     if not incremental or touched or not paths.catalog.exists():

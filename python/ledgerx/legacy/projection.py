@@ -37,15 +37,9 @@ import duckdb
 
 from ledgerx.index.hooks import PublishRound
 from ledgerx.index.publish import IndexPaths, copy_file, publish
+from ledgerx.legacy.paths import projection_path
 from ledgerx.legacy.schema import LEGACY_DDL
 from ledgerx.legacy.source import sql_str
-
-
-def projection_path(paths: IndexPaths) -> Path:
-    """`index/legacy.duckdb`, or `<stem>.legacy.duckdb` beside an index given by `--db`."""
-    if paths.runs.name == "runs.duckdb":
-        return paths.runs.parent / "legacy.duckdb"
-    return paths.runs.parent / f"{paths.runs.stem}.legacy.duckdb"
 
 
 @dataclass
