@@ -5,7 +5,7 @@ use super::arrow::{export_array, export_schema, FfiArray, FfiSchema};
 use super::to_py;
 use crate::core::appender;
 use crate::core::json::Checker;
-use crate::core::scanner::{self, scan_file, Columns, ScanOptions, ScanResult};
+use crate::core::scanner::{self, scan_file_into, Columns, ScanOptions, ScanResult};
 use crate::core::{Error, Result};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
@@ -75,13 +75,18 @@ impl ScanBatch {
     }
 }
 
+/// Read buffers kept between the rounds of one `Scanner` (one per scanning thread).
+type BufPool = Mutex<Vec<Vec<u8>>>;
+
 /// Scan each (relative path, start offset) once, in parallel on `threads` threads (0: one per
-/// core), without holding the GIL by itself (the callers release it).
+/// core), without holding the GIL by itself (the callers release it). Each thread reads into a
+/// buffer taken from `bufs` and puts it back when done.
 fn scan_round(
     events_dir: &Path,
     files: &[(String, u64)],
     opts: ScanOptions,
     threads: usize,
+    bufs: &BufPool,
 ) -> Vec<(ScanBatch, Option<Error>)> {
     let n = files.len();
     let threads = if threads == 0 {
@@ -95,15 +100,21 @@ fn scan_round(
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    break;
+            s.spawn(|| {
+                let mut buf = bufs.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let (rel, start) = &files[i];
+                    let r = scan_file_into(&events_dir.join(rel), *start, opts, &mut buf);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
                 }
-                let (rel, start) = &files[i];
-                let r = scan_file(&events_dir.join(rel), *start, opts);
-                if let Ok(mut slot) = results[i].lock() {
-                    *slot = Some(r);
+                if let Ok(mut p) = bufs.lock() {
+                    p.push(buf);
                 }
             });
         }
@@ -174,7 +185,8 @@ pub fn scan_files(
         max_bytes,
         ..ScanOptions::default()
     };
-    let round = py.allow_threads(|| scan_round(&events_dir, &files, opts, threads));
+    let bufs = BufPool::default();
+    let round = py.allow_threads(|| scan_round(&events_dir, &files, opts, threads, &bufs));
     Ok(with_errors(round))
 }
 
@@ -200,6 +212,8 @@ pub struct Scanner {
     opts: ScanOptions,
     threads: usize,
     width: usize,
+    /// Read buffers reused from round to round, dropped when the scan is done.
+    bufs: BufPool,
 }
 
 #[pymethods]
@@ -232,6 +246,7 @@ impl Scanner {
             opts,
             threads,
             width,
+            bufs: BufPool::default(),
         }
     }
 
@@ -242,6 +257,9 @@ impl Scanner {
     fn __next__(mut slf: PyRefMut<'_, Self>, py: Python<'_>) -> Option<Vec<ScanBatch>> {
         let this = &mut *slf;
         if this.todo.is_empty() {
+            if let Ok(mut p) = this.bufs.lock() {
+                *p = Vec::new(); // the scan is done: its read buffers are freed now
+            }
             return None;
         }
         let take = if this.width == 0 {
@@ -251,8 +269,8 @@ impl Scanner {
         };
         let group: Vec<(String, u64, u64)> = this.todo.drain(..take).collect();
         let files: Vec<(String, u64)> = group.iter().map(|(r, s, _)| (r.clone(), *s)).collect();
-        let (dir, opts, threads) = (&this.events_dir, this.opts, this.threads);
-        let round = py.allow_threads(|| scan_round(dir, &files, opts, threads));
+        let (dir, opts, threads, bufs) = (&this.events_dir, this.opts, this.threads, &this.bufs);
+        let round = py.allow_threads(|| scan_round(dir, &files, opts, threads, bufs));
         for ((rel, start, stop), (b, e)) in group.into_iter().zip(&round) {
             let more =
                 e.is_none() && b.end_offset > start && b.end_offset < stop && b.pending_bytes > 0;
