@@ -132,7 +132,7 @@ pub fn scan_file_into(
     read_full(&mut f, buf, want.min(cap)).map_err(|e| Error::io(path, e))?;
     loop {
         let held = buf.len() as u64;
-        if memchr::memchr(b'\n', &buf).is_some() {
+        if memchr::memchr(b'\n', buf).is_some() {
             if held < want {
                 // The budget allows more than the first read: the rest of it, in one go.
                 buf.reserve_exact((want - held) as usize);

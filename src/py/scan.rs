@@ -9,7 +9,7 @@ use crate::core::scanner::{self, scan_file_into, Columns, ScanOptions, ScanResul
 use crate::core::{Error, Result};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -101,7 +101,11 @@ fn scan_round(
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                let mut buf = bufs.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+                let mut buf = bufs
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.pop())
+                    .unwrap_or_default();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= n {
@@ -214,12 +218,77 @@ pub struct Scanner {
     width: usize,
     /// Read buffers reused from round to round, dropped when the scan is done.
     bufs: BufPool,
+    /// With `track_ids`: the event ids of every row yielded so far, as 64-bit hashes.
+    ids: Option<IdSet>,
+}
+
+/// At most this many ids are tracked (a hash table of about 36 MB); a longer scan gives up and
+/// leaves the duplicate check to the index.
+const MAX_TRACKED_IDS: usize = 1 << 21;
+
+/// Whether the event ids a scan yielded are distinct, told by their 64-bit hashes: no hash
+/// seen twice proves the ids distinct; a hash seen twice (a duplicate, or a collision) proves
+/// nothing, nor does a scan past `MAX_TRACKED_IDS` ids.
+#[derive(Default)]
+struct IdSet {
+    seen: HashSet<u64>,
+    repeated: bool,
+    overflow: bool,
+}
+
+impl IdSet {
+    fn add(&mut self, round: &[(ScanBatch, Option<Error>)]) {
+        for (b, _) in round {
+            let ids = &b.columns.event_id;
+            if self.repeated || self.overflow {
+                return;
+            }
+            if self.seen.len() + ids.len > MAX_TRACKED_IDS {
+                self.overflow = true;
+                self.seen = HashSet::new();
+                return;
+            }
+            self.seen.reserve(ids.len);
+            for w in ids.offsets.windows(2) {
+                let id = &ids.values[w[0] as usize..w[1] as usize];
+                if !self.seen.insert(id_hash(id)) {
+                    self.repeated = true;
+                    self.seen = HashSet::new();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn distinct(&self) -> Option<bool> {
+        if self.repeated {
+            Some(false)
+        } else if self.overflow {
+            None
+        } else {
+            Some(true)
+        }
+    }
+}
+
+/// A 64-bit hash of an id's bytes (FxHash-style: equal bytes, equal hash).
+fn id_hash(id: &[u8]) -> u64 {
+    let mut h = id.len() as u64;
+    let mut chunks = id.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    for &b in chunks.remainder() {
+        h = (h.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    h
 }
 
 #[pymethods]
 impl Scanner {
     #[new]
-    #[pyo3(signature = (events_dir, files, strict = false, max_bytes = 64 * 1024 * 1024, threads = 0, width = 0))]
+    #[pyo3(signature = (events_dir, files, strict = false, max_bytes = 64 * 1024 * 1024, threads = 0, width = 0, track_ids = false))]
     fn new(
         events_dir: PathBuf,
         files: Vec<FileSpec>,
@@ -227,6 +296,7 @@ impl Scanner {
         max_bytes: u64,
         threads: usize,
         width: usize,
+        track_ids: bool,
     ) -> Self {
         let todo = files
             .into_iter()
@@ -247,6 +317,7 @@ impl Scanner {
             threads,
             width,
             bufs: BufPool::default(),
+            ids: track_ids.then(IdSet::default),
         }
     }
 
@@ -270,7 +341,14 @@ impl Scanner {
         let group: Vec<(String, u64, u64)> = this.todo.drain(..take).collect();
         let files: Vec<(String, u64)> = group.iter().map(|(r, s, _)| (r.clone(), *s)).collect();
         let (dir, opts, threads, bufs) = (&this.events_dir, this.opts, this.threads, &this.bufs);
-        let round = py.allow_threads(|| scan_round(dir, &files, opts, threads, bufs));
+        let ids = &mut this.ids;
+        let round = py.allow_threads(|| {
+            let round = scan_round(dir, &files, opts, threads, bufs);
+            if let Some(ids) = ids {
+                ids.add(&round);
+            }
+            round
+        });
         for ((rel, start, stop), (b, e)) in group.into_iter().zip(&round) {
             let more =
                 e.is_none() && b.end_offset > start && b.end_offset < stop && b.pending_bytes > 0;
@@ -279,6 +357,14 @@ impl Scanner {
             }
         }
         Some(with_errors(round))
+    }
+
+    /// With `track_ids=True`: True when the event ids of every row yielded so far are
+    /// distinct (no 64-bit hash of one seen twice), False when one may repeat (an exact check
+    /// must decide), None when not tracked (or past about 2M rows).
+    #[getter]
+    fn ids_distinct(&self) -> Option<bool> {
+        self.ids.as_ref().and_then(IdSet::distinct)
     }
 
     /// Files still to scan, with their next offset.
