@@ -331,6 +331,9 @@ impl Scanner {
             if let Ok(mut p) = this.bufs.lock() {
                 *p = Vec::new(); // the scan is done: its read buffers are freed now
             }
+            if let Some(ids) = &mut this.ids {
+                ids.seen = HashSet::new(); // the verdict stays, the hashes go
+            }
             return None;
         }
         let take = if this.width == 0 {
