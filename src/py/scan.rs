@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 use std::collections::{HashSet, VecDeque};
 use std::ffi::CString;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -231,7 +232,7 @@ const MAX_TRACKED_IDS: usize = 1 << 21;
 /// nothing, nor does a scan past `MAX_TRACKED_IDS` ids.
 #[derive(Default)]
 struct IdSet {
-    seen: HashSet<u64>,
+    seen: HashSet<u64, BuildHasherDefault<Mixed>>,
     repeated: bool,
     overflow: bool,
 }
@@ -245,7 +246,7 @@ impl IdSet {
             }
             if self.seen.len() + ids.len > MAX_TRACKED_IDS {
                 self.overflow = true;
-                self.seen = HashSet::new();
+                self.seen = HashSet::default();
                 return;
             }
             self.seen.reserve(ids.len);
@@ -253,7 +254,7 @@ impl IdSet {
                 let id = &ids.values[w[0] as usize..w[1] as usize];
                 if !self.seen.insert(id_hash(id)) {
                     self.repeated = true;
-                    self.seen = HashSet::new();
+                    self.seen = HashSet::default();
                     return;
                 }
             }
@@ -271,7 +272,8 @@ impl IdSet {
     }
 }
 
-/// A 64-bit hash of an id's bytes (FxHash-style: equal bytes, equal hash).
+/// A 64-bit hash of an id's bytes (FxHash-style rounds, then murmur3's finalizer so every bit
+/// depends on every byte): equal bytes, equal hash.
 fn id_hash(id: &[u8]) -> u64 {
     let mut h = id.len() as u64;
     let mut chunks = id.chunks_exact(8);
@@ -282,7 +284,31 @@ fn id_hash(id: &[u8]) -> u64 {
     for &b in chunks.remainder() {
         h = (h.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
-    h
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The hasher of `IdSet`: its keys are `id_hash` values already, used as they are.
+#[derive(Default)]
+struct Mixed(u64);
+
+impl Hasher for Mixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64; // not used: u64 keys go through write_u64
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 #[pymethods]
@@ -332,7 +358,7 @@ impl Scanner {
                 *p = Vec::new(); // the scan is done: its read buffers are freed now
             }
             if let Some(ids) = &mut this.ids {
-                ids.seen = HashSet::new(); // the verdict stays, the hashes go
+                ids.seen = HashSet::default(); // the verdict stays, the hashes go
             }
             return None;
         }
