@@ -273,3 +273,22 @@ def test_a_round_refused_before_its_scan_leaves_the_index_as_it_was(tmp_path: Pa
         build_index(root, memory_limit="bogus")
     assert paths.runs.read_bytes() == before
     assert [p.name for p in paths.runs.parent.iterdir() if ".building-" in p.name] == []
+
+
+def test_event_id_and_data_keep_their_chosen_compression(tmp_path: Path) -> None:
+    """`events.event_id` is stored uncompressed and `data` with zstd (schema.EVENTS_DDL): what
+    DuckDB would choose by itself (FSST for unique UUID text) costs the full rebuild most."""
+    root = tmp_path / "ledger"
+    write_sweep(root, runs=2, trials=3000, seed=3)
+    db = IndexPaths.for_root(root).runs
+    build_index(root)
+    got = dict(
+        q(
+            db,
+            """SELECT column_name, string_agg(DISTINCT compression, ',')
+               FROM pragma_storage_info('events')
+               WHERE column_name IN ('event_id', 'data') AND segment_type <> 'VALIDITY'
+               GROUP BY column_name""",
+        )
+    )
+    assert got == {"event_id": "Uncompressed", "data": "ZSTD"}

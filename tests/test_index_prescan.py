@@ -89,3 +89,20 @@ def test_importing_the_prescan_needs_neither_duckdb_nor_pyarrow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_cli_rebuild_keeps_openblas_to_one_thread_unless_the_user_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numpy (imported by pyarrow) must not start spinning BLAS threads in a rebuild process;
+    OPENBLAS_NUM_THREADS is read when numpy loads, so the CLI sets it first (a user's value
+    stays)."""
+    from ledgerx.cli import main
+
+    write_sweep(tmp_path, runs=1, trials=5, seed=1)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert main(["rebuild", "--root", str(tmp_path), "--full-rebuild"]) == 0
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert main(["rebuild", "--root", str(tmp_path)]) == 0
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"

@@ -84,3 +84,33 @@ def test_width_errors_and_pending(root: Path, tmp_path: Path) -> None:
     second = next(sc)  # the FIFO: one batch with the error, then dropped
     assert len(second) == 1 and second[0].error is not None and second[0].num_rows == 0
     assert sc.pending == [] and list(sc) == []
+
+
+def test_track_ids_tells_whether_the_yielded_ids_are_distinct(root: Path) -> None:
+    """`track_ids`: True only when no event id repeats across every round and file the scan
+    yielded (a full rebuild then skips its duplicate check); a copied line in another file,
+    read in a later round, makes it False; untracked, None."""
+    part = _write(root, 40)
+    ev = root / "events"
+    rel = part.relative_to(ev).as_posix()
+    lines = part.read_bytes().splitlines(keepends=True)
+    copy = part.with_name("part-000002.jsonl")
+    copy.write_bytes(lines[0] + lines[1])  # two valid lines: ids already in part-000001
+    other = part.with_name("part-000003.jsonl")
+    other.write_bytes(b"")
+
+    def scan(files: list[tuple[str, int]], **kw: object) -> _core.Scanner:
+        sc = _core.Scanner(str(ev), files, max_bytes=1000, width=1, **kw)  # type: ignore[arg-type]
+        rows = sum(b.num_rows for r in sc for b in r)
+        assert rows > 0
+        return sc
+
+    assert scan([(rel, 0)], track_ids=True).ids_distinct is True
+    copy_rel = copy.relative_to(ev).as_posix()
+    assert scan([(rel, 0), (copy_rel, 0)], track_ids=True).ids_distinct is False
+    assert scan([(copy_rel, 0), (rel, 0)], track_ids=True).ids_distinct is False
+    assert scan([(rel, 0), (copy_rel, 0)]).ids_distinct is None
+    # The same id twice within one batch.
+    other.write_bytes(lines[5] + lines[5])
+    other_rel = other.relative_to(ev).as_posix()
+    assert scan([(other_rel, 0)], track_ids=True).ids_distinct is False

@@ -137,7 +137,8 @@ class Scanner:
     A file is `(rel, start)` or `(rel, start, stop)`: with `stop`, no round starts at or past
     `stop` (a file that grew since it was listed waits; the last round may return lines beyond
     `stop`, as many as its read holds). An unreadable file yields one batch with `error` set;
-    an unterminated tail is left pending."""
+    an unterminated tail is left pending. With `track_ids`, the scan keeps a 64-bit hash of
+    each yielded row's event id (`ids_distinct`)."""
 
     def __new__(
         cls,
@@ -147,9 +148,15 @@ class Scanner:
         max_bytes: int = 64 * 1024 * 1024,
         threads: int = 0,
         width: int = 0,
+        track_ids: bool = False,
     ) -> Scanner: ...
     def __iter__(self) -> Scanner: ...
     def __next__(self) -> list[ScanBatch]: ...
+    @property
+    def ids_distinct(self) -> bool | None:
+        """With `track_ids=True`: True when the event ids of every row yielded so far are
+        distinct (no 64-bit hash of one seen twice), False when one may repeat (an exact check
+        must decide), None when not tracked (or past about 2M rows)."""
     @property
     def pending(self) -> list[tuple[str, int]]:
         """Files still to scan, with their next offset."""

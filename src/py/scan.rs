@@ -5,12 +5,13 @@ use super::arrow::{export_array, export_schema, FfiArray, FfiSchema};
 use super::to_py;
 use crate::core::appender;
 use crate::core::json::Checker;
-use crate::core::scanner::{self, scan_file, Columns, ScanOptions, ScanResult};
+use crate::core::scanner::{self, scan_file_into, Columns, ScanOptions, ScanResult};
 use crate::core::{Error, Result};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::CString;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -75,13 +76,18 @@ impl ScanBatch {
     }
 }
 
+/// Read buffers kept between the rounds of one `Scanner` (one per scanning thread).
+type BufPool = Mutex<Vec<Vec<u8>>>;
+
 /// Scan each (relative path, start offset) once, in parallel on `threads` threads (0: one per
-/// core), without holding the GIL by itself (the callers release it).
+/// core), without holding the GIL by itself (the callers release it). Each thread reads into a
+/// buffer taken from `bufs` and puts it back when done.
 fn scan_round(
     events_dir: &Path,
     files: &[(String, u64)],
     opts: ScanOptions,
     threads: usize,
+    bufs: &BufPool,
 ) -> Vec<(ScanBatch, Option<Error>)> {
     let n = files.len();
     let threads = if threads == 0 {
@@ -95,15 +101,25 @@ fn scan_round(
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    break;
+            s.spawn(|| {
+                let mut buf = bufs
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.pop())
+                    .unwrap_or_default();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let (rel, start) = &files[i];
+                    let r = scan_file_into(&events_dir.join(rel), *start, opts, &mut buf);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
                 }
-                let (rel, start) = &files[i];
-                let r = scan_file(&events_dir.join(rel), *start, opts);
-                if let Ok(mut slot) = results[i].lock() {
-                    *slot = Some(r);
+                if let Ok(mut p) = bufs.lock() {
+                    p.push(buf);
                 }
             });
         }
@@ -174,7 +190,8 @@ pub fn scan_files(
         max_bytes,
         ..ScanOptions::default()
     };
-    let round = py.allow_threads(|| scan_round(&events_dir, &files, opts, threads));
+    let bufs = BufPool::default();
+    let round = py.allow_threads(|| scan_round(&events_dir, &files, opts, threads, &bufs));
     Ok(with_errors(round))
 }
 
@@ -200,12 +217,104 @@ pub struct Scanner {
     opts: ScanOptions,
     threads: usize,
     width: usize,
+    /// Read buffers reused from round to round, dropped when the scan is done.
+    bufs: BufPool,
+    /// With `track_ids`: the event ids of every row yielded so far, as 64-bit hashes.
+    ids: Option<IdSet>,
+}
+
+/// At most this many ids are tracked (a hash table of about 36 MB); a longer scan gives up and
+/// leaves the duplicate check to the index.
+const MAX_TRACKED_IDS: usize = 1 << 21;
+
+/// Whether the event ids a scan yielded are distinct, told by their 64-bit hashes: no hash
+/// seen twice proves the ids distinct; a hash seen twice (a duplicate, or a collision) proves
+/// nothing, nor does a scan past `MAX_TRACKED_IDS` ids.
+#[derive(Default)]
+struct IdSet {
+    seen: HashSet<u64, BuildHasherDefault<Mixed>>,
+    repeated: bool,
+    overflow: bool,
+}
+
+impl IdSet {
+    fn add(&mut self, round: &[(ScanBatch, Option<Error>)]) {
+        for (b, _) in round {
+            let ids = &b.columns.event_id;
+            if self.repeated || self.overflow {
+                return;
+            }
+            if self.seen.len() + ids.len > MAX_TRACKED_IDS {
+                self.overflow = true;
+                self.seen = HashSet::default();
+                return;
+            }
+            self.seen.reserve(ids.len);
+            for w in ids.offsets.windows(2) {
+                let id = &ids.values[w[0] as usize..w[1] as usize];
+                if !self.seen.insert(id_hash(id)) {
+                    self.repeated = true;
+                    self.seen = HashSet::default();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn distinct(&self) -> Option<bool> {
+        if self.repeated {
+            Some(false)
+        } else if self.overflow {
+            None
+        } else {
+            Some(true)
+        }
+    }
+}
+
+/// A 64-bit hash of an id's bytes (FxHash-style rounds, then murmur3's finalizer so every bit
+/// depends on every byte): equal bytes, equal hash.
+fn id_hash(id: &[u8]) -> u64 {
+    let mut h = id.len() as u64;
+    let mut chunks = id.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    for &b in chunks.remainder() {
+        h = (h.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The hasher of `IdSet`: its keys are `id_hash` values already, used as they are.
+#[derive(Default)]
+struct Mixed(u64);
+
+impl Hasher for Mixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64; // not used: u64 keys go through write_u64
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 #[pymethods]
 impl Scanner {
     #[new]
-    #[pyo3(signature = (events_dir, files, strict = false, max_bytes = 64 * 1024 * 1024, threads = 0, width = 0))]
+    #[pyo3(signature = (events_dir, files, strict = false, max_bytes = 64 * 1024 * 1024, threads = 0, width = 0, track_ids = false))]
     fn new(
         events_dir: PathBuf,
         files: Vec<FileSpec>,
@@ -213,6 +322,7 @@ impl Scanner {
         max_bytes: u64,
         threads: usize,
         width: usize,
+        track_ids: bool,
     ) -> Self {
         let todo = files
             .into_iter()
@@ -232,6 +342,8 @@ impl Scanner {
             opts,
             threads,
             width,
+            bufs: BufPool::default(),
+            ids: track_ids.then(IdSet::default),
         }
     }
 
@@ -242,6 +354,12 @@ impl Scanner {
     fn __next__(mut slf: PyRefMut<'_, Self>, py: Python<'_>) -> Option<Vec<ScanBatch>> {
         let this = &mut *slf;
         if this.todo.is_empty() {
+            if let Ok(mut p) = this.bufs.lock() {
+                *p = Vec::new(); // the scan is done: its read buffers are freed now
+            }
+            if let Some(ids) = &mut this.ids {
+                ids.seen = HashSet::default(); // the verdict stays, the hashes go
+            }
             return None;
         }
         let take = if this.width == 0 {
@@ -251,8 +369,15 @@ impl Scanner {
         };
         let group: Vec<(String, u64, u64)> = this.todo.drain(..take).collect();
         let files: Vec<(String, u64)> = group.iter().map(|(r, s, _)| (r.clone(), *s)).collect();
-        let (dir, opts, threads) = (&this.events_dir, this.opts, this.threads);
-        let round = py.allow_threads(|| scan_round(dir, &files, opts, threads));
+        let (dir, opts, threads, bufs) = (&this.events_dir, this.opts, this.threads, &this.bufs);
+        let ids = &mut this.ids;
+        let round = py.allow_threads(|| {
+            let round = scan_round(dir, &files, opts, threads, bufs);
+            if let Some(ids) = ids {
+                ids.add(&round);
+            }
+            round
+        });
         for ((rel, start, stop), (b, e)) in group.into_iter().zip(&round) {
             let more =
                 e.is_none() && b.end_offset > start && b.end_offset < stop && b.pending_bytes > 0;
@@ -261,6 +386,14 @@ impl Scanner {
             }
         }
         Some(with_errors(round))
+    }
+
+    /// With `track_ids=True`: True when the event ids of every row yielded so far are
+    /// distinct (no 64-bit hash of one seen twice), False when one may repeat (an exact check
+    /// must decide), None when not tracked (or past about 2M rows).
+    #[getter]
+    fn ids_distinct(&self) -> Option<bool> {
+        self.ids.as_ref().and_then(IdSet::distinct)
     }
 
     /// Files still to scan, with their next offset.

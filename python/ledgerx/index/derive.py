@@ -45,10 +45,22 @@ def upgrade_format(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def drop_duplicates(
-    con: duckdb.DuckDBPyConnection, gen: int, incremental: bool, bad: list[Any]
+    con: duckdb.DuckDBPyConnection,
+    gen: int,
+    incremental: bool,
+    bad: list[Any],
+    distinct_rows: int | None = None,
 ) -> int:
     """`event_id` is unique in the index: of several lines with one id, the first in
-    (file, offset) order stays, the others are reported as bad lines. Returns rows dropped."""
+    (file, offset) order stays, the others are reported as bad lines. Returns rows dropped.
+    `distinct_rows`: the rows of this round's scan when it saw no id hash twice
+    (`Scanner.ids_distinct`); a full rebuild whose table holds exactly those rows has no
+    duplicate, and the check over every id in DuckDB is skipped."""
+    if distinct_rows is not None and not incremental:
+        n = con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]
+        if n == distinct_rows:
+            con.execute("CREATE OR REPLACE TEMP TABLE _dups (event_id VARCHAR)")
+            return 0
     if incremental:
         # No duplicate iff every id of this round occurs once in the whole table: as many rows
         # carry the round's ids as the round has distinct ids (two new lines with one id, or a

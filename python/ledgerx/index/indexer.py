@@ -294,6 +294,7 @@ def _index_into_work(
             upcaster=up,
             progress=opts.progress,
             prescan=_adopt(opts, rnd),
+            track_ids=not rnd.incremental,
         )
         _prepare_tables(con, rnd)
         if rnd.in_place:  # a published file: rows and checkpoints in one transaction
@@ -494,7 +495,8 @@ def _account(
     rep.warnings.extend(feed.upcast_errors[:MAX_REPORTED_BAD])
     rep.warnings.extend(feed.file_errors)
     bad = list(feed.bad) + arch_bad
-    rep.duplicates = drop_duplicates(con, rnd.gen, rnd.incremental, bad)
+    distinct = feed.rows if feed.ids_distinct is True else None  # the scan's ids: distinct
+    rep.duplicates = drop_duplicates(con, rnd.gen, rnd.incremental, bad, distinct)
     _trace("dedupe")
     rep.events -= rep.duplicates
     rep.bad_lines = len(bad)

@@ -39,6 +39,7 @@ class Prescan:
         self.chunk, self.threads = chunk, threads
         self._p = Producer(self._run, "ledgerx-prescan", depth)
         self._taken = False
+        self._scanner: Any = None
         self._p.start()
 
     @classmethod
@@ -67,7 +68,9 @@ class Prescan:
                 max_bytes=self.chunk,
                 threads=self.threads,
                 width=scan_width(self.threads),
+                track_ids=True,
             )
+            self._scanner = rounds
             for batches in rounds:
                 if not self._p.put(batches):
                     return
@@ -79,6 +82,11 @@ class Prescan:
         """The scan's rounds in order (each a list of batches), as `Scanner` yields them."""
         self._taken = True
         return self._p.items()
+
+    @property
+    def ids_distinct(self) -> bool | None:
+        """`Scanner.ids_distinct` of this scan (read once its rounds were all taken)."""
+        return None if self._scanner is None else self._scanner.ids_distinct
 
     @property
     def running(self) -> bool:

@@ -114,6 +114,7 @@ class ScanFeed:
         progress: Progress | None,
         depth: int = 1,
         prescan: Any = None,
+        track_ids: bool = False,
     ) -> None:
         self.ev, self.states, self.strict, self.chunk = ev, states, strict, chunk
         self.threads, self.upcaster, self.progress = threads, upcaster, progress
@@ -128,6 +129,8 @@ class ScanFeed:
         self._by_rel = {s.rel: s for s in states}
         # A `ledgerx.index.prescan.Prescan` of exactly this scan, started earlier: its rounds.
         self.prescan = prescan
+        self.track_ids = track_ids  # a full rebuild: the scan tells whether its ids are distinct
+        self._scanner_obj: Any = None
 
     def start(self) -> None:
         self._p.start()
@@ -145,14 +148,24 @@ class ScanFeed:
         # Each round scans up to `width` files in parallel, `chunk` bytes of each at most; a
         # file is read up to its listed size (one that grew waits for the next round), an
         # unterminated tail is left pending.
-        return _core.Scanner(
+        self._scanner_obj = _core.Scanner(
             str(self.ev),
             scan_files(self.states),
             strict=self.strict,
             max_bytes=self.chunk,
             threads=self.threads,
             width=scan_width(self.threads),
+            track_ids=self.track_ids,
         )
+        return self._scanner_obj
+
+    @property
+    def ids_distinct(self) -> bool | None:
+        """Once the scan is done: True when the event ids of every row it yielded are distinct
+        (`Scanner.ids_distinct`), False when one may repeat, None when unknown."""
+        if self.prescan is not None:
+            return self.prescan.ids_distinct  # type: ignore[no-any-return]
+        return None if self._scanner_obj is None else self._scanner_obj.ids_distinct
 
     def _book(self, b: Any) -> bool:
         """Account one scanned batch (offsets, counts, bad lines, a file it could not read);

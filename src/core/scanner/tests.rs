@@ -177,3 +177,28 @@ fn a_zero_tail_is_not_yet_written() {
         assert_eq!((r.file_size, r.pending_bytes), (data, torn.len() as u64));
     }
 }
+
+/// One read buffer reused from call to call (`scan_file_into`, as a `Scanner`'s threads do)
+/// gives what a fresh buffer gives: nothing of an earlier, longer read leaks into the next.
+#[test]
+fn a_reused_read_buffer_scans_like_a_fresh_one() {
+    let dir = crate::core::testutil::tmp("scanreuse");
+    std::fs::create_dir_all(&dir).unwrap();
+    let long = dir.join("part-000001.jsonl");
+    let short = dir.join("part-000002.jsonl");
+    std::fs::write(&long, (1..=9).flat_map(good_line).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(&short, [good_line(1), good_line(2)[..30].to_vec()].concat()).unwrap();
+    let mut buf = Vec::new();
+    for (path, start) in [(&long, 0), (&short, 0), (&long, good_line(1).len() as u64)] {
+        let fresh = scan_file(path, start, ScanOptions::default()).unwrap();
+        let reused = scan_file_into(path, start, ScanOptions::default(), &mut buf).unwrap();
+        assert_eq!(reused.columns.seq, fresh.columns.seq);
+        assert_eq!(reused.columns.offset, fresh.columns.offset);
+        assert_eq!(reused.columns.data.values, fresh.columns.data.values);
+        assert_eq!(reused.bad, fresh.bad);
+        assert_eq!(
+            (reused.end_offset, reused.pending_bytes),
+            (fresh.end_offset, fresh.pending_bytes)
+        );
+    }
+}
