@@ -135,3 +135,22 @@ def data_end(path: Path | str, size: int) -> int:
         return size
     finally:
         os.close(fd)
+
+
+class ForkSafeLock:
+    """A `threading.Lock` for `with`, made anew in a forked child: a fork while another thread
+    held it must not leave the child deadlocked (the per-process DuckDB pools use it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ForkSafeLock:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()

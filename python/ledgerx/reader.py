@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import duckdb
 
 from ledgerx.config import resolve_root
 from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
+from ledgerx.fsutil import ForkSafeLock
 from ledgerx.index.dbfile import open_readonly, raise_if_foreign_lock, remembered_offsets
 from ledgerx.index.publish import IndexPaths, file_ident, lock_is_free
 from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
@@ -375,16 +375,8 @@ def wait_indexed(
 
 
 _PROBE_DB: dict[int, duckdb.DuckDBPyConnection] = {}  # by pid: a forked child makes its own
-_PROBE_LOCK = threading.Lock()
+_PROBE_LOCK = ForkSafeLock()
 _PROBE_IDS = itertools.count()
-
-
-def _reset_probe_lock() -> None:  # a fork while another thread held it must not deadlock
-    global _PROBE_LOCK
-    _PROBE_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_probe_lock)
 
 
 def _probe_cursor() -> duckdb.DuckDBPyConnection:

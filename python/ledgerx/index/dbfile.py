@@ -10,7 +10,6 @@ import os
 import re
 import struct
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import duckdb
 
 from ledgerx.errors import ConfigError, IndexLockedError
+from ledgerx.fsutil import ForkSafeLock
 from ledgerx.index.publish import copy_file, file_ident
 from ledgerx.index.safesql import forbid_external_access
 
@@ -152,16 +152,8 @@ def sql_str(s: str) -> str:
 # of ms, twice per round before) and detaches them before it publishes. By pid: a forked child
 # never touches its parent's instance (DuckDB's threads do not survive a fork).
 _WORK_DB: dict[int, duckdb.DuckDBPyConnection] = {}
-_WORK_LOCK = threading.Lock()
+_WORK_LOCK = ForkSafeLock()
 _ALIASES = itertools.count()
-
-
-def _reset_work_lock() -> None:  # a fork while another thread held it must not deadlock
-    global _WORK_LOCK
-    _WORK_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_work_lock)
 
 
 def prepare_work_db() -> None:
