@@ -67,8 +67,10 @@ def test_daemon_end_to_end_over_http(root: Path) -> None:
         assert second.returncode == 1
         assert second.stderr.strip().startswith("ledgerx: error: another daemon is already running")
         assert len(second.stderr.strip().splitlines()) == 1
-        # The daemon's lock is not in the derived index/: deleting it changes nothing.
-        shutil.rmtree(root / "index")
+        # The daemon's lock is not in the derived index/: deleting it changes nothing. Renamed
+        # away first (atomic), as the running daemon may be writing a new file in it meanwhile.
+        (root / "index").rename(root / "index.gone")
+        shutil.rmtree(root / "index.gone", ignore_errors=True)
         second = cli("daemon", "--root", str(root), "--once")
         assert second.returncode == 1 and "another daemon is already running" in second.stderr
 
