@@ -126,6 +126,8 @@ const DURABILITIES = ['group', 'fsync', 'os'];
 const OBJECT_PROTO = Object.prototype;
 const MAX_DEPTH = 128;
 const MAX_HEADS = 1024;
+/** The group-mode rings' first capacity (a power of two). */
+const RING = 1024;
 
 /**
  * True when `v` holds only what JSON.stringify writes faithfully: plain objects, arrays,
@@ -201,14 +203,18 @@ class EventEmitter {
     this._closed = false;
     this._seq = 0;
     this._file = '';
-    // Group mode: the Promises waiting for their batch, in seq order: resolvers and positions
-    // (parallel arrays); entry i has seq `_seq0 + i` (a successful emit takes the next seq). A
+    // Group mode: the Promises waiting for their batch, seqs `_first` to `_last` (a successful
+    // emit takes the next seq): resolvers and positions in rings indexed by `seq & _mask`
+    // (parallel arrays, doubled when full, never shrunk). The rings live long (old space after
+    // two scavenges) and a settled entry lets go of its resolver at once, so a scavenge copies
+    // only the Promises still pending (the event-loop lag follows the scavenges' pauses). A
     // failed batch resolves its Promises with one rejected Promise, which rejects them all.
-    this._seq0 = 1;
-    this._res = [];
-    this._files = [];
-    this._offsets = [];
-    this._head = 0;
+    this._first = 1;
+    this._last = 0;
+    this._mask = RING - 1;
+    this._res = new Array(RING).fill(undefined);
+    this._files = new Array(RING).fill('');
+    this._offsets = new Array(RING).fill(0);
     this._waiting = false;
     // eventType -> runId (or null) -> the native number for the pair (see headId).
     this._heads = new Map();
@@ -318,23 +324,45 @@ class EventEmitter {
   /** Group mode: a Promise for the event just emitted (seq `_seq`), settled with its batch. */
   _queue(offset) {
     const p = new Promise(takeResolvers);
-    if (this._res.length === this._head) this._seq0 = this._seq - this._res.length;
-    this._res.push(lastResolve);
-    this._files.push(this._file);
-    this._offsets.push(offset);
+    const seq = this._seq;
+    if (this._first > this._last) this._first = seq; // none pending: the ring starts here
+    else if (seq - this._first > this._mask) this._grow();
+    this._last = seq;
+    const k = seq & this._mask;
+    this._res[k] = lastResolve;
+    this._files[k] = this._file;
+    this._offsets[k] = offset;
     if (!this._waiting) this._wait();
     return p;
+  }
+
+  /** Double the rings (all full), each pending entry moved to its index under the new mask. */
+  _grow() {
+    const cap = (this._mask + 1) * 2;
+    const res = new Array(cap).fill(undefined);
+    const files = new Array(cap).fill('');
+    const offsets = new Array(cap).fill(0);
+    for (let s = this._first; s <= this._last; s++) {
+      const from = s & this._mask;
+      const to = s & (cap - 1);
+      res[to] = this._res[from];
+      files[to] = this._files[from];
+      offsets[to] = this._offsets[from];
+    }
+    this._res = res;
+    this._files = files;
+    this._offsets = offsets;
+    this._mask = cap - 1;
   }
 
   /** Wait (on the thread pool) for the flusher, then settle every promise it covered. */
   _wait() {
     this._waiting = true;
-    const after = this._seq0 + this._head - 1;
-    this._w.waitDone(after, 1000).then(
+    this._w.waitDone(this._first - 1, 1000).then(
       (progress) => {
         this._waiting = false;
         this._settle(progress);
-        if (this._head < this._res.length) this._wait();
+        if (this._first <= this._last) this._wait();
       },
       (e) => {
         this._waiting = false;
@@ -345,41 +373,31 @@ class EventEmitter {
 
   _settle(progress) {
     const failure = progress.failure ? rejected(typed(new Error(progress.failure))) : null;
-    let i = this._head;
-    const n = this._res.length;
-    const last = Math.min(n, progress.doneSeq - this._seq0 + 1);
-    for (; i < last; i++) {
-      if (failure && this._seq0 + i <= progress.failedThrough) this._res[i](failure);
-      else this._res[i]({ file: this._files[i], offset: this._offsets[i] });
+    const last = Math.min(this._last, progress.doneSeq);
+    const mask = this._mask;
+    let s = this._first;
+    for (; s <= last; s++) {
+      const k = s & mask;
+      const resolve = this._res[k];
+      this._res[k] = undefined;
+      if (failure && s <= progress.failedThrough) resolve(failure);
+      else resolve({ file: this._files[k], offset: this._offsets[k] });
     }
-    this._head = i;
-    if (progress.closed && i < n) {
+    this._first = s;
+    if (progress.closed && s <= this._last) {
       this._settleAll(new ClosedError('ledger closed before the event was made durable'));
-      return;
     }
-    if (i === n || i > 4096) this._compact();
-  }
-
-  _compact() {
-    const h = this._head;
-    if (h === this._res.length) {
-      this._res = [];
-      this._files = [];
-      this._offsets = [];
-    } else {
-      this._res = this._res.slice(h);
-      this._files = this._files.slice(h);
-      this._offsets = this._offsets.slice(h);
-    }
-    this._seq0 += h;
-    this._head = 0;
   }
 
   _settleAll(err) {
     const failure = rejected(err);
-    for (let i = this._head; i < this._res.length; i++) this._res[i](failure);
-    this._head = this._res.length;
-    this._compact();
+    for (let s = this._first; s <= this._last; s++) {
+      const k = s & this._mask;
+      const resolve = this._res[k];
+      this._res[k] = undefined;
+      resolve(failure);
+    }
+    this._first = this._last + 1;
   }
 
   /** Resolves once everything emitted so far is durable. */
