@@ -129,6 +129,14 @@ const MAX_HEADS = 1024;
 /** The group-mode rings' first capacity (a power of two). */
 const RING = 1024;
 
+/** An array of `n` copies of `v`, made by appending: `new Array(n)` past 100k or so entries
+ *  makes a dictionary-mode (slow) array, and a hole-free array keeps the fast element kind. */
+function filled(n, v) {
+  const a = [];
+  for (let i = 0; i < n; i++) a.push(v);
+  return a;
+}
+
 /**
  * True when `v` holds only what JSON.stringify writes faithfully: plain objects, arrays,
  * strings, finite numbers, booleans, null (and undefined object properties, which
@@ -212,9 +220,9 @@ class EventEmitter {
     this._first = 1;
     this._last = 0;
     this._mask = RING - 1;
-    this._res = new Array(RING).fill(undefined);
-    this._files = new Array(RING).fill('');
-    this._offsets = new Array(RING).fill(0);
+    this._res = filled(RING, undefined);
+    this._files = filled(RING, '');
+    this._offsets = filled(RING, 0);
     this._waiting = false;
     // eventType -> runId (or null) -> the native number for the pair (see headId).
     this._heads = new Map();
@@ -339,9 +347,9 @@ class EventEmitter {
   /** Double the rings (all full), each pending entry moved to its index under the new mask. */
   _grow() {
     const cap = (this._mask + 1) * 2;
-    const res = new Array(cap).fill(undefined);
-    const files = new Array(cap).fill('');
-    const offsets = new Array(cap).fill(0);
+    const res = filled(cap, undefined);
+    const files = filled(cap, '');
+    const offsets = filled(cap, 0);
     for (let s = this._first; s <= this._last; s++) {
       const from = s & this._mask;
       const to = s & (cap - 1);

@@ -38,3 +38,21 @@ test('group: every Promise resolves to its own position through ring growth, wra
     assert.deepEqual(positions[n], { file: ev._file, offset: ev._offset }, `event ${n}`);
   });
 });
+
+test('group: a settled event\'s Promise is not kept by the queue while later events wait', async () => {
+  // Kept settled entries are what every scavenge copies: the event-loop lag follows them.
+  require('node:v8').setFlagsFromString('--expose-gc');
+  const gc = require('node:vm').runInNewContext('gc');
+  const em = new EventEmitter(tmpRoot('ring-drop'), { durability: 'group' });
+  const refs = [];
+  for (let i = 0; i < 500; i++) refs.push(new WeakRef(em.emitTrialRecorded('drop', i, {}, { x: i })));
+  const last = em.emitTrialRecorded('drop', 500, {}, { x: 500 });
+  await last; // every earlier one is settled too (seq order)
+  await turn();
+  const later = em.emitTrialRecorded('drop', 501, {}, { x: 501 }); // pending during the collection
+  gc();
+  const kept = refs.filter((r) => r.deref() !== undefined).length;
+  await later;
+  await em.close();
+  assert.equal(kept, 0, `${kept} settled Promises still reachable`);
+});
