@@ -344,23 +344,19 @@ class EventEmitter {
     return p;
   }
 
-  /** Double the rings (all full), each pending entry moved to its index under the new mask. */
+  /** Double the rings (all full: `_mask + 1` pending). Each ring followed by a copy of itself
+   *  (a native copy) holds every pending seq `s` at `s & newMask`, in one half or the other; the
+   *  copies of the pending resolvers in the other half, a circular run of the old capacity
+   *  from `(_first + cap) & newMask`, are dropped at once. */
   _grow() {
-    const cap = (this._mask + 1) * 2;
-    const res = filled(cap, undefined);
-    const files = filled(cap, '');
-    const offsets = filled(cap, 0);
-    for (let s = this._first; s <= this._last; s++) {
-      const from = s & this._mask;
-      const to = s & (cap - 1);
-      res[to] = this._res[from];
-      files[to] = this._files[from];
-      offsets[to] = this._offsets[from];
-    }
-    this._res = res;
-    this._files = files;
-    this._offsets = offsets;
-    this._mask = cap - 1;
+    const cap = this._mask + 1;
+    this._res = this._res.concat(this._res);
+    this._files = this._files.concat(this._files);
+    this._offsets = this._offsets.concat(this._offsets);
+    this._mask = 2 * cap - 1;
+    const from = (this._first + cap) & this._mask;
+    this._res.fill(undefined, from, Math.min(from + cap, 2 * cap));
+    if (from + cap > 2 * cap) this._res.fill(undefined, 0, from + cap - 2 * cap);
   }
 
   /** Wait (on the thread pool) for the flusher, then settle every promise it covered. */

@@ -45,11 +45,12 @@ test('group: a settled event\'s Promise is not kept by the queue while later eve
   const gc = require('node:vm').runInNewContext('gc');
   const em = new EventEmitter(tmpRoot('ring-drop'), { durability: 'group' });
   const refs = [];
-  for (let i = 0; i < 500; i++) refs.push(new WeakRef(em.emitTrialRecorded('drop', i, {}, { x: i })));
-  const last = em.emitTrialRecorded('drop', 500, {}, { x: 500 });
+  // 1,500 pending at once: the rings grow (1,024 -> 2,048) with these entries in them.
+  for (let i = 0; i < 1500; i++) refs.push(new WeakRef(em.emitTrialRecorded('drop', i, {}, { x: i })));
+  const last = em.emitTrialRecorded('drop', 1500, {}, { x: 1500 });
   await last; // every earlier one is settled too (seq order)
   await turn();
-  const later = em.emitTrialRecorded('drop', 501, {}, { x: 501 }); // pending during the collection
+  const later = em.emitTrialRecorded('drop', 1501, {}, { x: 1501 }); // pending during the collection
   gc();
   const kept = refs.filter((r) => r.deref() !== undefined).length;
   await later;
