@@ -213,16 +213,13 @@ class EventEmitter {
     this._file = '';
     // Group mode: the Promises waiting for their batch, seqs `_first` to `_last` (a successful
     // emit takes the next seq): resolvers and positions in rings indexed by `seq & _mask`
-    // (parallel arrays, doubled when full, never shrunk). The rings live long (old space after
+    // (parallel arrays, doubled when full, made small again once a burst has settled). The rings live long (old space after
     // two scavenges) and a settled entry lets go of its resolver at once, so a scavenge copies
     // only the Promises still pending (the event-loop lag follows the scavenges' pauses). A
     // failed batch resolves its Promises with one rejected Promise, which rejects them all.
     this._first = 1;
     this._last = 0;
-    this._mask = RING - 1;
-    this._res = filled(RING, undefined);
-    this._files = filled(RING, '');
-    this._offsets = filled(RING, 0);
+    this._reset();
     this._waiting = false;
     // eventType -> runId (or null) -> the native number for the pair (see headId).
     this._heads = new Map();
@@ -390,7 +387,17 @@ class EventEmitter {
     this._first = s;
     if (progress.closed && s <= this._last) {
       this._settleAll(new ClosedError('ledger closed before the event was made durable'));
+    } else if (s > this._last && this._mask >= 4 * RING) {
+      this._reset(); // a burst's rings are not kept once it is settled
     }
+  }
+
+  /** Fresh rings of the first capacity (none pending). */
+  _reset() {
+    this._mask = RING - 1;
+    this._res = filled(RING, undefined);
+    this._files = filled(RING, '');
+    this._offsets = filled(RING, 0);
   }
 
   _settleAll(err) {
@@ -402,6 +409,7 @@ class EventEmitter {
       resolve(failure);
     }
     this._first = this._last + 1;
+    if (this._mask >= 4 * RING) this._reset();
   }
 
   /** Resolves once everything emitted so far is durable. */

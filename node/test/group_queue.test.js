@@ -23,6 +23,7 @@ test('group: every Promise resolves to its own position through ring growth, wra
   let i = 0;
   while (i < 5000) emit(i++); // pending all at once: the rings grow 1,024 -> 8,192
   await ps[ps.length - 1];
+  assert.equal(em._res.length, 1024, 'the burst\'s rings are let go once it settled');
   for (let slice = 0; slice < 40; slice++) { // settled between slices: the indices wrap
     for (let k = 0; k < 700; k++) emit(i++);
     await turn();
