@@ -380,6 +380,7 @@ class EventEmitter {
     for (; s <= last; s++) {
       const k = s & mask;
       const resolve = this._res[k];
+      if (resolve === undefined) continue; // a seq this emitter did not queue
       this._res[k] = undefined;
       if (failure && s <= progress.failedThrough) resolve(failure);
       else resolve({ file: this._files[k], offset: this._offsets[k] });
@@ -406,7 +407,7 @@ class EventEmitter {
       const k = s & this._mask;
       const resolve = this._res[k];
       this._res[k] = undefined;
-      resolve(failure);
+      if (resolve !== undefined) resolve(failure);
     }
     this._first = this._last + 1;
     if (this._mask >= 4 * RING) this._reset();
