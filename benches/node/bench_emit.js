@@ -14,19 +14,22 @@
 //      share, apart from what a loaded machine takes from it. Also shown: the group round's
 //      flush() wait after its last emit (the flusher's backlog, part of the per-event figure) and
 //      the garbage collections during the group lag stretch (count, total pause).
-// Usage: node benches/node/bench_emit.js [--events N] [--rounds R] [--json]
+// Usage: node benches/node/bench_emit.js [--events N] [--rounds R] [--json] [--pkg DIR]
+// (--pkg: the package directory to load, e.g. a copy of node/ from another build, for runs of
+// two builds taking turns; default this tree's node/)
 
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { performance, monitorEventLoopDelay, PerformanceObserver } = require('node:perf_hooks');
-const lx = require(path.join(__dirname, '..', '..', 'node'));
 
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = argv.indexOf(name);
   return i >= 0 ? Number(argv[i + 1]) : dflt;
 };
+const pkg = argv.includes('--pkg') ? path.resolve(argv[argv.indexOf('--pkg') + 1]) : null;
+const lx = require(pkg || path.join(__dirname, '..', '..', 'node'));
 const N = opt('--events', 100000);
 const ROUNDS = opt('--rounds', 5);
 const FSYNC_N = opt('--fsync-events', 1000);
