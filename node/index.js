@@ -129,8 +129,8 @@ const MAX_HEADS = 1024;
 /** The group-mode rings' first capacity (a power of two). */
 const RING = 1024;
 
-/** An array of `n` copies of `v`, made by appending: `new Array(n)` past 100k or so entries
- *  makes a dictionary-mode (slow) array, and a hole-free array keeps the fast element kind. */
+/** An array of `n` copies of `v`, made by appending: hole-free (packed elements, which
+ *  `new Array(n).fill(v)` is not). */
 function filled(n, v) {
   const a = [];
   for (let i = 0; i < n; i++) a.push(v);
@@ -213,10 +213,11 @@ class EventEmitter {
     this._file = '';
     // Group mode: the Promises waiting for their batch, seqs `_first` to `_last` (a successful
     // emit takes the next seq): resolvers and positions in rings indexed by `seq & _mask`
-    // (parallel arrays, doubled when full, made small again once a burst has settled). The rings live long (old space after
-    // two scavenges) and a settled entry lets go of its resolver at once, so a scavenge copies
-    // only the Promises still pending (the event-loop lag follows the scavenges' pauses). A
-    // failed batch resolves its Promises with one rejected Promise, which rejects them all.
+    // (parallel arrays, doubled when full, made small again once a burst has settled). The
+    // rings live long (old space after two scavenges) and a settled entry lets go of its
+    // resolver at once, so a scavenge copies only the Promises still pending (the event-loop
+    // lag follows the scavenges' pauses). A failed batch resolves its Promises with one
+    // rejected Promise, which rejects them all.
     this._first = 1;
     this._last = 0;
     this._reset();
