@@ -501,7 +501,8 @@ fn take_line(
     if line.is_empty() {
         return Err("empty line".into());
     }
-    if std::str::from_utf8(line).is_err() {
+    // Most lines are ASCII: checked a word at a time, cheaper than UTF-8 validation.
+    if !line.is_ascii() && std::str::from_utf8(line).is_err() {
         return Err("not valid UTF-8".into());
     }
     let fast = if sc.general_only {

@@ -230,7 +230,10 @@ pub(super) fn trial_shape_recorded<'a>(
             b'm'
         } else {
             if is(b"trial_id") {
-                push_elem(out, &[b't', kind(value)]);
+                if out.len() > 1 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&[b'"', b't', kind(value), b'"']);
             }
             continue;
         };
