@@ -93,6 +93,27 @@ fn a_trial_shape_from_the_fast_path_is_the_walkers() {
 }
 
 #[test]
+fn data_nested_to_the_depth_limit_gets_the_same_verdict() {
+    use crate::core::json::MAX_DEPTH;
+    // `data` is depth 2: MAX_DEPTH - 1 nested objects in it are the most a line may hold.
+    let nested = |n: usize| format!("{}{}{}", "{\"a\":".repeat(n), "{}", "}".repeat(n));
+    let ok = line("t.x", None, &nested(MAX_DEPTH - 2), true);
+    let deep = line("t.x", None, &nested(MAX_DEPTH - 1), true);
+    assert!(fast::envelope_for_test(&ok, true).is_some());
+    assert!(fast::envelope_for_test(&deep, true).is_none());
+    let [fast_ok, _] = scan_both(&[ok.as_slice(), b"\n"].concat(), true);
+    let [fast_deep, _] = scan_both(&[deep.as_slice(), b"\n"].concat(), true);
+    assert!(
+        fast_ok.1.is_empty() && fast_deep.1.len() == 1,
+        "{:?}",
+        fast_deep.1
+    );
+    assert!(fast_deep.1[0].reason.contains("nesting too deep"));
+    assert_same(&ok);
+    assert_same(&deep);
+}
+
+#[test]
 fn other_forms_fall_back_to_the_general_path() {
     let t = String::from_utf8(trial()).unwrap();
     let good_but_other = [
