@@ -7,13 +7,19 @@ use proptest::prelude::*;
 
 /// A line as a writer writes it (no trailing newline); `crc: false` leaves the crc out.
 fn line(ty: &str, run_id: Option<&str>, data: &str, crc: bool) -> Vec<u8> {
+    line_bytes(ty, run_id, data.as_bytes(), crc)
+}
+
+/// `line` with `data` as any bytes (the crc covers them as they are).
+fn line_bytes(ty: &str, run_id: Option<&str>, data: &[u8], crc: bool) -> Vec<u8> {
     let run = run_id.map_or("null".to_string(), |r| format!("\"{r}\""));
     let mut l = format!(
         "{{\"event_id\":\"0190c1f0-0000-7000-8000-00000000000a\",\"event_type\":\"{ty}\",\
          \"schema_version\":1,\"ts\":\"2026-12-03T05:28:00.123456Z\",\"run_id\":{run},\
-         \"writer\":\"w-00112233aabbccdd\",\"seq\":42,\"data\":{data}"
+         \"writer\":\"w-00112233aabbccdd\",\"seq\":42,\"data\":"
     )
     .into_bytes();
+    l.extend_from_slice(data);
     if crc {
         let c = crc32c::crc32c(&l);
         l.extend_from_slice(format!(",\"crc\":\"{c:08x}\"").as_bytes());
@@ -111,6 +117,30 @@ fn data_nested_to_the_depth_limit_gets_the_same_verdict() {
     assert!(fast_deep.1[0].reason.contains("nesting too deep"));
     assert_same(&ok);
     assert_same(&deep);
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_bad_whatever_its_crc() {
+    // ASCII lines skip the UTF-8 validation: a non-ASCII byte must still get it.
+    let cases: [(&[u8], bool); 5] = [
+        (b"\xc3\xa9", true),
+        (b"\xf0\x9f\x98\x80", true),
+        (b"\xc3", false),
+        (b"\xff", false),
+        (b"\xed\xa0\x80", false), // a UTF-16 surrogate written as UTF-8
+    ];
+    for (bytes, good) in cases {
+        let data = [b"{\"k\":\"" as &[u8], bytes, b"\"}"].concat();
+        let l = [line_bytes("t.x", None, &data, true).as_slice(), b"\n"].concat();
+        let [fast, general] = scan_both(&l, true);
+        assert_eq!(fast, general);
+        if good {
+            assert!(fast.1.is_empty(), "{bytes:?}: {:?}", fast.1);
+        } else {
+            assert_eq!(fast.1.len(), 1, "{bytes:?}");
+            assert_eq!(fast.1[0].reason, "not valid UTF-8");
+        }
+    }
 }
 
 #[test]
