@@ -83,12 +83,24 @@ pub fn uuid7(unix_ms: u64, rng: &mut Rng) -> [u8; 36] {
 /// its 36-character text form (8-4-4-4-12 hex digits, either case, any version: writers make
 /// lowercase UUIDv7, third-party tools often uuid4).
 pub fn is_uuid(s: &[u8]) -> bool {
+    // The dashes, then the five runs of hex digits between them (a table lookup per digit).
     s.len() == 36
-        && s.iter().enumerate().all(|(i, &c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
+        && [8, 13, 18, 23].iter().all(|&i| s[i] == b'-')
+        && [0..8, 9..13, 14..18, 19..23, 24..36]
+            .into_iter()
+            .all(|r| s[r].iter().all(|&c| IS_HEX[c as usize]))
 }
+
+/// `IS_HEX[c]`: `c` is an ASCII hex digit, either case.
+const IS_HEX: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_hexdigit();
+        c += 1;
+    }
+    t
+};
 
 /// A short random id for a writer instance: `w-` + 16 hex digits.
 pub fn writer_id(rng: &mut Rng) -> String {

@@ -6,7 +6,7 @@ pub const MAX_DEPTH: usize = 128;
 
 /// Bytes that need an escape inside a JSON string: controls, `"` and `\\` (the same bytes end
 /// a run of plain characters when checking a string literal).
-const NEEDS_ESCAPE: [bool; 256] = {
+pub(crate) const NEEDS_ESCAPE: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 0x20 {
@@ -20,7 +20,7 @@ const NEEDS_ESCAPE: [bool; 256] = {
 
 /// Whether the 8 bytes of `x` hold one that needs an escape (a control byte, `"` or `\\`):
 /// the classic "has a byte less than n" and "has a zero byte" tests, exact as a yes/no.
-fn word_needs_escape(x: u64) -> bool {
+pub(crate) fn word_needs_escape(x: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
@@ -152,6 +152,20 @@ pub struct Span {
 pub struct Checker<'a> {
     b: &'a [u8],
     i: usize,
+    /// The members of every object at a depth in `rec_depths` are appended to `rec`.
+    rec_depths: (usize, usize),
+    rec: Vec<Nested>,
+}
+
+/// A member of a nested object, as `Checker::object_end_recording` records it: the object's
+/// depth, the key's literal (quotes included) and the value, as spans of the text.
+#[derive(Clone, Copy, Debug)]
+pub struct Nested {
+    pub depth: usize,
+    pub key: Span,
+    /// The key has an escape.
+    pub esc: bool,
+    pub value: Span,
 }
 
 pub type Members = Vec<(Span, Span)>;
@@ -168,7 +182,7 @@ impl<'a> Checker<'a> {
     /// Like `object_members`, into a reused vector.
     pub fn object_members_into(b: &'a [u8], members: &mut Members) -> Result<(), String> {
         members.clear();
-        let mut c = Checker { b, i: 0 };
+        let mut c = Checker::at(b, 0);
         c.ws();
         if c.peek() != Some(b'{') {
             return Err("not a JSON object".into());
@@ -181,9 +195,46 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
+    /// Check the object starting at `b[i]` (a `{`) at nesting depth `depth` (a text's
+    /// outermost object is 1); returns the index just past it.
+    pub fn object_end(b: &'a [u8], i: usize, depth: usize) -> Result<usize, String> {
+        let mut c = Checker::at(b, i);
+        c.object(depth, None)?;
+        Ok(c.i)
+    }
+
+    /// `object_end`, appending to `rec` (cleared first) every member of this object and of the
+    /// objects that are its members' values, each after the members of its own value: the
+    /// members of `b[i]`'s object are at `depth`, those of a value's object at `depth + 1`.
+    pub fn object_end_recording(
+        b: &'a [u8],
+        i: usize,
+        depth: usize,
+        rec: &mut Vec<Nested>,
+    ) -> Result<usize, String> {
+        rec.clear();
+        let mut c = Checker {
+            rec_depths: (depth, depth + 1),
+            rec: std::mem::take(rec),
+            ..Checker::at(b, i)
+        };
+        let r = c.object(depth, None);
+        *rec = c.rec;
+        r.map(|()| c.i)
+    }
+
+    fn at(b: &'a [u8], i: usize) -> Self {
+        Checker {
+            b,
+            i,
+            rec_depths: (usize::MAX, 0),
+            rec: Vec::new(),
+        }
+    }
+
     /// Check that `b` is exactly one JSON value.
     pub fn value_only(b: &'a [u8]) -> Result<(), String> {
-        let mut c = Checker { b, i: 0 };
+        let mut c = Checker::at(b, 0);
         c.ws();
         c.value(0)?;
         c.ws();
@@ -405,14 +456,20 @@ impl<'a> Checker<'a> {
             self.ws();
             let vs = self.i;
             self.value(depth)?;
+            let value = Span {
+                start: vs,
+                end: self.i,
+            };
             if let Some(m) = out.as_deref_mut() {
-                m.push((
+                m.push((key, value));
+            }
+            if (self.rec_depths.0..=self.rec_depths.1).contains(&depth) {
+                self.rec.push(Nested {
+                    depth,
                     key,
-                    Span {
-                        start: vs,
-                        end: self.i,
-                    },
-                ));
+                    esc,
+                    value,
+                });
             }
             self.ws();
             match self.peek() {

@@ -6,8 +6,8 @@ use super::error::{Error, Result};
 use super::ids;
 use super::writer::EventHead;
 
-fn valid_run_id(id: &str) -> bool {
-    let b = id.as_bytes();
+/// Whether `b` is a valid run id (the scanner asks with a line's bytes, before any string).
+pub(crate) fn valid_run_id(b: &[u8]) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
@@ -17,7 +17,7 @@ fn valid_run_id(id: &str) -> bool {
 
 /// Checked before anything is built: run ids end up in paths, so they are strict.
 pub fn check_run_id(id: &str) -> Result<()> {
-    if valid_run_id(id) {
+    if valid_run_id(id.as_bytes()) {
         Ok(())
     } else {
         Err(Error::schema(format!(

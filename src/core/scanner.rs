@@ -5,7 +5,7 @@
 use super::clock;
 use super::error::{Error, Result};
 use super::ids;
-use super::json::{unescape, Checker, Members};
+use super::json::{unescape, Checker, Members, Nested};
 use super::rules;
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
@@ -14,6 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 mod columns;
+mod fast;
 mod shape;
 pub use columns::{Columns, StrColumn, MAX_COLUMN_BYTES};
 
@@ -227,8 +228,35 @@ fn scan_buffer_upto(
     bad: &mut Vec<BadLine>,
     column_limit: usize,
 ) -> usize {
+    scan_lines(buf, base, opts, cols, bad, column_limit, Scratch::default())
+}
+
+/// `scan_buffer` with every line on the general path: the oracle of the fast path's tests.
+#[cfg(test)]
+pub(crate) fn scan_buffer_general(
+    buf: &[u8],
+    base: u64,
+    opts: ScanOptions,
+    cols: &mut Columns,
+    bad: &mut Vec<BadLine>,
+) -> usize {
+    let sc = Scratch {
+        general_only: true,
+        ..Scratch::default()
+    };
+    scan_lines(buf, base, opts, cols, bad, MAX_COLUMN_BYTES, sc)
+}
+
+fn scan_lines(
+    buf: &[u8],
+    base: u64,
+    opts: ScanOptions,
+    cols: &mut Columns,
+    bad: &mut Vec<BadLine>,
+    column_limit: usize,
+    mut sc: Scratch,
+) -> usize {
     let mut pos = 0;
-    let mut sc = Scratch::default();
     cols.data.values.reserve(buf.len().min(column_limit));
     while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
         let line = &buf[pos..pos + nl];
@@ -278,7 +306,11 @@ fn glued_start(line: &[u8]) -> Option<usize> {
 #[derive(Default)]
 struct Scratch {
     members: Members,
+    /// The fast path's record of `data`'s members (and theirs).
+    nested: Vec<Nested>,
     shape: shape::ShapeScratch,
+    /// Tests: every line takes the general path (the fast path's oracle).
+    general_only: bool,
 }
 
 /// The v1 envelope keys, in the only order a line may have them; `crc` (last) is optional.
@@ -399,23 +431,26 @@ fn check_crc(line: &[u8], members: &Members, strict: bool) -> std::result::Resul
     }
 }
 
-/// Check one line and append its envelope to the columns; Err(reason) if it is bad.
-fn take_line(
-    line: &[u8],
-    off: u64,
+/// The envelope of a good line (the strings unescaped), `data` as written.
+struct Envelope<'a> {
+    event_id: Cow<'a, [u8]>,
+    event_type: Cow<'a, [u8]>,
+    version: i64,
+    ts: i64,
+    run_id: Option<Cow<'a, [u8]>>,
+    writer: Cow<'a, [u8]>,
+    seq: i64,
+    data: &'a [u8],
+}
+
+/// The general path: any I-JSON line, checked member by member (the verdict on every line the
+/// fast path does not take).
+fn envelope<'a>(
+    line: &'a [u8],
     opts: ScanOptions,
-    cols: &mut Columns,
-    sc: &mut Scratch,
-) -> std::result::Result<(), String> {
-    if line.is_empty() {
-        return Err("empty line".into());
-    }
-    if std::str::from_utf8(line).is_err() {
-        return Err("not valid UTF-8".into());
-    }
-    Checker::object_members_into(line, &mut sc.members)
-        .map_err(|e| format!("invalid JSON: {e}"))?;
-    let members = &sc.members;
+    members: &mut Members,
+) -> std::result::Result<Envelope<'a>, String> {
+    Checker::object_members_into(line, members).map_err(|e| format!("invalid JSON: {e}"))?;
     check_envelope(line, members)?;
     check_crc(line, members, opts.strict)?;
     let get = |j: usize| &line[members[j].1.start..members[j].1.end];
@@ -443,26 +478,67 @@ fn take_line(
     let data = Some(get(7))
         .filter(|v| v.first() == Some(&b'{'))
         .ok_or("data is not an object")?;
+    Ok(Envelope {
+        event_id,
+        event_type,
+        version,
+        ts,
+        run_id,
+        writer,
+        seq,
+        data,
+    })
+}
+
+/// Check one line and append its envelope to the columns; Err(reason) if it is bad.
+fn take_line(
+    line: &[u8],
+    off: u64,
+    opts: ScanOptions,
+    cols: &mut Columns,
+    sc: &mut Scratch,
+) -> std::result::Result<(), String> {
+    if line.is_empty() {
+        return Err("empty line".into());
+    }
+    // Most lines are ASCII: checked a word at a time, cheaper than UTF-8 validation.
+    if !line.is_ascii() && std::str::from_utf8(line).is_err() {
+        return Err("not valid UTF-8".into());
+    }
+    let fast = if sc.general_only {
+        None
+    } else {
+        fast::envelope(line, opts.strict, &mut sc.nested)
+    };
+    let took_fast = fast.is_some();
+    let env = match fast {
+        Some(env) => env,
+        None => envelope(line, opts, &mut sc.members)?,
+    };
     // What the writer refuses is bad on the read side too (a hand-written line): run ids end up
     // in paths, artifact paths must stay inside the root.
-    if let Some(r) = &run_id {
+    if let Some(r) = env.run_id.as_deref().filter(|r| !rules::valid_run_id(r)) {
         rules::check_run_id(&String::from_utf8_lossy(r)).map_err(|e| e.to_string())?;
     }
-    let et = std::str::from_utf8(&event_type).unwrap_or("");
-    rules::check_artifact_paths(et, data).map_err(|e| e.to_string())?;
-    cols.event_id.push(&event_id);
-    cols.event_type.push(&event_type);
-    cols.schema_version.push(version);
-    cols.ts_us.push(ts);
-    match run_id {
-        Some(r) => cols.run_id.push(&r),
+    let et = std::str::from_utf8(&env.event_type).unwrap_or("");
+    rules::check_artifact_paths(et, env.data).map_err(|e| e.to_string())?;
+    cols.event_id.push(&env.event_id);
+    cols.event_type.push(&env.event_type);
+    cols.schema_version.push(env.version);
+    cols.ts_us.push(env.ts);
+    match &env.run_id {
+        Some(r) => cols.run_id.push(r),
         None => cols.run_id.push_null(),
     }
-    cols.writer.push(&writer);
-    cols.seq.push(seq);
-    cols.data.push(data);
+    cols.writer.push(&env.writer);
+    cols.seq.push(env.seq);
+    cols.data.push(env.data);
     if et == "trial.recorded" {
-        cols.shape.push(shape::trial_shape(data, &mut sc.shape));
+        cols.shape.push(if took_fast {
+            shape::trial_shape_recorded(line, &sc.nested, &mut sc.shape)
+        } else {
+            shape::trial_shape(env.data, &mut sc.shape)
+        });
     } else {
         cols.shape.push_null();
     }
@@ -471,5 +547,7 @@ fn take_line(
     Ok(())
 }
 
+#[cfg(test)]
+mod fast_tests;
 #[cfg(test)]
 mod tests;

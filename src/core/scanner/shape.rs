@@ -11,7 +11,10 @@
 //! `metrics` that is missing or not an object contributes no key.
 
 use super::json_string;
-use crate::core::json::write_str;
+use crate::core::json::{write_str, Nested};
+
+/// The depth of `data`'s object in a line, as the checker counts it (the line's object is 1).
+pub(super) const DATA_DEPTH: usize = 2;
 
 /// Reused buffers.
 #[derive(Default)]
@@ -161,26 +164,90 @@ pub(super) fn trial_shape<'a>(data: &[u8], sc: &'a mut ShapeScratch) -> &'a [u8]
         }
         members(data, v, |k2, v2| {
             let end = value_end(data, v2)?;
-            let inner = &k2[1..k2.len() - 1];
-            if !inner.contains(&b'\\') {
-                // No escape: the literal holds no quote, backslash or control character, so
-                // it is written as it stands (what write_str would produce, without the scan).
-                if out.len() > 1 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(&[b'"', obj, kind(&data[v2..end])]);
-                out.extend_from_slice(inner);
-                out.push(b'"');
-            } else if let Some(key) = json_string(k2) {
-                elem.clear();
-                elem.push(obj);
-                elem.push(kind(&data[v2..end]));
-                elem.extend_from_slice(&key);
-                push_elem(out, elem);
-            }
+            let esc = k2[1..k2.len() - 1].contains(&b'\\');
+            push_member(out, elem, obj, (k2, esc), &data[v2..end]);
             Some(end)
         })
     });
+    out.push(b']');
+    out
+}
+
+/// Append the element of a `params` (`obj` = `p`) or `metrics` (`m`) member.
+/// `key`: the literal and whether it has an escape.
+fn push_member(out: &mut Vec<u8>, elem: &mut Vec<u8>, obj: u8, key: (&[u8], bool), value: &[u8]) {
+    let (key, esc) = key;
+    let inner = &key[1..key.len() - 1];
+    if !esc {
+        // No escape: the literal holds no quote, backslash or control character, so it is
+        // written as it stands (what write_str would produce, without the scan).
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&[b'"', obj, kind(value)]);
+        out.extend_from_slice(inner);
+        out.push(b'"');
+    } else if let Some(key) = json_string(key) {
+        elem.clear();
+        elem.push(obj);
+        elem.push(kind(value));
+        elem.extend_from_slice(&key);
+        push_elem(out, elem);
+    }
+}
+
+/// `trial_shape` from what the checker recorded while checking `data` in `line`
+/// (`Checker::object_end_recording` at `DATA_DEPTH`): no second walk over the text.
+pub(super) fn trial_shape_recorded<'a>(
+    line: &[u8],
+    rec: &[Nested],
+    sc: &'a mut ShapeScratch,
+) -> &'a [u8] {
+    let ShapeScratch { out, elem } = sc;
+    out.clear();
+    out.push(b'[');
+    // Each member of `data` comes after the members of its value's object, if any.
+    let mut first = 0;
+    for (j, m) in rec.iter().enumerate() {
+        if m.depth != DATA_DEPTH {
+            continue;
+        }
+        let inner = &rec[first..j];
+        first = j + 1;
+        let k = &line[m.key.start..m.key.end];
+        let value = &line[m.value.start..m.value.end];
+        // The checker told which keys have an escape: the others compare as they stand.
+        let is = |name: &[u8]| {
+            if m.esc {
+                json_string(k).as_deref() == Some(name)
+            } else {
+                &k[1..k.len() - 1] == name
+            }
+        };
+        let obj = if is(b"params") {
+            b'p'
+        } else if is(b"metrics") {
+            b'm'
+        } else {
+            if is(b"trial_id") {
+                if out.len() > 1 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&[b'"', b't', kind(value), b'"']);
+            }
+            continue;
+        };
+        for n in inner {
+            let key = &line[n.key.start..n.key.end];
+            push_member(
+                out,
+                elem,
+                obj,
+                (key, n.esc),
+                &line[n.value.start..n.value.end],
+            );
+        }
+    }
     out.push(b']');
     out
 }
