@@ -42,25 +42,32 @@ def insert_small(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> No
     """The rows of a small round, batch by batch as the core scanned them (DuckDB reads a
     batch through the Arrow PyCapsule interface): `file`, the upcast columns and the JSON type
     of `data` are added here as `ScanFeed._to_arrow` adds them, so both paths store the same
-    rows; pyarrow is never imported."""
-    con.execute(
-        'CREATE OR REPLACE TEMP TABLE _upc ("offset" BIGINT, data_upcast VARCHAR, v INTEGER)'
-    )
+    rows; pyarrow is never imported. A batch with no row to upcast (the usual case) takes one
+    INSERT; the table of upcast rows is made only for a batch that has some."""
+    upc = False
     for b in feed.direct():
         con.register("_batch", b)
         try:
-            con.execute("DELETE FROM _upc")
             up = upcast_rows(con, "_batch", feed.upcaster, feed.newest, feed.upcast_errors)
             if up:
+                if not upc:
+                    con.execute(
+                        'CREATE OR REPLACE TEMP TABLE _upc ("offset" BIGINT, '
+                        "data_upcast VARCHAR, v INTEGER)"
+                    )
+                    upc = True
+                con.execute("DELETE FROM _upc")
                 con.executemany("INSERT INTO _upc VALUES (?, ?, ?)", up)
-            con.execute(
-                """INSERT INTO events
-                   SELECT b.event_id, b.event_type, b.schema_version, b.ts, b.run_id, b.writer,
-                          b.seq, CAST(b.data AS JSON), ?, b."offset", b.line_bytes, ?,
-                          u.data_upcast, u.v, CASE WHEN u.data_upcast IS NULL THEN b.shape END
-                   FROM _batch b LEFT JOIN _upc u USING ("offset")""",
-                [b.file, gen],
-            )
+            con.execute(_INSERT_UPCAST if up else _INSERT_PLAIN, [b.file, gen])
         finally:
             con.unregister("_batch")
-    con.execute("DROP TABLE _upc")
+    if upc:
+        con.execute("DROP TABLE _upc")
+
+
+_COLUMNS = """b.event_id, b.event_type, b.schema_version, b.ts, b.run_id, b.writer, b.seq,
+              CAST(b.data AS JSON), ?, b."offset", b.line_bytes, ?"""
+_INSERT_PLAIN = f"INSERT INTO events SELECT {_COLUMNS}, NULL, NULL, b.shape FROM _batch b"
+_INSERT_UPCAST = f"""INSERT INTO events
+    SELECT {_COLUMNS}, u.data_upcast, u.v, CASE WHEN u.data_upcast IS NULL THEN b.shape END
+    FROM _batch b LEFT JOIN _upc u USING ("offset")"""
