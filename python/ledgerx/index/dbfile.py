@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ledgerx.errors import ConfigError, IndexLockedError
 from ledgerx.fsutil import ForkSafeLock
+from ledgerx.index.engine import duckdb
 from ledgerx.index.publish import copy_file, file_ident
 from ledgerx.index.safesql import forbid_external_access
 

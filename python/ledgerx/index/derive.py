@@ -9,10 +9,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import sql_str
+from ledgerx.index.engine import duckdb
 from ledgerx.index.publish import IndexPaths, publish
 from ledgerx.index.scan import FileState
 

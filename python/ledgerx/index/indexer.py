@@ -37,8 +37,6 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError
 from ledgerx.index import dbfile
@@ -62,6 +60,7 @@ from ledgerx.index.derive import (
     upgrade_format,
     write_sides,
 )
+from ledgerx.index.engine import duckdb
 from ledgerx.index.hooks import PublishRound, run_publish_hooks
 from ledgerx.index.insert import insert_events
 from ledgerx.index.prescan import DEFAULT_CHUNK_BYTES, Prescan
