@@ -115,15 +115,18 @@ def drop_duplicates(
 class NewRows:
     """The rows of an incremental round (`gen`), summed up by one query: the rows of the whole
     table that carry one of their event ids and how many distinct ids they have (equal: no
-    duplicate), their event types and their runs."""
+    duplicate), their event types and their runs; `days`: the days of the part files the round
+    read (`substr(file, 5, 10)`), a superset of its rows' days."""
 
     id_rows: int
     ids: int
     types: frozenset[str]
     runs: list[str]
+    days: frozenset[str]
 
 
-def new_rows(con: duckdb.DuckDBPyConnection, gen: int) -> NewRows:
+def new_rows(con: duckdb.DuckDBPyConnection, gen: int, files: list[str]) -> NewRows:
+    """`NewRows` of round `gen`, which read the part files `files`."""
     row = con.execute(
         """SELECT (SELECT count(*) FROM events
                    WHERE event_id IN (SELECT event_id FROM events WHERE gen = $1)),
@@ -133,7 +136,8 @@ def new_rows(con: duckdb.DuckDBPyConnection, gen: int) -> NewRows:
         [gen],
     ).fetchone()
     assert row is not None  # an aggregate: one row
-    return NewRows(row[0], row[1], frozenset(row[2] or ()), list(row[3] or ()))
+    days = frozenset(f[4:14] for f in files)  # SQL's substr(file, 5, 10)
+    return NewRows(row[0], row[1], frozenset(row[2] or ()), list(row[3] or ()), days)
 
 
 # An incremental round that touched at most this many runs names them as constants in the
@@ -194,7 +198,8 @@ def derive_new(con: duckdb.DuckDBPyConnection, gen: int, new: NewRows) -> None:
     doing only what its event types can change (each statement costs a millisecond or more to
     plan, most of a one-event round): a table whose source types the round lacks is left as
     it is; without lifecycle events a run's `runs_d` row is updated from the new rows alone
-    (`S.UPDATE_RUNS`: counts, first and last times, days; 'created' becomes 'running'), and only
+    (`S.UPDATE_RUNS`: counts, first and last times, 'created' becomes 'running'; the days only
+    when a run may lack one of the round's, `S.UPDATE_RUN_DAYS`), and only
     a run new to the index is derived from its rows."""
     runs = new.runs
     if runs:
@@ -203,7 +208,9 @@ def derive_new(con: duckdb.DuckDBPyConnection, gen: int, new: NewRows) -> None:
             con.execute(f"DELETE FROM runs_d WHERE {ph}", runs)
             con.execute(S.DERIVE_RUNS.replace("{runs}", ph), runs)
         else:
-            done = {r for (r,) in con.execute(S.UPDATE_RUNS, [gen]).fetchall()}
+            done = dict(con.execute(S.UPDATE_RUNS, [gen]).fetchall())  # {run: its days}
+            if any(not new.days <= set(days) for days in done.values()):
+                con.execute(S.UPDATE_RUN_DAYS, [gen])
             fresh = [r for r in runs if r not in done]  # no row yet: derived from its rows
             if fresh:
                 ph2 = f"run_id IN ({', '.join(f'${i + 1}' for i in range(len(fresh)))})"

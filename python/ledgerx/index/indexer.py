@@ -498,7 +498,8 @@ def _account(
     rep.warnings.extend(feed.file_errors)
     bad = list(feed.bad) + arch_bad
     distinct = feed.rows if feed.ids_distinct is True else None  # the scan's ids: distinct
-    new = new_rows(con, rnd.gen) if rnd.incremental else None
+    files = [s.rel for s in rnd.states if s.end > s.start]
+    new = new_rows(con, rnd.gen, files) if rnd.incremental else None
     rep.duplicates = drop_duplicates(con, rnd.gen, rnd.incremental, bad, distinct, new)
     _trace("dedupe")
     rep.events -= rep.duplicates
