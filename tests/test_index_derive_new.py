@@ -148,3 +148,27 @@ def test_a_round_with_only_trials_takes_the_update_and_skips_other_tables(
     _emit(root, T0 + 2 * 10**7, [("run.completed", {"summary": {}, "artifact_paths": []}, "A")])
     build_index(root)
     assert len(seen) == 2 and "INSERT INTO runs_d" in seen[1]
+
+
+def test_a_small_round_repeating_an_indexed_event_id_drops_the_repeat(tmp_path: Path) -> None:
+    """A small round sums up its ids in Python (`derive.FEW_ROWS`) and looks them up in the whole
+    table: a line that repeats an event already indexed is a duplicate, as in a full rebuild."""
+    root = tmp_path / "ledger"
+    _emit(root, T0, ROUNDS[0][1] + ROUNDS[1][1])
+    build_index(root)
+    part = sorted((root / "events").rglob("*.jsonl"))[0]
+    old = part.read_bytes().splitlines(keepends=True)[1]
+    with part.open("ab") as f:
+        f.write(old)  # already indexed
+    _emit(root, T0 + 10**7, [("trial.recorded", _trial(7), "A")])
+    rep = build_index(root)
+    assert (rep.events, rep.duplicates, rep.bad_lines) == (1, 1, 1)
+    paths = IndexPaths.for_root(root)
+    full = tmp_path / "full.duckdb"
+    build_index(root, db=full, full_rebuild=True)
+    for name, sql in TABLES.items():
+        assert _rows(paths.runs, sql) == _rows(full, sql), name
+    ids = "SELECT event_id, count(*) FROM events GROUP BY ALL HAVING count(*) > 1"
+    assert _rows(paths.runs, ids) == []
+    bad = "SELECT file, len, reason FROM _bad_lines"
+    assert _rows(paths.runs, bad) == _rows(full, bad) != []

@@ -499,7 +499,7 @@ def _account(
     bad = list(feed.bad) + arch_bad
     distinct = feed.rows if feed.ids_distinct is True else None  # the scan's ids: distinct
     files = [s.rel for s in rnd.states if s.end > s.start]
-    new = new_rows(con, rnd.gen, files) if rnd.incremental else None
+    new = new_rows(con, rnd.gen, files, rep.events) if rnd.incremental else None
     rep.duplicates = drop_duplicates(con, rnd.gen, rnd.incremental, bad, distinct, new)
     _trace("dedupe")
     rep.events -= rep.duplicates
