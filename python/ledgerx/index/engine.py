@@ -10,7 +10,10 @@ Scanning a Python Arrow object (`register`) needs the package's adapters: `arrow
 
 from __future__ import annotations
 
-import _duckdb as duckdb
+try:
+    import _duckdb as duckdb
+except ImportError:  # a DuckDB whose package keeps its engine elsewhere: the package itself
+    import duckdb  # type: ignore[no-redef]
 
 __all__ = ["arrow_scans", "duckdb"]
 
