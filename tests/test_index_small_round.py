@@ -69,35 +69,49 @@ def _report(rep: Any) -> tuple[Any, ...]:
             sorted(rep.warnings), rep.bad)  # fmt: skip
 
 
+@pytest.mark.parametrize("upcasts", [True, False], ids=["upcasts", "bound-lists"])
 def test_small_and_streamed_rounds_store_the_same_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upcasts: bool
 ) -> None:
+    """With types to upcast the small path scans the core's Arrow batches; without, it binds
+    their columns as lists (`insert_lists`): both store what the streamed path stores."""
     small, streamed = tmp_path / "small", tmp_path / "streamed"
     _log(small, 1)
-    calls: list[int] = []
-    real = insert_mod.insert_small
+    calls: list[str] = []
 
-    def counted(*a: Any) -> None:
-        calls.append(1)
-        real(*a)
+    def counting(name: str) -> Any:
+        real = getattr(insert_mod, name)
 
-    monkeypatch.setattr(insert_mod, "insert_small", counted)
+        def counted(*a: Any) -> None:
+            calls.append(name)
+            real(*a)
+
+        return counted
+
+    for name in ("insert_small", "insert_lists"):
+        monkeypatch.setattr(insert_mod, name, counting(name))
+    up = Up() if upcasts else None
     reports: dict[str, list[Any]] = {"small": [], "streamed": []}
     for rnd in range(3):  # each root: a full rebuild, then a copy, then the alternate in place
         if rnd:
             _log(small, 1 + rnd)
         shutil.copytree(small / "events", streamed / "events", dirs_exist_ok=True)  # same log
         n = len(calls)
-        reports["small"].append(_report(build_index(small, upcaster=Up())))
-        assert len(calls) == n + 1  # the small path ran
+        reports["small"].append(_report(build_index(small, upcaster=up)))
+        lists = [] if upcasts else ["insert_lists"]
+        assert calls[n:] == ["insert_small", *lists]  # the small path ran
         monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", -1)
-        reports["streamed"].append(_report(build_index(streamed, upcaster=Up())))
-        assert len(calls) == n + 1  # the streamed path ran
+        reports["streamed"].append(_report(build_index(streamed, upcaster=up)))
+        assert len(calls) == n + 1 + len(lists)  # the streamed path ran
         monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", 4 << 20)
         got, want = _rows(small), _rows(streamed)
         assert got == want
     assert reports["small"] == reports["streamed"]
     ev = got["events"]
+    assert {r[8] for r in ev} == {"JSON"}
+    assert any(r[4] is None for r in ev) and any(r[16] for r in ev)  # null run ids, shapes
+    if not upcasts:
+        return
     assert any(r[13] is not None and r[16] is None for r in ev)  # upcast: no shape
     assert any(r[1] == "trial.recorded" and r[13] is None and r[16] for r in ev)  # trial 3
     assert {r[8] for r in ev} == {"JSON"}

@@ -112,6 +112,24 @@ class ScanBatch:
     error: str | None
     """Why the file could not be read at all (not a regular file, I/O error); else None."""
     num_rows: int
+    def columns(
+        self,
+    ) -> tuple[
+        list[str],
+        list[str],
+        list[int],
+        list[int],
+        list[str | None],
+        list[str],
+        list[int],
+        list[str],
+        list[str | None],
+        list[int],
+        list[int],
+    ]:
+        """The columns as Python lists (a small round binds them as DuckDB parameters):
+        event_id, event_type, schema_version, ts (microseconds since the epoch, UTC), run_id,
+        writer, seq, data, shape, offset, line_bytes."""
     def __arrow_c_array__(
         self, requested_schema: object | None = None
     ) -> tuple[object, object]: ...

@@ -190,6 +190,10 @@ def load_archived(
     done: list[tuple[PendingArchived, int, int]] = []
     bad: list[tuple[str, int, int, str]] = []
     rows = nbytes = 0
+    if pending:  # DuckDB scans the archive's Arrow batches (`register`)
+        from ledgerx.index.engine import arrow_scans
+
+        arrow_scans()
     for pa_ in pending:
         p = pa_.part
         pf = pq.ParquetFile(p.path)

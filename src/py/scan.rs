@@ -5,10 +5,11 @@ use super::arrow::{export_array, export_schema, FfiArray, FfiSchema};
 use super::to_py;
 use crate::core::appender;
 use crate::core::json::Checker;
-use crate::core::scanner::{self, scan_file_into, Columns, ScanOptions, ScanResult};
+use crate::core::scanner::{self, scan_file_into, Columns, ScanOptions, ScanResult, StrColumn};
 use crate::core::{Error, Result};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyCapsule;
+use pyo3::types::{PyCapsule, PyList, PyString, PyTuple};
 use std::collections::{HashSet, VecDeque};
 use std::ffi::CString;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -62,6 +63,42 @@ impl ScanBatch {
             |mut a: FfiArray, _| a.release_if_owned(),
         )?;
         Ok((schema, array))
+    }
+
+    /// The columns as Python lists, for a small round that DuckDB reads from bound list
+    /// parameters instead of the Arrow interface (which needs the `duckdb` package's Python
+    /// layer, most of a one-event `ledgerx rebuild` process): event_id, event_type,
+    /// schema_version, ts (microseconds since the epoch, UTC), run_id, writer, seq, data,
+    /// shape, offset, line_bytes.
+    fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let c = &self.columns;
+        let n = c.len();
+        let strs = |col: &StrColumn| -> PyResult<Bound<'py, PyList>> {
+            let items = (0..n)
+                .map(|i| match col.get(i) {
+                    None => Ok(py.None().into_bound(py)),
+                    Some(b) => std::str::from_utf8(b)
+                        .map(|s| PyString::new(py, s).into_any())
+                        .map_err(|e| PyValueError::new_err(format!("scanned text: {e}"))),
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)
+        };
+        let ints = |v: &Vec<i64>| PyList::new(py, v.iter().copied());
+        let cols: Vec<Bound<'py, PyAny>> = vec![
+            strs(&c.event_id)?.into_any(),
+            strs(&c.event_type)?.into_any(),
+            ints(&c.schema_version)?.into_any(),
+            ints(&c.ts_us)?.into_any(),
+            strs(&c.run_id)?.into_any(),
+            strs(&c.writer)?.into_any(),
+            ints(&c.seq)?.into_any(),
+            strs(&c.data)?.into_any(),
+            strs(&c.shape)?.into_any(),
+            ints(&c.offset)?.into_any(),
+            ints(&c.line_bytes)?.into_any(),
+        ];
+        PyTuple::new(py, cols)
     }
 
     fn __repr__(&self) -> String {

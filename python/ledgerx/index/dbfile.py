@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ledgerx.errors import ConfigError, IndexLockedError
 from ledgerx.fsutil import ForkSafeLock
+from ledgerx.index.engine import duckdb
 from ledgerx.index.publish import copy_file, file_ident
 from ledgerx.index.safesql import forbid_external_access
 
@@ -138,8 +137,11 @@ def read_state_any(path: Path, work: Path) -> PublishedState:
 
 
 def last_runs(con: duckdb.DuckDBPyConnection, meta: dict[str, str]) -> list[tuple[Any, ...]]:
-    """The `_index_runs` row of the round that made the index `con` uses."""
-    q = "SELECT * FROM _index_runs WHERE gen = ?"
+    """The `_index_runs` row of the round that made the index `con` uses, `started_at` in epoch
+    microseconds (a TIMESTAMPTZ fetched into Python would import zoneinfo: ~10 ms of a fresh
+    process)."""
+    q = """SELECT gen, mode, epoch_us(started_at), seconds, events, bad_lines, bytes, files
+           FROM _index_runs WHERE gen = ?"""
     return con.execute(q, [int(meta.get("gen", "0"))]).fetchall()
 
 
@@ -324,3 +326,25 @@ _APPLIED: dict[int, tuple[str | None, int, str]] = {}
 
 def _memory_db() -> duckdb.DuckDBPyConnection:
     return duckdb.connect(":memory:")
+
+
+def state_after(
+    con: duckdb.DuckDBPyConnection,
+    start: Checkpoints,
+    states: list[Any],
+    meta: dict[str, Any],
+    row: list[Any],
+    has_dups: bool,
+) -> PublishedState:
+    """What a round's committed work file holds, for the next round of this process: the
+    checkpoints the round started from (`start`) moved by its scanned `states` as `record` wrote
+    them, the `meta` and `_index_runs` `row` it wrote (as `last_runs` reads it). Read from the
+    file instead when duplicates made `record` recount files in SQL."""
+    if has_dups:
+        ckpt, meta = state_of(con)
+        return PublishedState(ckpt, meta, last_runs(con, meta), False)
+    ckpt = dict(start)
+    for s in states:
+        if s.end > s.start:
+            ckpt[s.rel] = (s.end, s.old_events + s.events, s.old_bad + s.bad)
+    return PublishedState(ckpt, dict(meta), [tuple(row)], False)

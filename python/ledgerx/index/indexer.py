@@ -33,11 +33,9 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-
-import duckdb
 
 from ledgerx.config import events_dir, resolve_root
 from ledgerx.errors import ConfigError
@@ -52,14 +50,17 @@ from ledgerx.index.dbfile import (
     state_of,
 )
 from ledgerx.index.derive import (
+    NewRows,
     derive,
     drop_duplicates,
+    new_rows,
     record,
     unlink_spill,
     unlink_work,
     upgrade_format,
-    write_side,
+    write_sides,
 )
+from ledgerx.index.engine import duckdb
 from ledgerx.index.hooks import PublishRound, run_publish_hooks
 from ledgerx.index.insert import insert_events
 from ledgerx.index.prescan import DEFAULT_CHUNK_BYTES, Prescan
@@ -304,12 +305,12 @@ def _index_into_work(
         if not rnd.in_place:
             con.begin()
         _account(con, rnd, feed, up, opts.strict, rep)
-        _write_meta(con, rnd, rep, strict=opts.strict, started_at=started_at, t0=t0)
+        meta, row = _write_meta(con, rnd, rep, strict=opts.strict, started_at=started_at, t0=t0)
         con.commit()
         _trace("commit")
-        ckpt, meta = state_of(con)  # what the file holds once published, for the next round
-        rnd.after = dbfile.PublishedState(ckpt, meta, dbfile.last_runs(con, meta), False)
-        _write_side_files(con, rnd, rep, opts.durable)
+        rnd.after = dbfile.state_after(con, rnd.ckpt, rnd.states, meta, row, rep.duplicates > 0)
+        write_sides(con, rnd.paths, rnd.rootp, rnd.gen, rnd.incremental, rep.duplicates > 0,
+                    rnd.new, opts.durable)  # fmt: skip
         _trace("side files")
         con.execute("CHECKPOINT")
         _trace("checkpoint")
@@ -347,6 +348,7 @@ class _Round:
     alias: str | None = None  # in place: `con` is a work cursor with the alternate attached
     after: dbfile.PublishedState | None = None  # the work file's state once committed
     p_ckpt: Checkpoints = field(default_factory=dict)  # in place: the published checkpoints
+    new: NewRows | None = None  # what the round's rows are, when `derive` learned it
 
 
 def _plan(
@@ -496,12 +498,14 @@ def _account(
     rep.warnings.extend(feed.file_errors)
     bad = list(feed.bad) + arch_bad
     distinct = feed.rows if feed.ids_distinct is True else None  # the scan's ids: distinct
-    rep.duplicates = drop_duplicates(con, rnd.gen, rnd.incremental, bad, distinct)
+    files = [s.rel for s in rnd.states if s.end > s.start]
+    new = new_rows(con, rnd.gen, files, rep.events) if rnd.incremental else None
+    rep.duplicates = drop_duplicates(con, rnd.gen, rnd.incremental, bad, distinct, new)
     _trace("dedupe")
     rep.events -= rep.duplicates
     rep.bad_lines = len(bad)
     rep.bad = bad[:MAX_REPORTED_BAD]
-    derive(con, rnd.gen, rnd.incremental, has_dups=rep.duplicates > 0)
+    rnd.new = derive(con, rnd.gen, rnd.incremental, rep.duplicates > 0, new)
     _trace("derive")
     record(con, rnd.gen, rnd.states, bad, rep.duplicates > 0)
     if rnd.in_place:
@@ -543,8 +547,9 @@ def _write_meta(
     strict: bool,
     started_at: datetime,
     t0: float,
-) -> None:
-    """`_index_meta` (format, generation, lineage, options) and this round's `_index_runs` row."""
+) -> tuple[dict[str, Any], list[Any]]:
+    """`_index_meta` (format, generation, lineage, options) and this round's `_index_runs` row
+    (`started_at` in epoch microseconds, as `dbfile.last_runs` reads it); returns both."""
     meta, incremental = rnd.meta, rnd.incremental
     stale = rnd.want_stale or meta.get("stale_after_s") or str(DEFAULT_STALE_AFTER_S)
     new_meta = {
@@ -565,36 +570,17 @@ def _write_meta(
     )
     floor = {rel: off for rel, (off, _, _) in rnd.p_ckpt.items()}
     rep.files = sum(1 for s in rnd.states if s.end > max(s.start, floor.get(s.rel, 0)))
-    row = [rnd.gen, rep.mode, started_at, time.monotonic() - t0]
+    at_us = (started_at - _EPOCH) // timedelta(microseconds=1)
+    row = [rnd.gen, rep.mode, at_us, time.monotonic() - t0]
     row += [rep.events, rep.bad_lines, rep.bytes, rep.files]
-    if rnd.in_place:  # the round that made the published file, missing from the alternate
-        for prev in rnd.last_runs:
-            con.execute("INSERT INTO _index_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(prev))
-    con.execute("INSERT INTO _index_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+    # in place: the round that made the published file, missing from the alternate, too
+    rows = [*(list(p) for p in (rnd.last_runs if rnd.in_place else [])), row]
+    con.execute(
+        "INSERT INTO _index_runs VALUES "
+        + ", ".join(["(?, ?, make_timestamptz(?), ?, ?, ?, ?, ?)"] * len(rows)),
+        [x for r in rows for x in r],
+    )
+    return new_meta, row
 
 
-def _write_side_files(
-    con: duckdb.DuckDBPyConnection, rnd: _Round, rep: IndexReport, durable: bool
-) -> None:
-    """alerts.duckdb and catalog.duckdb, when this round changed them. Side files first: if we
-    die between the renames, runs.duckdb still points at the old checkpoints, so the next round
-    redoes these bytes and rewrites both."""
-    paths, incremental = rnd.paths, rnd.incremental
-    # count(*) always returns one row: fetchone() is never None here and below.
-    new_alerts, touched = con.execute(
-        """SELECT (SELECT count(*) FROM events WHERE gen = ? AND event_type = 'alert.ingested'),
-                  (SELECT count(*) FROM _touched)""",
-        [rnd.gen],
-    ).fetchone()  # type: ignore[misc]
-    if not incremental or new_alerts or rep.duplicates or not paths.alerts.exists():
-        write_side(con, paths.alerts, "alerts", S.ALERTS_SELECT, [], durable)
-    if not incremental or touched or not paths.catalog.exists():
-        rel_index = _rel_to_root(paths.runs, rnd.rootp)
-        write_side(con, paths.catalog, "runs", S.CATALOG_SELECT, [rel_index], durable)
-
-
-def _rel_to_root(p: Path, root: Path) -> str:
-    try:
-        return str(p.relative_to(root))
-    except ValueError:
-        return str(p)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

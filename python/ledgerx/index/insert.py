@@ -4,8 +4,7 @@ one-event `ledgerx rebuild` process was that import). Both store the same rows."
 
 from __future__ import annotations
 
-import duckdb
-
+from ledgerx.index.engine import arrow_scans, duckdb
 from ledgerx.index.scan import ScanFeed
 from ledgerx.index.upcast import upcast_rows
 
@@ -23,6 +22,7 @@ def insert_events(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> N
     if feed.total <= SMALL_ROUND_BYTES:
         insert_small(con, feed, gen)
         return
+    arrow_scans()
     failed: list[BaseException] = []
     feed.start()
     con.register("_scan", feed.reader(failed))
@@ -42,25 +42,57 @@ def insert_small(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> No
     """The rows of a small round, batch by batch as the core scanned them (DuckDB reads a
     batch through the Arrow PyCapsule interface): `file`, the upcast columns and the JSON type
     of `data` are added here as `ScanFeed._to_arrow` adds them, so both paths store the same
-    rows; pyarrow is never imported."""
-    con.execute(
-        'CREATE OR REPLACE TEMP TABLE _upc ("offset" BIGINT, data_upcast VARCHAR, v INTEGER)'
-    )
+    rows; pyarrow is never imported. A batch with no row to upcast (the usual case) takes one
+    INSERT; the table of upcast rows is made only for a batch that has some. When no event
+    type has a version to upcast from, the batches go in as bound lists (`insert_lists`)."""
+    if feed.upcaster is None or all(v <= 1 for v in feed.newest.values()):
+        insert_lists(con, feed, gen)
+        return
+    arrow_scans()
+    upc = False
     for b in feed.direct():
         con.register("_batch", b)
         try:
-            con.execute("DELETE FROM _upc")
             up = upcast_rows(con, "_batch", feed.upcaster, feed.newest, feed.upcast_errors)
             if up:
+                if not upc:
+                    con.execute(
+                        'CREATE OR REPLACE TEMP TABLE _upc ("offset" BIGINT, '
+                        "data_upcast VARCHAR, v INTEGER)"
+                    )
+                    upc = True
+                con.execute("DELETE FROM _upc")
                 con.executemany("INSERT INTO _upc VALUES (?, ?, ?)", up)
-            con.execute(
-                """INSERT INTO events
-                   SELECT b.event_id, b.event_type, b.schema_version, b.ts, b.run_id, b.writer,
-                          b.seq, CAST(b.data AS JSON), ?, b."offset", b.line_bytes, ?,
-                          u.data_upcast, u.v, CASE WHEN u.data_upcast IS NULL THEN b.shape END
-                   FROM _batch b LEFT JOIN _upc u USING ("offset")""",
-                [b.file, gen],
-            )
+            con.execute(_INSERT_UPCAST if up else _INSERT_PLAIN, [b.file, gen])
         finally:
             con.unregister("_batch")
-    con.execute("DROP TABLE _upc")
+    if upc:
+        con.execute("DROP TABLE _upc")
+
+
+_COLUMNS = """b.event_id, b.event_type, b.schema_version, b.ts, b.run_id, b.writer, b.seq,
+              CAST(b.data AS JSON), ?, b."offset", b.line_bytes, ?"""
+_INSERT_PLAIN = f"INSERT INTO events SELECT {_COLUMNS}, NULL, NULL, b.shape FROM _batch b"
+_INSERT_UPCAST = f"""INSERT INTO events
+    SELECT {_COLUMNS}, u.data_upcast, u.v, CASE WHEN u.data_upcast IS NULL THEN b.shape END
+    FROM _batch b LEFT JOIN _upc u USING ("offset")"""
+
+
+def insert_lists(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> None:
+    """A small round's rows without upcasts, each batch's columns bound as lists
+    (`ScanBatch.columns`) and unnested side by side: DuckDB reads no Python Arrow object, so the
+    `duckdb` package's Python layer is never imported (`ledgerx.index.engine`). The same rows
+    as `insert_small`'s: `ts` from microseconds, `data` typed JSON, `file` and `gen` added."""
+    for b in feed.direct():
+        con.execute(_INSERT_LISTS, [*b.columns(), b.file, gen])
+
+
+_INSERT_LISTS = """INSERT INTO events
+    SELECT event_id, event_type, schema_version, make_timestamptz(ts), run_id, writer, seq,
+           CAST(data AS JSON), $12, "offset", line_bytes, $13, NULL, NULL, shape
+    FROM (SELECT unnest($1::VARCHAR[]) AS event_id, unnest($2::VARCHAR[]) AS event_type,
+                 unnest($3::INTEGER[]) AS schema_version, unnest($4::BIGINT[]) AS ts,
+                 unnest($5::VARCHAR[]) AS run_id, unnest($6::VARCHAR[]) AS writer,
+                 unnest($7::BIGINT[]) AS seq, unnest($8::VARCHAR[]) AS data,
+                 unnest($9::VARCHAR[]) AS shape, unnest($10::BIGINT[]) AS "offset",
+                 unnest($11::INTEGER[]) AS line_bytes)"""

@@ -24,9 +24,8 @@ import shutil
 import tempfile
 import threading
 
-import duckdb
-
 from ledgerx.errors import LedgerError
+from ledgerx.index.engine import duckdb
 
 __all__ = ["QueryRefusedError", "check_read_only_sql", "forbid_external_access", "private_tmp"]
 

@@ -300,6 +300,7 @@ DERIVE_APPEND = [
 ]
 
 APPEND_TABLES = ["baseline_results", "artifacts_catalog"]
+APPEND_TYPES = ["baseline.completed", "artifact.created"]  # the source type of each, in order
 
 # Per-run state for the runs that `{runs}` selects: `run_id IN (SELECT run_id FROM _touched)` in
 # an incremental round, every run (`run_id IS NOT NULL`) in a full rebuild.
@@ -358,6 +359,34 @@ SELECT
     agg.first_event_at, agg.last_event_at, agg.n_events, agg.n_trials,
     days.days
 FROM agg JOIN days USING (run_id) LEFT JOIN life USING (run_id)
+"""
+
+# A round without lifecycle events (run.created/started/completed/failed) changes an indexed
+# run's row only by its new rows: counts, first and last event times, days, and 'created' (only
+# run.created events so far) becomes 'running'; the rest comes from lifecycle events. Returns
+# the runs it updated and their days (a run with no row yet is derived by DERIVE_RUNS). The
+# days, a list (DuckDB rewrites a row whose list changes: ~3 ms more), get UPDATE_RUN_DAYS only
+# when a run may lack one of the round's days.
+UPDATE_RUNS = """
+UPDATE runs_d SET
+    first_event_at = least(runs_d.first_event_at, n.first_at),
+    last_event_at = greatest(runs_d.last_event_at, n.last_at),
+    n_events = runs_d.n_events + n.k,
+    n_trials = runs_d.n_trials + n.t,
+    log_status = CASE WHEN runs_d.log_status = 'created' THEN 'running' ELSE runs_d.log_status END
+FROM (SELECT run_id, min(ts) AS first_at, max(ts) AS last_at, count(*) AS k,
+             count(*) FILTER (WHERE event_type = 'trial.recorded') AS t
+      FROM events WHERE gen = ? AND run_id IS NOT NULL
+      GROUP BY run_id) n
+WHERE runs_d.run_id = n.run_id
+RETURNING runs_d.run_id, runs_d.days
+"""
+UPDATE_RUN_DAYS = """
+UPDATE runs_d SET days = list_sort(list_distinct(list_concat(runs_d.days, n.days)))
+FROM (SELECT run_id, list(DISTINCT substr(file, 5, 10)) AS days
+      FROM events WHERE gen = ? AND run_id IS NOT NULL
+      GROUP BY run_id) n
+WHERE runs_d.run_id = n.run_id AND NOT list_has_all(runs_d.days, n.days)
 """
 
 # Phases pair the k-th `phase.started` with the k-th `phase.completed` of the same run and name.

@@ -1,0 +1,174 @@
+"""Incremental rounds derive only what their event types can change (`derive.derive_new`): a
+round without lifecycle events updates a run's `runs_d` row from its new rows alone
+(`schema.UPDATE_RUNS`), a table whose source types the round lacks is left alone, the round's
+checkpoints and meta are remembered without reading them back (`dbfile.state_after`). After
+every round the derived tables equal a full rebuild of the same log into another file, and the
+remembered state equals what the published file holds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from index_support import DAY_US, T0
+
+from ledgerx import _core
+from ledgerx.index import IndexPaths, build_index, dbfile
+from ledgerx.index import derive as D
+from ledgerx.index.indexer import open_readonly, read_state
+
+TABLES = {
+    "runs_d": "SELECT * FROM runs_d",
+    "phase_timings": "SELECT * FROM phase_timings",
+    "baseline_results": "SELECT * FROM baseline_results",
+    "artifacts_catalog": "SELECT * FROM artifacts_catalog",
+    "_ledger_files": 'SELECT file, day, "offset", size_seen, events, bad_lines FROM _ledger_files',
+}
+CATALOG = "SELECT * EXCLUDE (indexed_at, index_path) FROM runs"
+
+
+def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = open_readonly(db)
+    try:
+        return sorted(con.execute(sql).fetchall(), key=repr)
+    finally:
+        con.close()
+
+
+def _emit(root: Path, at_us: int, events: list[tuple[str, dict[str, Any], str | None]]) -> None:
+    w = _core.Writer(str(root), durability="os")
+    for i, (t, data, rid) in enumerate(events):
+        w._set_fake_now(at_us + i * 1000)
+        w.emit(t, data, run_id=rid)
+    w.close()
+
+
+def _trial(i: int) -> dict[str, Any]:
+    return {"trial_id": i, "params": {"a": i}, "metrics": {"m": 0.5}}
+
+
+# (fake time, events) per round: each round's types pick another path of derive_new.
+ROUNDS: list[tuple[int, list[tuple[str, dict[str, Any], str | None]]]] = [
+    (T0, [("run.created", {"run_kind": "sweep", "config": {}, "data_fingerprint": "f"}, "A")]),
+    # A: 'created' becomes 'running'; B: new to the index, no run.created; C on a later day
+    (T0 + 10**6, [("trial.recorded", _trial(0), "A"), ("trial.recorded", _trial(0), "B")]),
+    (T0 + DAY_US, [("trial.recorded", _trial(1), "A"), ("run.heartbeat", {}, "C")]),
+    # phases, baselines, artifacts, alerts of A and B
+    (
+        T0 + DAY_US + 10**6,
+        [
+            ("phase.started", {"phase": "p", "phase_index": 0}, "A"),
+            ("baseline.completed", {"baseline": "b", "metrics": {"x": 1}}, "B"),
+            (
+                "artifact.created",
+                {
+                    "name": "n",
+                    "path": "p",
+                    "format": "csv",
+                    "bytes": 1,
+                    "sha256": "0" * 64,
+                    "rows": 1,
+                },
+                "A",
+            ),
+            (
+                "alert.ingested",
+                {"alert_id": "a1", "source": "s", "severity": "low", "payload": {}},
+                None,
+            ),
+        ],
+    ),  # fmt: skip
+    (T0 + DAY_US + 2 * 10**6, [("phase.completed", {"phase": "p", "duration_ms": 2.0}, "A")]),
+    (T0 + DAY_US + 3 * 10**6, [("run.completed", {"summary": {}, "artifact_paths": []}, "A")]),
+    # after completion: stays completed; B gets an event earlier than its first (first moves)
+    (T0 + DAY_US + 4 * 10**6, [("trial.recorded", _trial(2), "A")]),
+    (T0 - 10**6, [("trial.recorded", _trial(3), "B"), ("trial.recorded", _trial(4), "B")]),
+    (T0 + 2 * DAY_US, [("trial.recorded", _trial(5), "C")]),
+]
+
+
+def test_each_round_derives_what_a_full_rebuild_derives(tmp_path: Path) -> None:
+    root = tmp_path / "ledger"
+    paths = IndexPaths.for_root(root)
+    paths_seen = []
+    for k, (at, events) in enumerate(ROUNDS):
+        _emit(root, at, events)
+        rep = build_index(root)
+        assert rep.events == len(events), (k, rep)
+        paths_seen.append(rep.mode)
+        full = tmp_path / f"full{k}.duckdb"
+        build_index(root, db=full, full_rebuild=True)
+        for name, sql in TABLES.items():
+            assert _rows(paths.runs, sql) == _rows(full, sql), (k, name)
+        assert _rows(paths.catalog, CATALOG) == _rows(
+            full.with_name(f"full{k}.catalog.duckdb"), CATALOG
+        ), k
+        assert _rows(paths.alerts, "SELECT * FROM alerts") == _rows(
+            full.with_name(f"full{k}.alerts.duckdb"), "SELECT * FROM alerts"
+        ), k
+        # what this process remembers of the file it published is what the file holds
+        ident, state = dbfile._PUBLISHED[(os.getpid(), str(paths.runs))]
+        assert ident == dbfile.file_ident(paths.runs)
+        ckpt, meta = read_state(paths.runs)
+        assert (state.ckpt, state.meta) == (ckpt, meta), k
+        con = open_readonly(paths.runs)
+        try:
+            assert state.last_runs == dbfile.last_runs(con, meta), k
+        finally:
+            con.close()
+    assert paths_seen[0] == "full" and set(paths_seen[1:]) == {"incremental"}
+
+
+def test_a_round_with_only_trials_takes_the_update_and_skips_other_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paths are really taken: a trial-only round runs UPDATE_RUNS and no phase, baseline
+    or artifact statement; a lifecycle round derives the run's row again."""
+    root = tmp_path / "ledger"
+    _emit(root, T0, ROUNDS[0][1] + ROUNDS[1][1])
+    build_index(root)
+    seen: list[str] = []
+    real = D.derive_new
+
+    def spy(con: Any, gen: int, new: D.NewRows) -> None:
+        class Con:
+            def execute(self, q: str, *a: Any) -> Any:
+                seen.append(q)
+                return con.execute(q, *a)
+
+        real(Con(), gen, new)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(D, "derive_new", spy)
+    _emit(root, T0 + 10**7, [("trial.recorded", _trial(9), "A")])
+    build_index(root)
+    assert seen == [D.S.UPDATE_RUNS]
+    seen.clear()
+    _emit(root, T0 + 2 * 10**7, [("run.completed", {"summary": {}, "artifact_paths": []}, "A")])
+    build_index(root)
+    assert len(seen) == 2 and "INSERT INTO runs_d" in seen[1]
+
+
+def test_a_small_round_repeating_an_indexed_event_id_drops_the_repeat(tmp_path: Path) -> None:
+    """A small round sums up its ids in Python (`derive.FEW_ROWS`) and looks them up in the whole
+    table: a line that repeats an event already indexed is a duplicate, as in a full rebuild."""
+    root = tmp_path / "ledger"
+    _emit(root, T0, ROUNDS[0][1] + ROUNDS[1][1])
+    build_index(root)
+    part = sorted((root / "events").rglob("*.jsonl"))[0]
+    old = part.read_bytes().splitlines(keepends=True)[1]
+    with part.open("ab") as f:
+        f.write(old)  # already indexed
+    _emit(root, T0 + 10**7, [("trial.recorded", _trial(7), "A")])
+    rep = build_index(root)
+    assert (rep.events, rep.duplicates, rep.bad_lines) == (1, 1, 1)
+    paths = IndexPaths.for_root(root)
+    full = tmp_path / "full.duckdb"
+    build_index(root, db=full, full_rebuild=True)
+    for name, sql in TABLES.items():
+        assert _rows(paths.runs, sql) == _rows(full, sql), name
+    ids = "SELECT event_id, count(*) FROM events GROUP BY ALL HAVING count(*) > 1"
+    assert _rows(paths.runs, ids) == []
+    bad = "SELECT file, len, reason FROM _bad_lines"
+    assert _rows(paths.runs, bad) == _rows(full, bad) != []
