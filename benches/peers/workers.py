@@ -95,7 +95,14 @@ def _sqlite(sync: str, n: int, d: Path) -> dict[str, Any]:
 
     # timeout: writers of other processes wait on the lock (SQLite busy handler) as in real use
     con = sqlite3.connect(d / "trials.sqlite", isolation_level=None, timeout=60)
-    con.execute("PRAGMA journal_mode=WAL")
+    # Four processes switching a new file to WAL at once: SQLite answers "database is locked"
+    # at once (the busy handler does not cover it). Setup, before the clock: retry.
+    for _ in range(500):
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            time.sleep(0.01)
     con.execute(f"PRAGMA synchronous={sync}")
     con.execute("CREATE TABLE IF NOT EXISTS t (trial_id INTEGER, params TEXT, metrics TEXT)")
     p, m = json.dumps(PARAMS), json.dumps(METRICS)
