@@ -83,30 +83,13 @@ __all__ = [
 
 # Loaded on first use: the writer and the schema registry's decorators for programs that write,
 # the read side (DuckDB) for those that read. A process that only indexes (`ledgerx rebuild`,
-# the daemon) never imports the writer, which cost a one-event rebuild process ~15 ms.
+# the daemon) never imports the writer, which cost a one-event rebuild process ~15 ms. Every
+# name of `__all__` not defined above comes from the writer, except these.
 _LAZY = {
+    **{name: "ledgerx.writer" for name in __all__ if name not in globals()},
     "Reader": "ledgerx.reader",
     "register_upcaster": "ledgerx.schema.upcasters",
     "upcaster": "ledgerx.schema.upcasters",
-    **dict.fromkeys(
-        [
-            "Ledger",
-            "Phase",
-            "Position",
-            "Run",
-            "default_ledger",
-            "emit",
-            "emit_phase_completed",
-            "emit_phase_started",
-            "emit_run_completed",
-            "emit_run_created",
-            "emit_run_started",
-            "flush",
-            "new_run_id",
-            "open",
-        ],
-        "ledgerx.writer",
-    ),
 }
 
 

@@ -217,9 +217,11 @@ pub fn scan_buffer(
     cols: &mut Columns,
     bad: &mut Vec<BadLine>,
 ) -> usize {
-    scan_buffer_upto(buf, base, opts, cols, bad, MAX_COLUMN_BYTES)
+    scan_buffer_upto(buf, base, opts, cols, bad, MAX_COLUMN_BYTES, false)
 }
 
+/// `scan_buffer` with a column limit; `general_only` (tests: the fast path's oracle) sends every
+/// line down the general path.
 fn scan_buffer_upto(
     buf: &[u8],
     base: u64,
@@ -227,35 +229,12 @@ fn scan_buffer_upto(
     cols: &mut Columns,
     bad: &mut Vec<BadLine>,
     column_limit: usize,
+    general_only: bool,
 ) -> usize {
-    scan_lines(buf, base, opts, cols, bad, column_limit, Scratch::default())
-}
-
-/// `scan_buffer` with every line on the general path: the oracle of the fast path's tests.
-#[cfg(test)]
-pub(crate) fn scan_buffer_general(
-    buf: &[u8],
-    base: u64,
-    opts: ScanOptions,
-    cols: &mut Columns,
-    bad: &mut Vec<BadLine>,
-) -> usize {
-    let sc = Scratch {
-        general_only: true,
+    let mut sc = Scratch {
+        general_only,
         ..Scratch::default()
     };
-    scan_lines(buf, base, opts, cols, bad, MAX_COLUMN_BYTES, sc)
-}
-
-fn scan_lines(
-    buf: &[u8],
-    base: u64,
-    opts: ScanOptions,
-    cols: &mut Columns,
-    bad: &mut Vec<BadLine>,
-    column_limit: usize,
-    mut sc: Scratch,
-) -> usize {
     let mut pos = 0;
     cols.data.values.reserve(buf.len().min(column_limit));
     while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
@@ -511,6 +490,8 @@ fn take_line(
         fast::envelope(line, opts.strict, &mut sc.nested)
     };
     let took_fast = fast.is_some();
+    #[cfg(test)]
+    FAST_LINES.with(|n| n.set(n.get() + usize::from(took_fast)));
     let env = match fast {
         Some(env) => env,
         None => envelope(line, opts, &mut sc.members)?,
@@ -545,6 +526,12 @@ fn take_line(
     cols.offset.push(off as i64);
     cols.line_bytes.push(line.len() as i64 + 1);
     Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: how many lines this thread's scans took down the fast path.
+    pub(crate) static FAST_LINES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]

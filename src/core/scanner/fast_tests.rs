@@ -2,7 +2,7 @@
 //! every line, damaged or not, gets the same verdict and the same columns either way.
 
 use super::fast;
-use super::{scan_buffer, scan_buffer_general, BadLine, Columns, ScanOptions};
+use super::{scan_buffer_upto, BadLine, Columns, ScanOptions, FAST_LINES, MAX_COLUMN_BYTES};
 use proptest::prelude::*;
 
 /// A line as a writer writes it (no trailing newline); `crc: false` leaves the crc out.
@@ -41,11 +41,13 @@ fn scan_both(buf: &[u8], strict: bool) -> [(String, Vec<BadLine>, usize); 2] {
     };
     let run = |general: bool| {
         let (mut c, mut b) = (Columns::default(), Vec::new());
-        let n = if general {
-            scan_buffer_general(buf, 0, opts, &mut c, &mut b)
-        } else {
-            scan_buffer(buf, 0, opts, &mut c, &mut b)
-        };
+        let before = FAST_LINES.with(|n| n.get());
+        let n = scan_buffer_upto(buf, 0, opts, &mut c, &mut b, MAX_COLUMN_BYTES, general);
+        // The oracle is the general path only.
+        assert!(
+            !general || FAST_LINES.with(|n| n.get()) == before,
+            "the oracle took the fast path"
+        );
         (format!("{c:?}"), b, n)
     };
     [run(false), run(true)]
@@ -78,6 +80,10 @@ fn writer_lines_take_the_fast_path() {
     assert_same(&t);
     assert_same(&no_run);
     assert_same(&no_crc);
+    // And a scan takes it: one line each, strict and not, for the trial line.
+    let before = FAST_LINES.with(|n| n.get());
+    assert_same(&t);
+    assert_eq!(FAST_LINES.with(|n| n.get()) - before, 2);
 }
 
 #[test]

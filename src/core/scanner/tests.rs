@@ -123,6 +123,7 @@ fn batches_end_before_a_string_column_passes_the_arrow_limit() {
             &mut c,
             &mut b,
             limit,
+            false,
         );
         assert!(n > 0 && b.is_empty(), "{b:?}");
         assert!(c.event_id.values.len() <= limit && c.data.values.len() <= limit);
@@ -136,7 +137,7 @@ fn batches_end_before_a_string_column_passes_the_arrow_limit() {
     // A single line over the limit cannot fit any batch: it is bad, not an endless loop.
     let mut c = Columns::default();
     let mut b = Vec::new();
-    let n = scan_buffer_upto(&all, 0, ScanOptions::default(), &mut c, &mut b, 10);
+    let n = scan_buffer_upto(&all, 0, ScanOptions::default(), &mut c, &mut b, 10, false);
     assert_eq!(n, all.len());
     assert_eq!(b.len(), 5);
     assert!(c.is_empty());
