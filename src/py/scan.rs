@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 #[pyclass(frozen, module = "ledgerx._core")]
 pub struct ScanBatch {
     #[pyo3(get)]
-    file: String,
+    pub(super) file: String,
     #[pyo3(get)]
     start_offset: u64,
     #[pyo3(get)]
@@ -33,7 +33,7 @@ pub struct ScanBatch {
     /// Why the file could not be read at all (not a regular file, I/O error), else None.
     #[pyo3(get)]
     error: Option<String>,
-    columns: Arc<Columns>,
+    pub(super) columns: Arc<Columns>,
 }
 
 #[pymethods]

@@ -4,7 +4,7 @@ one-event `ledgerx rebuild` process was that import). Both store the same rows."
 
 from __future__ import annotations
 
-from ledgerx.index.engine import arrow_scans, duckdb
+from ledgerx.index.engine import arrow_scans, duckdb, register_stream
 from ledgerx.index.scan import ScanFeed
 from ledgerx.index.upcast import upcast_rows
 
@@ -18,24 +18,42 @@ def insert_events(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> N
     scanner produces them and write whole row groups, where an INSERT per chunk (each its own
     commit) left a partial row group to be rewritten at every commit. The work file is private
     until the rename publishes it, so this INSERT commits on its own (memory stays bounded) and
-    the rest of the round is one transaction. A small round takes `insert_small`."""
+    the rest of the round is one transaction. Without rows to upcast the stream is the core's
+    (`ScanFeed.stream`: no pyarrow, no `duckdb` package); with some, pyarrow's (`reader`, which
+    adds the upcast columns). A small round takes `insert_small`."""
     if feed.total <= SMALL_ROUND_BYTES:
         insert_small(con, feed, gen)
         return
-    arrow_scans()
     failed: list[BaseException] = []
-    feed.start()
-    con.register("_scan", feed.reader(failed))
-    con.execute(
-        """INSERT INTO events
-           SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-                  file, "offset", line_bytes, ?, data_upcast, upcast_version, shape
-           FROM _scan""",
-        [gen],
-    )
+    if no_upcasts(feed):
+        feed.start(arrow=False)
+        register_stream(con, "_scan", feed.stream(failed))
+        sql = _INSERT_STREAM
+    else:
+        arrow_scans()
+        feed.start()
+        con.register("_scan", feed.reader(failed))
+        sql = _INSERT_READER
+    con.execute(sql, [gen])
     con.unregister("_scan")
     if failed:  # the scan failed: the stream ended early, the work file is dropped
         raise failed[0]
+
+
+def no_upcasts(feed: ScanFeed) -> bool:
+    """Whether no row of the round can need an upcast (no upcaster, or no event type has a
+    version above 1)."""
+    return feed.upcaster is None or all(v <= 1 for v in feed.newest.values())
+
+
+_INSERT_READER = """INSERT INTO events
+    SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
+           file, "offset", line_bytes, ?, data_upcast, upcast_version, shape
+    FROM _scan"""
+_INSERT_STREAM = """INSERT INTO events
+    SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
+           file, "offset", line_bytes, ?, NULL, NULL, shape
+    FROM _scan"""
 
 
 def insert_small(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> None:
@@ -45,7 +63,7 @@ def insert_small(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> No
     rows; pyarrow is never imported. A batch with no row to upcast (the usual case) takes one
     INSERT; the table of upcast rows is made only for a batch that has some. When no event
     type has a version to upcast from, the batches go in as bound lists (`insert_lists`)."""
-    if feed.upcaster is None or all(v <= 1 for v in feed.newest.values()):
+    if no_upcasts(feed):
         insert_lists(con, feed, gen)
         return
     arrow_scans()

@@ -131,8 +131,12 @@ class ScanFeed:
         self.prescan = prescan
         self.track_ids = track_ids  # a full rebuild: the scan tells whether its ids are distinct
         self._scanner_obj: Any = None
+        self._arrow = True
 
-    def start(self) -> None:
+    def start(self, arrow: bool = True) -> None:
+        """Start the producer thread: it hands on pyarrow batches for `reader` (`arrow`), or
+        the core's batches as they are for `stream`."""
+        self._arrow = arrow
         self._p.start()
 
     def close(self) -> None:
@@ -189,7 +193,9 @@ class ScanFeed:
             for batches in self._scanner():
                 if self._p.stopped:
                     break
-                out = [self._to_arrow(b, b.file) for b in batches if self._book(b)]
+                out = [b for b in batches if self._book(b)]
+                if self._arrow:
+                    out = [self._to_arrow(b, b.file) for b in out]
                 if out and not self._p.put(out):
                     return
                 if self.progress is not None:
@@ -237,6 +243,20 @@ class ScanFeed:
                 failed.append(e)
 
         return pa.RecordBatchReader.from_batches(scan_schema(), batches())
+
+    def stream(self, failed: list[BaseException]) -> Any:
+        """The core's batches (`start(arrow=False)`) as one Arrow C stream (`_core.ScanStream`:
+        `data` typed JSON, `file` added, no upcast columns; no pyarrow), in scan order; an
+        error of the scan ends the stream and is appended to `failed`, as in `reader`."""
+
+        def batches() -> Iterator[Any]:
+            try:
+                for item in self._p.items():
+                    yield from item
+            except BaseException as e:
+                failed.append(e)
+
+        return _core.ScanStream(batches())
 
 
 class Producer:
