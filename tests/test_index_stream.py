@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from test_index_small_round import _log, _report, _rows
 
 from ledgerx import _core
 from ledgerx.index import IndexPaths, build_index
+from ledgerx.index import indexer as indexer_mod
 from ledgerx.index import insert as insert_mod
 
 
@@ -44,10 +46,12 @@ def test_the_core_stream_stores_what_the_pyarrow_stream_stores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Several part files, bad lines, a repeated event id, null run ids, shapes; each round
-    streamed in many chunks (many batches per file): the same rows, checkpoints, bad lines,
-    derived tables and reports, through a full rebuild, a copy and the alternate in place."""
+    streamed in many chunks (many batches per file), three core streams at once but one in
+    place: the same rows, checkpoints, bad lines, derived tables and reports, through a full
+    rebuild, a copy and the alternate in place."""
     core, arrow = tmp_path / "core", tmp_path / "arrow"
     taken = _paths_taken(monkeypatch)
+    monkeypatch.setattr(indexer_mod, "stream_count", lambda threads: 3)  # three INSERTs at once
     monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", -1)  # every round streams
     real, use_pyarrow = insert_mod.no_upcasts, [False]
     monkeypatch.setattr(insert_mod, "no_upcasts", lambda feed: real(feed) and not use_pyarrow[0])
@@ -60,7 +64,7 @@ def test_the_core_stream_stores_what_the_pyarrow_stream_stores(
         use_pyarrow[0] = True
         reports["arrow"].append(_report(build_index(arrow, chunk_bytes=1)))
         assert _rows(core) == _rows(arrow)
-    assert taken == ["core", "pyarrow"] * 3
+    assert taken == ["core"] * 3 + ["pyarrow"] + ["core"] * 3 + ["pyarrow"] + ["core", "pyarrow"]
     assert reports["core"] == reports["arrow"]
     ev = _rows(core)["events"]
     assert len({r[9] for r in ev}) > 1 and {r[8] for r in ev} == {"JSON"}  # files; JSON data
@@ -77,7 +81,7 @@ def test_a_round_without_upcasts_takes_the_core_stream(
     build_index(tmp_path, upcaster=None)
     write_sweep(tmp_path, runs=1, trials=30, seed=2, day_us=T0 + DAY_US)
     build_index(tmp_path)  # the root's registry: every built-in type at version 1
-    assert taken == ["core", "core"]
+    assert set(taken) == {"core"}
     assert index_events(IndexPaths.for_root(tmp_path).runs) == reference_events(tmp_path)
 
 
@@ -85,14 +89,16 @@ class _Boom(RuntimeError):
     pass
 
 
-@pytest.mark.parametrize("stream", ["core", "pyarrow"])
+@pytest.mark.parametrize("stream", ["core", "core x3", "pyarrow"])
 def test_an_error_of_the_scan_mid_stream_fails_the_round_and_keeps_the_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: str
 ) -> None:
     """The producer fails after some batches went to DuckDB (here: the progress callback of
-    the third round raises): the round raises that error, the published index is the one
-    before, no work file is left, and the next round indexes everything once."""
+    the third round raises): the round raises that error (every stream ends), the published
+    index is the one before, no work file is left, and the next round indexes everything
+    once."""
     monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", -1)
+    monkeypatch.setattr(indexer_mod, "stream_count", lambda t: 3 if stream == "core x3" else 1)
     if stream == "pyarrow":
         monkeypatch.setattr(insert_mod, "no_upcasts", lambda feed: False)
     write_sweep(tmp_path, runs=1, trials=20, seed=3)
@@ -159,3 +165,37 @@ def test_a_big_full_rebuild_process_imports_neither_pyarrow_nor_the_duckdb_packa
     out = r.stdout.strip().splitlines()
     assert json.loads(out[-1]) == {"rc": 0, "heavy": []}
     assert index_events(IndexPaths.for_root(root).runs) == reference_events(root)
+
+
+@pytest.mark.parametrize("end", ["done", "error"])
+def test_consumers_sharing_a_producer_take_each_item_once_and_all_see_its_end(end: str) -> None:
+    """`Producer.items` from three threads at once (the streams of one big round): every item
+    goes to exactly one consumer, and the end or the producer's exception reaches them all."""
+    from ledgerx.index.scan import Producer
+
+    def produce() -> None:
+        for i in range(200):
+            p.put(i)
+        p.put(None if end == "done" else _Boom("scan failed"))
+
+    p = Producer(produce, "test-producer", 2)
+    got: list[int] = []
+    ended: list[str] = []
+
+    def consume() -> None:
+        try:
+            for i in p.items():
+                got.append(i)
+            ended.append("done")
+        except _Boom:
+            ended.append("error")
+
+    threads = [threading.Thread(target=consume, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    p.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)  # none waits for an item that never comes
+    p.stop()
+    assert sorted(got) == list(range(200)) and ended == [end] * 3

@@ -4,6 +4,9 @@ one-event `ledgerx rebuild` process was that import). Both store the same rows."
 
 from __future__ import annotations
 
+import os
+import threading
+
 from ledgerx.index.engine import arrow_scans, duckdb, register_stream
 from ledgerx.index.scan import ScanFeed
 from ledgerx.index.upcast import upcast_rows
@@ -13,31 +16,79 @@ from ledgerx.index.upcast import upcast_rows
 SMALL_ROUND_BYTES = 4 << 20
 
 
-def insert_events(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> None:
-    """One INSERT over a stream of the scanner's batches: DuckDB's threads pull batches as the
-    scanner produces them and write whole row groups, where an INSERT per chunk (each its own
-    commit) left a partial row group to be rewritten at every commit. The work file is private
-    until the rename publishes it, so this INSERT commits on its own (memory stays bounded) and
-    the rest of the round is one transaction. Without rows to upcast the stream is the core's
-    (`ScanFeed.stream`: no pyarrow, no `duckdb` package); with some, pyarrow's (`reader`, which
-    adds the upcast columns). A small round takes `insert_small`."""
+def insert_events(
+    con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int, streams: int = 1
+) -> None:
+    """INSERTs over streams of the scanner's batches: DuckDB pulls batches as the scanner
+    produces them and writes whole row groups, where an INSERT per chunk (each its own commit)
+    left a partial row group to be rewritten at every commit. The work file is private until
+    the rename publishes it, so each INSERT commits on its own (memory stays bounded) and the
+    rest of the round is one transaction. Without rows to upcast the streams are the core's
+    (`ScanFeed.stream`: no pyarrow, no `duckdb` package), `streams` of them at once
+    (`insert_streams`); with some, one pyarrow stream (`reader`, which adds the upcast columns).
+    A small round takes `insert_small`."""
     if feed.total <= SMALL_ROUND_BYTES:
         insert_small(con, feed, gen)
         return
     failed: list[BaseException] = []
     if no_upcasts(feed):
         feed.start(arrow=False)
-        register_stream(con, "_scan", feed.stream(failed))
-        sql = _INSERT_STREAM
+        insert_streams(con, feed, gen, failed, streams)
     else:
         arrow_scans()
         feed.start()
         con.register("_scan", feed.reader(failed))
-        sql = _INSERT_READER
-    con.execute(sql, [gen])
-    con.unregister("_scan")
+        con.execute(_INSERT_READER, [gen])
+        con.unregister("_scan")
     if failed:  # the scan failed: the stream ended early, the work file is dropped
         raise failed[0]
+
+
+def stream_count(threads: int) -> int:
+    """How many INSERTs a big round runs at once (`insert_streams`): one per core DuckDB may
+    use, at most MAX_STREAMS."""
+    return max(1, min(threads or os.cpu_count() or 1, MAX_STREAMS))
+
+
+MAX_STREAMS = 4
+
+
+def insert_streams(
+    con: duckdb.DuckDBPyConnection,
+    feed: ScanFeed,
+    gen: int,
+    failed: list[BaseException],
+    n: int,
+) -> None:
+    """`n` INSERTs at once, on `con` and `n - 1` cursors of it (threads; DuckDB releases the
+    GIL), each over its own `ScanFeed.stream` of the one scan (each batch goes to one stream):
+    DuckDB reads one Arrow stream on one thread, so one INSERT left the other cores to the
+    scanner alone. Each INSERT commits on its own, so `con` must not be in a transaction (a
+    round updating the published file in place takes n = 1). Raises the first error of an
+    INSERT once all have ended."""
+    curs = [con.cursor() for _ in range(n - 1)]
+    errors: list[BaseException] = []
+
+    def run(c: duckdb.DuckDBPyConnection) -> None:
+        try:
+            register_stream(c, "_scan", feed.stream(failed))
+            c.execute(_INSERT_STREAM, [gen])
+            c.unregister("_scan")
+        except BaseException as e:  # raised below, in the indexing thread
+            errors.append(e)
+
+    workers = [threading.Thread(target=run, args=(c,), name="ledgerx-insert") for c in curs]
+    try:
+        for w in workers:
+            w.start()
+        run(con)
+    finally:
+        for w in workers:
+            w.join()
+        for c in curs:
+            c.close()
+    if errors:
+        raise errors[0]
 
 
 def no_upcasts(feed: ScanFeed) -> bool:

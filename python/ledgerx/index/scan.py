@@ -260,7 +260,7 @@ class ScanFeed:
 
 
 class Producer:
-    """A producer thread handing items to one consumer through a bounded queue: `put` waits
+    """A producer thread handing items to its consumers through a bounded queue: `put` waits
     while the queue is full (False once stopped); `items` yields what was put until the
     producer puts None, and raises an exception it put; `stop` ends the thread, dropping what
     waits in the queue."""
@@ -291,11 +291,15 @@ class Producer:
         return False
 
     def items(self) -> Iterator[Any]:
+        """What was put, in order; several consumers may share the items (each item goes to
+        one of them). The end (None) or the exception is put back for the other consumers:
+        it is the producer's last item, so the queue has room for it."""
         while True:
             item = self._q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
+            if item is None or isinstance(item, BaseException):
+                self._q.put_nowait(item)
+                if item is None:
+                    return
                 raise item
             yield item
 
