@@ -51,7 +51,7 @@ def test_the_core_stream_stores_what_the_pyarrow_stream_stores(
     rebuild, a copy and the alternate in place."""
     core, arrow = tmp_path / "core", tmp_path / "arrow"
     taken = _paths_taken(monkeypatch)
-    monkeypatch.setattr(indexer_mod, "stream_count", lambda threads: 3)  # three INSERTs at once
+    monkeypatch.setattr(indexer_mod, "stream_count", lambda threads, files: 3)  # three INSERTs
     monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", -1)  # every round streams
     real, use_pyarrow = insert_mod.no_upcasts, [False]
     monkeypatch.setattr(insert_mod, "no_upcasts", lambda feed: real(feed) and not use_pyarrow[0])
@@ -98,7 +98,7 @@ def test_an_error_of_the_scan_mid_stream_fails_the_round_and_keeps_the_index(
     index is the one before, no work file is left, and the next round indexes everything
     once."""
     monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", -1)
-    monkeypatch.setattr(indexer_mod, "stream_count", lambda t: 3 if stream == "core x3" else 1)
+    monkeypatch.setattr(indexer_mod, "stream_count", lambda t, f: 3 if stream == "core x3" else 1)
     if stream == "pyarrow":
         monkeypatch.setattr(insert_mod, "no_upcasts", lambda feed: False)
     write_sweep(tmp_path, runs=1, trials=20, seed=3)
@@ -199,3 +199,11 @@ def test_consumers_sharing_a_producer_take_each_item_once_and_all_see_its_end(en
     assert not any(t.is_alive() for t in threads)  # none waits for an item that never comes
     p.stop()
     assert sorted(got) == list(range(200)) and ended == [end] * 3
+
+
+def test_extra_inserts_only_for_cores_the_scan_leaves_idle() -> None:
+    assert insert_mod.stream_count(2, 1) == 2  # one part file on two cores
+    assert insert_mod.stream_count(2, 4) == 1  # the scan keeps both cores busy
+    assert insert_mod.stream_count(2, 2) == 1
+    assert insert_mod.stream_count(16, 1) == insert_mod.MAX_STREAMS
+    assert insert_mod.stream_count(1, 1) == 1

@@ -300,7 +300,8 @@ def _index_into_work(
         _prepare_tables(con, rnd)
         if rnd.in_place:  # a published file: rows and checkpoints in one transaction
             con.begin()
-        streams = 1 if rnd.in_place else stream_count(opts.threads)  # in place: one transaction
+        # In place: rows and checkpoints in one transaction, so one INSERT.
+        streams = 1 if rnd.in_place else stream_count(opts.threads, len(rnd.states))
         insert_events(con, feed, rnd.gen, streams)
         _trace("insert events")
         if not rnd.in_place:

@@ -44,10 +44,14 @@ def insert_events(
         raise failed[0]
 
 
-def stream_count(threads: int) -> int:
-    """How many INSERTs a big round runs at once (`insert_streams`): one per core DuckDB may
-    use, at most MAX_STREAMS."""
-    return max(1, min(threads or os.cpu_count() or 1, MAX_STREAMS))
+def stream_count(threads: int, files: int) -> int:
+    """How many INSERTs a big round of `files` part files runs at once (`insert_streams`): one
+    INSERT keeps a core busy, the scanner one per file (up to a core each); the cores the
+    scanner leaves idle take more INSERTs, at most MAX_STREAMS. With as many files as cores,
+    one: a second INSERT then only costs CPU (about 0.4 CPU-s more, +70 MB peak RSS, for a
+    1M-event, 4-file rebuild on 2 cores, measured under load)."""
+    cores = threads or os.cpu_count() or 1
+    return max(1, min(cores - files + 1, MAX_STREAMS))
 
 
 MAX_STREAMS = 4
