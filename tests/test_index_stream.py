@@ -22,6 +22,7 @@ from ledgerx import _core
 from ledgerx.index import IndexPaths, build_index
 from ledgerx.index import indexer as indexer_mod
 from ledgerx.index import insert as insert_mod
+from ledgerx.index import scan as scan_mod
 
 
 def _paths_taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -46,12 +47,13 @@ def test_the_core_stream_stores_what_the_pyarrow_stream_stores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Several part files, bad lines, a repeated event id, null run ids, shapes; each round
-    streamed in many chunks (many batches per file), three core streams at once but one in
-    place: the same rows, checkpoints, bad lines, derived tables and reports, through a full
-    rebuild, a copy and the alternate in place."""
+    streamed in many chunks (many batches per file), in pieces of 3 rows, three core streams
+    at once but one in place: the same rows, checkpoints, bad lines, derived tables and
+    reports, through a full rebuild, a copy and the alternate in place."""
     core, arrow = tmp_path / "core", tmp_path / "arrow"
     taken = _paths_taken(monkeypatch)
     monkeypatch.setattr(indexer_mod, "stream_count", lambda threads, files: 3)  # three INSERTs
+    monkeypatch.setattr(scan_mod, "PIECE_ROWS", 3)  # pieces at odd rows: null run ids inside
     monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", -1)  # every round streams
     real, use_pyarrow = insert_mod.no_upcasts, [False]
     monkeypatch.setattr(insert_mod, "no_upcasts", lambda feed: real(feed) and not use_pyarrow[0])
@@ -207,3 +209,34 @@ def test_extra_inserts_only_for_cores_the_scan_leaves_idle() -> None:
     assert insert_mod.stream_count(2, 2) == 1
     assert insert_mod.stream_count(16, 1) == insert_mod.MAX_STREAMS
     assert insert_mod.stream_count(1, 1) == 1
+
+
+def test_pieces_of_a_batch_hold_its_rows_once_in_order(tmp_path: Path) -> None:
+    """`ScanBatch.pieces`: every row once, in order, through the lists and through the Arrow
+    stream (a piece starts at an odd row: string offsets and null bits from there)."""
+    import _duckdb
+
+    from ledgerx.index.engine import register_stream
+
+    write_sweep(tmp_path, runs=2, trials=7)
+    ev = tmp_path / "events"
+    rel = part_files(tmp_path)[0].relative_to(ev).as_posix()
+    (b,) = [b for r in _core.Scanner(str(ev), [(rel, 0)]) for b in r]
+    cols = b.columns()
+    assert any(x is None for x in cols[4])  # null run ids
+    for n in (1, 3, 8, b.num_rows, b.num_rows + 5):
+        pieces = b.pieces(n)
+        assert [p.num_rows for p in pieces[:-1]] == [n] * (len(pieces) - 1)
+        assert sum(p.num_rows for p in pieces) == b.num_rows
+        joined = [sum((list(p.columns()[i]) for p in pieces), []) for i in range(len(cols))]
+        assert joined == [list(c) for c in cols]
+        assert all(p.file == b.file and p.bad_lines == [] for p in pieces)
+        con = _duckdb.connect()
+        register_stream(con, "_s", _core.ScanStream(iter(pieces)))
+        got = con.execute(
+            'SELECT event_id, run_id, data::VARCHAR, shape, "offset", file FROM _s'
+        ).fetchall()
+        want = list(
+            zip(cols[0], cols[4], cols[7], cols[8], cols[9], [rel] * b.num_rows, strict=True)
+        )
+        assert got == want

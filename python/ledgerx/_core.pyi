@@ -113,6 +113,9 @@ class ScanBatch:
     error: str | None
     """Why the file could not be read at all (not a regular file, I/O error); else None."""
     num_rows: int
+    def pieces(self, max_rows: int) -> list[ScanBatch]:
+        """The batch's rows as pieces of at most `max_rows` rows each (sharing its columns, no
+        copy): each keeps the batch's file and offsets, but no bad lines."""
     def columns(
         self,
     ) -> tuple[

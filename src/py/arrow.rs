@@ -4,6 +4,7 @@
 
 use crate::core::scanner::{Columns, StrColumn};
 use std::ffi::{c_char, c_void, CString};
+use std::ops::Range;
 use std::ptr;
 use std::sync::Arc;
 
@@ -251,14 +252,15 @@ unsafe extern "C" fn release_array(a: *mut FfiArray) {
     (*a).release = None;
 }
 
+/// An array of `rows` (an offset and a length into the buffers) over buffers `owner` keeps.
 fn array(
     owner: &Arc<Columns>,
-    len: usize,
+    rows: &Range<usize>,
     null_count: i64,
     buffers: Vec<*const c_void>,
     children: Vec<*mut FfiArray>,
 ) -> FfiArray {
-    into_ffi(
+    let mut a = into_ffi(
         ArrayPrivate {
             _owner: Arc::clone(owner),
             _held_i32: Vec::new(),
@@ -267,9 +269,11 @@ fn array(
             children,
             dictionary: ptr::null_mut(),
         },
-        len,
+        rows.len(),
         null_count,
-    )
+    );
+    a.offset = rows.start as i64;
+    a
 }
 
 fn into_ffi(private: ArrayPrivate, len: usize, null_count: i64) -> FfiArray {
@@ -288,13 +292,14 @@ fn into_ffi(private: ArrayPrivate, len: usize, null_count: i64) -> FfiArray {
     }
 }
 
-fn str_child(owner: &Arc<Columns>, c: &StrColumn) -> *mut FfiArray {
+fn str_child(owner: &Arc<Columns>, c: &StrColumn, rows: &Range<usize>) -> *mut FfiArray {
     let (validity, nulls) = match &c.validity {
         Some(v) => {
-            let valid: usize = (0..c.len)
+            let valid: usize = rows
+                .clone()
                 .filter(|&i| v[i / 8] & (1 << (i % 8)) != 0)
                 .count();
-            (v.as_ptr() as *const c_void, (c.len - valid) as i64)
+            (v.as_ptr() as *const c_void, (rows.len() - valid) as i64)
         }
         None => (ptr::null(), 0),
     };
@@ -303,17 +308,19 @@ fn str_child(owner: &Arc<Columns>, c: &StrColumn) -> *mut FfiArray {
         c.offsets.as_ptr() as *const c_void,
         c.values.as_ptr() as *const c_void,
     ];
-    Box::into_raw(Box::new(array(owner, c.len, nulls, bufs, Vec::new())))
+    Box::into_raw(Box::new(array(owner, rows, nulls, bufs, Vec::new())))
 }
 
-fn i64_child(owner: &Arc<Columns>, v: &[i64]) -> *mut FfiArray {
+fn i64_child(owner: &Arc<Columns>, v: &[i64], rows: &Range<usize>) -> *mut FfiArray {
     let bufs = vec![ptr::null(), v.as_ptr() as *const c_void];
-    Box::into_raw(Box::new(array(owner, v.len(), 0, bufs, Vec::new())))
+    Box::into_raw(Box::new(array(owner, rows, 0, bufs, Vec::new())))
 }
 
-/// The batch as a struct array; the buffers point into `cols`, kept alive by the Arc.
-pub fn export_array(cols: &Arc<Columns>) -> FfiArray {
-    array(cols, cols.len(), 0, vec![ptr::null()], batch_children(cols))
+/// `rows` of the batch as a struct array; the buffers point into `cols`, kept alive by the Arc.
+/// The children carry the rows' offset; the struct itself starts at 0.
+pub fn export_array(cols: &Arc<Columns>, rows: &Range<usize>) -> FfiArray {
+    let children = batch_children(cols, rows);
+    array(cols, &(0..rows.len()), 0, vec![ptr::null()], children)
 }
 
 /// `len` rows of the one string `value`: int32 indices (all 0) into a one-entry dictionary.
@@ -357,28 +364,28 @@ fn const_str_child(owner: &Arc<Columns>, len: usize, value: &str) -> *mut FfiArr
     Box::into_raw(Box::new(a))
 }
 
-fn batch_children(cols: &Arc<Columns>) -> Vec<*mut FfiArray> {
+fn batch_children(cols: &Arc<Columns>, rows: &Range<usize>) -> Vec<*mut FfiArray> {
     let c = cols.as_ref();
     vec![
-        str_child(cols, &c.event_id),
-        str_child(cols, &c.event_type),
-        i64_child(cols, &c.schema_version),
-        i64_child(cols, &c.ts_us),
-        str_child(cols, &c.run_id),
-        str_child(cols, &c.writer),
-        i64_child(cols, &c.seq),
-        str_child(cols, &c.data),
-        i64_child(cols, &c.offset),
-        i64_child(cols, &c.line_bytes),
-        str_child(cols, &c.shape),
+        str_child(cols, &c.event_id, rows),
+        str_child(cols, &c.event_type, rows),
+        i64_child(cols, &c.schema_version, rows),
+        i64_child(cols, &c.ts_us, rows),
+        str_child(cols, &c.run_id, rows),
+        str_child(cols, &c.writer, rows),
+        i64_child(cols, &c.seq, rows),
+        str_child(cols, &c.data, rows),
+        i64_child(cols, &c.offset, rows),
+        i64_child(cols, &c.line_bytes, rows),
+        str_child(cols, &c.shape, rows),
     ]
 }
 
-/// The batch of `file` as `export_stream_schema` describes it.
-pub fn export_stream_array(cols: &Arc<Columns>, file: &str) -> FfiArray {
-    let mut children = batch_children(cols);
-    children.push(const_str_child(cols, cols.len(), file));
-    array(cols, cols.len(), 0, vec![ptr::null()], children)
+/// `rows` of the batch of `file` as `export_stream_schema` describes them.
+pub fn export_stream_array(cols: &Arc<Columns>, rows: &Range<usize>, file: &str) -> FfiArray {
+    let mut children = batch_children(cols, rows);
+    children.push(const_str_child(cols, rows.len(), file));
+    array(cols, &(0..rows.len()), 0, vec![ptr::null()], children)
 }
 
 /// The end of a stream: an array marked released.

@@ -10,6 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyIterator};
 use std::ffi::{c_char, c_int, c_void, CString};
+use std::ops::Range;
 use std::ptr;
 use std::sync::{Arc, Mutex};
 
@@ -63,14 +64,21 @@ unsafe extern "C" fn stream_schema(_s: *mut FfiStream, out: *mut FfiSchema) -> c
     0
 }
 
+/// A batch's columns, its rows and its file.
+type Next = (Arc<Columns>, Range<usize>, String);
+
 /// The next batch with rows from the Python iterator (under the GIL), or None at its end.
-fn next_batch(batches: &Py<PyIterator>) -> PyResult<Option<(Arc<Columns>, String)>> {
+fn next_batch(batches: &Py<PyIterator>) -> PyResult<Option<Next>> {
     Python::with_gil(|py| {
         for item in batches.bind(py).clone() {
             let item = item?;
             let b = item.downcast::<ScanBatch>()?.get();
-            if !b.columns.is_empty() {
-                return Ok(Some((Arc::clone(&b.columns), b.file.clone())));
+            if !b.rows.is_empty() {
+                return Ok(Some((
+                    Arc::clone(&b.columns),
+                    b.rows.clone(),
+                    b.file.clone(),
+                )));
             }
         }
         Ok(None)
@@ -83,8 +91,8 @@ fn next_batch(batches: &Py<PyIterator>) -> PyResult<Option<(Arc<Columns>, String
 unsafe extern "C" fn stream_next(s: *mut FfiStream, out: *mut FfiArray) -> c_int {
     let p = &mut *((*s).private_data as *mut StreamPrivate);
     match next_batch(&p.batches) {
-        Ok(Some((cols, file))) => {
-            ptr::write(out, export_stream_array(&cols, &file));
+        Ok(Some((cols, rows, file))) => {
+            ptr::write(out, export_stream_array(&cols, &rows, &file));
             0
         }
         Ok(None) => {

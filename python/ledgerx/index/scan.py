@@ -28,6 +28,10 @@ else:  # only the streaming path (`reader`) needs pyarrow
     pa = LazyModule("pyarrow")
     pc = LazyModule("pyarrow.compute")
 
+# Rows of one piece of a scanned batch as the core streams hand them to DuckDB (`stream`): a
+# round's batch (up to 32 MB of one file, ~85k trials) is shared by the INSERTs at once.
+PIECE_ROWS = 8192
+
 Progress = Callable[[int, int], None]
 """progress(done_bytes, total_bytes), called from the indexing thread."""
 
@@ -195,9 +199,12 @@ class ScanFeed:
                     break
                 out = [b for b in batches if self._book(b)]
                 if self._arrow:
-                    out = [self._to_arrow(b, b.file) for b in out]
-                if out and not self._p.put(out):
-                    return
+                    items = [[self._to_arrow(b, b.file) for b in out]] if out else []
+                else:  # pieces, one per item: the streams of the round share a batch's rows
+                    items = [[p] for b in out for p in b.pieces(PIECE_ROWS)]
+                for item in items:
+                    if not self._p.put(item):
+                        return
                 if self.progress is not None:
                     self.progress(self.done, self.total)
             self._p.put(None)
@@ -246,8 +253,9 @@ class ScanFeed:
 
     def stream(self, failed: list[BaseException]) -> Any:
         """The core's batches (`start(arrow=False)`) as one Arrow C stream (`_core.ScanStream`:
-        `data` typed JSON, `file` added, no upcast columns; no pyarrow), in scan order; an
-        error of the scan ends the stream and is appended to `failed`, as in `reader`."""
+        `data` typed JSON, `file` added, no upcast columns; no pyarrow), in pieces of at most
+        PIECE_ROWS rows (several streams of one scan share them), in scan order; an error of
+        the scan ends the stream and is appended to `failed`, as in `reader`."""
 
         def batches() -> Iterator[Any]:
             try:
