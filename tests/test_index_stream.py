@@ -240,3 +240,38 @@ def test_pieces_of_a_batch_hold_its_rows_once_in_order(tmp_path: Path) -> None:
             zip(cols[0], cols[4], cols[7], cols[8], cols[9], [rel] * b.num_rows, strict=True)
         )
         assert got == want
+
+
+def test_a_failed_insert_among_several_fails_the_round_and_keeps_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One of three INSERTs fails (its stream yields an item that is not a batch, mid-round):
+    the round raises DuckDB's error once the others ended, the published index stays, and
+    the next round indexes every event once."""
+    import _duckdb
+
+    monkeypatch.setattr(insert_mod, "SMALL_ROUND_BYTES", -1)
+    monkeypatch.setattr(indexer_mod, "stream_count", lambda t, f: 3)
+    write_sweep(tmp_path, runs=1, trials=20, seed=5)
+    build_index(tmp_path)
+    paths = IndexPaths.for_root(tmp_path)
+    before = index_events(paths.runs)
+    write_sweep(tmp_path, runs=3, trials=200, seed=6, day_us=T0 + DAY_US)
+    real = insert_mod.register_stream
+    calls: list[int] = []
+
+    def bad_second(con: Any, name: str, stream: Any) -> None:
+        calls.append(1)
+        if len(calls) != 2:
+            return real(con, name, stream)
+        return real(con, name, _core.ScanStream(iter(["not a batch"])))
+
+    monkeypatch.setattr(insert_mod, "register_stream", bad_second)
+    with pytest.raises(_duckdb.Error, match="ScanBatch"):
+        build_index(tmp_path, chunk_bytes=1)
+    assert len(calls) == 3
+    assert index_events(paths.runs) == before
+    assert not list(paths.runs.parent.glob(".building-*"))
+    monkeypatch.setattr(insert_mod, "register_stream", real)
+    build_index(tmp_path, chunk_bytes=1)
+    assert index_events(paths.runs) == reference_events(tmp_path)

@@ -65,7 +65,7 @@ def insert_streams(
     n: int,
 ) -> None:
     """`n` INSERTs at once, on `con` and `n - 1` cursors of it (threads; DuckDB releases the
-    GIL), each over its own `ScanFeed.stream` of the one scan (each batch goes to one stream):
+    GIL), each over its own `ScanFeed.stream` of the one scan (each piece goes to one stream):
     DuckDB reads one Arrow stream on one thread, so one INSERT left the other cores to the
     scanner alone. Each INSERT commits on its own, so `con` must not be in a transaction (a
     round updating the published file in place takes n = 1). Raises the first error of an
@@ -86,6 +86,9 @@ def insert_streams(
         for w in workers:
             w.start()
         run(con)
+        if errors:  # this INSERT failed (or was interrupted): the others need not finish
+            for c in curs:
+                c.interrupt()
     finally:
         for w in workers:
             w.join()
