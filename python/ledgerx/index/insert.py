@@ -32,7 +32,7 @@ def insert_events(
         return
     failed: list[BaseException] = []
     if no_upcasts(feed):
-        feed.start(arrow=False)
+        feed.start(arrow=False, pieces=streams > 1)
         insert_streams(con, feed, gen, failed, streams)
     else:
         arrow_scans()

@@ -135,12 +135,13 @@ class ScanFeed:
         self.prescan = prescan
         self.track_ids = track_ids  # a full rebuild: the scan tells whether its ids are distinct
         self._scanner_obj: Any = None
-        self._arrow = True
+        self._arrow, self._pieces = True, False
 
-    def start(self, arrow: bool = True) -> None:
+    def start(self, arrow: bool = True, pieces: bool = False) -> None:
         """Start the producer thread: it hands on pyarrow batches for `reader` (`arrow`), or
-        the core's batches as they are for `stream`."""
-        self._arrow = arrow
+        the core's batches as they are for `stream`: a round's batches as one item, or with
+        `pieces` (several streams share the scan) each piece of PIECE_ROWS rows as its own."""
+        self._arrow, self._pieces = arrow, pieces
         self._p.start()
 
     def close(self) -> None:
@@ -200,8 +201,10 @@ class ScanFeed:
                 out = [b for b in batches if self._book(b)]
                 if self._arrow:
                     items = [[self._to_arrow(b, b.file) for b in out]] if out else []
-                else:  # pieces, one per item: the streams of the round share a batch's rows
+                elif self._pieces:  # one per item: the streams of the round share a batch
                     items = [[p] for b in out for p in b.pieces(PIECE_ROWS)]
+                else:
+                    items = [out] if out else []
                 for item in items:
                     if not self._p.put(item):
                         return
@@ -253,9 +256,9 @@ class ScanFeed:
 
     def stream(self, failed: list[BaseException]) -> Any:
         """The core's batches (`start(arrow=False)`) as one Arrow C stream (`_core.ScanStream`:
-        `data` typed JSON, `file` added, no upcast columns; no pyarrow), in pieces of at most
-        PIECE_ROWS rows (several streams of one scan share them), in scan order; an error of
-        the scan ends the stream and is appended to `failed`, as in `reader`."""
+        `data` typed JSON, `file` added, no upcast columns; no pyarrow), in scan order (in
+        pieces of at most PIECE_ROWS rows when several streams share the scan: `start`); an
+        error of the scan ends the stream and is appended to `failed`, as in `reader`."""
 
         def batches() -> Iterator[Any]:
             try:
