@@ -62,7 +62,7 @@ from ledgerx.index.derive import (
 )
 from ledgerx.index.engine import duckdb
 from ledgerx.index.hooks import PublishRound, run_publish_hooks
-from ledgerx.index.insert import insert_events
+from ledgerx.index.insert import insert_events, stream_count
 from ledgerx.index.prescan import DEFAULT_CHUNK_BYTES, Prescan
 from ledgerx.index.publish import (
     IndexPaths,
@@ -300,7 +300,9 @@ def _index_into_work(
         _prepare_tables(con, rnd)
         if rnd.in_place:  # a published file: rows and checkpoints in one transaction
             con.begin()
-        insert_events(con, feed, rnd.gen)
+        # In place: rows and checkpoints in one transaction, so one INSERT.
+        streams = 1 if rnd.in_place else stream_count(opts.threads, len(rnd.states))
+        insert_events(con, feed, rnd.gen, streams)
         _trace("insert events")
         if not rnd.in_place:
             con.begin()
