@@ -8,6 +8,7 @@ mod keys;
 mod scan;
 mod schema;
 mod sigterm;
+mod values;
 mod writer;
 
 use crate::core;
