@@ -152,8 +152,8 @@ pub struct CommitStats {
 struct State {
     closed: bool,
     writer_id: String,
-    /// `writer_id` as a JSON string (quoted, escaped), written into every line.
-    writer_json: Vec<u8>,
+    /// The envelope's text around the timestamp (with the writer id), kept between lines.
+    heads: line::Heads,
     seq: u64,
     rng: Rng,
     fake_now_us: Option<i64>,
@@ -227,11 +227,7 @@ impl Writer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 closed: false,
-                writer_json: {
-                    let mut j = Vec::with_capacity(writer_id.len() + 2);
-                    json::write_str(&mut j, &writer_id);
-                    j
-                },
+                heads: line::Heads::new(&writer_id),
                 writer_id,
                 seq: 0,
                 rng,
