@@ -448,6 +448,9 @@ impl Writer {
                 st.pending_bytes += line.len();
                 st.size += line.len() as u64;
                 if self.shared.flusher_idle.load(Ordering::Acquire) {
+                    // One wake-up per idle spell: cleared here, under the lock the flusher
+                    // holds when it sets the flag and waits (a futex wake per emit until then).
+                    self.shared.flusher_idle.store(false, Ordering::Release);
                     self.shared.work.notify_one();
                 }
                 Ok((pos, st.pending_bytes > MAX_PENDING_BYTES, None))

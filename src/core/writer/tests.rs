@@ -300,3 +300,26 @@ fn envelope_follows_each_events_type_version_and_run_id() {
         }
     }
 }
+
+#[test]
+fn group_events_become_durable_without_flush_after_each_idle_spell() {
+    // The flusher waits idle while nothing is queued and the first emit after that wakes it
+    // (the emit clears the idle flag so later ones skip the wake-up): no flush() here.
+    let ev = tmp("idle-wake");
+    let mut cfg = Config::new(&ev);
+    cfg.durability = Durability::Group;
+    cfg.commit_interval = Duration::from_millis(1);
+    let w = Writer::open(cfg).unwrap();
+    let mut seq = 0;
+    for round in 0..5 {
+        for _ in 0..50 {
+            w.emit(&head("run.heartbeat"), b"{}").unwrap();
+            seq += 1;
+        }
+        let d = w.wait_done(seq - 1, Duration::from_secs(10));
+        assert!(d.done_seq >= seq, "round {round}: {d:?}");
+        std::thread::sleep(Duration::from_millis(20)); // the flusher goes idle
+    }
+    w.close().unwrap();
+    assert_eq!(lines(&ev).len(), 250);
+}
