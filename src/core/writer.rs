@@ -414,18 +414,20 @@ impl Writer {
             let day = std::str::from_utf8(day).unwrap_or("0000-00-00");
             self.switch_part(st, day, line.len() as u64)?;
         }
-        let part = Arc::clone(st.current.as_ref().expect("current part"));
+        let current = st.current.as_ref().expect("current part");
         let offset = st.size;
         let pos = Position {
-            file: Arc::clone(&part.rel),
+            file: Arc::clone(&current.rel),
             offset,
         };
         match self.cfg.durability {
             Durability::Group => {
+                // (the part is cloned only for a new segment: no reference count per line)
                 let fits = st.pending.last().is_some_and(|s| {
-                    Arc::ptr_eq(&s.part, &part) && s.bytes.len() + line.len() <= SEGMENT_BYTES
+                    Arc::ptr_eq(&s.part, current) && s.bytes.len() + line.len() <= SEGMENT_BYTES
                 });
                 if !fits {
+                    let part = Arc::clone(current);
                     let (bytes, fixups) = st.free_bufs.pop().unwrap_or_else(|| {
                         (Vec::with_capacity(SEGMENT_BYTES), Vec::with_capacity(4096))
                     });
@@ -456,6 +458,7 @@ impl Writer {
                 Ok((pos, st.pending_bytes > MAX_PENDING_BYTES, None))
             }
             Durability::Fsync | Durability::Os => {
+                let part = Arc::clone(current);
                 if let Err(e) = part.append(line, offset) {
                     // Nothing of the line stays on disk, so its seq is not used up either.
                     part.abandon(&format!("write failed: {e}"));
