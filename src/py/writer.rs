@@ -4,6 +4,9 @@
 use super::cache::SchemaCache;
 use super::convert::{with_serialized, with_shape, Opts};
 
+/// A part's relative path (the core's) with its text as a Python string.
+type PartName = (Arc<str>, Py<PyString>);
+
 /// A validation's outcome.
 type Valid = std::result::Result<(), crate::core::schema::Violation>;
 use super::{schema_err, to_py};
@@ -25,7 +28,7 @@ pub struct Writer {
     durability: &'static str,
     /// The part's relative path as a Python string, reused while the part does not change
     /// (read and set under the GIL only: no lock of its own).
-    last_file: GILProtected<RefCell<Option<(Arc<str>, Py<PyString>)>>>,
+    last_file: GILProtected<RefCell<Option<PartName>>>,
     /// NaN/±Inf become null (`nonfinite="null"`) instead of being refused.
     nonfinite_null: bool,
     /// `default=`: called with values no built-in rule serializes.
