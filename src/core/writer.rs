@@ -422,33 +422,7 @@ impl Writer {
         };
         match self.cfg.durability {
             Durability::Group => {
-                // (the part is cloned only for a new segment: no reference count per line)
-                let fits = st.pending.last().is_some_and(|s| {
-                    Arc::ptr_eq(&s.part, current) && s.bytes.len() + line.len() <= SEGMENT_BYTES
-                });
-                if !fits {
-                    let part = Arc::clone(current);
-                    let (bytes, fixups) = st.free_bufs.pop().unwrap_or_else(|| {
-                        (Vec::with_capacity(SEGMENT_BYTES), Vec::with_capacity(4096))
-                    });
-                    st.pending.push(Segment {
-                        part,
-                        start: offset,
-                        bytes,
-                        fixups,
-                        last_seq: 0,
-                        events: 0,
-                        first_at: Instant::now(),
-                    });
-                }
-                st.seq = seq;
-                let seg = st.pending.last_mut().expect("segment");
-                seg.bytes.extend_from_slice(line);
-                seg.fixups.push(Fixup::new(seg.bytes.len(), ts_ms));
-                seg.last_seq = seq;
-                seg.events += 1;
-                st.pending_bytes += line.len();
-                st.size += line.len() as u64;
+                st.queue(line, offset, seq, ts_ms);
                 if self.shared.flusher_idle.load(Ordering::Acquire) {
                     // One wake-up per idle spell: cleared here, under the lock the flusher
                     // holds when it sets the flag and waits (a futex wake per emit until then).
