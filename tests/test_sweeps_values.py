@@ -44,6 +44,11 @@ def _data(root: Path, value: Any, **opts: Any) -> Any:
 @pytest.mark.parametrize(
     "value, want",
     [
+        (2**64 - 1, 2**64 - 1),
+        (2**63, 2**63),
+        (-(2**63), -(2**63)),
+        (-1, -1),
+        (True, True),
         (np.int8(-8), -8),
         (np.int16(-16), -16),
         (np.int32(-32), -32),

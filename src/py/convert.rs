@@ -206,7 +206,10 @@ fn write_value<R: Rec>(
 impl Kind {
     /// Whether writing a value of this kind runs no Python code (so nothing can change the
     /// container it is read from meanwhile): str, int, float, bool and None, subclasses
-    /// included (their C-level value is read, no method is called).
+    /// included (their C-level value is read, no method is called). Only when it fails is an
+    /// exception object made (a lone surrogate; an int over 64 bits), and with it possibly a
+    /// garbage collection that runs finalizers: after a failure the member's objects are not
+    /// touched again (`write_leaf`, `at_key_text`).
     fn runs_no_python(self) -> bool {
         matches!(
             self,
@@ -266,9 +269,18 @@ fn write_leaf<R: Rec>(
             rec.leaf(kind, start, out.len());
         }
         Kind::Int => {
-            if let Ok(v) = obj.extract::<i64>() {
+            // Over i64 is told by a flag, not an exception (`runs_no_python`): `obj` is read
+            // again only then, for u64, and not after that fails.
+            let mut over = 0;
+            // SAFETY: `obj` is an int (or a subclass: its value is read, `__index__` is not
+            // called) and the GIL is held.
+            let v = unsafe { pyo3::ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut over) };
+            if over == 0 && v == -1 && PyErr::occurred(obj.py()) {
+                return Err(ConvertError::new(PyErr::fetch(obj.py()).to_string()));
+            }
+            if over == 0 {
                 json::write_i64(out, v);
-            } else if let Ok(v) = obj.extract::<u64>() {
+            } else if let (1, Ok(v)) = (over, obj.extract::<u64>()) {
                 out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
             } else {
                 return Err(ConvertError::new("integer out of 64-bit range"));
@@ -363,10 +375,11 @@ fn write_dict<R: Rec>(
             // SAFETY: `k` and `v` are live objects borrowed from the dict just now; they stay
             // alive while the dict is not changed, i.e. while no Python code runs.
             let (kb, vb) = unsafe { (Borrowed::from_ptr(py, k), Borrowed::from_ptr(py, v)) };
-            write_key(out, rec, &kb)?;
+            let key = write_key(out, rec, &kb)?;
             let kind = kind_of(&vb);
             if kind.runs_no_python() {
-                write_leaf(out, rec, &vb, kind, opts).map_err(|e| at_key(e, &kb))?;
+                // (a failed leaf may have run finalizers: the key is read back from its text)
+                write_leaf(out, rec, &vb, kind, opts).map_err(|e| at_key_text(e, &out[key]))?;
             } else {
                 let (kb, vb) = (kb.to_owned(), vb.to_owned());
                 write_kind(out, rec, &vb, kind, depth + 1, opts).map_err(|e| at_key(e, &kb))?;
@@ -382,13 +395,13 @@ fn write_dict<R: Rec>(
     })
 }
 
-/// A member's `"key":` (the key is checked to be a str here).
+/// A member's `"key":` (the key is checked to be a str here); where the key's JSON text is.
 #[inline(always)]
 fn write_key<R: Rec>(
     out: &mut Vec<u8>,
     rec: &mut R,
     k: &Bound<'_, PyAny>,
-) -> Result<(), ConvertError> {
+) -> Result<std::ops::Range<usize>, ConvertError> {
     let Ok(key) = k.downcast::<PyString>() else {
         return Err(non_string_key(k));
     };
@@ -400,9 +413,10 @@ fn write_key<R: Rec>(
     };
     let kind =
         written.map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
-    rec.key(kind, out, ks, out.len());
+    let ke = out.len();
+    rec.key(kind, out, ks, ke);
     out.push(b':');
-    Ok(())
+    Ok(ks..ke)
 }
 
 #[cold]
@@ -414,6 +428,14 @@ fn non_string_key(k: &Bound<'_, PyAny>) -> ConvertError {
         k.repr().map(|r| r.to_string()).unwrap_or_default(),
         type_name(&k)
     ))
+}
+
+/// `e`, located under the member whose key `write_key` wrote as the JSON text `text`.
+#[cold]
+fn at_key_text(e: ConvertError, text: &[u8]) -> ConvertError {
+    let key = serde_json::from_slice::<String>(text)
+        .unwrap_or_else(|_| String::from_utf8_lossy(text).into_owned());
+    e.at(key)
 }
 
 /// `e`, located under the member `key` (a str: `write_key` wrote it).
