@@ -36,37 +36,41 @@ pub(super) fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
     // Built in a fixed buffer and appended whole, then cut to length (a fixed-size copy, no
     // call): `-`, the integer part (up to 9 digits), `.`, six fraction digits less their
     // trailing zeros (one kept: ryu writes an integer as `12.0`).
-    let mut buf = [0u8; 24];
+    let mut buf = [0u8; 32];
     let mut n = usize::from(v < 0.0);
     buf[0] = b'-';
-    let digits = match int {
-        0..=9 => 1,
-        10..=99 => 2,
-        100..=999 => 3,
-        1_000..=9_999 => 4,
-        _ => int.ilog10() as usize + 1,
-    };
-    let mut x = int;
-    for d in buf[n..n + digits].iter_mut().rev() {
-        *d = b'0' + (x % 10) as u8;
-        x /= 10;
+    if int < 10 {
+        buf[n] = b'0' + int as u8;
+        n += 1;
+    } else {
+        let digits = int.ilog10() as usize + 1;
+        let mut x = int;
+        for d in buf[n..n + digits].iter_mut().rev() {
+            *d = b'0' + (x % 10) as u8;
+            x /= 10;
+        }
+        n += digits;
     }
-    n += digits;
     buf[n] = b'.';
-    let pairs = [frac / 10_000, frac / 100 % 100, frac % 100];
-    for (j, p) in pairs.into_iter().enumerate() {
-        let p = p as usize * 2;
-        buf[n + 1 + 2 * j..n + 3 + 2 * j].copy_from_slice(&DIGIT_PAIRS[p..p + 2]);
-    }
-    let mut k = 6;
-    while k > 1 && buf[n + k] == b'0' {
-        k -= 1;
-    }
-    let len = n + 1 + k;
+    // The six fraction digits in one word, the first in the lowest byte: their trailing '0's
+    // are the zero bytes at the top of `word ^ "000000"` (above its two unused bytes).
+    let [a, b] = pair(frac / 10_000);
+    let [c, d] = pair(frac / 100 % 100);
+    let [e, f] = pair(frac % 100);
+    let word = u64::from_le_bytes([a, b, c, d, e, f, 0, 0]);
+    let zeros = ((word ^ 0x3030_3030_3030).leading_zeros() / 8) as usize - 2;
+    buf[n + 1..n + 9].copy_from_slice(&word.to_le_bytes());
+    let len = n + 1 + (6 - zeros).max(1);
     let start = out.len();
     out.extend_from_slice(&buf);
     out.truncate(start + len);
     true
+}
+
+/// The two decimal digits of `p` (< 100).
+fn pair(p: u32) -> [u8; 2] {
+    let i = p as usize * 2;
+    [DIGIT_PAIRS[i], DIGIT_PAIRS[i + 1]]
 }
 
 /// "00" "01" … "99": two decimal digits per lookup.
@@ -100,10 +104,6 @@ fn write_under_1e8(out: &mut Vec<u8>, v: u32) {
         100..=999 => 3,
         1_000..=9_999 => 4,
         _ => v.ilog10() as usize + 1,
-    };
-    let pair = |p: u32| -> [u8; 2] {
-        let i = p as usize * 2;
-        [DIGIT_PAIRS[i], DIGIT_PAIRS[i + 1]]
     };
     let (hi, lo) = (v / 10_000, v % 10_000);
     let [a, b] = pair(hi / 100);
