@@ -44,6 +44,11 @@ def _data(root: Path, value: Any, **opts: Any) -> Any:
 @pytest.mark.parametrize(
     "value, want",
     [
+        (2**64 - 1, 2**64 - 1),
+        (2**63, 2**63),
+        (-(2**63), -(2**63)),
+        (-1, -1),
+        (True, True),
         (np.int8(-8), -8),
         (np.int16(-16), -16),
         (np.int32(-32), -32),
@@ -149,6 +154,43 @@ def test_default_callable_handles_the_rest(root: Path) -> None:
     with _open(root, default=default) as led:
         with pytest.raises(ledgerx.SchemaError, match="no rule for object"):
             led.emit("custom.value", {"v": object()})
+
+
+def test_default_changing_the_dict_being_written_is_refused(root: Path) -> None:
+    """emit() reads a dict's members in place (borrowed references): a `default=` callable
+    that changes the dict being written is refused and nothing is written, never a freed
+    value read, a member skipped or a key written twice."""
+
+    class Marker:
+        pass
+
+    data: dict[str, Any] = {}
+
+    def drop_later(o: Any) -> Any:  # a member not written yet goes away
+        data.pop("c")
+        return 1
+
+    def readd_current(o: Any) -> Any:  # the same size, "a" moved to the end (twice in the text)
+        data.pop("a")
+        data["a"] = 2
+        return 1
+
+    def clear_all(o: Any) -> Any:  # frees every other key and value
+        data.clear()
+        return 1
+
+    for default, msg in [
+        (drop_later, "changed size"),
+        (readd_current, "keys changed"),
+        (clear_all, "changed size"),
+    ]:
+        data.clear()
+        data.update({"a": Marker(), "b": 1.5, "c": "x"})
+        with _open(root, default=default) as led:
+            with pytest.raises(ledgerx.SchemaError, match=msg):
+                led.emit("custom.value", data)
+            led.emit("custom.value", {"v": 1})  # the writer goes on
+    assert [e["data"] for e in check_log(root).events] == [{"v": 1}] * 3
 
 
 def test_numpy_and_pandas_are_not_imported_by_emit(root: Path) -> None:

@@ -79,6 +79,20 @@ def _cases() -> list[tuple[str, str, Any, dict[str, Any], str]]:
             "data.params.n: integer out of 64-bit range",
         ),
         (
+            "int just over u64",
+            "trial.recorded",
+            {**GOOD, "params": {"n": 2**64}},
+            {},
+            "data.params.n: integer out of 64-bit range",
+        ),
+        (
+            "huge negative int under an escaped key",
+            "trial.recorded",
+            {**GOOD, "params": {'a"b\n': -(2**63) - 1}},
+            {},
+            'data.params.a"b\n: integer out of 64-bit range',
+        ),
+        (
             "17 MiB",
             "trial.recorded",
             {**GOOD, "params": {"blob": "x" * (17 << 20)}},

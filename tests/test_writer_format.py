@@ -116,12 +116,20 @@ def test_seed_names_and_module_level_emit(root: Path, monkeypatch: pytest.Monkey
 
 def test_rotation_keeps_parts_under_the_limit(root: Path) -> None:
     with ledgerx.open(root, max_part_bytes=4096, durability="group") as ledger:
-        for i in range(300):
+        positions = [
             ledger.emit("trial.recorded", {**TRIAL, "trial_id": i}, run_id="rot")
+            for i in range(300)
+        ]
     report = check_log(root)
     assert [e["data"]["trial_id"] for e in report.events] == list(range(300))
     assert len(report.files) > 10
     assert all(f.stat().st_size <= 4096 for f in report.files)
+    # Each returned position is its own line's (the part's name is reused while it lasts).
+    assert len({f for f, _ in positions}) == len(report.files)
+    for i, (file, offset) in enumerate(positions):
+        with open(Path(root) / "events" / file, "rb") as f:
+            f.seek(offset)
+            assert json.loads(f.readline())["data"]["trial_id"] == i
 
 
 def test_a_run_crossing_midnight_changes_day(root: Path) -> None:

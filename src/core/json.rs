@@ -78,69 +78,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Append a finite float the way JSON expects (shortest round-trip form, as ryu writes it).
-pub fn write_f64(out: &mut Vec<u8>, v: f64) {
-    if !write_short_decimal(out, v) {
-        let mut buf = ryu::Buffer::new();
-        out.extend_from_slice(buf.format_finite(v).as_bytes());
-    }
-}
-
-/// The fast path of `write_f64` for the common values with at most 6 decimals (prices,
-/// parameters, rounded metrics): ~0.1k instructions and one division instead of ryu's ~0.6k.
-/// Writes what ryu would and returns true, or writes nothing and returns false.
-///
-/// Why it is ryu's text: for 1e-3 <= |v| < 1e9 the rounding interval of `v` is narrower than
-/// 1e-7, so at most one decimal with at most 6 fraction digits parses to `v`. `|v| * 1e6` is
-/// below 2^53 and within 0.2 of that decimal's millionths, so rounding it finds them, and
-/// `i / 1e6 == |v|` (an exact integer divided by an exact power of ten, correctly rounded: how a
-/// parser reads the decimal) proves the decimal parses to `v`. Without its trailing zeros it
-/// has the fewest fraction digits; any other decimal that parses to `v` has more fraction
-/// digits, hence more significant digits, so this one is the shortest round-trip form, the
-/// digits ryu picks; in this range ryu writes them without an exponent.
-fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
-    let a = v.abs();
-    if !(1e-3..1e9).contains(&a) {
-        return false;
-    }
-    // Rounded by truncation (a native conversion, where `round` is a libm call); a wrong
-    // neighbour only fails the exact check.
-    let mut i = (a * 1e6 + 0.5) as u64;
-    if i as f64 / 1e6 != a {
-        return false;
-    }
-    let mut k = 6;
-    while k > 1 && i % 10 == 0 {
-        i /= 10;
-        k -= 1;
-    }
-    if v < 0.0 {
-        out.push(b'-');
-    }
-    let mut buf = itoa::Buffer::new();
-    let digits = buf.format(i).as_bytes();
-    let n = digits.len();
-    if k == 1 && i % 10 == 0 {
-        // An integer: ryu writes `12.0`.
-        out.extend_from_slice(&digits[..n - 1]);
-        out.extend_from_slice(b".0");
-    } else if n > k {
-        out.extend_from_slice(&digits[..n - k]);
-        out.push(b'.');
-        out.extend_from_slice(&digits[n - k..]);
-    } else {
-        out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat_n(b'0', k - n));
-        out.extend_from_slice(digits);
-    }
-    true
-}
-
-pub fn write_i64(out: &mut Vec<u8>, v: i64) {
-    let mut buf = itoa::Buffer::new();
-    out.extend_from_slice(buf.format(v).as_bytes());
-}
-
 /// A byte range `[start, end)` inside the checked text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Span {
@@ -549,7 +486,11 @@ pub fn unescape(lit: &[u8]) -> String {
     serde_json::from_slice::<String>(lit).unwrap_or_default()
 }
 
+mod number;
 mod tape;
+#[cfg(test)]
+use number::write_short_decimal;
+pub use number::{write_f64, write_i64};
 pub use tape::{Record, Tape, Tok, TokKind};
 
 #[cfg(test)]

@@ -6,13 +6,25 @@ use super::error::{Error, Result};
 use super::ids;
 use super::writer::EventHead;
 
+/// The bytes a run id may hold: ASCII letters and digits, `.`, `_` and `-`.
+const RUN_ID_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        c += 1;
+    }
+    t
+};
+
 /// Whether `b` is a valid run id (the scanner asks with a line's bytes, before any string).
+/// One table lookup per byte, without an early exit (run ids are short; every emit asks).
 pub(crate) fn valid_run_id(b: &[u8]) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter().fold(true, |ok, &c| ok & RUN_ID_BYTE[c as usize])
 }
 
 /// Checked before anything is built: run ids end up in paths, so they are strict.
@@ -101,5 +113,49 @@ pub fn check_run_scope(event_type: &str, run_id: Option<&str>) -> Result<()> {
             "{event_type} belongs to a run: pass run_id=... (or emit it through `with ledger.run(...) as run`)"
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_run_id;
+
+    /// The rule as the error message states it, byte by byte.
+    fn reference(b: &[u8]) -> bool {
+        !b.is_empty()
+            && b.len() <= 128
+            && b[0].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    }
+
+    #[test]
+    fn every_byte_in_every_position_is_judged_by_the_rule() {
+        for c in 0..=255u8 {
+            for id in [
+                vec![c],
+                vec![b'a', c],
+                vec![b'a', c, b'z'],
+                [b'r'; 127].to_vec(),
+            ] {
+                let mut id = id;
+                if id.len() == 127 {
+                    id.push(c);
+                }
+                assert_eq!(valid_run_id(&id), reference(&id), "{id:?}");
+            }
+        }
+        assert!(valid_run_id(&[b'a'; 128]) && !valid_run_id(&[b'a'; 129]));
+        assert!(!valid_run_id(b"") && !valid_run_id(b"-a") && valid_run_id(b"run-1.a_b"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_judged_by_the_rule(
+            id in proptest::collection::vec(proptest::sample::select(
+                b"aZ09._- /\x00\x7f\xc3\xa9".to_vec()), 0..140)
+        ) {
+            proptest::prop_assert_eq!(valid_run_id(&id), reference(&id));
+        }
     }
 }

@@ -152,8 +152,8 @@ pub struct CommitStats {
 struct State {
     closed: bool,
     writer_id: String,
-    /// `writer_id` as a JSON string (quoted, escaped), written into every line.
-    writer_json: Vec<u8>,
+    /// The envelope's text around the timestamp (with the writer id), kept between lines.
+    heads: line::Heads,
     seq: u64,
     rng: Rng,
     fake_now_us: Option<i64>,
@@ -227,11 +227,7 @@ impl Writer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 closed: false,
-                writer_json: {
-                    let mut j = Vec::with_capacity(writer_id.len() + 2);
-                    json::write_str(&mut j, &writer_id);
-                    j
-                },
+                heads: line::Heads::new(&writer_id),
                 writer_id,
                 seq: 0,
                 rng,
@@ -418,45 +414,25 @@ impl Writer {
             let day = std::str::from_utf8(day).unwrap_or("0000-00-00");
             self.switch_part(st, day, line.len() as u64)?;
         }
-        let part = Arc::clone(st.current.as_ref().expect("current part"));
+        let current = st.current.as_ref().expect("current part");
         let offset = st.size;
         let pos = Position {
-            file: Arc::clone(&part.rel),
+            file: Arc::clone(&current.rel),
             offset,
         };
         match self.cfg.durability {
             Durability::Group => {
-                let fits = st.pending.last().is_some_and(|s| {
-                    Arc::ptr_eq(&s.part, &part) && s.bytes.len() + line.len() <= SEGMENT_BYTES
-                });
-                if !fits {
-                    let (bytes, fixups) = st.free_bufs.pop().unwrap_or_else(|| {
-                        (Vec::with_capacity(SEGMENT_BYTES), Vec::with_capacity(4096))
-                    });
-                    st.pending.push(Segment {
-                        part,
-                        start: offset,
-                        bytes,
-                        fixups,
-                        last_seq: 0,
-                        events: 0,
-                        first_at: Instant::now(),
-                    });
-                }
-                st.seq = seq;
-                let seg = st.pending.last_mut().expect("segment");
-                seg.bytes.extend_from_slice(line);
-                seg.fixups.push(Fixup::new(seg.bytes.len(), ts_ms));
-                seg.last_seq = seq;
-                seg.events += 1;
-                st.pending_bytes += line.len();
-                st.size += line.len() as u64;
+                st.queue(line, offset, seq, ts_ms);
                 if self.shared.flusher_idle.load(Ordering::Acquire) {
+                    // One wake-up per idle spell: cleared here, under the lock the flusher
+                    // holds when it sets the flag and waits (a futex wake per emit until then).
+                    self.shared.flusher_idle.store(false, Ordering::Release);
                     self.shared.work.notify_one();
                 }
                 Ok((pos, st.pending_bytes > MAX_PENDING_BYTES, None))
             }
             Durability::Fsync | Durability::Os => {
+                let part = Arc::clone(current);
                 if let Err(e) = part.append(line, offset) {
                     // Nothing of the line stays on disk, so its seq is not used up either.
                     part.abandon(&format!("write failed: {e}"));

@@ -2,12 +2,14 @@
 //! and `JsonView` over Python objects so the validator reads them in place.
 
 use super::keys::{self, Keys, Rec, WithKeys};
+use super::values::write_other;
 use super::SchemaError;
 use crate::core::json::{self, MAX_DEPTH};
 use crate::core::json::{Tape, TokKind};
 use crate::core::schema::ShapeBuf;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::Borrowed;
 use std::cell::RefCell;
 
 /// How values outside JSON's own types are handled (per ledger: `ledgerx.open(..., nonfinite=,
@@ -82,29 +84,26 @@ pub fn with_shape<R>(
     })
 }
 
-/// A serialization failure: path segments (innermost first) and the reason.
-pub struct ConvertError {
-    pub path: Vec<String>,
-    pub message: String,
-}
+/// A serialization failure: path segments (innermost first) and the reason. Boxed, so the
+/// hot path's `Result<(), ConvertError>` is one word.
+pub struct ConvertError(Box<(Vec<String>, String)>);
 
 impl ConvertError {
-    fn new(message: impl Into<String>) -> Self {
-        ConvertError {
-            path: Vec::new(),
-            message: message.into(),
-        }
+    #[cold]
+    pub(super) fn new(message: impl Into<String>) -> Self {
+        ConvertError(Box::new((Vec::new(), message.into())))
     }
 
+    #[cold]
     fn at(mut self, seg: String) -> Self {
-        self.path.push(seg);
+        self.0 .0.push(seg);
         self
     }
 
     /// Where the value is: `data.params[2]`.
     pub fn path_str(&self, root: &str) -> String {
         let mut p = String::from(root);
-        for seg in self.path.iter().rev() {
+        for seg in self.0 .0.iter().rev() {
             if !seg.starts_with('[') {
                 p.push('.');
             }
@@ -114,7 +113,7 @@ impl ConvertError {
     }
 
     pub fn render(&self, root: &str) -> String {
-        format!("{}: {}", self.path_str(root), self.message)
+        format!("{}: {}", self.path_str(root), self.0 .1)
     }
 }
 
@@ -153,19 +152,27 @@ enum Kind {
     Other,
 }
 
+#[inline(always)]
 fn kind_of(obj: &Bound<'_, PyAny>) -> Kind {
     use pyo3::ffi;
     let tp = obj.get_type_ptr();
     // Only the addresses of the interpreter's static type objects are taken.
     if tp == &raw mut ffi::PyUnicode_Type {
-        return Kind::Str;
+        Kind::Str
     } else if tp == &raw mut ffi::PyFloat_Type {
-        return Kind::Float;
+        Kind::Float
     } else if tp == &raw mut ffi::PyLong_Type {
-        return Kind::Int;
+        Kind::Int
     } else if tp == &raw mut ffi::PyDict_Type {
-        return Kind::Dict;
+        Kind::Dict
+    } else {
+        kind_by_checks(obj)
     }
+}
+
+/// `kind_of` a value that is not an exact str, float, int or dict (out of line).
+#[inline(never)]
+fn kind_by_checks(obj: &Bound<'_, PyAny>) -> Kind {
     if obj.is_none() {
         Kind::Null
     } else if obj.is_instance_of::<PyString>() {
@@ -193,8 +200,59 @@ fn write_value<R: Rec>(
     depth: usize,
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
+    write_kind(out, rec, obj, kind_of(obj), depth, opts)
+}
+
+impl Kind {
+    /// Whether writing a value of this kind runs no Python code (so nothing can change the
+    /// container it is read from meanwhile): str, int, float, bool and None, subclasses
+    /// included (their C-level value is read, no method is called). Only when it fails is an
+    /// exception object made (a lone surrogate; an int over 64 bits), and with it possibly a
+    /// garbage collection that runs finalizers: after a failure the member's objects are not
+    /// touched again (`write_leaf`, `at_key_text`).
+    fn runs_no_python(self) -> bool {
+        matches!(
+            self,
+            Kind::Str | Kind::Int | Kind::Float | Kind::Bool | Kind::Null
+        )
+    }
+}
+
+/// `write_value` of `obj`, which is of kind `kind`.
+fn write_kind<R: Rec>(
+    out: &mut Vec<u8>,
+    rec: &mut R,
+    obj: &Bound<'_, PyAny>,
+    kind: Kind,
+    depth: usize,
+    opts: Opts<'_, '_>,
+) -> Result<(), ConvertError> {
+    match kind {
+        // SAFETY: `kind_of` found a dict (or a subclass).
+        Kind::Dict => write_dict(out, rec, unsafe { obj.downcast_unchecked() }, depth, opts),
+        Kind::Seq => write_seq(out, rec, obj, depth, opts),
+        Kind::Other => {
+            // Rarer types (numpy, datetime, Decimal, `default`…): their text is tokenized.
+            let start = out.len();
+            write_other(out, obj, depth, opts)?;
+            rec.other(out, start, depth).map_err(ConvertError::new)
+        }
+        leaf => write_leaf(out, rec, obj, leaf, opts),
+    }
+}
+
+/// `write_kind` of a value whose kind `runs_no_python` (inlined into the loops over members
+/// and items: most values are leaves).
+#[inline(always)]
+fn write_leaf<R: Rec>(
+    out: &mut Vec<u8>,
+    rec: &mut R,
+    obj: &Bound<'_, PyAny>,
+    kind: Kind,
+    opts: Opts<'_, '_>,
+) -> Result<(), ConvertError> {
     let start = out.len();
-    match kind_of(obj) {
+    match kind {
         Kind::Str => {
             // SAFETY: `kind_of` found a str (or a subclass).
             let s = unsafe { obj.downcast_unchecked::<PyString>() };
@@ -204,8 +262,6 @@ fn write_value<R: Rec>(
             json::write_str(out, s);
             rec.leaf(str_kind(out.len() - start, s.len()), start, out.len());
         }
-        // SAFETY: `kind_of` found a dict (or a subclass).
-        Kind::Dict => write_dict(out, rec, unsafe { obj.downcast_unchecked() }, depth, opts)?,
         Kind::Bool => {
             let yes = obj.is_truthy().unwrap_or(false);
             out.extend_from_slice(if yes { b"true" } else { b"false" });
@@ -213,9 +269,18 @@ fn write_value<R: Rec>(
             rec.leaf(kind, start, out.len());
         }
         Kind::Int => {
-            if let Ok(v) = obj.extract::<i64>() {
+            // Over i64 is told by a flag, not an exception (`runs_no_python`): `obj` is read
+            // again only then, for u64, and not after that fails.
+            let mut over = 0;
+            // SAFETY: `obj` is an int (or a subclass: its value is read, `__index__` is not
+            // called) and the GIL is held.
+            let v = unsafe { pyo3::ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut over) };
+            if over == 0 && v == -1 && PyErr::occurred(obj.py()) {
+                return Err(ConvertError::new(PyErr::fetch(obj.py()).to_string()));
+            }
+            if over == 0 {
                 json::write_i64(out, v);
-            } else if let Ok(v) = obj.extract::<u64>() {
+            } else if let (1, Ok(v)) = (over, obj.extract::<u64>()) {
                 out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
             } else {
                 return Err(ConvertError::new("integer out of 64-bit range"));
@@ -233,21 +298,15 @@ fn write_value<R: Rec>(
                 rec.leaf(TokKind::Null, start, out.len());
             }
         }
-        Kind::Null => {
+        _ => {
             out.extend_from_slice(b"null");
             rec.leaf(TokKind::Null, start, out.len());
-        }
-        Kind::Seq => write_seq(out, rec, obj, depth, opts)?,
-        Kind::Other => {
-            // Rarer types (numpy, datetime, Decimal, `default`…): their text is tokenized.
-            write_other(out, obj, depth, opts)?;
-            rec.other(out, start, depth).map_err(ConvertError::new)?;
         }
     }
     Ok(())
 }
 
-fn check_depth(depth: usize) -> Result<(), ConvertError> {
+pub(super) fn check_depth(depth: usize) -> Result<(), ConvertError> {
     if depth >= MAX_DEPTH {
         return Err(ConvertError::new(format!(
             "nested deeper than {MAX_DEPTH} levels"
@@ -280,6 +339,12 @@ fn write_container<R: Rec>(
 }
 
 /// A dict as a JSON object (string keys only), recorded on `rec`.
+///
+/// Its items are read with `PyDict_Next` as borrowed references: a member whose value runs no
+/// Python code while written (`Kind::runs_no_python`) is written without touching reference
+/// counts; any other member is held (both references) while written, since Python code
+/// (`default=`, a subclass's methods) may change the dict, which is then refused like a dict
+/// iterator refuses it (changed size, or more items than it had).
 fn write_dict<R: Rec>(
     out: &mut Vec<u8>,
     rec: &mut R,
@@ -287,32 +352,98 @@ fn write_dict<R: Rec>(
     depth: usize,
     opts: Opts<'_, '_>,
 ) -> Result<(), ConvertError> {
+    use pyo3::ffi;
     write_container(out, rec, TokKind::Obj, depth, |out, rec| {
-        for (i, (k, v)) in d.iter().enumerate() {
-            if i > 0 {
+        let py = d.py();
+        let dp = d.as_ptr();
+        // SAFETY: `dp` is a dict (or a subclass) and the GIL is held (`d` is bound to it).
+        let size = unsafe { ffi::PyDict_Size(dp) };
+        let (mut pos, mut left) = (0, size);
+        let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: as above; PyDict_Next only reads the dict and sets `k`, `v` to borrowed
+        // references of one of its items (non-null) when it returns non-zero.
+        while unsafe { ffi::PyDict_Next(dp, &mut pos, &mut k, &mut v) } != 0 {
+            if left == 0 {
+                return Err(ConvertError::new(
+                    "dict keys changed while it was serialized",
+                ));
+            }
+            if left < size {
                 out.push(b',');
             }
-            let key = k.downcast::<PyString>().map_err(|_| {
-                ConvertError::new(format!(
-                    "non-string key {} ({})",
-                    k.repr().map(|r| r.to_string()).unwrap_or_default(),
-                    type_name(&k)
-                ))
-            })?;
-            let ks = out.len();
-            let exact = key.get_type_ptr() == &raw mut pyo3::ffi::PyUnicode_Type;
-            let written = match rec.keys() {
-                Some(keys) if exact => keys.write(out, key),
-                _ => keys::write_fresh(out, key), // a str subclass is not remembered
-            };
-            let kind = written
-                .map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
-            rec.key(kind, out, ks, out.len());
-            out.push(b':');
-            write_value(out, rec, &v, depth + 1, opts).map_err(|e| e.at(key.to_string()))?;
+            left -= 1;
+            // SAFETY: `k` and `v` are live objects borrowed from the dict just now; they stay
+            // alive while the dict is not changed, i.e. while no Python code runs.
+            let (kb, vb) = unsafe { (Borrowed::from_ptr(py, k), Borrowed::from_ptr(py, v)) };
+            let key = write_key(out, rec, &kb)?;
+            let kind = kind_of(&vb);
+            if kind.runs_no_python() {
+                // (a failed leaf may have run finalizers: the key is read back from its text)
+                write_leaf(out, rec, &vb, kind, opts).map_err(|e| at_key_text(e, &out[key]))?;
+            } else {
+                let (kb, vb) = (kb.to_owned(), vb.to_owned());
+                write_kind(out, rec, &vb, kind, depth + 1, opts).map_err(|e| at_key(e, &kb))?;
+                // SAFETY: `dp` is still a dict (`d` holds it) and the GIL is held.
+                if unsafe { ffi::PyDict_Size(dp) } != size {
+                    return Err(ConvertError::new(
+                        "dict changed size while it was serialized",
+                    ));
+                }
+            }
         }
         Ok(())
     })
+}
+
+/// A member's `"key":` (the key is checked to be a str here); where the key's JSON text is.
+#[inline(always)]
+fn write_key<R: Rec>(
+    out: &mut Vec<u8>,
+    rec: &mut R,
+    k: &Bound<'_, PyAny>,
+) -> Result<std::ops::Range<usize>, ConvertError> {
+    let Ok(key) = k.downcast::<PyString>() else {
+        return Err(non_string_key(k));
+    };
+    let ks = out.len();
+    let exact = key.get_type_ptr() == &raw mut pyo3::ffi::PyUnicode_Type;
+    let written = match rec.keys() {
+        Some(keys) if exact => keys.write(out, key),
+        _ => keys::write_fresh(out, key), // a str subclass is not remembered
+    };
+    let kind =
+        written.map_err(|_| ConvertError::new("key is not valid Unicode (lone surrogate?)"))?;
+    let ke = out.len();
+    rec.key(kind, out, ks, ke);
+    out.push(b':');
+    Ok(ks..ke)
+}
+
+#[cold]
+fn non_string_key(k: &Bound<'_, PyAny>) -> ConvertError {
+    // (held: `repr` runs Python code)
+    let k = k.clone();
+    ConvertError::new(format!(
+        "non-string key {} ({})",
+        k.repr().map(|r| r.to_string()).unwrap_or_default(),
+        type_name(&k)
+    ))
+}
+
+/// `e`, located under the member whose key `write_key` wrote as the JSON text `text`.
+#[cold]
+fn at_key_text(e: ConvertError, text: &[u8]) -> ConvertError {
+    let key = serde_json::from_slice::<String>(text)
+        .unwrap_or_else(|_| String::from_utf8_lossy(text).into_owned());
+    e.at(key)
+}
+
+/// `e`, located under the member `key` (a str: `write_key` wrote it).
+#[cold]
+fn at_key(e: ConvertError, key: &Bound<'_, PyAny>) -> ConvertError {
+    // (held: a str subclass's `__str__` is Python code)
+    let key = key.clone();
+    e.at(key.to_string())
 }
 
 /// A list or tuple as a JSON array, recorded on `rec`.
@@ -374,7 +505,11 @@ pub fn _shape_matches_parse(obj: &Bound<'_, PyAny>, nonfinite_null: bool) -> PyR
     .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.render("data")))
 }
 
-fn write_float(out: &mut Vec<u8>, v: f64, opts: Opts<'_, '_>) -> Result<(), ConvertError> {
+pub(super) fn write_float(
+    out: &mut Vec<u8>,
+    v: f64,
+    opts: Opts<'_, '_>,
+) -> Result<(), ConvertError> {
     if v.is_finite() {
         json::write_f64(out, v);
     } else if opts.nonfinite_null {
@@ -388,7 +523,7 @@ fn write_float(out: &mut Vec<u8>, v: f64, opts: Opts<'_, '_>) -> Result<(), Conv
     Ok(())
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
+pub(super) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
         .map(|n| n.to_string())
@@ -402,174 +537,4 @@ pub fn to_json<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<
     write_obj(&mut out, obj, 0, Opts::default())
         .map_err(|e| SchemaError::new_err(e.render("value")))?;
     Ok(PyBytes::new(py, &out))
-}
-
-/// The values quant code passes besides JSON's own types, recognized by their type's module
-/// and name so numpy and pandas are never imported here: numpy scalars and 1-D arrays,
-/// datetime/date/pandas.Timestamp, UUID, os.PathLike, Enum, Decimal; then `default`.
-fn write_other(
-    out: &mut Vec<u8>,
-    obj: &Bound<'_, PyAny>,
-    depth: usize,
-    opts: Opts<'_, '_>,
-) -> Result<(), ConvertError> {
-    let py_err = |e: PyErr| ConvertError::new(e.to_string());
-    let ty = obj.get_type();
-    let module = ty.module().map(|m| m.to_string()).unwrap_or_default();
-    let name = ty.name().map(|n| n.to_string()).unwrap_or_default();
-    check_depth(depth)?;
-    if module == "numpy" {
-        if let Some(done) = write_numpy(out, obj, &name, depth, opts)? {
-            return Ok(done);
-        }
-    } else if let Some(s) = datetime_text(obj).map_err(py_err)? {
-        json::write_str(out, &s);
-        return Ok(());
-    } else if module == "uuid" && name == "UUID" {
-        let s = obj.str().map_err(py_err)?;
-        json::write_str(out, s.to_str().map_err(py_err)?);
-        return Ok(());
-    } else if module == "decimal" && name == "Decimal" {
-        return write_decimal(out, obj, opts);
-    } else if obj.hasattr("__fspath__").unwrap_or(false) {
-        let p = obj.call_method0("__fspath__").map_err(py_err)?;
-        if let Ok(s) = p.downcast::<PyString>() {
-            json::write_str(out, s.to_str().map_err(py_err)?);
-            return Ok(());
-        }
-    } else if is_enum(obj) {
-        let v = obj.getattr("value").map_err(py_err)?;
-        return write_obj(out, &v, depth + 1, opts);
-    }
-    if let Some(default) = opts.default {
-        let v = default
-            .call1((obj,))
-            .map_err(|e| ConvertError::new(format!("default({}) raised {e}", type_name(obj))))?;
-        return write_obj(out, &v, depth + 1, opts);
-    }
-    Err(ConvertError::new(format!(
-        "value of type {} is not JSON-serializable (pass ledgerx.open(..., default=fn) to convert it)",
-        if module.is_empty() || module == "builtins" { name } else { format!("{module}.{name}") }
-    )))
-}
-
-/// numpy scalars (bool, every int/uint/float width) and 1-D arrays; None for other numpy types.
-fn write_numpy(
-    out: &mut Vec<u8>,
-    obj: &Bound<'_, PyAny>,
-    name: &str,
-    depth: usize,
-    opts: Opts<'_, '_>,
-) -> Result<Option<()>, ConvertError> {
-    let py_err = |e: PyErr| ConvertError::new(e.to_string());
-    if name == "bool" || name == "bool_" {
-        let b = obj.is_truthy().map_err(py_err)?;
-        out.extend_from_slice(if b { b"true" } else { b"false" });
-    } else if name.starts_with("int")
-        || name.starts_with("uint")
-        || name.ends_with("longlong")
-        || matches!(
-            name,
-            "byte" | "ubyte" | "short" | "ushort" | "intc" | "uintc" | "long" | "ulong"
-        )
-    {
-        if let Ok(v) = obj.extract::<i64>() {
-            json::write_i64(out, v);
-        } else if let Ok(v) = obj.extract::<u64>() {
-            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-        } else {
-            return Err(ConvertError::new("integer out of 64-bit range"));
-        }
-    } else if name.starts_with("float")
-        || matches!(name, "half" | "single" | "double" | "longdouble")
-    {
-        let v = obj.extract::<f64>().map_err(py_err)?;
-        write_float(out, v, opts)?;
-    } else if name == "ndarray" {
-        let ndim: usize = obj
-            .getattr("ndim")
-            .and_then(|n| n.extract())
-            .map_err(py_err)?;
-        if ndim != 1 {
-            return Err(ConvertError::new(format!(
-                "a {ndim}-D numpy array is not a value (only 1-D arrays become lists)"
-            )));
-        }
-        let list = obj.call_method0("tolist").map_err(py_err)?;
-        write_obj(out, &list, depth + 1, opts)?;
-    } else {
-        return Ok(None);
-    }
-    Ok(Some(()))
-}
-
-/// RFC 3339 text for datetime (aware: converted to UTC; naive: taken as UTC), pandas.Timestamp
-/// (a datetime subclass) and date; None for anything else.
-fn datetime_text(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-    let py = obj.py();
-    let dt = py.import("datetime")?;
-    if obj.is_instance(&dt.getattr("datetime")?)? {
-        let utc = dt.getattr("timezone")?.getattr("utc")?;
-        let v = if obj.call_method0("utcoffset")?.is_none() {
-            obj.clone()
-        } else {
-            obj.call_method1("astimezone", (utc,))?
-        };
-        let f = |k: &str| -> PyResult<i64> { v.getattr(k)?.extract() };
-        return Ok(Some(format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            f("year")?,
-            f("month")?,
-            f("day")?,
-            f("hour")?,
-            f("minute")?,
-            f("second")?,
-            f("microsecond")?
-        )));
-    }
-    if obj.is_instance(&dt.getattr("date")?)? {
-        let f = |k: &str| -> PyResult<i64> { obj.getattr(k)?.extract() };
-        return Ok(Some(format!(
-            "{:04}-{:02}-{:02}",
-            f("year")?,
-            f("month")?,
-            f("day")?
-        )));
-    }
-    Ok(None)
-}
-
-fn is_enum(obj: &Bound<'_, PyAny>) -> bool {
-    let py = obj.py();
-    py.import("enum")
-        .and_then(|m| m.getattr("Enum"))
-        .and_then(|e| obj.is_instance(&e))
-        .unwrap_or(false)
-}
-
-/// A Decimal is a number when a double holds it exactly (I-JSON), otherwise refused.
-fn write_decimal(
-    out: &mut Vec<u8>,
-    obj: &Bound<'_, PyAny>,
-    opts: Opts<'_, '_>,
-) -> Result<(), ConvertError> {
-    let py_err = |e: PyErr| ConvertError::new(e.to_string());
-    let v: f64 = obj
-        .call_method0("__float__")
-        .and_then(|f| f.extract())
-        .map_err(py_err)?;
-    if !v.is_finite() {
-        return write_float(out, v, opts);
-    }
-    let mut buf = ryu::Buffer::new();
-    let text = buf.format_finite(v);
-    let back = obj.get_type().call1((text,)).map_err(py_err)?;
-    if !back.eq(obj).map_err(py_err)? {
-        return Err(ConvertError::new(format!(
-            "Decimal('{}') is not exactly representable as a JSON number (IEEE double); pass str() or float()",
-            obj.str().map_err(py_err)?
-        )));
-    }
-    out.extend_from_slice(text.as_bytes());
-    Ok(())
 }

@@ -49,21 +49,39 @@ impl Keys {
     /// Append `key` (an exact `str`) as a JSON string: remembered when this object was written
     /// before, else worked out and remembered. Returns the token kind (escaped or not); Err
     /// when the key is not valid Unicode (a lone surrogate).
+    #[inline(always)]
     pub fn write(&mut self, out: &mut Vec<u8>, key: &Bound<'_, PyString>) -> Result<TokKind, ()> {
         let ptr = key.as_ptr() as usize;
         // Objects are 16-byte aligned: the bits above that spread neighbours over the slots.
-        let slot = &mut self.slots[(ptr >> 4 ^ ptr >> 10) % SLOTS];
+        let i = (ptr >> 4 ^ ptr >> 10) % SLOTS;
+        let slot = &self.slots[i];
         if slot.ptr == ptr {
-            out.extend_from_slice(&slot.text[..slot.len as usize]);
+            // All of `text` then cut to length: a fixed-size copy, no call.
+            let start = out.len();
+            out.extend_from_slice(&slot.text);
+            out.truncate(start + slot.len as usize);
             return Ok(slot.kind);
         }
+        self.remember(i, out, key)
+    }
+
+    /// `write` of a key its slot does not hold: worked out and remembered there (kept out of
+    /// line, so the remembered case inlined into the serializer stays small).
+    #[inline(never)]
+    fn remember(
+        &mut self,
+        i: usize,
+        out: &mut Vec<u8>,
+        key: &Bound<'_, PyString>,
+    ) -> Result<TokKind, ()> {
+        let slot = &mut self.slots[i];
         let start = out.len();
         let kind = write_fresh(out, key)?;
         let text = &out[start..];
         if text.len() <= MAX_TEXT {
             // (the old key's reference is dropped here, under the GIL `key` proves held)
             slot.key = Some(key.clone().unbind());
-            slot.ptr = ptr;
+            slot.ptr = key.as_ptr() as usize;
             slot.kind = kind;
             slot.len = text.len() as u8;
             slot.text[..text.len()].copy_from_slice(text);

@@ -9,6 +9,7 @@ mod scan;
 mod schema;
 mod sigterm;
 mod stream;
+mod values;
 mod writer;
 
 use crate::core;

@@ -4,6 +4,9 @@
 use super::cache::SchemaCache;
 use super::convert::{with_serialized, with_shape, Opts};
 
+/// A part's relative path (the core's) with its text as a Python string.
+type PartName = (Arc<str>, Py<PyString>);
+
 /// A validation's outcome.
 type Valid = std::result::Result<(), crate::core::schema::Violation>;
 use super::{schema_err, to_py};
@@ -11,19 +14,21 @@ use crate::core::schema_file::SchemaFile;
 use crate::core::writer::{self as cw, Config, Durability, EventHead};
 use crate::core::Error;
 use pyo3::prelude::*;
+use pyo3::sync::GILProtected;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::Arc;
 
 #[pyclass(frozen, module = "ledgerx._core")]
 pub struct Writer {
     inner: cw::Writer,
     schemas: SchemaFile,
     durability: &'static str,
-    /// The part's relative path as a Python string, reused while the part does not change.
-    last_file: RwLock<Option<(String, Py<PyString>)>>,
+    /// The part's relative path as a Python string, reused while the part does not change
+    /// (read and set under the GIL only: no lock of its own).
+    last_file: GILProtected<RefCell<Option<PartName>>>,
     /// NaN/±Inf become null (`nonfinite="null"`) instead of being refused.
     nonfinite_null: bool,
     /// `default=`: called with values no built-in rule serializes.
@@ -47,17 +52,19 @@ thread_local! {
 }
 
 impl Writer {
-    fn file_str(&self, py: Python<'_>, rel: &str) -> Py<PyString> {
-        if let Ok(g) = self.last_file.read() {
+    fn file_str(&self, py: Python<'_>, rel: &Arc<str>) -> Py<PyString> {
+        let cell = self.last_file.get(py);
+        if let Ok(g) = cell.try_borrow() {
             if let Some((s, obj)) = g.as_ref() {
-                if s == rel {
+                // (the same part shares its path: a pointer compare, then the text)
+                if Arc::ptr_eq(s, rel) || **s == **rel {
                     return obj.clone_ref(py);
                 }
             }
         }
         let obj: Py<PyString> = PyString::new(py, rel).unbind();
-        if let Ok(mut g) = self.last_file.write() {
-            *g = Some((rel.to_string(), obj.clone_ref(py)));
+        if let Ok(mut g) = cell.try_borrow_mut() {
+            *g = Some((Arc::clone(rel), obj.clone_ref(py)));
         }
         obj
     }
@@ -163,7 +170,7 @@ impl Writer {
                 Durability::Group => "group",
                 Durability::Os => "os",
             },
-            last_file: RwLock::new(None),
+            last_file: GILProtected::new(RefCell::new(None)),
             nonfinite_null,
             default,
             key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),

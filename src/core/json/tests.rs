@@ -175,3 +175,40 @@ fn every_single_special_byte_is_seen_in_every_position() {
         }
     }
 }
+
+fn int_text(v: i64) -> String {
+    let mut out = b"x".to_vec();
+    write_i64(&mut out, v);
+    String::from_utf8(out[1..].to_vec()).unwrap()
+}
+
+#[test]
+fn integers_are_written_as_itoa_writes_them_at_the_edges() {
+    let mut edges = vec![
+        i64::MIN,
+        i64::MAX,
+        -1,
+        0,
+        100_000_000,
+        99_999_999,
+        -99_999_999,
+    ];
+    for k in 0..=8 {
+        let p = 10i64.pow(k);
+        edges.extend([p - 1, p, p + 1, 2 * p, 9 * p]);
+    }
+    for v in edges {
+        assert_eq!(int_text(v), itoa::Buffer::new().format(v), "{v}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+    #[test]
+    fn any_integer_is_written_as_itoa_writes_it(v in proptest::prelude::any::<i64>(),
+                                                  small in 0i64..100_001_000) {
+        proptest::prop_assert_eq!(int_text(v), itoa::Buffer::new().format(v).to_string());
+        proptest::prop_assert_eq!(int_text(small), itoa::Buffer::new().format(small).to_string());
+    }
+}

@@ -112,6 +112,13 @@ pub fn shape_of_text(src: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `v.fract() == 0.0` for a finite `v` without libm's `trunc` (a call where SSE4.1 is not
+/// assumed): from 2^52 up every double is an integer; below, the conversion to i64 is exact
+/// for the integer part, so `v` is integral exactly when it converts back to itself.
+fn is_integral(v: f64) -> bool {
+    v.abs() >= 4_503_599_627_370_496.0 || (v as i64) as f64 == v
+}
+
 /// A shape recorded by a serializer while it writes (`Record`), in `shape_at`'s encoding: an
 /// emit whose shape is remembered needs no token tape at all.
 #[derive(Default)]
@@ -136,7 +143,7 @@ impl Record for ShapeBuf {
     }
     fn float(&mut self, v: f64, _: usize, _: usize) {
         // The value says it exactly, whatever its text (`1e16` is integral too).
-        self.bytes.push(if v.fract() == 0.0 { b'I' } else { b'F' });
+        self.bytes.push(if is_integral(v) { b'I' } else { b'F' });
     }
     fn key(&mut self, _: TokKind, out: &[u8], start: usize, end: usize) {
         self.bytes.extend_from_slice(&out[start..end]);

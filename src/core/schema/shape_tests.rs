@@ -143,3 +143,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn integrality_is_fract_zero_at_the_edges() {
+    let two52 = 4_503_599_627_370_496.0_f64;
+    for v in [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -0.5,
+        1e-300,
+        5e-324,
+        two52,
+        two52 - 0.5,
+        -(two52 - 0.5),
+        two52 * 2.0 - 1.0,
+        9.2e18,
+        -9.3e18,
+        1e300,
+        f64::MAX,
+        f64::MIN,
+        12.000_000_000_000_002,
+    ] {
+        assert_eq!(is_integral(v), v.fract() == 0.0, "{v:e}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+    #[test]
+    fn integrality_is_fract_zero(bits in any::<u64>()) {
+        let v = f64::from_bits(bits);
+        if v.is_finite() {
+            prop_assert_eq!(is_integral(v), v.fract() == 0.0, "{:e}", v);
+        }
+    }
+
+    #[test]
+    fn integrality_near_integers_is_fract_zero(m in any::<i64>(), q in 0u32..4, e in 0i32..64) {
+        let v = (m as f64 + f64::from(q) * 0.25) / 2f64.powi(e);
+        prop_assert_eq!(is_integral(v), v.fract() == 0.0, "{:e}", v);
+    }
+}

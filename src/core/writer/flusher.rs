@@ -83,6 +83,42 @@ pub(super) fn block_signals() {
     }
 }
 
+impl State {
+    /// Group mode: append a line (at `offset` of the current part) to the last pending
+    /// segment when that is of the current part and has room, else to a new segment in a
+    /// free buffer (the part's Arc is cloned only then: no reference count per line).
+    pub(super) fn queue(&mut self, line: &[u8], offset: u64, seq: u64, ts_ms: u64) {
+        let current = self.current.as_ref().expect("current part");
+        let fits = self.pending.last().is_some_and(|s| {
+            Arc::ptr_eq(&s.part, current) && s.bytes.len() + line.len() <= SEGMENT_BYTES
+        });
+        if !fits {
+            let part = Arc::clone(current);
+            let (bytes, fixups) = self
+                .free_bufs
+                .pop()
+                .unwrap_or_else(|| (Vec::with_capacity(SEGMENT_BYTES), Vec::with_capacity(4096)));
+            self.pending.push(Segment {
+                part,
+                start: offset,
+                bytes,
+                fixups,
+                last_seq: 0,
+                events: 0,
+                first_at: Instant::now(),
+            });
+        }
+        self.seq = seq;
+        let seg = self.pending.last_mut().expect("segment");
+        seg.bytes.extend_from_slice(line);
+        seg.fixups.push(Fixup::new(seg.bytes.len(), ts_ms));
+        seg.last_seq = seq;
+        seg.events += 1;
+        self.pending_bytes += line.len();
+        self.size += line.len() as u64;
+    }
+}
+
 pub(super) fn flusher_loop(shared: &Shared, gather: Duration) {
     // The event ids of group-mode lines are made here (`finish_lines`).
     let mut rng = Rng::from_os();

@@ -24,20 +24,9 @@ pub(super) fn build_line(
         None if deferred => out.extend_from_slice(&[b'0'; 36]),
         None => out.extend_from_slice(&ids::uuid7((ts.max(0) / 1000) as u64, &mut st.rng)),
     }
-    out.extend_from_slice(b"\",\"event_type\":");
-    json::write_str(out, head.event_type);
-    out.extend_from_slice(b",\"schema_version\":");
-    json::write_i64(out, head.schema_version as i64);
-    out.extend_from_slice(b",\"ts\":\"");
+    out.extend_from_slice(st.heads.mid(head.event_type, head.schema_version));
     out.extend_from_slice(ts_text);
-    out.extend_from_slice(b"\",\"run_id\":");
-    match head.run_id {
-        Some(r) => json::write_str(out, r),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"writer\":");
-    out.extend_from_slice(&st.writer_json);
-    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(st.heads.tail(head.run_id));
     json::write_i64(out, seq as i64);
     out.extend_from_slice(b",\"data\":");
     out.extend_from_slice(data);
@@ -49,6 +38,73 @@ pub(super) fn build_line(
     out.extend_from_slice(b",\"crc\":\"");
     out.extend_from_slice(&hex8(crc));
     out.extend_from_slice(b"\"}\n");
+}
+
+/// The envelope's text between the event id and the timestamp, and between the timestamp and
+/// the seq, as written for the last event type (and version) and the last run id: most emits
+/// repeat both, so their envelope is a few copies (the buffers are reused: no allocation).
+pub(super) struct Heads {
+    /// `writer_id` as a JSON string (quoted, escaped).
+    writer_json: Vec<u8>,
+    /// `","event_type":…,"schema_version":…,"ts":"` for `mid_type` v`mid_version`.
+    mid: Vec<u8>,
+    mid_type: String,
+    mid_version: u32,
+    /// `","run_id":…,"writer":…,"seq":` for `tail_run` (None: null).
+    tail: Vec<u8>,
+    tail_run: Option<String>,
+}
+
+impl Heads {
+    pub(super) fn new(writer_id: &str) -> Self {
+        let mut writer_json = Vec::with_capacity(writer_id.len() + 2);
+        json::write_str(&mut writer_json, writer_id);
+        Heads {
+            writer_json,
+            mid: Vec::new(),
+            mid_type: String::new(),
+            mid_version: 0,
+            tail: Vec::new(),
+            tail_run: None,
+        }
+    }
+
+    fn mid(&mut self, event_type: &str, version: u32) -> &[u8] {
+        if self.mid.is_empty() || self.mid_type != event_type || self.mid_version != version {
+            self.mid.clear();
+            self.mid.extend_from_slice(b"\",\"event_type\":");
+            json::write_str(&mut self.mid, event_type);
+            self.mid.extend_from_slice(b",\"schema_version\":");
+            json::write_i64(&mut self.mid, version as i64);
+            self.mid.extend_from_slice(b",\"ts\":\"");
+            self.mid_type.clear();
+            self.mid_type.push_str(event_type);
+            self.mid_version = version;
+        }
+        &self.mid
+    }
+
+    fn tail(&mut self, run_id: Option<&str>) -> &[u8] {
+        if self.tail.is_empty() || self.tail_run.as_deref() != run_id {
+            self.tail.clear();
+            self.tail.extend_from_slice(b"\",\"run_id\":");
+            match run_id {
+                Some(r) => json::write_str(&mut self.tail, r),
+                None => self.tail.extend_from_slice(b"null"),
+            }
+            self.tail.extend_from_slice(b",\"writer\":");
+            self.tail.extend_from_slice(&self.writer_json);
+            self.tail.extend_from_slice(b",\"seq\":");
+            match (&mut self.tail_run, run_id) {
+                (Some(kept), Some(r)) => {
+                    kept.clear();
+                    kept.push_str(r);
+                }
+                (kept, r) => *kept = r.map(str::to_string),
+            }
+        }
+        &self.tail
+    }
 }
 
 /// Group mode: a queued line whose event id (when the writer makes it) and crc the flusher

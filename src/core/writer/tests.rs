@@ -241,3 +241,85 @@ fn group_events_queued_for_a_part_abandoned_before_their_commit_fail() {
 
 mod faults;
 mod guarantees;
+
+#[test]
+fn envelope_follows_each_events_type_version_and_run_id() {
+    // The envelope text around the timestamp is kept between lines (`line::Heads`): every
+    // change of event type, schema version or run id (to and from none) must show in the line.
+    for mode in [Durability::Group, Durability::Os] {
+        let ev = tmp(&format!("heads-{mode:?}"));
+        let mut cfg = Config::new(&ev);
+        cfg.durability = mode;
+        cfg.writer_id = Some("w-\"q\"".into());
+        let w = Writer::open(cfg).unwrap();
+        let heads = [
+            ("trial.recorded", 1, Some("r1")),
+            ("trial.recorded", 1, Some("r1")),
+            ("trial.recorded", 2, Some("r1")),
+            ("trial.recorde", 2, Some("r1")),
+            ("trial.recorde", 2, Some("r12")),
+            ("alert.ingested", 2, None),
+            ("alert.ingested", 2, None),
+            ("trial.recorded", 1, Some("r1")),
+            ("x.\"y\"", 7, Some("r")),
+        ];
+        for (t, v, r) in heads {
+            let h = EventHead {
+                event_type: t,
+                schema_version: v,
+                run_id: r,
+                event_id: None,
+                ts_us: None,
+            };
+            w.emit(&h, b"{}").unwrap();
+        }
+        w.close().unwrap();
+        let ls = lines(&ev);
+        assert_eq!(ls.len(), heads.len());
+        for (l, (t, v, r)) in ls.iter().zip(heads) {
+            let j: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(j["event_type"], t, "{l}");
+            assert_eq!(j["schema_version"], v, "{l}");
+            assert_eq!(j["run_id"], serde_json::json!(r), "{l}");
+            assert_eq!(j["writer"], "w-\"q\"", "{l}");
+            let keys: Vec<_> = j.as_object().unwrap().keys().cloned().collect();
+            assert_eq!(
+                keys,
+                [
+                    "event_id",
+                    "event_type",
+                    "schema_version",
+                    "ts",
+                    "run_id",
+                    "writer",
+                    "seq",
+                    "data",
+                    "crc"
+                ]
+            );
+        }
+    }
+}
+
+#[test]
+fn group_events_become_durable_without_flush_after_each_idle_spell() {
+    // The flusher waits idle while nothing is queued and the first emit after that wakes it
+    // (the emit clears the idle flag so later ones skip the wake-up): no flush() here.
+    let ev = tmp("idle-wake");
+    let mut cfg = Config::new(&ev);
+    cfg.durability = Durability::Group;
+    cfg.commit_interval = Duration::from_millis(1);
+    let w = Writer::open(cfg).unwrap();
+    let mut seq = 0;
+    for round in 0..5 {
+        for _ in 0..50 {
+            w.emit(&head("run.heartbeat"), b"{}").unwrap();
+            seq += 1;
+        }
+        let d = w.wait_done(seq - 1, Duration::from_secs(10));
+        assert!(d.done_seq >= seq, "round {round}: {d:?}");
+        std::thread::sleep(Duration::from_millis(20)); // the flusher goes idle
+    }
+    w.close().unwrap();
+    assert_eq!(lines(&ev).len(), 250);
+}
