@@ -1,0 +1,71 @@
+"""The CLI builds only the parser of the command its argv names (`ledgerx.cli.build_parser`):
+the table of command modules matches what each module registers, a command's options, help and
+errors are the same as with every command registered, and a `ledgerx rebuild` process imports
+no other command module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+import ledgerx
+from ledgerx.cli import COMMAND_MODULES, _Parser, build_parser
+
+from conftest import cli, run_py
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no subcommands")
+
+
+def test_table_matches_what_the_modules_register() -> None:
+    every = list(_subparsers(build_parser()))
+    listed = [c for commands in COMMAND_MODULES.values() for c in commands]
+    assert listed == every  # in `--help` order, each command once
+    for name, commands in COMMAND_MODULES.items():
+        p = _Parser(prog="ledgerx")
+        sub = p.add_subparsers(dest="command", parser_class=_Parser)
+        importlib.import_module(f"ledgerx.cli.{name}").register(sub)
+        assert tuple(_subparsers(p)) == commands, name
+
+
+@pytest.mark.parametrize("command", [c for cs in COMMAND_MODULES.values() for c in cs])
+def test_a_command_parses_as_with_every_command(command: str) -> None:
+    whole = _subparsers(build_parser())[command]
+    alone = build_parser([command, "--help"])
+    assert _subparsers(alone)[command].format_help() == whole.format_help()
+    assert set(_subparsers(alone)) == set(next(c for c in COMMAND_MODULES.values() if command in c))
+
+
+def test_help_and_unknown_commands_list_every_command() -> None:
+    for argv in ([], ["--help"], ["--version"], ["nosuch"], ["-h", "rebuild"]):
+        assert list(_subparsers(build_parser(argv))) == list(_subparsers(build_parser()))
+    r = cli("nosuch")
+    assert r.returncode == 2
+    assert all(f"'{c}'" in r.stderr for cs in COMMAND_MODULES.values() for c in cs), r.stderr
+    r = cli("--help")
+    assert r.returncode == 0
+    assert all(c in r.stdout for cs in COMMAND_MODULES.values() for c in cs), r.stdout
+
+
+def test_rebuild_process_imports_no_other_command_module(root: Path) -> None:
+    with ledgerx.open(root) as led:
+        led.emit_run_created("r1", "k", {}, "f")
+    r = run_py(
+        "import sys, json\n"
+        "from ledgerx.cli import main\n"
+        "rc = main(['rebuild', '--root', sys.argv[1]])\n"
+        "print(json.dumps([rc, sorted(m for m in sys.modules if m.startswith('ledgerx.cli'))]))\n",
+        str(root),
+    )
+    assert r.returncode == 0, r.stderr
+    rc, mods = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rc == 0
+    assert mods == ["ledgerx.cli", "ledgerx.cli.index_cmds", "ledgerx.cli.term"]
