@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -555,7 +554,7 @@ def _write_meta(
     new_meta = {
         "format": S.INDEX_FORMAT,
         "gen": str(rnd.gen),
-        "lineage": meta.get("lineage") if incremental else uuid.uuid4().hex,
+        "lineage": meta.get("lineage") if incremental else _new_lineage(),
         "stale_after_s": stale,
         "strict": str(bool(strict)).lower(),
         "since_date": (meta.get("since_date") if incremental else rnd.since) or "",
@@ -584,3 +583,9 @@ def _write_meta(
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _new_lineage() -> str:
+    import uuid  # here: it imports platform; an incremental round never needs it
+
+    return uuid.uuid4().hex
