@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import json
 import os
 import re
 import struct
@@ -147,6 +148,14 @@ def last_runs(con: duckdb.DuckDBPyConnection, meta: dict[str, str]) -> list[tupl
 
 def sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
+
+
+def json_list(xs: list[Any]) -> str:
+    """A list as one JSON text parameter, read in SQL as `?::JSON::VARCHAR[]` (or BIGINT[], …).
+    A list (or datetime, bytes) parameter makes DuckDB's Python layer import decimal, uuid and
+    platform to test its items' types: ~15 M instructions of a one-event `ledgerx rebuild`
+    process, whose parameters are therefore only str, int, float, bool and None."""
+    return json.dumps(xs, ensure_ascii=False)
 
 
 # The indexer's in-memory DuckDB, one per process and kept for its life: a round attaches the

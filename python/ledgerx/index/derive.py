@@ -4,13 +4,13 @@ and bad lines (all in the round's transaction), the side files, and work-file cl
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ledgerx.index import schema as S
-from ledgerx.index.dbfile import sql_str
+from ledgerx.index.dbfile import json_list, sql_str
 from ledgerx.index.engine import duckdb
 from ledgerx.index.publish import IndexPaths, publish
 from ledgerx.index.scan import FileState
@@ -250,40 +250,42 @@ def record(
     has_dups: bool,
 ) -> None:
     """Checkpoints and bad lines, in the transaction that added the rows."""
-    now = datetime.now(timezone.utc)
+    now_us = time.time_ns() // 1000
     moved = [s for s in states if s.end > s.start]
-    # Lists bound as DuckDB parameters and unnested side by side: pyarrow's conversion of
+    # Lists bound as JSON texts (`json_list`) and unnested side by side: pyarrow's conversion of
     # Python lists would import pandas (0.3-0.8 s of a small round in a fresh process).
     if moved:  # two statements, no temp table: each statement costs ~1 ms of a small round
-        files = [s.rel for s in moved]
-        q = "DELETE FROM _ledger_files WHERE file IN (SELECT unnest(?::VARCHAR[]))"
+        files = json_list([s.rel for s in moved])
+        q = "DELETE FROM _ledger_files WHERE file IN (SELECT unnest(?::JSON::VARCHAR[]))"
         con.execute(q, [files])
         con.execute(
             """INSERT INTO _ledger_files SELECT
-                   unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[]),
-                   unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), ?, ?""",
+                   unnest(?::JSON::VARCHAR[]), unnest(?::JSON::VARCHAR[]),
+                   unnest(?::JSON::BIGINT[]), unnest(?::JSON::BIGINT[]),
+                   unnest(?::JSON::BIGINT[]), unnest(?::JSON::BIGINT[]), ?, make_timestamptz(?)""",
             [
                 files,
-                [s.day for s in moved],
-                [s.end for s in moved],
-                [max(s.size, s.end) for s in moved],
-                [s.old_events + s.events for s in moved],
-                [s.old_bad + s.bad for s in moved],
+                json_list([s.day for s in moved]),
+                json_list([s.end for s in moved]),
+                json_list([max(s.size, s.end) for s in moved]),
+                json_list([s.old_events + s.events for s in moved]),
+                json_list([s.old_bad + s.bad for s in moved]),
                 gen,
-                now,
+                now_us,
             ],
         )
     if bad:
         con.execute(
             """INSERT INTO _bad_lines
-               SELECT * FROM (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::BIGINT[]) AS o,
-                                     unnest(?::BIGINT[]), unnest(?::VARCHAR[]), ?)
+               SELECT * FROM (SELECT unnest(?::JSON::VARCHAR[]) AS file,
+                                     unnest(?::JSON::BIGINT[]) AS o, unnest(?::JSON::BIGINT[]),
+                                     unnest(?::JSON::VARCHAR[]), ?)
                ORDER BY file, o""",
             [
-                [b[0] for b in bad],
-                [b[1] for b in bad],
-                [b[2] for b in bad],
-                [b[3] for b in bad],
+                json_list([b[0] for b in bad]),
+                json_list([b[1] for b in bad]),
+                json_list([b[2] for b in bad]),
+                json_list([b[3] for b in bad]),
                 gen,
             ],
         )

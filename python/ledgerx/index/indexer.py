@@ -42,6 +42,7 @@ from ledgerx.index import dbfile
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import (
     Checkpoints,
+    json_list,
     open_readonly,
     raise_if_foreign_lock,
     read_state,
@@ -522,9 +523,11 @@ def _discount_replay(
         return
     old_rows = con.execute(  # one statement: the published checkpoints as bound lists
         """SELECT count(*) FROM events e
-           JOIN (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::BIGINT[]) AS off) p USING (file)
+           JOIN (SELECT unnest(?::JSON::VARCHAR[]) AS file, unnest(?::JSON::BIGINT[]) AS off) p
+             USING (file)
            WHERE e.gen = ? AND e."offset" < p.off""",
-        [[st.rel for st in replayed], [floor[st.rel] for st in replayed], rnd.gen],
+        [json_list([st.rel for st in replayed]), json_list([floor[st.rel] for st in replayed]),
+         rnd.gen],  # fmt: skip
     ).fetchone()[0]  # type: ignore[index]  # count(*): one row
 
     def old(b: tuple[str, int, int, str]) -> bool:
@@ -564,8 +567,8 @@ def _write_meta(
     }
     con.execute("DELETE FROM _index_meta")
     con.execute(  # one statement: an executemany is a statement per row
-        "INSERT INTO _index_meta SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
-        [list(new_meta), list(new_meta.values())],
+        "INSERT INTO _index_meta SELECT unnest(?::JSON::VARCHAR[]), unnest(?::JSON::VARCHAR[])",
+        [json_list(list(new_meta)), json_list(list(new_meta.values()))],
     )
     floor = {rel: off for rel, (off, _, _) in rnd.p_ckpt.items()}
     rep.files = sum(1 for s in rnd.states if s.end > max(s.start, floor.get(s.rel, 0)))
