@@ -79,3 +79,58 @@ def test_rebuild_process_imports_no_other_command_module(root: Path) -> None:
     # OpenSSL's load (retention's archive writer only); what DuckDB's Python layer imports to
     # test a list, datetime or bytes parameter (the round binds lists as JSON texts)
     assert others == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "early"),
+    [
+        (["rebuild"], True),
+        (["rebuild", "--root", "x", "--json", "--stale-after", "5"], True),
+        (["rebuild", "--full-rebuild"], False),
+        (["rebuild", "--full"], False),  # argparse takes an unambiguous prefix
+        (["rebuild", "--source", "s3://b/p"], False),
+        (["rebuild", "--source=s3://b/p"], False),
+        (["rebuild", "-h"], False),
+        (["rebuild", "--help"], False),
+        (["status"], False),
+        ([], False),
+        (["--root", "x", "rebuild"], False),
+    ],
+)
+def test_console_script_starts_duckdb_only_for_an_incremental_rebuild(
+    argv: list[str], early: bool
+) -> None:
+    from ledgerx._entry import incremental_rebuild
+
+    assert incremental_rebuild(argv) is early
+
+
+def test_console_script_starts_duckdb_before_the_cli_and_the_round_takes_it(root: Path) -> None:
+    with ledgerx.open(root) as led:
+        led.emit_run_created("r1", "k", {}, "f")
+    build_index(root)
+    with ledgerx.open(root) as led:
+        led.emit_run_started("r1")
+    r = run_py(
+        "import os, sys\n"
+        "import ledgerx._prestart as p\n"
+        "from ledgerx.index import dbfile\n"
+        "made = []\n"
+        "def prestart():\n"
+        "    print('cli imported first:', 'ledgerx.cli' in sys.modules)\n"
+        "    p.prestart.__wrapped__()\n"
+        "    p.settle_prestarted()\n"
+        "    made.extend(p._PRESTARTED[os.getpid()][1])\n"
+        "prestart.__wrapped__ = p.prestart\n"
+        "p.prestart = prestart\n"
+        "import atexit\n"
+        "atexit.register(lambda: print('round took it:', dbfile._WORK_DB[os.getpid()] is made[0]))\n"
+        "sys.argv = ['ledgerx', 'rebuild', '--root', sys.argv[1]]\n"
+        "from ledgerx._entry import main\n"
+        "main()\n",
+        str(root),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "indexed 1 events" in r.stdout
+    assert "cli imported first: False" in r.stdout
+    assert "round took it: True" in r.stdout

@@ -18,7 +18,7 @@ from typing import Any
 
 from ledgerx.errors import ConfigError, IndexLockedError
 from ledgerx.fsutil import ForkSafeLock
-from ledgerx.index.engine import duckdb
+from ledgerx.index.engine import duckdb, take_prestarted
 from ledgerx.index.publish import copy_file, file_ident
 from ledgerx.index.safesql import forbid_external_access
 
@@ -179,8 +179,8 @@ def work_cursor() -> duckdb.DuckDBPyConnection:
     pid = os.getpid()
     with _WORK_LOCK:
         db = _WORK_DB.get(pid)
-        if db is None:
-            db = _WORK_DB[pid] = duckdb.connect(":memory:")
+        if db is None:  # the one `ledgerx rebuild` started early, or a new one
+            db = _WORK_DB[pid] = take_prestarted() or duckdb.connect(":memory:")
         return db.cursor()
 
 
