@@ -67,7 +67,7 @@ def test_rebuild_process_imports_no_other_command_module(root: Path) -> None:
         "from ledgerx.cli import main\n"
         "rc = main(['rebuild', '--root', sys.argv[1]])\n"
         "cli = sorted(m for m in sys.modules if m.startswith('ledgerx.cli'))\n"
-        "mods = ('hashlib', 'secrets', 'decimal', 'uuid', 'platform')\n"
+        "mods = ('hashlib', 'secrets', 'decimal', 'uuid', 'platform', 'ledgerx.retention')\n"
         "print(json.dumps([rc, cli, [m for m in mods if m in sys.modules]]))\n",
         str(root),
     )
@@ -77,7 +77,8 @@ def test_rebuild_process_imports_no_other_command_module(root: Path) -> None:
     assert rc == 0
     assert mods == ["ledgerx.cli", "ledgerx.cli.index_cmds", "ledgerx.cli.term"]
     # OpenSSL's load (retention's archive writer only); what DuckDB's Python layer imports to
-    # test a list, datetime or bytes parameter (the round binds lists as JSON texts)
+    # test a list, datetime or bytes parameter (the round binds lists as JSON texts); retention
+    # (a root without archive/)
     assert others == []
 
 

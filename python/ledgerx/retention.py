@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledgerx import _core
 from ledgerx._lazy import LazyModule
-from ledgerx.config import events_dir, resolve_root
+from ledgerx.config import archive_events_dir, events_dir, resolve_root
 from ledgerx.errors import ConfigError, IndexBusyError, LedgerError
 from ledgerx.fsutil import data_end, ensure_dir, fsync_path
 
@@ -82,10 +82,6 @@ def __getattr__(name: str) -> Any:
     if name == "ARCHIVE_SCHEMA":  # built on first use, like the pyarrow it needs
         return archive_schema()
     raise AttributeError(f"module 'ledgerx.retention' has no attribute {name!r}")
-
-
-def archive_events_dir(root: Path) -> Path:
-    return root / "archive" / "events"
 
 
 # --- reading the archive (used by the indexer) ---------------------------------------------

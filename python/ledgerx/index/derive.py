@@ -299,6 +299,42 @@ def record(
         )
 
 
+def discount_replay(
+    con: duckdb.DuckDBPyConnection,
+    gen: int,
+    states: list[FileState],
+    p_ckpt: dict[str, tuple[int, int, int]],
+    rep: Any,
+    bad: list[tuple[str, int, int, str]],
+    max_bad: int,
+) -> None:
+    """An in-place round indexes the previous round's bytes again (the alternate lagged one
+    round): report in `rep` (an `IndexReport`, logged in `_index_runs`) only what lies past the
+    published checkpoints `p_ckpt`."""
+    floor = {rel: off for rel, (off, _, _) in p_ckpt.items()}
+    replayed = [st for st in states if floor.get(st.rel, 0) > st.start]
+    if not replayed:
+        return
+    old_rows = con.execute(  # one statement: the published checkpoints as bound lists
+        """SELECT count(*) FROM events e
+           JOIN (SELECT unnest(?::JSON::VARCHAR[]) AS file, unnest(?::JSON::BIGINT[]) AS off) p
+             USING (file)
+           WHERE e.gen = ? AND e."offset" < p.off""",
+        [json_list([st.rel for st in replayed]), json_list([floor[st.rel] for st in replayed]),
+         gen],  # fmt: skip
+    ).fetchone()[0]  # type: ignore[index]  # count(*): one row
+
+    def old(b: tuple[str, int, int, str]) -> bool:
+        return b[1] < floor.get(b[0], 0)
+
+    old_bad = [b for b in bad if old(b)]
+    rep.events -= old_rows
+    rep.duplicates -= sum(1 for b in old_bad if b[3].startswith("duplicate event_id"))
+    rep.bad_lines -= len(old_bad)
+    rep.bad = [b for b in bad if not old(b)][:max_bad]
+    rep.bytes -= sum(min(floor[st.rel], st.end) - st.start for st in replayed)
+
+
 def write_side(
     con: duckdb.DuckDBPyConnection,
     target: Path,

@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ledgerx.config import events_dir, resolve_root
+from ledgerx.config import archive_events_dir, events_dir, resolve_root
 from ledgerx.errors import ConfigError
 from ledgerx.index import dbfile
 from ledgerx.index import schema as S
@@ -52,6 +52,7 @@ from ledgerx.index.dbfile import (
 from ledgerx.index.derive import (
     NewRows,
     derive,
+    discount_replay,
     drop_duplicates,
     new_rows,
     record,
@@ -84,7 +85,6 @@ from ledgerx.index.scan import (
     scan_files,
 )
 from ledgerx.index.upcast import Upcaster, default_upcaster
-from ledgerx.retention import load_archived, pending_archived
 
 # Re-exported: other modules and tests import them from here.
 __all__ = [
@@ -380,7 +380,7 @@ def _plan(
     want_stale = str(float(stale_after)) if stale_after is not None else None
     meta_change = want_stale is not None and meta.get("stale_after_s") != want_stale
     sides_missing = not (paths.alerts.exists() and paths.catalog.exists())
-    arch = pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
+    arch = _pending_archived(rootp, ckpt, since, parts)
     # An index of an older format is upgraded (its views replaced) even with no new bytes.
     old_format = incremental and meta.get("format") != S.INDEX_FORMAT
     quiet = not (states or arch or meta_change or sides_missing or copied or old_format)
@@ -391,6 +391,18 @@ def _plan(
         rootp, ev, paths, since, incremental, ckpt, meta, work, copied, states, arch,
         want_stale, gen, parts, p_ident, last_runs,
     )  # fmt: skip
+
+
+def _pending_archived(
+    rootp: Path, ckpt: Checkpoints, since: str | None, parts: list[tuple[str, str, int]]
+) -> list[Any]:
+    """`retention.pending_archived`; a root without an archive never imports retention (its
+    module and dataclasses: ~3 ms of a one-event `ledgerx rebuild` process)."""
+    if not archive_events_dir(rootp).is_dir():
+        return []
+    from ledgerx.retention import pending_archived
+
+    return pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
 
 
 def _new_bytes(
@@ -432,7 +444,7 @@ def _use_alternate(rnd: _Round) -> None:
         ckpt, alt_meta = state_of(con)
         same = all(alt_meta.get(k) == meta.get(k) for k in ("lineage", "format", "since_date"))
         states = _new_bytes(rnd.ev, rnd.parts, ckpt, [])
-        arch = pending_archived(rnd.rootp, ckpt, rnd.since, {rel for rel, _, _ in rnd.parts})
+        arch = _pending_archived(rnd.rootp, ckpt, rnd.since, rnd.parts)
         lag = sum(st.size - st.start for st in states)
         ok = same and int(alt_meta.get("gen", "0")) == rnd.gen - 2
         ok = ok and not arch and lag <= IN_PLACE_MAX_BYTES
@@ -484,9 +496,13 @@ def _account(
     rep: IndexReport,
 ) -> None:
     """In the round's transaction: archived days, duplicates, derived tables, checkpoints."""
-    arch_done, arch_bad, arch_rows, arch_bytes = load_archived(
-        con, rnd.arch, rnd.gen, up, feed.upcast_errors, strict=strict
-    )
+    arch_done, arch_bad, arch_rows, arch_bytes = [], [], 0, 0
+    if rnd.arch:
+        from ledgerx.retention import load_archived
+
+        arch_done, arch_bad, arch_rows, arch_bytes = load_archived(
+            con, rnd.arch, rnd.gen, up, feed.upcast_errors, strict=strict
+        )
     for pa_, n_ev, n_bad in arch_done:
         ap = pa_.part
         st = FileState(ap.rel, ap.day, pa_.start, ap.size, end=ap.offset, events=n_ev)
@@ -509,36 +525,7 @@ def _account(
     _trace("derive")
     record(con, rnd.gen, rnd.states, bad, rep.duplicates > 0)
     if rnd.in_place:
-        _discount_replay(con, rnd, rep, bad)
-
-
-def _discount_replay(
-    con: duckdb.DuckDBPyConnection, rnd: _Round, rep: IndexReport, bad: list[Any]
-) -> None:
-    """An in-place round indexes the previous round's bytes again (the alternate lagged one
-    round): report (and log in `_index_runs`) only what lies past the published checkpoints."""
-    floor = {rel: off for rel, (off, _, _) in rnd.p_ckpt.items()}
-    replayed = [st for st in rnd.states if floor.get(st.rel, 0) > st.start]
-    if not replayed:
-        return
-    old_rows = con.execute(  # one statement: the published checkpoints as bound lists
-        """SELECT count(*) FROM events e
-           JOIN (SELECT unnest(?::JSON::VARCHAR[]) AS file, unnest(?::JSON::BIGINT[]) AS off) p
-             USING (file)
-           WHERE e.gen = ? AND e."offset" < p.off""",
-        [json_list([st.rel for st in replayed]), json_list([floor[st.rel] for st in replayed]),
-         rnd.gen],  # fmt: skip
-    ).fetchone()[0]  # type: ignore[index]  # count(*): one row
-
-    def old(b: tuple[str, int, int, str]) -> bool:
-        return b[1] < floor.get(b[0], 0)
-
-    old_bad = [b for b in bad if old(b)]
-    rep.events -= old_rows
-    rep.duplicates -= sum(1 for b in old_bad if b[3].startswith("duplicate event_id"))
-    rep.bad_lines -= len(old_bad)
-    rep.bad = [b for b in bad if not old(b)][:MAX_REPORTED_BAD]
-    rep.bytes -= sum(min(floor[st.rel], st.end) - st.start for st in replayed)
+        discount_replay(con, rnd.gen, rnd.states, rnd.p_ckpt, rep, bad, MAX_REPORTED_BAD)
 
 
 def _write_meta(
