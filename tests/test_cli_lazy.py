@@ -125,7 +125,8 @@ def test_console_script_starts_duckdb_before_the_cli_and_the_round_takes_it(root
         "prestart.__wrapped__ = p.prestart\n"
         "p.prestart = prestart\n"
         "import atexit\n"
-        "atexit.register(lambda: print('round took it:', dbfile._WORK_DB[os.getpid()] is made[0]))\n"
+        "took = lambda: print('round took it:', dbfile._WORK_DB[os.getpid()] is made[0])\n"
+        "atexit.register(took)\n"
         "sys.argv = ['ledgerx', 'rebuild', '--root', sys.argv[1]]\n"
         "from ledgerx._entry import main\n"
         "main()\n",

@@ -30,7 +30,8 @@ def prestart() -> None:
     the indexer then uses the instance it has or makes one."""
     if os.getpid() in _PRESTARTED:
         return
-    done, box = threading.Event(), []
+    done = threading.Event()
+    box: list[duckdb.DuckDBPyConnection] = []
     _PRESTARTED[os.getpid()] = (done, box)
 
     def make() -> None:

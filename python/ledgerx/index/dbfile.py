@@ -12,10 +12,10 @@ import re
 import struct
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledgerx._record import recordclass
 from ledgerx.errors import ConfigError, IndexLockedError
 from ledgerx.fsutil import ForkSafeLock
 from ledgerx.index.engine import duckdb, take_prestarted
@@ -108,7 +108,7 @@ def raise_if_foreign_lock(path: Path, e: BaseException) -> None:
     ) from None
 
 
-@dataclass
+@recordclass
 class PublishedState:
     """What a round needs from the published runs index: its checkpoints and meta, the
     `_index_runs` row of the round that made it, and whether `work` already holds a copy."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledgerx._record import recordclass
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import json_list, sql_str
 from ledgerx.index.engine import duckdb
@@ -111,7 +111,7 @@ def drop_duplicates(
     return len(rows)
 
 
-@dataclass(frozen=True)
+@recordclass(frozen=True)
 class NewRows:
     """The rows of an incremental round (`gen`), summed up by one query: the rows of the whole
     table that carry one of their event ids and how many distinct ids they have (equal: no
@@ -320,8 +320,11 @@ def discount_replay(
            JOIN (SELECT unnest(?::JSON::VARCHAR[]) AS file, unnest(?::JSON::BIGINT[]) AS off) p
              USING (file)
            WHERE e.gen = ? AND e."offset" < p.off""",
-        [json_list([st.rel for st in replayed]), json_list([floor[st.rel] for st in replayed]),
-         gen],  # fmt: skip
+        [
+            json_list([st.rel for st in replayed]),
+            json_list([floor[st.rel] for st in replayed]),
+            gen,
+        ],
     ).fetchone()[0]  # type: ignore[index]  # count(*): one row
 
     def old(b: tuple[str, int, int, str]) -> bool:

@@ -31,11 +31,11 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ledgerx._record import field, recordclass
 from ledgerx.config import archive_events_dir, events_dir, resolve_root
 from ledgerx.errors import ConfigError
 from ledgerx.index import dbfile
@@ -123,7 +123,7 @@ def _trace(what: str) -> None:
         _T0[0] = now
 
 
-@dataclass
+@recordclass
 class IndexReport:
     """What one indexing round did."""
 
@@ -243,7 +243,7 @@ def build_index(
             prescan.close()  # a no-op once the round has taken it
 
 
-@dataclass
+@recordclass
 class _Options:
     strict: bool
     chunk_bytes: int
@@ -323,7 +323,7 @@ def _index_into_work(
     return con
 
 
-@dataclass
+@recordclass
 class _Round:
     """What one round works on, planned under the index lock."""
 
@@ -496,7 +496,9 @@ def _account(
     rep: IndexReport,
 ) -> None:
     """In the round's transaction: archived days, duplicates, derived tables, checkpoints."""
-    arch_done, arch_bad, arch_rows, arch_bytes = [], [], 0, 0
+    arch_done: list[Any] = []
+    arch_bad: list[tuple[str, int, int, str]] = []
+    arch_rows = arch_bytes = 0
     if rnd.arch:
         from ledgerx.retention import load_archived
 
