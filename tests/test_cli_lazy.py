@@ -112,6 +112,9 @@ def test_console_script_starts_duckdb_before_the_cli_and_the_round_takes_it(root
     build_index(root)
     with ledgerx.open(root) as led:
         led.emit_run_started("r1")
+    build_index(root)  # a copy of the full rebuild's file: the next round updates the alternate
+    with ledgerx.open(root) as led:
+        led.emit("run.heartbeat", {}, run_id="r1")
     r = run_py(
         "import os, sys\n"
         "import ledgerx._prestart as p\n"
