@@ -106,15 +106,19 @@ def test_console_script_starts_duckdb_only_for_an_incremental_rebuild(
     assert incremental_rebuild(argv) is early
 
 
-def test_console_script_starts_duckdb_before_the_cli_and_the_round_takes_it(root: Path) -> None:
+@pytest.mark.parametrize("work", ["copy", "alternate"])
+def test_console_script_starts_duckdb_before_the_cli_and_the_round_takes_it(
+    root: Path, work: str
+) -> None:
     with ledgerx.open(root) as led:
         led.emit_run_created("r1", "k", {}, "f")
     build_index(root)
     with ledgerx.open(root) as led:
         led.emit_run_started("r1")
-    build_index(root)  # a copy of the full rebuild's file: the next round updates the alternate
-    with ledgerx.open(root) as led:
-        led.emit("run.heartbeat", {}, run_id="r1")
+    if work == "alternate":  # a round on a copy of the full rebuild's file: the next round
+        build_index(root)  # updates the file that one replaced (the alternate) in place
+        with ledgerx.open(root) as led:
+            led.emit("run.heartbeat", {}, run_id="r1")
     r = run_py(
         "import os, sys\n"
         "import ledgerx._prestart as p\n"
