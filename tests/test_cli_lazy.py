@@ -67,7 +67,8 @@ def test_rebuild_process_imports_no_other_command_module(root: Path) -> None:
         "from ledgerx.cli import main\n"
         "rc = main(['rebuild', '--root', sys.argv[1]])\n"
         "cli = sorted(m for m in sys.modules if m.startswith('ledgerx.cli'))\n"
-        "mods = ('hashlib', 'secrets', 'decimal', 'uuid', 'platform', 'ledgerx.retention')\n"
+        "mods = ('hashlib', 'secrets', 'decimal', 'uuid', 'platform', 'ledgerx.retention',\n"
+        "        'tempfile')\n"
         "print(json.dumps([rc, cli, [m for m in mods if m in sys.modules]]))\n",
         str(root),
     )
@@ -78,7 +79,7 @@ def test_rebuild_process_imports_no_other_command_module(root: Path) -> None:
     assert mods == ["ledgerx.cli", "ledgerx.cli.index_cmds", "ledgerx.cli.term"]
     # OpenSSL's load (retention's archive writer only); what DuckDB's Python layer imports to
     # test a list, datetime or bytes parameter (the round binds lists as JSON texts); retention
-    # (a root without archive/)
+    # (a root without archive/); tempfile (atomic_write and DuckDB's private temp folder only)
     assert others == []
 
 
