@@ -105,6 +105,9 @@ impl Syncer {
             .name("ledgerx-fsync".into())
             .spawn(move || {
                 let (shared, tsfn) = for_thread;
+                // Run as soon as woken (an emit queued a line, an fdatasync returned), not
+                // after a busy CPU's current task ends its slice.
+                ledgerx::core::sched::prefer_short_slice();
                 sync_loop(&shared, tsfn);
             });
         if spawned.is_err() {

@@ -9,13 +9,23 @@ const fs = require('node:fs');
 const { getEventEmitter } = require('..');
 const { tmpRoot, checkLog } = require('./helpers');
 
-const syncThreads = () => fs.readdirSync('/proc/self/task').filter((t) => {
+const syncTids = () => fs.readdirSync('/proc/self/task').filter((t) => {
   try {
     return fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'ledgerx-fsync';
   } catch {
     return false; // the thread ended meanwhile
   }
-}).length;
+});
+const syncThreads = () => syncTids().length;
+// A field of a thread's /proc sched file (`se.slice`: Linux 6.6+), or undefined.
+const schedField = (tid, name) => {
+  const line = fs.readFileSync(`/proc/self/task/${tid}/sched`, 'utf8').split('\n').find((l) => l.startsWith(name));
+  return line === undefined ? undefined : Number(line.split(':')[1]);
+};
+const kernelAtLeast = (major, minor) => {
+  const [a, b] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').split(/[.-]/).map(Number);
+  return a > major || (a === major && b >= minor);
+};
 
 async function until(cond) {
   for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
@@ -40,4 +50,20 @@ test('fsync: one fdatasync thread per writer, ended by close() after its pending
   assert.equal(syncThreads(), 1);
   await again.close();
   assert.ok(await until(() => syncThreads() === 0));
+});
+
+test('fsync: the fdatasync thread asks for a 0.1 ms slice (Linux 6.12+), keeping its nice value', async () => {
+  const root = tmpRoot('fsync-slice');
+  const em = getEventEmitter(root, { durability: 'fsync' });
+  await em.emitRunStarted('r');
+  const [tid] = syncTids();
+  const main = schedField(process.pid, 'se.slice');
+  if (kernelAtLeast(6, 12)) {
+    // Woken by an emit or by its fdatasync's return, it runs at once instead of waiting out a
+    // busy CPU's current slice (the main thread keeps the default).
+    assert.equal(schedField(tid, 'se.slice'), 100000);
+    assert.notEqual(main, 100000);
+  }
+  assert.equal(schedField(tid, 'prio'), schedField(process.pid, 'prio'), 'nice value kept');
+  await em.close();
 });

@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension `ledgerx._core` (checked against the built module by
 `make lint`: mypy.stubtest). Its errors are the classes of `ledgerx.errors`."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, final
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "SchemaValidator",
     "ScanBatch",
     "Scanner",
+    "ScanStream",
     "scan_files",
     "check_line",
     "check_json",
@@ -112,6 +113,9 @@ class ScanBatch:
     error: str | None
     """Why the file could not be read at all (not a regular file, I/O error); else None."""
     num_rows: int
+    def pieces(self, max_rows: int) -> list[ScanBatch]:
+        """The batch's rows as pieces of at most `max_rows` rows each (sharing its columns, no
+        copy): each keeps the batch's file and offsets, but no bad lines."""
     def columns(
         self,
     ) -> tuple[
@@ -178,6 +182,18 @@ class Scanner:
     @property
     def pending(self) -> list[tuple[str, int]]:
         """Files still to scan, with their next offset."""
+
+@final
+class ScanStream:
+    """The `ScanBatch`es an iterable yields (those without rows skipped) as one Arrow C stream,
+    exported once (a second export raises ValueError): each batch's columns with `data` typed
+    JSON (extension `arrow.json`), then `file` (dictionary-encoded). DuckDB pulls it without
+    the GIL; the stream takes the GIL to advance the iterable, whose exception (or an item that
+    is not a ScanBatch) ends the stream with an error."""
+
+    def __new__(cls, batches: Iterable[ScanBatch]) -> ScanStream: ...
+    def __arrow_c_schema__(self) -> object: ...
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 
 def check_line(line: bytes, strict: bool = False) -> str | None:
     """Why one line (without its newline) is not a valid v1 line, or None: the rules the

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod json;
 pub mod rules;
 pub mod scanner;
+pub mod sched;
 pub mod schema;
 pub mod schema_file;
 #[cfg(test)]

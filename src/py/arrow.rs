@@ -4,6 +4,7 @@
 
 use crate::core::scanner::{Columns, StrColumn};
 use std::ffi::{c_char, c_void, CString};
+use std::ops::Range;
 use std::ptr;
 use std::sync::Arc;
 
@@ -45,7 +46,7 @@ impl FfiSchema {
     /// Free the struct unless a consumer moved it out (which nulls `release`).
     pub fn release_if_owned(&mut self) {
         if let Some(r) = self.release {
-            // SAFETY: `release` is set only by `export_schema`/`leaf_schema` to
+            // SAFETY: `release` is set only by `schema_node` to
             // `release_schema`, which expects exactly this struct; a consumer that moved the
             // struct out nulled it, so it runs at most once.
             unsafe { r(self) }
@@ -83,18 +84,23 @@ pub const FIELDS: &[(&str, &str)] = &[
 
 struct SchemaPrivate {
     _strings: Vec<CString>,
+    _metadata: Vec<u8>,
     children: Vec<*mut FfiSchema>,
+    dictionary: *mut FfiSchema,
 }
 
 /// # Safety
-/// `s` is null or a schema made by `export_schema`/`leaf_schema` (the Arrow C data interface
-/// release callback contract); it is released once, then marked released.
+/// `s` is null or a schema made by `schema_node` (the Arrow C data interface release callback
+/// contract); it is released once, then marked released.
 unsafe extern "C" fn release_schema(s: *mut FfiSchema) {
     if s.is_null() || (*s).release.is_none() {
         return;
     }
     let private = Box::from_raw((*s).private_data as *mut SchemaPrivate);
-    for &c in &private.children {
+    for &c in private.children.iter().chain(Some(&private.dictionary)) {
+        if c.is_null() {
+            continue;
+        }
         if let Some(r) = (*c).release {
             r(c);
         }
@@ -103,59 +109,127 @@ unsafe extern "C" fn release_schema(s: *mut FfiSchema) {
     (*s).release = None;
 }
 
-fn leaf_schema(name: &str, format: &str, nullable: bool) -> *mut FfiSchema {
+/// One schema node: its strings, metadata (already encoded), children and dictionary are owned
+/// by its private data and freed by `release_schema`.
+fn schema_node(
+    name: &str,
+    format: &str,
+    flags: i64,
+    metadata: Vec<u8>,
+    children: Vec<*mut FfiSchema>,
+    dictionary: *mut FfiSchema,
+) -> FfiSchema {
     let strings = vec![
         CString::new(format).expect("format"),
         CString::new(name).expect("name"),
     ];
-    let s = FfiSchema {
-        format: strings[0].as_ptr(),
-        name: strings[1].as_ptr(),
-        metadata: ptr::null(),
-        flags: if nullable { FLAG_NULLABLE } else { 0 },
-        n_children: 0,
-        children: ptr::null_mut(),
-        dictionary: ptr::null_mut(),
-        release: Some(release_schema),
-        private_data: Box::into_raw(Box::new(SchemaPrivate {
-            _strings: strings,
-            children: Vec::new(),
-        })) as *mut c_void,
-    };
-    Box::into_raw(Box::new(s))
-}
-
-/// The struct schema of a scan batch.
-pub fn export_schema() -> FfiSchema {
-    let children: Vec<*mut FfiSchema> = FIELDS
-        .iter()
-        .map(|(n, f)| leaf_schema(n, f, *n == "run_id" || *n == "shape"))
-        .collect();
-    let strings = vec![
-        CString::new("+s").expect("fmt"),
-        CString::new("").expect("name"),
-    ];
     let mut private = Box::new(SchemaPrivate {
         _strings: strings,
+        _metadata: metadata,
         children,
+        dictionary,
     });
     FfiSchema {
         format: private._strings[0].as_ptr(),
         name: private._strings[1].as_ptr(),
-        metadata: ptr::null(),
-        flags: 0,
+        metadata: if private._metadata.is_empty() {
+            ptr::null()
+        } else {
+            private._metadata.as_ptr() as *const c_char
+        },
+        flags,
         n_children: private.children.len() as i64,
-        children: private.children.as_mut_ptr(),
-        dictionary: ptr::null_mut(),
+        children: if private.children.is_empty() {
+            ptr::null_mut()
+        } else {
+            private.children.as_mut_ptr()
+        },
+        dictionary,
         release: Some(release_schema),
         private_data: Box::into_raw(private) as *mut c_void,
     }
 }
 
+fn leaf_schema(name: &str, format: &str, nullable: bool) -> *mut FfiSchema {
+    let flags = if nullable { FLAG_NULLABLE } else { 0 };
+    Box::into_raw(Box::new(schema_node(
+        name,
+        format,
+        flags,
+        Vec::new(),
+        Vec::new(),
+        ptr::null_mut(),
+    )))
+}
+
+/// Arrow C data interface metadata: an i32 count, then each key and value as i32 length + bytes.
+fn encode_metadata(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = (pairs.len() as i32).to_ne_bytes().to_vec();
+    for (k, v) in pairs {
+        for s in [k, v] {
+            out.extend_from_slice(&(s.len() as i32).to_ne_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    out
+}
+
+/// The scan batch's fields; with `json_data`, `data` is typed `arrow.json` (the extension
+/// type's metadata).
+fn batch_fields(json_data: bool) -> Vec<*mut FfiSchema> {
+    FIELDS
+        .iter()
+        .map(|&(n, f)| {
+            let flags = if n == "run_id" || n == "shape" {
+                FLAG_NULLABLE
+            } else {
+                0
+            };
+            let metadata = if json_data && n == "data" {
+                encode_metadata(&[
+                    ("ARROW:extension:name", "arrow.json"),
+                    ("ARROW:extension:metadata", ""),
+                ])
+            } else {
+                Vec::new()
+            };
+            let s = schema_node(n, f, flags, metadata, Vec::new(), ptr::null_mut());
+            Box::into_raw(Box::new(s))
+        })
+        .collect()
+}
+
+/// The struct schema of a scan batch.
+pub fn export_schema() -> FfiSchema {
+    schema_node(
+        "",
+        "+s",
+        0,
+        Vec::new(),
+        batch_fields(false),
+        ptr::null_mut(),
+    )
+}
+
+/// The struct schema of `export_stream_array`'s batches: a scan batch's columns with `data`
+/// typed `arrow.json` (checked by the scanner: DuckDB stores it as JSON without parsing it
+/// again), then `file`, dictionary-encoded (int32 indices into one string).
+pub fn export_stream_schema() -> FfiSchema {
+    let mut children = batch_fields(true);
+    let values = leaf_schema("", "u", false);
+    let file = schema_node("file", "i", 0, Vec::new(), Vec::new(), values);
+    children.push(Box::into_raw(Box::new(file)));
+    schema_node("", "+s", 0, Vec::new(), children, ptr::null_mut())
+}
+
 struct ArrayPrivate {
     _owner: Arc<Columns>,
+    /// Buffers the array owns itself (a dictionary's indices, offsets and values).
+    _held_i32: Vec<Vec<i32>>,
+    _held_u8: Vec<u8>,
     buffers: Vec<*const c_void>,
     children: Vec<*mut FfiArray>,
+    dictionary: *mut FfiArray,
 }
 
 /// # Safety
@@ -166,7 +240,10 @@ unsafe extern "C" fn release_array(a: *mut FfiArray) {
         return;
     }
     let private = Box::from_raw((*a).private_data as *mut ArrayPrivate);
-    for &c in &private.children {
+    for &c in private.children.iter().chain(Some(&private.dictionary)) {
+        if c.is_null() {
+            continue;
+        }
         if let Some(r) = (*c).release {
             r(c);
         }
@@ -175,18 +252,32 @@ unsafe extern "C" fn release_array(a: *mut FfiArray) {
     (*a).release = None;
 }
 
+/// An array of `rows` (an offset and a length into the buffers) over buffers `owner` keeps.
 fn array(
     owner: &Arc<Columns>,
-    len: usize,
+    rows: &Range<usize>,
     null_count: i64,
     buffers: Vec<*const c_void>,
     children: Vec<*mut FfiArray>,
 ) -> FfiArray {
-    let mut private = Box::new(ArrayPrivate {
-        _owner: Arc::clone(owner),
-        buffers,
-        children,
-    });
+    let mut a = into_ffi(
+        ArrayPrivate {
+            _owner: Arc::clone(owner),
+            _held_i32: Vec::new(),
+            _held_u8: Vec::new(),
+            buffers,
+            children,
+            dictionary: ptr::null_mut(),
+        },
+        rows.len(),
+        null_count,
+    );
+    a.offset = rows.start as i64;
+    a
+}
+
+fn into_ffi(private: ArrayPrivate, len: usize, null_count: i64) -> FfiArray {
+    let mut private = Box::new(private);
     FfiArray {
         length: len as i64,
         null_count,
@@ -195,19 +286,20 @@ fn array(
         n_children: private.children.len() as i64,
         buffers: private.buffers.as_mut_ptr(),
         children: private.children.as_mut_ptr(),
-        dictionary: ptr::null_mut(),
+        dictionary: private.dictionary,
         release: Some(release_array),
         private_data: Box::into_raw(private) as *mut c_void,
     }
 }
 
-fn str_child(owner: &Arc<Columns>, c: &StrColumn) -> *mut FfiArray {
+fn str_child(owner: &Arc<Columns>, c: &StrColumn, rows: &Range<usize>) -> *mut FfiArray {
     let (validity, nulls) = match &c.validity {
         Some(v) => {
-            let valid: usize = (0..c.len)
+            let valid: usize = rows
+                .clone()
                 .filter(|&i| v[i / 8] & (1 << (i % 8)) != 0)
                 .count();
-            (v.as_ptr() as *const c_void, (c.len - valid) as i64)
+            (v.as_ptr() as *const c_void, (rows.len() - valid) as i64)
         }
         None => (ptr::null(), 0),
     };
@@ -216,29 +308,98 @@ fn str_child(owner: &Arc<Columns>, c: &StrColumn) -> *mut FfiArray {
         c.offsets.as_ptr() as *const c_void,
         c.values.as_ptr() as *const c_void,
     ];
-    Box::into_raw(Box::new(array(owner, c.len, nulls, bufs, Vec::new())))
+    Box::into_raw(Box::new(array(owner, rows, nulls, bufs, Vec::new())))
 }
 
-fn i64_child(owner: &Arc<Columns>, v: &[i64]) -> *mut FfiArray {
+fn i64_child(owner: &Arc<Columns>, v: &[i64], rows: &Range<usize>) -> *mut FfiArray {
     let bufs = vec![ptr::null(), v.as_ptr() as *const c_void];
-    Box::into_raw(Box::new(array(owner, v.len(), 0, bufs, Vec::new())))
+    Box::into_raw(Box::new(array(owner, rows, 0, bufs, Vec::new())))
 }
 
-/// The batch as a struct array; the buffers point into `cols`, kept alive by the Arc.
-pub fn export_array(cols: &Arc<Columns>) -> FfiArray {
-    let c = cols.as_ref();
-    let children = vec![
-        str_child(cols, &c.event_id),
-        str_child(cols, &c.event_type),
-        i64_child(cols, &c.schema_version),
-        i64_child(cols, &c.ts_us),
-        str_child(cols, &c.run_id),
-        str_child(cols, &c.writer),
-        i64_child(cols, &c.seq),
-        str_child(cols, &c.data),
-        i64_child(cols, &c.offset),
-        i64_child(cols, &c.line_bytes),
-        str_child(cols, &c.shape),
+/// `rows` of the batch as a struct array; the buffers point into `cols`, kept alive by the Arc.
+/// The children carry the rows' offset; the struct itself starts at 0.
+pub fn export_array(cols: &Arc<Columns>, rows: &Range<usize>) -> FfiArray {
+    let children = batch_children(cols, rows);
+    array(cols, &(0..rows.len()), 0, vec![ptr::null()], children)
+}
+
+/// `len` rows of the one string `value`: int32 indices (all 0) into a one-entry dictionary.
+fn const_str_child(owner: &Arc<Columns>, len: usize, value: &str) -> *mut FfiArray {
+    let offsets = vec![
+        0,
+        i32::try_from(value.len()).expect("a file name under 2 GiB"),
     ];
-    array(cols, c.len(), 0, vec![ptr::null()], children)
+    let bytes = value.as_bytes().to_vec();
+    let dict_buffers = vec![
+        ptr::null(),
+        offsets.as_ptr() as *const c_void,
+        bytes.as_ptr() as *const c_void,
+    ];
+    let dict = into_ffi(
+        ArrayPrivate {
+            _owner: Arc::clone(owner),
+            _held_i32: vec![offsets],
+            _held_u8: bytes,
+            buffers: dict_buffers,
+            children: Vec::new(),
+            dictionary: ptr::null_mut(),
+        },
+        1,
+        0,
+    );
+    let indices = vec![0i32; len];
+    let buffers = vec![ptr::null(), indices.as_ptr() as *const c_void];
+    let a = into_ffi(
+        ArrayPrivate {
+            _owner: Arc::clone(owner),
+            _held_i32: vec![indices],
+            _held_u8: Vec::new(),
+            buffers,
+            children: Vec::new(),
+            dictionary: Box::into_raw(Box::new(dict)),
+        },
+        len,
+        0,
+    );
+    Box::into_raw(Box::new(a))
+}
+
+fn batch_children(cols: &Arc<Columns>, rows: &Range<usize>) -> Vec<*mut FfiArray> {
+    let c = cols.as_ref();
+    vec![
+        str_child(cols, &c.event_id, rows),
+        str_child(cols, &c.event_type, rows),
+        i64_child(cols, &c.schema_version, rows),
+        i64_child(cols, &c.ts_us, rows),
+        str_child(cols, &c.run_id, rows),
+        str_child(cols, &c.writer, rows),
+        i64_child(cols, &c.seq, rows),
+        str_child(cols, &c.data, rows),
+        i64_child(cols, &c.offset, rows),
+        i64_child(cols, &c.line_bytes, rows),
+        str_child(cols, &c.shape, rows),
+    ]
+}
+
+/// `rows` of the batch of `file` as `export_stream_schema` describes them.
+pub fn export_stream_array(cols: &Arc<Columns>, rows: &Range<usize>, file: &str) -> FfiArray {
+    let mut children = batch_children(cols, rows);
+    children.push(const_str_child(cols, rows.len(), file));
+    array(cols, &(0..rows.len()), 0, vec![ptr::null()], children)
+}
+
+/// The end of a stream: an array marked released.
+pub fn end_of_stream() -> FfiArray {
+    FfiArray {
+        length: 0,
+        null_count: 0,
+        offset: 0,
+        n_buffers: 0,
+        n_children: 0,
+        buffers: ptr::null_mut(),
+        children: ptr::null_mut(),
+        dictionary: ptr::null_mut(),
+        release: None,
+        private_data: ptr::null_mut(),
+    }
 }

@@ -8,6 +8,7 @@ mod keys;
 mod scan;
 mod schema;
 mod sigterm;
+mod stream;
 mod writer;
 
 use crate::core;
@@ -54,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<schema::SchemaValidator>()?;
     m.add_class::<scan::ScanBatch>()?;
     m.add_class::<scan::Scanner>()?;
+    m.add_class::<stream::ScanStream>()?;
     m.add_function(wrap_pyfunction!(scan::scan_files, m)?)?;
     m.add_function(wrap_pyfunction!(scan::check_line, m)?)?;
     m.add_function(wrap_pyfunction!(scan::check_json, m)?)?;

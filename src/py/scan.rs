@@ -13,13 +13,14 @@ use pyo3::types::{PyCapsule, PyList, PyString, PyTuple};
 use std::collections::{HashSet, VecDeque};
 use std::ffi::CString;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 #[pyclass(frozen, module = "ledgerx._core")]
 pub struct ScanBatch {
     #[pyo3(get)]
-    file: String,
+    pub(super) file: String,
     #[pyo3(get)]
     start_offset: u64,
     #[pyo3(get)]
@@ -33,14 +34,37 @@ pub struct ScanBatch {
     /// Why the file could not be read at all (not a regular file, I/O error), else None.
     #[pyo3(get)]
     error: Option<String>,
-    columns: Arc<Columns>,
+    pub(super) columns: Arc<Columns>,
+    /// The rows of `columns` this batch holds: all of them, or one piece (`pieces`).
+    pub(super) rows: Range<usize>,
 }
 
 #[pymethods]
 impl ScanBatch {
     #[getter]
     fn num_rows(&self) -> usize {
-        self.columns.len()
+        self.rows.len()
+    }
+
+    /// The batch's rows as pieces of at most `max_rows` rows each (sharing its columns, no
+    /// copy), for the streams of a big round to share: each piece keeps the batch's file and
+    /// offsets but no bad lines (a piece is inserted, never accounted).
+    fn pieces(&self, max_rows: usize) -> Vec<ScanBatch> {
+        let step = max_rows.max(1);
+        (self.rows.start..self.rows.end)
+            .step_by(step)
+            .map(|a| ScanBatch {
+                file: self.file.clone(),
+                start_offset: self.start_offset,
+                end_offset: self.end_offset,
+                pending_bytes: self.pending_bytes,
+                file_size: self.file_size,
+                bad_lines: Vec::new(),
+                error: None,
+                columns: Arc::clone(&self.columns),
+                rows: a..(a + step).min(self.rows.end),
+            })
+            .collect()
     }
 
     #[pyo3(signature = (requested_schema = None))]
@@ -58,7 +82,7 @@ impl ScanBatch {
         )?;
         let array = PyCapsule::new_with_destructor(
             py,
-            export_array(&self.columns),
+            export_array(&self.columns, &self.rows),
             Some(CString::new("arrow_array").expect("name")),
             |mut a: FfiArray, _| a.release_if_owned(),
         )?;
@@ -72,9 +96,10 @@ impl ScanBatch {
     /// shape, offset, line_bytes.
     fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let c = &self.columns;
-        let n = c.len();
+        let rows = self.rows.clone();
         let strs = |col: &StrColumn| -> PyResult<Bound<'py, PyList>> {
-            let items = (0..n)
+            let items = rows
+                .clone()
                 .map(|i| match col.get(i) {
                     None => Ok(py.None().into_bound(py)),
                     Some(b) => std::str::from_utf8(b)
@@ -84,7 +109,7 @@ impl ScanBatch {
                 .collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, items)
         };
-        let ints = |v: &Vec<i64>| PyList::new(py, v.iter().copied());
+        let ints = |v: &Vec<i64>| PyList::new(py, v[rows.clone()].iter().copied());
         let cols: Vec<Bound<'py, PyAny>> = vec![
             strs(&c.event_id)?.into_any(),
             strs(&c.event_type)?.into_any(),
@@ -105,7 +130,7 @@ impl ScanBatch {
         format!(
             "ScanBatch(file={:?}, rows={}, {}..{}, bad={})",
             self.file,
-            self.columns.len(),
+            self.rows.len(),
             self.start_offset,
             self.end_offset,
             self.bad_lines.len()
@@ -192,6 +217,7 @@ fn scan_round(
                 .map(|b| (b.offset, b.len, b.reason))
                 .collect(),
             error: None,
+            rows: 0..r.columns.len(),
             columns: Arc::new(r.columns),
         };
         out.push((batch, error));

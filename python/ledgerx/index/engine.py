@@ -6,17 +6,63 @@ importlib.metadata). Importing the package cost about 360 M instructions, a thir
 these very objects, so code that imports `duckdb` meets the same classes.
 
 Scanning a Python Arrow object (`register`) needs the package's adapters: `arrow_scans()` first
-(the streamed insert of a big round, archived days, rows to upcast)."""
+(archived days, rows to upcast). An object that exports an Arrow C stream itself (the core's
+`ScanStream`: a big round's insert) is registered through the engine (`register_stream`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 # The engine module and the early start of an instance live in a top-level module, which the
 # console script imports before this package (whose imports would delay that start).
 from ledgerx._prestart import duckdb, prestart, settle_prestarted, take_prestarted
 
-__all__ = ["arrow_scans", "duckdb", "prestart", "settle_prestarted", "take_prestarted"]
+__all__ = [
+    "arrow_scans",
+    "duckdb",
+    "prestart",
+    "register_stream",
+    "settle_prestarted",
+    "take_prestarted",
+]
 
 
 def arrow_scans() -> None:
     """Let DuckDB scan Python Arrow objects: the `duckdb` package sets that up on import."""
     import duckdb as _package  # noqa: F401
+
+
+class _StreamSource:
+    """What the engine's Arrow scan reads (the package's `duckdb._sources.ArrowScanSource`
+    protocol) for an object with `__arrow_c_stream__` and `__arrow_c_schema__`, read once."""
+
+    one_shot = True
+    schema_is_stable = True
+    pull_under_gil = False  # the stream takes the GIL itself when it needs it
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def rows(self) -> int | None:
+        return None
+
+    def accepts(self, predicate: object) -> bool:
+        return False
+
+    def stream(self, columns: object, filters: object) -> tuple[object, bool]:
+        return self.obj.__arrow_c_stream__(), False
+
+    def __arrow_c_schema__(self) -> object:
+        return self.obj.__arrow_c_schema__()
+
+
+def register_stream(con: Any, name: str, obj: Any) -> None:
+    """Register `obj`, which exports an Arrow C stream and its schema, as view `name`: through
+    the engine's own source registration when it has one (the `duckdb` package is not imported),
+    else through the package's `register`."""
+    reg = getattr(con, "_register_arrow_source", None)
+    if reg is None:
+        arrow_scans()
+        con.register(name, obj)
+    else:
+        reg(name, _StreamSource(obj))

@@ -35,6 +35,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ledgerx._lazy import LazyModule
 from ledgerx._record import field, recordclass
 from ledgerx.config import archive_events_dir, events_dir, resolve_root
 from ledgerx.errors import ConfigError
@@ -63,7 +64,7 @@ from ledgerx.index.derive import (
 )
 from ledgerx.index.engine import duckdb
 from ledgerx.index.hooks import PublishRound, run_publish_hooks
-from ledgerx.index.insert import insert_events
+from ledgerx.index.insert import SMALL_ROUND_BYTES, insert_events, stream_count
 from ledgerx.index.prescan import DEFAULT_CHUNK_BYTES, Prescan
 from ledgerx.index.publish import (
     IndexPaths,
@@ -101,6 +102,7 @@ __all__ = [
 
 
 DEFAULT_STALE_AFTER_S = 3600.0
+uuid = LazyModule("uuid")  # a new lineage (full rounds) only: uuid imports platform
 # The alternate is updated in place only when it lags by at most this many log bytes (it replays
 # the previous round too); a bigger round works on a copy, which costs the same at that size.
 IN_PLACE_MAX_BYTES = 64 << 20
@@ -299,7 +301,9 @@ def _index_into_work(
         _prepare_tables(con, rnd)
         if rnd.in_place:  # a published file: rows and checkpoints in one transaction
             con.begin()
-        insert_events(con, feed, rnd.gen)
+        # In place: rows and checkpoints in one transaction, so one INSERT.
+        streams = 1 if rnd.in_place else stream_count(opts.threads, len(rnd.states))
+        insert_events(con, feed, rnd.gen, streams)
         _trace("insert events")
         if not rnd.in_place:
             con.begin()
@@ -323,13 +327,14 @@ def _index_into_work(
 
 
 def _work_connection(rnd: _Round) -> duckdb.DuckDBPyConnection:
-    """The round's connection to its work file: the alternate's cursor (in place); a copy
-    attached into the process's DuckDB like the alternate (`rnd.alias`: no second instance,
-    ~150 M instructions); a full rebuild's fresh file: a connection of its own."""
-    con, rnd.con = rnd.con, None
-    if con is not None:
+    """The alternate's cursor (in place); a small round's copy attached into the process's
+    DuckDB like the alternate (no second instance: ~150 M instructions); else its own
+    connection (a big round's INSERTs run on cursors of it: they would not see an ATTACH)."""
+    if (con := rnd.con) is not None:
+        rnd.con = None
         return con
-    if not rnd.incremental:
+    small = sum(st.size - st.start for st in rnd.states) <= SMALL_ROUND_BYTES and not rnd.arch
+    if not (rnd.incremental and small):
         return duckdb.connect(str(rnd.work))
     con = dbfile.work_cursor()
     try:
@@ -413,8 +418,7 @@ def _plan(
 def _pending_archived(
     rootp: Path, ckpt: Checkpoints, since: str | None, parts: list[tuple[str, str, int]]
 ) -> list[Any]:
-    """`retention.pending_archived`; a root without an archive never imports retention (its
-    module and dataclasses: ~3 ms of a one-event `ledgerx rebuild` process)."""
+    """`retention.pending_archived`; a root without an archive never imports retention."""
     if not archive_events_dir(rootp).is_dir():
         return []
     from ledgerx.retention import pending_archived
@@ -563,7 +567,7 @@ def _write_meta(
     new_meta = {
         "format": S.INDEX_FORMAT,
         "gen": str(rnd.gen),
-        "lineage": meta.get("lineage") if incremental else _new_lineage(),
+        "lineage": meta.get("lineage") if incremental else uuid.uuid4().hex,
         "stale_after_s": stale,
         "strict": str(bool(strict)).lower(),
         "since_date": (meta.get("since_date") if incremental else rnd.since) or "",
@@ -592,9 +596,3 @@ def _write_meta(
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _new_lineage() -> str:
-    import uuid  # here: it imports platform; an incremental round never needs it
-
-    return uuid.uuid4().hex

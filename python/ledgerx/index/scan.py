@@ -28,6 +28,10 @@ else:  # only the streaming path (`reader`) needs pyarrow
     pa = LazyModule("pyarrow")
     pc = LazyModule("pyarrow.compute")
 
+# Rows of one piece of a scanned batch as the core streams hand them to DuckDB (`stream`): a
+# round's batch (up to 32 MB of one file, ~85k trials) is shared by the INSERTs at once.
+PIECE_ROWS = 8192
+
 Progress = Callable[[int, int], None]
 """progress(done_bytes, total_bytes), called from the indexing thread."""
 
@@ -131,8 +135,13 @@ class ScanFeed:
         self.prescan = prescan
         self.track_ids = track_ids  # a full rebuild: the scan tells whether its ids are distinct
         self._scanner_obj: Any = None
+        self._arrow, self._pieces = True, False
 
-    def start(self) -> None:
+    def start(self, arrow: bool = True, pieces: bool = False) -> None:
+        """Start the producer thread: it hands on pyarrow batches for `reader` (`arrow`), or
+        the core's batches as they are for `stream`: a round's batches as one item, or with
+        `pieces` (several streams share the scan) each piece of PIECE_ROWS rows as its own."""
+        self._arrow, self._pieces = arrow, pieces
         self._p.start()
 
     def close(self) -> None:
@@ -189,9 +198,16 @@ class ScanFeed:
             for batches in self._scanner():
                 if self._p.stopped:
                     break
-                out = [self._to_arrow(b, b.file) for b in batches if self._book(b)]
-                if out and not self._p.put(out):
-                    return
+                out = [b for b in batches if self._book(b)]
+                if self._arrow:
+                    items = [[self._to_arrow(b, b.file) for b in out]] if out else []
+                elif self._pieces:  # one per item: the streams of the round share a batch
+                    items = [[p] for b in out for p in b.pieces(PIECE_ROWS)]
+                else:
+                    items = [out] if out else []
+                for item in items:
+                    if not self._p.put(item):
+                        return
                 if self.progress is not None:
                     self.progress(self.done, self.total)
             self._p.put(None)
@@ -238,9 +254,24 @@ class ScanFeed:
 
         return pa.RecordBatchReader.from_batches(scan_schema(), batches())
 
+    def stream(self, failed: list[BaseException]) -> Any:
+        """The core's batches (`start(arrow=False)`) as one Arrow C stream (`_core.ScanStream`:
+        `data` typed JSON, `file` added, no upcast columns; no pyarrow), in scan order (in
+        pieces of at most PIECE_ROWS rows when several streams share the scan: `start`); an
+        error of the scan ends the stream and is appended to `failed`, as in `reader`."""
+
+        def batches() -> Iterator[Any]:
+            try:
+                for item in self._p.items():
+                    yield from item
+            except BaseException as e:
+                failed.append(e)
+
+        return _core.ScanStream(batches())
+
 
 class Producer:
-    """A producer thread handing items to one consumer through a bounded queue: `put` waits
+    """A producer thread handing items to its consumers through a bounded queue: `put` waits
     while the queue is full (False once stopped); `items` yields what was put until the
     producer puts None, and raises an exception it put; `stop` ends the thread, dropping what
     waits in the queue."""
@@ -271,11 +302,15 @@ class Producer:
         return False
 
     def items(self) -> Iterator[Any]:
+        """What was put, in order; several consumers may share the items (each item goes to
+        one of them). The end (None) or the exception is put back for the other consumers:
+        it is the producer's last item, so the queue has room for it."""
         while True:
             item = self._q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
+            if item is None or isinstance(item, BaseException):
+                self._q.put_nowait(item)
+                if item is None:
+                    return
                 raise item
             yield item
 
