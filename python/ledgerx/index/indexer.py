@@ -39,7 +39,7 @@ from ledgerx._lazy import LazyModule
 from ledgerx._record import field, recordclass
 from ledgerx.config import archive_events_dir, events_dir, resolve_root
 from ledgerx.errors import ConfigError
-from ledgerx.index import dbfile
+from ledgerx.index import dbfile, insert
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import (
     Checkpoints,
@@ -64,7 +64,7 @@ from ledgerx.index.derive import (
 )
 from ledgerx.index.engine import duckdb
 from ledgerx.index.hooks import PublishRound, run_publish_hooks
-from ledgerx.index.insert import SMALL_ROUND_BYTES, insert_events, stream_count
+from ledgerx.index.insert import insert_events, stream_count
 from ledgerx.index.prescan import DEFAULT_CHUNK_BYTES, Prescan
 from ledgerx.index.publish import (
     IndexPaths,
@@ -333,7 +333,8 @@ def _work_connection(rnd: _Round) -> duckdb.DuckDBPyConnection:
     if (con := rnd.con) is not None:
         rnd.con = None
         return con
-    small = sum(st.size - st.start for st in rnd.states) <= SMALL_ROUND_BYTES and not rnd.arch
+    small = sum(st.size - st.start for st in rnd.states) <= insert.SMALL_ROUND_BYTES  # as ScanFeed
+    small = small and not rnd.arch
     if not (rnd.incremental and small):
         return duckdb.connect(str(rnd.work))
     con = dbfile.work_cursor()
