@@ -57,11 +57,68 @@ def test_a_round_after_this_process_published_reads_no_state(
     assert build_index(root).mode == "noop"
     assert reads == []
     assert index_events(paths.runs) == reference_events(root)
-    # Another process publishes: what this one remembers no longer describes the file.
+    # Another process publishes: what this one remembers no longer describes the file, the
+    # state file that process wrote does.
     _emit(root, 10)
     p = cli("rebuild", "--root", str(root))
     assert p.returncode == 0, p.stderr
     pos = _emit(root, 11)
+    rep = build_index(root)
+    assert (rep.events, rep.duplicates, rep.bad_lines) == (1, 0, 0)
+    assert reads == []
+    assert index_events(paths.runs) == reference_events(root)
+
+
+def _forget_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a new process: nothing remembered in memory (the state file stays)."""
+    monkeypatch.setattr(dbfile, "_PUBLISHED", {})
+
+
+def test_a_new_process_takes_the_published_state_from_the_state_file(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = IndexPaths.for_root(root)
+    write_sweep(root, runs=1, trials=3)
+    build_index(root)
+    reads = _counting_reads(monkeypatch)
+    for i in range(3):  # after a full round, a copy, in place
+        _forget_this_process(monkeypatch)
+        pos = _emit(root, i)
+        rep = build_index(root)
+        assert (rep.events, rep.duplicates, rep.bad_lines) == (1, 0, 0)
+        assert rep.offsets[pos[0]] > pos[1]
+    assert reads == []
+    assert index_events(paths.runs) == reference_events(root)
+    ckpt, meta = dbfile.read_state(paths.runs)
+    state = dbfile._load_state(paths.runs, dbfile.file_ident(paths.runs))
+    assert state is not None and (state.ckpt, state.meta) == (ckpt, meta)
+    con = dbfile.open_readonly(paths.runs)
+    try:
+        assert state.last_runs == dbfile.last_runs(con, meta)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("change", ["touched", "unreadable", "missing"])
+def test_a_state_file_that_may_not_describe_the_file_is_not_used(
+    root: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    paths = IndexPaths.for_root(root)
+    write_sweep(root, runs=1, trials=3)
+    build_index(root)
+    _emit(root, 1)
+    build_index(root)
+    state = dbfile.state_file(paths.runs)
+    if change == "touched":  # the file written since (a foreign writer): another mtime
+        st = os.stat(paths.runs)
+        os.utime(paths.runs, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    elif change == "unreadable":
+        state.write_text('{"ident": ')
+    else:
+        state.unlink()
+    reads = _counting_reads(monkeypatch)
+    _forget_this_process(monkeypatch)
+    _emit(root, 2)
     rep = build_index(root)
     assert (rep.events, rep.duplicates, rep.bad_lines) == (1, 0, 0)
     assert reads == [paths.runs]

@@ -214,6 +214,10 @@ def test_index_publish_fsyncs_the_work_file_then_the_directory(root: Path, tmp_p
     need_dir_sync: list[str] = []
     names = ("alerts.duckdb", "catalog.duckdb", "runs.duckdb")
     for c in calls:
+        # The published state beside runs.duckdb (`dbfile.state_file`) is a cache that a round
+        # uses only while the file's identity matches: renamed into place, never fsynced.
+        if c.name == "rename" and c.dst.endswith(".state.json"):
+            continue
         if c.name == "rename" and c.dst.startswith(index + "/"):
             assert files.durable(c.path), f"{c.path} renamed over {c.dst} without its fsync"
             if Path(c.dst).name in names:
@@ -269,3 +273,23 @@ def test_artifacts_appear_only_by_rename_of_an_fsynced_file(root: Path, tmp_path
         files.see(c)
     assert sorted(renamed) == sorted(finals)
     assert not need_dir_sync, f"no fsync of the run's folder after {need_dir_sync}"
+
+
+def test_side_files_are_fsynced_once_by_the_publisher_only(root: Path, tmp_path: Path) -> None:
+    """DuckDB writes the side files with its fsyncs off (`fsync_mode` NONE: a new private file
+    that the publisher fsyncs before its rename), and only them: the runs file that a round
+    updates keeps DuckDB's own fsyncs (WAL, checkpoint)."""
+    sys_path = str(Path(__file__).parent)
+    code = f"import sys; sys.path.insert(0, {sys_path!r})\n" + PUBLISH_CHILD
+    calls = strace(tmp_path, code, str(root), trace="fsync,fdatasync")
+    syncs: dict[str, int] = {}
+    for c in calls:
+        syncs[Path(c.path).name] = syncs.get(Path(c.path).name, 0) + 1
+    sides = {n: k for n, k in syncs.items() if n.startswith(".building-") and "-runs" not in n}
+    assert sorted(sides) == sorted(
+        f".building-{pid}-{name}.duckdb"
+        for pid in {n.split("-")[1] for n in sides}
+        for name in ("alerts", "catalog")
+    ), syncs
+    assert set(sides.values()) == {3}, syncs  # three rounds, one fsync each: the publisher's
+    assert syncs.get(".runs.duckdb.alt", 0) > 1, syncs  # DuckDB's checkpoint + the publisher's

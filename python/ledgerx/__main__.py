@@ -1,3 +1,3 @@
-from ledgerx.cli import main
+from ledgerx._entry import main
 
 raise SystemExit(main())

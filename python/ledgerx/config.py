@@ -22,5 +22,10 @@ def index_dir(root: Path) -> Path:
     return root / "index"
 
 
+def archive_events_dir(root: Path) -> Path:
+    """Where retention moves closed days (`ledgerx.retention`)."""
+    return root / "archive" / "events"
+
+
 def artifacts_dir(root: Path) -> Path:
     return root / "artifacts" / "runs"

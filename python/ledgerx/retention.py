@@ -27,11 +27,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledgerx import _core
 from ledgerx._lazy import LazyModule
-from ledgerx.config import events_dir, resolve_root
+from ledgerx.config import archive_events_dir, events_dir, resolve_root
 from ledgerx.errors import ConfigError, IndexBusyError, LedgerError
 from ledgerx.fsutil import data_end, ensure_dir, fsync_path
 
@@ -84,10 +82,6 @@ def __getattr__(name: str) -> Any:
     if name == "ARCHIVE_SCHEMA":  # built on first use, like the pyarrow it needs
         return archive_schema()
     raise AttributeError(f"module 'ledgerx.retention' has no attribute {name!r}")
-
-
-def archive_events_dir(root: Path) -> Path:
-    return root / "archive" / "events"
 
 
 # --- reading the archive (used by the indexer) ---------------------------------------------
@@ -304,6 +298,8 @@ class RetentionReport:
 def ids_hash(ids: list[str]) -> str:
     """SHA-256 of the sorted event ids, one per line: order-free, so the log and the archive
     (or the index) can be compared."""
+    import hashlib  # here: OpenSSL's load costs every indexing process (which never calls this)
+
     h = hashlib.sha256()
     for i in sorted(ids):
         h.update(i.encode())
@@ -363,6 +359,8 @@ def _write_archive(adir: Path, s: _Scanned) -> tuple[Path, int, str]:
     event id hash)."""
     name = Path(s.rel).name.removesuffix(".jsonl") + ".parquet"
     final = adir / name
+    import secrets  # here: not imported by an indexing process, which never writes archives
+
     tmp = adir / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     want_hash = ids_hash(s.table.column("event_id").to_pylist())
     meta = {

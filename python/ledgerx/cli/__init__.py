@@ -11,28 +11,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from ledgerx.cli import (
-    index_cmds,
-    legacy_cmds,
-    ops_cmds,
-    remote_cmds,
-    results_cmds,
-    schema_cmds,
-    ui_cmds,
-    write_cmds,
-)
 from ledgerx.errors import LedgerError
 
-COMMAND_MODULES = [
-    write_cmds,
-    schema_cmds,
-    index_cmds,
-    results_cmds,
-    ops_cmds,
-    legacy_cmds,
-    ui_cmds,
-    remote_cmds,
-]
+# The command modules (`ledgerx.cli.<name>`), in the order `--help` lists their commands, and the
+# commands each one registers. A process builds the parser of the command its argv names only
+# (`build_parser`): importing every module and building every subparser cost a one-event
+# `ledgerx rebuild` ~10 % of its instructions. tests/test_cli_lazy.py checks this table against
+# what the modules register.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "write_cmds": ("emit", "tail"),
+    "schema_cmds": ("schema",),
+    "index_cmds": ("rebuild", "query", "status", "verify"),
+    "results_cmds": ("runs", "show", "trials"),
+    "ops_cmds": ("daemon", "retention"),
+    "legacy_cmds": ("legacy",),
+    "ui_cmds": ("ui",),
+    "remote_cmds": ("ship",),
+}
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -66,16 +61,33 @@ def print_json(obj: object) -> None:
     print(json.dumps(obj, default=str, ensure_ascii=False))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with `argv` that starts with a command's name, a parser
+    with only the commands of that command's module, which parses that argv exactly as the
+    whole one does (a subcommand's parse, help and errors never read its siblings)."""
     from ledgerx import __version__
 
     parser = _Parser(prog="ledgerx", description="Append-only event ledger with a DuckDB index.")
     parser.add_argument("--version", action="version", version=f"ledgerx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for mod in COMMAND_MODULES:
-        mod.register(sub)
+    import importlib
+
+    for name in _modules_for(argv):
+        importlib.import_module(f"ledgerx.cli.{name}").register(sub)
     return parser
+
+
+def _modules_for(argv: Sequence[str] | None) -> list[str]:
+    """The command modules a parse of `argv` needs: the one that registers its first word when
+    that is a command (the top-level parser has only options before the command), else all
+    (no command, an option first such as `--help`, or an unknown command: the message lists
+    every command)."""
+    if argv:
+        for name, commands in COMMAND_MODULES.items():
+            if argv[0] in commands:
+                return [name]
+    return list(COMMAND_MODULES)
 
 
 def COMMAND_NAMES() -> list[str]:  # noqa: N802 - reads like the constant it stands for
@@ -120,7 +132,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from ledgerx.errors import LedgerIOError, SchemaError
 
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
         if getattr(args, "quick_exit", False):
             _QUICK_EXIT.append(True)
         handler: Callable[[argparse.Namespace], int | None] = args.handler

@@ -198,21 +198,14 @@ def _one_blas_thread() -> None:
 
 
 def _start_work_db() -> None:
-    """Make the indexer's in-memory DuckDB (`dbfile.prepare_work_db`) in a thread: DuckDB
+    """Start the indexer's in-memory DuckDB (`dbfile.work_cursor` takes it) in a thread: DuckDB
     releases the GIL while it starts an instance (20-30 ms), so that overlaps the imports of the
-    indexer's modules here. An incremental round's first step reads the published state through
-    it (and waits for it); if making it fails here, the round makes it and reports the error."""
-    import threading
+    indexer's modules here. The engine module is imported first, here (it holds the GIL
+    anyway), so the thread starts connecting at once. If making it fails there, the round makes
+    it and reports the error."""
+    from ledgerx.index.engine import prestart
 
-    def make() -> None:
-        try:
-            from ledgerx.index.dbfile import prepare_work_db
-
-            prepare_work_db()
-        except Exception:  # noqa: BLE001, S110 - the round makes it again and reports why
-            pass
-
-    threading.Thread(target=make, name="ledgerx-duckdb", daemon=True).start()
+    prestart()
 
 
 def _prescan(args: argparse.Namespace) -> Any:

@@ -4,13 +4,13 @@ and bad lines (all in the round's transaction), the side files, and work-file cl
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from datetime import datetime, timezone
+import time
 from pathlib import Path
 from typing import Any
 
+from ledgerx._record import recordclass
 from ledgerx.index import schema as S
-from ledgerx.index.dbfile import sql_str
+from ledgerx.index.dbfile import json_list, sql_str
 from ledgerx.index.engine import duckdb
 from ledgerx.index.publish import IndexPaths, publish
 from ledgerx.index.scan import FileState
@@ -111,7 +111,7 @@ def drop_duplicates(
     return len(rows)
 
 
-@dataclass(frozen=True)
+@recordclass(frozen=True)
 class NewRows:
     """The rows of an incremental round (`gen`), summed up by one query: the rows of the whole
     table that carry one of their event ids and how many distinct ids they have (equal: no
@@ -250,40 +250,42 @@ def record(
     has_dups: bool,
 ) -> None:
     """Checkpoints and bad lines, in the transaction that added the rows."""
-    now = datetime.now(timezone.utc)
+    now_us = time.time_ns() // 1000
     moved = [s for s in states if s.end > s.start]
-    # Lists bound as DuckDB parameters and unnested side by side: pyarrow's conversion of
+    # Lists bound as JSON texts (`json_list`) and unnested side by side: pyarrow's conversion of
     # Python lists would import pandas (0.3-0.8 s of a small round in a fresh process).
     if moved:  # two statements, no temp table: each statement costs ~1 ms of a small round
-        files = [s.rel for s in moved]
-        q = "DELETE FROM _ledger_files WHERE file IN (SELECT unnest(?::VARCHAR[]))"
+        files = json_list([s.rel for s in moved])
+        q = "DELETE FROM _ledger_files WHERE file IN (SELECT unnest(?::JSON::VARCHAR[]))"
         con.execute(q, [files])
         con.execute(
             """INSERT INTO _ledger_files SELECT
-                   unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[]),
-                   unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), ?, ?""",
+                   unnest(?::JSON::VARCHAR[]), unnest(?::JSON::VARCHAR[]),
+                   unnest(?::JSON::BIGINT[]), unnest(?::JSON::BIGINT[]),
+                   unnest(?::JSON::BIGINT[]), unnest(?::JSON::BIGINT[]), ?, make_timestamptz(?)""",
             [
                 files,
-                [s.day for s in moved],
-                [s.end for s in moved],
-                [max(s.size, s.end) for s in moved],
-                [s.old_events + s.events for s in moved],
-                [s.old_bad + s.bad for s in moved],
+                json_list([s.day for s in moved]),
+                json_list([s.end for s in moved]),
+                json_list([max(s.size, s.end) for s in moved]),
+                json_list([s.old_events + s.events for s in moved]),
+                json_list([s.old_bad + s.bad for s in moved]),
                 gen,
-                now,
+                now_us,
             ],
         )
     if bad:
         con.execute(
             """INSERT INTO _bad_lines
-               SELECT * FROM (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::BIGINT[]) AS o,
-                                     unnest(?::BIGINT[]), unnest(?::VARCHAR[]), ?)
+               SELECT * FROM (SELECT unnest(?::JSON::VARCHAR[]) AS file,
+                                     unnest(?::JSON::BIGINT[]) AS o, unnest(?::JSON::BIGINT[]),
+                                     unnest(?::JSON::VARCHAR[]), ?)
                ORDER BY file, o""",
             [
-                [b[0] for b in bad],
-                [b[1] for b in bad],
-                [b[2] for b in bad],
-                [b[3] for b in bad],
+                json_list([b[0] for b in bad]),
+                json_list([b[1] for b in bad]),
+                json_list([b[2] for b in bad]),
+                json_list([b[3] for b in bad]),
                 gen,
             ],
         )
@@ -297,6 +299,45 @@ def record(
         )
 
 
+def discount_replay(
+    con: duckdb.DuckDBPyConnection,
+    gen: int,
+    states: list[FileState],
+    p_ckpt: dict[str, tuple[int, int, int]],
+    rep: Any,
+    bad: list[tuple[str, int, int, str]],
+    max_bad: int,
+) -> None:
+    """An in-place round indexes the previous round's bytes again (the alternate lagged one
+    round): report in `rep` (an `IndexReport`, logged in `_index_runs`) only what lies past the
+    published checkpoints `p_ckpt`."""
+    floor = {rel: off for rel, (off, _, _) in p_ckpt.items()}
+    replayed = [st for st in states if floor.get(st.rel, 0) > st.start]
+    if not replayed:
+        return
+    old_rows = con.execute(  # one statement: the published checkpoints as bound lists
+        """SELECT count(*) FROM events e
+           JOIN (SELECT unnest(?::JSON::VARCHAR[]) AS file, unnest(?::JSON::BIGINT[]) AS off) p
+             USING (file)
+           WHERE e.gen = ? AND e."offset" < p.off""",
+        [
+            json_list([st.rel for st in replayed]),
+            json_list([floor[st.rel] for st in replayed]),
+            gen,
+        ],
+    ).fetchone()[0]  # type: ignore[index]  # count(*): one row
+
+    def old(b: tuple[str, int, int, str]) -> bool:
+        return b[1] < floor.get(b[0], 0)
+
+    old_bad = [b for b in bad if old(b)]
+    rep.events -= old_rows
+    rep.duplicates -= sum(1 for b in old_bad if b[3].startswith("duplicate event_id"))
+    rep.bad_lines -= len(old_bad)
+    rep.bad = [b for b in bad if not old(b)][:max_bad]
+    rep.bytes -= sum(min(floor[st.rel], st.end) - st.start for st in replayed)
+
+
 def write_side(
     con: duckdb.DuckDBPyConnection,
     target: Path,
@@ -305,17 +346,24 @@ def write_side(
     params: list[Any],
     durable: bool,
 ) -> None:
-    """Write a small side file (alerts, catalog) from the work index, and publish it."""
+    """Write a small side file (alerts, catalog) from the work index, and publish it.
+
+    DuckDB does not fsync it (`fsync_mode` NONE while it is written; six fdatasyncs of a
+    one-event round): the file is new and private until `publish` fsyncs it, then renames it,
+    and a crash before that leaves a `.building-` file that nothing reads and the next round
+    deletes."""
     tmp = target.with_name(f".building-{os.getpid()}-{target.name}")
     unlink_work(tmp)
-    con.execute(f"ATTACH {sql_str(str(tmp))} AS side")
+    con.execute("SET fsync_mode = 'NONE'")  # the DuckDB instance's: reset below
     try:
-        con.execute(f"CREATE TABLE side.{table} AS {select}", params)
-        con.execute(
-            "CREATE TABLE side._index_meta AS SELECT * FROM _index_meta",
-        )
+        con.execute(f"ATTACH {sql_str(str(tmp))} AS side")
+        try:
+            con.execute(f"CREATE TABLE side.{table} AS {select}", params)
+            con.execute("CREATE TABLE side._index_meta AS SELECT * FROM _index_meta")
+        finally:
+            con.execute("DETACH side")
     finally:
-        con.execute("DETACH side")
+        con.execute("RESET fsync_mode")
     publish(tmp, target, durable=durable)
 
 

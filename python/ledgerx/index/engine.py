@@ -11,14 +11,20 @@ Scanning a Python Arrow object (`register`) needs the package's adapters: `arrow
 
 from __future__ import annotations
 
-try:
-    import _duckdb as duckdb
-except ImportError:  # a DuckDB whose package keeps its engine elsewhere: the package itself
-    import duckdb  # type: ignore[no-redef]
-
 from typing import Any
 
-__all__ = ["arrow_scans", "duckdb", "register_stream"]
+# The engine module and the early start of an instance live in a top-level module, which the
+# console script imports before this package (whose imports would delay that start).
+from ledgerx._prestart import duckdb, prestart, settle_prestarted, take_prestarted
+
+__all__ = [
+    "arrow_scans",
+    "duckdb",
+    "prestart",
+    "register_stream",
+    "settle_prestarted",
+    "take_prestarted",
+]
 
 
 def arrow_scans() -> None:

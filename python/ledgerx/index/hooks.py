@@ -12,13 +12,13 @@ each hook reads its own keys (the projection: `legacy_projection`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from ledgerx._record import field, recordclass
 from ledgerx.index.publish import IndexPaths
 
 
-@dataclass(frozen=True)
+@recordclass(frozen=True)
 class PublishRound:
     paths: IndexPaths
     changed: bool

@@ -30,19 +30,20 @@ from __future__ import annotations
 import math
 import os
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ledgerx.config import events_dir, resolve_root
+from ledgerx._lazy import LazyModule
+from ledgerx._record import field, recordclass
+from ledgerx.config import archive_events_dir, events_dir, resolve_root
 from ledgerx.errors import ConfigError
-from ledgerx.index import dbfile
+from ledgerx.index import dbfile, insert
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import (
     Checkpoints,
+    json_list,
     open_readonly,
     raise_if_foreign_lock,
     read_state,
@@ -52,6 +53,7 @@ from ledgerx.index.dbfile import (
 from ledgerx.index.derive import (
     NewRows,
     derive,
+    discount_replay,
     drop_duplicates,
     new_rows,
     record,
@@ -84,7 +86,6 @@ from ledgerx.index.scan import (
     scan_files,
 )
 from ledgerx.index.upcast import Upcaster, default_upcaster
-from ledgerx.retention import load_archived, pending_archived
 
 # Re-exported: other modules and tests import them from here.
 __all__ = [
@@ -101,6 +102,7 @@ __all__ = [
 
 
 DEFAULT_STALE_AFTER_S = 3600.0
+uuid = LazyModule("uuid")  # a new lineage (full rounds) only: uuid imports platform
 # The alternate is updated in place only when it lags by at most this many log bytes (it replays
 # the previous round too); a bigger round works on a copy, which costs the same at that size.
 IN_PLACE_MAX_BYTES = 64 << 20
@@ -123,7 +125,7 @@ def _trace(what: str) -> None:
         _T0[0] = now
 
 
-@dataclass
+@recordclass
 class IndexReport:
     """What one indexing round did."""
 
@@ -243,7 +245,7 @@ def build_index(
             prescan.close()  # a no-op once the round has taken it
 
 
-@dataclass
+@recordclass
 class _Options:
     strict: bool
     chunk_bytes: int
@@ -278,8 +280,7 @@ def _index_into_work(
     if rnd.incremental and not rnd.copied and not rnd.in_place:
         copy_file(rnd.paths.runs, rnd.work)
         _trace("copy")
-    con = rnd.con if rnd.con is not None else duckdb.connect(str(rnd.work))
-    rnd.con = None
+    con = _work_connection(rnd)
     feed: ScanFeed | None = None
     try:
         if rnd.alias is not None:  # the process's DuckDB: its settings outlive the round
@@ -325,7 +326,27 @@ def _index_into_work(
     return con
 
 
-@dataclass
+def _work_connection(rnd: _Round) -> duckdb.DuckDBPyConnection:
+    """The alternate's cursor (in place); a small round's copy attached into the process's
+    DuckDB like the alternate (no second instance: ~150 M instructions); else its own
+    connection (a big round's INSERTs run on cursors of it: they would not see an ATTACH)."""
+    if (con := rnd.con) is not None:
+        rnd.con = None
+        return con
+    small = sum(st.size - st.start for st in rnd.states) <= insert.SMALL_ROUND_BYTES  # as ScanFeed
+    small = small and not rnd.arch
+    if not (rnd.incremental and small):
+        return duckdb.connect(str(rnd.work))
+    con = dbfile.work_cursor()
+    try:
+        rnd.alias = dbfile.attach(con, rnd.work, read_only=False)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+@recordclass
 class _Round:
     """What one round works on, planned under the index lock."""
 
@@ -382,7 +403,7 @@ def _plan(
     want_stale = str(float(stale_after)) if stale_after is not None else None
     meta_change = want_stale is not None and meta.get("stale_after_s") != want_stale
     sides_missing = not (paths.alerts.exists() and paths.catalog.exists())
-    arch = pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
+    arch = _pending_archived(rootp, ckpt, since, parts)
     # An index of an older format is upgraded (its views replaced) even with no new bytes.
     old_format = incremental and meta.get("format") != S.INDEX_FORMAT
     quiet = not (states or arch or meta_change or sides_missing or copied or old_format)
@@ -393,6 +414,17 @@ def _plan(
         rootp, ev, paths, since, incremental, ckpt, meta, work, copied, states, arch,
         want_stale, gen, parts, p_ident, last_runs,
     )  # fmt: skip
+
+
+def _pending_archived(
+    rootp: Path, ckpt: Checkpoints, since: str | None, parts: list[tuple[str, str, int]]
+) -> list[Any]:
+    """`retention.pending_archived`; a root without an archive never imports retention."""
+    if not archive_events_dir(rootp).is_dir():
+        return []
+    from ledgerx.retention import pending_archived
+
+    return pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
 
 
 def _new_bytes(
@@ -434,7 +466,7 @@ def _use_alternate(rnd: _Round) -> None:
         ckpt, alt_meta = state_of(con)
         same = all(alt_meta.get(k) == meta.get(k) for k in ("lineage", "format", "since_date"))
         states = _new_bytes(rnd.ev, rnd.parts, ckpt, [])
-        arch = pending_archived(rnd.rootp, ckpt, rnd.since, {rel for rel, _, _ in rnd.parts})
+        arch = _pending_archived(rnd.rootp, ckpt, rnd.since, rnd.parts)
         lag = sum(st.size - st.start for st in states)
         ok = same and int(alt_meta.get("gen", "0")) == rnd.gen - 2
         ok = ok and not arch and lag <= IN_PLACE_MAX_BYTES
@@ -486,9 +518,15 @@ def _account(
     rep: IndexReport,
 ) -> None:
     """In the round's transaction: archived days, duplicates, derived tables, checkpoints."""
-    arch_done, arch_bad, arch_rows, arch_bytes = load_archived(
-        con, rnd.arch, rnd.gen, up, feed.upcast_errors, strict=strict
-    )
+    arch_done: list[Any] = []
+    arch_bad: list[tuple[str, int, int, str]] = []
+    arch_rows = arch_bytes = 0
+    if rnd.arch:
+        from ledgerx.retention import load_archived
+
+        arch_done, arch_bad, arch_rows, arch_bytes = load_archived(
+            con, rnd.arch, rnd.gen, up, feed.upcast_errors, strict=strict
+        )
     for pa_, n_ev, n_bad in arch_done:
         ap = pa_.part
         st = FileState(ap.rel, ap.day, pa_.start, ap.size, end=ap.offset, events=n_ev)
@@ -511,34 +549,7 @@ def _account(
     _trace("derive")
     record(con, rnd.gen, rnd.states, bad, rep.duplicates > 0)
     if rnd.in_place:
-        _discount_replay(con, rnd, rep, bad)
-
-
-def _discount_replay(
-    con: duckdb.DuckDBPyConnection, rnd: _Round, rep: IndexReport, bad: list[Any]
-) -> None:
-    """An in-place round indexes the previous round's bytes again (the alternate lagged one
-    round): report (and log in `_index_runs`) only what lies past the published checkpoints."""
-    floor = {rel: off for rel, (off, _, _) in rnd.p_ckpt.items()}
-    replayed = [st for st in rnd.states if floor.get(st.rel, 0) > st.start]
-    if not replayed:
-        return
-    old_rows = con.execute(  # one statement: the published checkpoints as bound lists
-        """SELECT count(*) FROM events e
-           JOIN (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::BIGINT[]) AS off) p USING (file)
-           WHERE e.gen = ? AND e."offset" < p.off""",
-        [[st.rel for st in replayed], [floor[st.rel] for st in replayed], rnd.gen],
-    ).fetchone()[0]  # type: ignore[index]  # count(*): one row
-
-    def old(b: tuple[str, int, int, str]) -> bool:
-        return b[1] < floor.get(b[0], 0)
-
-    old_bad = [b for b in bad if old(b)]
-    rep.events -= old_rows
-    rep.duplicates -= sum(1 for b in old_bad if b[3].startswith("duplicate event_id"))
-    rep.bad_lines -= len(old_bad)
-    rep.bad = [b for b in bad if not old(b)][:MAX_REPORTED_BAD]
-    rep.bytes -= sum(min(floor[st.rel], st.end) - st.start for st in replayed)
+        discount_replay(con, rnd.gen, rnd.states, rnd.p_ckpt, rep, bad, MAX_REPORTED_BAD)
 
 
 def _write_meta(
@@ -567,8 +578,8 @@ def _write_meta(
     }
     con.execute("DELETE FROM _index_meta")
     con.execute(  # one statement: an executemany is a statement per row
-        "INSERT INTO _index_meta SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
-        [list(new_meta), list(new_meta.values())],
+        "INSERT INTO _index_meta SELECT unnest(?::JSON::VARCHAR[]), unnest(?::JSON::VARCHAR[])",
+        [json_list(list(new_meta)), json_list(list(new_meta.values()))],
     )
     floor = {rel: off for rel, (off, _, _) in rnd.p_ckpt.items()}
     rep.files = sum(1 for s in rnd.states if s.end > max(s.start, floor.get(s.rel, 0)))

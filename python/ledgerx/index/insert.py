@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 
+from ledgerx.index.dbfile import json_list
 from ledgerx.index.engine import arrow_scans, duckdb, register_stream
 from ledgerx.index.scan import ScanFeed
 from ledgerx.index.upcast import upcast_rows
@@ -155,20 +156,20 @@ _INSERT_UPCAST = f"""INSERT INTO events
 
 
 def insert_lists(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> None:
-    """A small round's rows without upcasts, each batch's columns bound as lists
-    (`ScanBatch.columns`) and unnested side by side: DuckDB reads no Python Arrow object, so the
-    `duckdb` package's Python layer is never imported (`ledgerx.index.engine`). The same rows
-    as `insert_small`'s: `ts` from microseconds, `data` typed JSON, `file` and `gen` added."""
+    """A small round's rows without upcasts, each batch's columns (`ScanBatch.columns`) bound
+    as JSON lists (`json_list`) and unnested side by side: DuckDB reads no Python Arrow object,
+    so the `duckdb` package's Python layer is never imported (`ledgerx.index.engine`). The same
+    rows as `insert_small`'s: `ts` from microseconds, `data` typed JSON, `file` and `gen` added."""
     for b in feed.direct():
-        con.execute(_INSERT_LISTS, [*b.columns(), b.file, gen])
+        con.execute(_INSERT_LISTS, [*map(json_list, b.columns()), b.file, gen])
 
 
 _INSERT_LISTS = """INSERT INTO events
     SELECT event_id, event_type, schema_version, make_timestamptz(ts), run_id, writer, seq,
            CAST(data AS JSON), $12, "offset", line_bytes, $13, NULL, NULL, shape
-    FROM (SELECT unnest($1::VARCHAR[]) AS event_id, unnest($2::VARCHAR[]) AS event_type,
-                 unnest($3::INTEGER[]) AS schema_version, unnest($4::BIGINT[]) AS ts,
-                 unnest($5::VARCHAR[]) AS run_id, unnest($6::VARCHAR[]) AS writer,
-                 unnest($7::BIGINT[]) AS seq, unnest($8::VARCHAR[]) AS data,
-                 unnest($9::VARCHAR[]) AS shape, unnest($10::BIGINT[]) AS "offset",
-                 unnest($11::INTEGER[]) AS line_bytes)"""
+    FROM (SELECT unnest($1::JSON::VARCHAR[]) AS event_id, unnest($2::JSON::VARCHAR[]) AS event_type,
+                 unnest($3::JSON::INTEGER[]) AS schema_version, unnest($4::JSON::BIGINT[]) AS ts,
+                 unnest($5::JSON::VARCHAR[]) AS run_id, unnest($6::JSON::VARCHAR[]) AS writer,
+                 unnest($7::JSON::BIGINT[]) AS seq, unnest($8::JSON::VARCHAR[]) AS data,
+                 unnest($9::JSON::VARCHAR[]) AS shape, unnest($10::JSON::BIGINT[]) AS "offset",
+                 unnest($11::JSON::INTEGER[]) AS line_bytes)"""

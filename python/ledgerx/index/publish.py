@@ -21,9 +21,9 @@ import errno
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from ledgerx._record import recordclass
 from ledgerx.config import index_dir
 from ledgerx.errors import IndexBusyError, LedgerIOError
 from ledgerx.fsutil import fsync_path, open_lock_file
@@ -31,7 +31,7 @@ from ledgerx.fsutil import fsync_path, open_lock_file
 TMP_MARK = ".building-"
 
 
-@dataclass(frozen=True)
+@recordclass(frozen=True)
 class IndexPaths:
     """The three published files and the lock, for a root or a `--db PATH`."""
 

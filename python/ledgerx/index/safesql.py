@@ -18,10 +18,7 @@ The index files themselves are attached READ_ONLY. Whatever runs SQL that a user
 
 from __future__ import annotations
 
-import atexit
 import re
-import shutil
-import tempfile
 import threading
 
 from ledgerx.errors import LedgerError
@@ -76,6 +73,10 @@ _tmp: list[str] = []
 
 def private_tmp() -> str:
     """A 0700 temp folder owned by this process (removed at exit), for DuckDB's spill files."""
+    import atexit
+    import shutil
+    import tempfile  # here: an indexing process never needs them (~3 ms to import)
+
     with _tmp_lock:
         if not _tmp:
             d = tempfile.mkdtemp(prefix="ledgerx-duckdb-")

@@ -11,13 +11,13 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledgerx import _core
 from ledgerx._lazy import LazyModule
+from ledgerx._record import recordclass
 from ledgerx.fsutil import data_end
 from ledgerx.index.upcast import Upcaster, add_upcast_columns
 
@@ -36,7 +36,7 @@ Progress = Callable[[int, int], None]
 """progress(done_bytes, total_bytes), called from the indexing thread."""
 
 
-@dataclass
+@recordclass
 class FileState:
     rel: str
     day: str

@@ -21,9 +21,9 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ledgerx._record import field, recordclass
 from ledgerx.errors import SchemaError, UnknownUpcasterError
 from ledgerx.schema.names import validate_event_type
 
@@ -51,7 +51,7 @@ HOW = (
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
 
 
-@dataclass
+@recordclass
 class _Entry:
     fn: Upcaster
     targets: set[tuple[str, int]] = field(default_factory=set)
