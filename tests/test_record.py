@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ledgerx._record import FrozenInstanceError, field, recordclass
+from ledgerx._record import field, recordclass
+from ledgerx.errors import FrozenInstanceError
 
 
 def _pair(frozen: bool) -> tuple[type, type]:

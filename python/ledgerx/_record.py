@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ledgerx.errors import FrozenInstanceError
+
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
 
@@ -24,10 +26,6 @@ else:
 
 
 _MISSING: Any = object()
-
-
-class FrozenInstanceError(AttributeError):
-    """A field of a frozen record assigned or deleted (as `dataclasses.FrozenInstanceError`)."""
 
 
 class _Factory:

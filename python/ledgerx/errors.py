@@ -110,6 +110,11 @@ class IndexLockedError(LedgerError):
     opened without `read_only=True`); the message names its PID."""
 
 
+class FrozenInstanceError(LedgerError, AttributeError):
+    """A field of a frozen record (`ledgerx._record.recordclass(frozen=True)`: the index's
+    reports and paths) assigned or deleted, as `dataclasses.FrozenInstanceError`."""
+
+
 # Tracebacks and reprs name the public path (`ledgerx.SchemaError`), where users import them.
 for _cls in (
     LedgerError,
