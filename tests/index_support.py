@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -318,3 +320,24 @@ def index_derived(runs_db: Path, alerts_db: Path) -> dict[str, list[tuple[Any, .
             key=repr,
         )
     return out
+
+
+def rebuild_in_fresh_process(
+    root: Path, args: list[str], packages: tuple[str, ...]
+) -> tuple[list[str], dict[str, Any]]:
+    """`ledgerx rebuild --root ROOT *args` through `ledgerx.cli.main` in a fresh interpreter:
+    (its output lines, {"rc": exit code, "heavy": the listed top-level packages it imported})."""
+    code = (
+        "import json, sys\n"
+        "from ledgerx.cli import main\n"
+        f"rc = main(['rebuild', '--root', sys.argv[1], *{args!r}])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{packages!r})\n"
+        "print(json.dumps({'rc': rc, 'heavy': heavy}))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.strip().splitlines()
+    return out, json.loads(out[-1])

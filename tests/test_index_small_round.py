@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from index_support import DAY_US, T0, part_files, write_sweep
+from index_support import DAY_US, T0, part_files, rebuild_in_fresh_process, write_sweep
 
 from ledgerx import _core
 from ledgerx.index import IndexPaths, build_index
@@ -124,21 +122,9 @@ def test_one_event_rebuild_process_does_not_import_pyarrow(root: Path) -> None:
     w = _core.Writer(str(root), durability="os")
     w.emit("trial.recorded", {"trial_id": 99, "params": {}, "metrics": {}}, run_id="r-one")
     w.close()
-    code = (
-        "import json, sys\n"
-        "from ledgerx.cli import main\n"
-        "rc = main(['rebuild', '--root', sys.argv[1]])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('pyarrow', 'numpy', 'pandas', 'rich'))\n"
-        "print(json.dumps({'rc': rc, 'heavy': heavy}))\n"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120
-    )
-    assert r.returncode == 0, r.stderr
-    out = r.stdout.strip().splitlines()
-    assert out[0].startswith("indexed 1 events"), r.stdout
-    assert json.loads(out[-1]) == {"rc": 0, "heavy": []}
+    out, got = rebuild_in_fresh_process(root, [], ("pyarrow", "numpy", "pandas", "rich"))
+    assert out[0].startswith("indexed 1 events"), out
+    assert got == {"rc": 0, "heavy": []}
 
 
 def test_report_offsets_are_the_published_checkpoints(root: Path) -> None:

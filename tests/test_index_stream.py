@@ -6,16 +6,21 @@ log imports neither pyarrow nor the `duckdb` package (issue #15, target 5b)."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from index_support import DAY_US, T0, index_events, part_files, reference_events, write_sweep
+from index_support import (
+    DAY_US,
+    T0,
+    index_events,
+    part_files,
+    rebuild_in_fresh_process,
+    reference_events,
+    write_sweep,
+)
 from test_index_small_round import _log, _report, _rows
 
 from ledgerx import _core
@@ -152,20 +157,10 @@ def test_a_big_full_rebuild_process_imports_neither_pyarrow_nor_the_duckdb_packa
     write_sweep(root, runs=4, trials=4000)  # over SMALL_ROUND_BYTES: the streamed insert
     size = sum(p.stat().st_size for p in part_files(root))
     assert size > insert_mod.SMALL_ROUND_BYTES
-    code = (
-        "import json, sys\n"
-        "from ledgerx.cli import main\n"
-        "rc = main(['rebuild', '--root', sys.argv[1], '--full-rebuild'])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('pyarrow', 'numpy', 'pandas', 'duckdb'))\n"
-        "print(json.dumps({'rc': rc, 'heavy': heavy}))\n"
+    _, got = rebuild_in_fresh_process(
+        root, ["--full-rebuild"], ("pyarrow", "numpy", "pandas", "duckdb")
     )
-    r = subprocess.run(
-        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120
-    )
-    assert r.returncode == 0, r.stderr
-    out = r.stdout.strip().splitlines()
-    assert json.loads(out[-1]) == {"rc": 0, "heavy": []}
+    assert got == {"rc": 0, "heavy": []}
     assert index_events(IndexPaths.for_root(root).runs) == reference_events(root)
 
 
