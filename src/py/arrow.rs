@@ -58,7 +58,7 @@ impl FfiArray {
     /// Free the struct unless a consumer moved it out (which nulls `release`).
     pub fn release_if_owned(&mut self) {
         if let Some(r) = self.release {
-            // SAFETY: `release` is set only by `array` to `release_array`, which expects exactly
+            // SAFETY: `release` is set only by `into_ffi` to `release_array`, which expects exactly
             // this struct; a consumer that moved the struct out nulled it: it runs at most once.
             unsafe { r(self) }
         }

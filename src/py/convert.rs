@@ -86,24 +86,32 @@ pub fn with_shape<R>(
 
 /// A serialization failure: path segments (innermost first) and the reason. Boxed, so the
 /// hot path's `Result<(), ConvertError>` is one word.
-pub struct ConvertError(Box<(Vec<String>, String)>);
+pub struct ConvertError(Box<ConvertFailure>);
+
+struct ConvertFailure {
+    path: Vec<String>,
+    message: String,
+}
 
 impl ConvertError {
     #[cold]
     pub(super) fn new(message: impl Into<String>) -> Self {
-        ConvertError(Box::new((Vec::new(), message.into())))
+        ConvertError(Box::new(ConvertFailure {
+            path: Vec::new(),
+            message: message.into(),
+        }))
     }
 
     #[cold]
     fn at(mut self, seg: String) -> Self {
-        self.0 .0.push(seg);
+        self.0.path.push(seg);
         self
     }
 
     /// Where the value is: `data.params[2]`.
     pub fn path_str(&self, root: &str) -> String {
         let mut p = String::from(root);
-        for seg in self.0 .0.iter().rev() {
+        for seg in self.0.path.iter().rev() {
             if !seg.starts_with('[') {
                 p.push('.');
             }
@@ -113,7 +121,7 @@ impl ConvertError {
     }
 
     pub fn render(&self, root: &str) -> String {
-        format!("{}: {}", self.path_str(root), self.0 .1)
+        format!("{}: {}", self.path_str(root), self.0.message)
     }
 }
 

@@ -147,7 +147,11 @@ def _rebuild(args: argparse.Namespace) -> int:
     _one_blas_thread()
     pre = _prescan(args)  # before the imports below (DuckDB, pyarrow: ~0.3 s on one core)
     if pre is None and args.source is None:
-        _start_work_db()
+        # The indexer's in-memory DuckDB starts in a thread (`dbfile.work_cursor` takes it),
+        # overlapping the imports below; a no-op after the console script's early start.
+        from ledgerx.index.engine import prestart
+
+        prestart()
     import ledgerx.legacy  # noqa: F401 - registers the legacy projection's publish hook
     from ledgerx.index import build_index
 
@@ -195,17 +199,6 @@ def _one_blas_thread() -> None:
     import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-
-def _start_work_db() -> None:
-    """Start the indexer's in-memory DuckDB (`dbfile.work_cursor` takes it) in a thread: DuckDB
-    releases the GIL while it starts an instance (20-30 ms), so that overlaps the imports of the
-    indexer's modules here. The engine module is imported first, here (it holds the GIL
-    anyway), so the thread starts connecting at once. If making it fails there, the round makes
-    it and reports the error."""
-    from ledgerx.index.engine import prestart
-
-    prestart()
 
 
 def _prescan(args: argparse.Namespace) -> Any:

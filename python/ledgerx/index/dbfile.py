@@ -391,7 +391,5 @@ def state_after(
         ckpt, meta = state_of(con)
         return PublishedState(ckpt, meta, last_runs(con, meta), False)
     ckpt = dict(start)
-    for s in states:
-        if s.end > s.start:
-            ckpt[s.rel] = (s.end, s.old_events + s.events, s.old_bad + s.bad)
+    ckpt.update((s.rel, s.checkpoint()) for s in states if s.moved)
     return PublishedState(ckpt, dict(meta), [tuple(row)], False)

@@ -251,7 +251,8 @@ def record(
 ) -> None:
     """Checkpoints and bad lines, in the transaction that added the rows."""
     now_us = time.time_ns() // 1000
-    moved = [s for s in states if s.end > s.start]
+    moved = [s for s in states if s.moved]
+    ckpts = [s.checkpoint() for s in moved]
     # Lists bound as JSON texts (`json_list`) and unnested side by side: pyarrow's conversion of
     # Python lists would import pandas (0.3-0.8 s of a small round in a fresh process).
     if moved:  # two statements, no temp table: each statement costs ~1 ms of a small round
@@ -266,10 +267,10 @@ def record(
             [
                 files,
                 json_list([s.day for s in moved]),
-                json_list([s.end for s in moved]),
+                json_list([c[0] for c in ckpts]),
                 json_list([max(s.size, s.end) for s in moved]),
-                json_list([s.old_events + s.events for s in moved]),
-                json_list([s.old_bad + s.bad for s in moved]),
+                json_list([c[1] for c in ckpts]),
+                json_list([c[2] for c in ckpts]),
                 gen,
                 now_us,
             ],

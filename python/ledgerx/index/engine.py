@@ -15,14 +15,13 @@ from typing import Any
 
 # The engine module and the early start of an instance live in a top-level module, which the
 # console script imports before this package (whose imports would delay that start).
-from ledgerx._prestart import duckdb, prestart, settle_prestarted, take_prestarted
+from ledgerx._prestart import duckdb, prestart, take_prestarted
 
 __all__ = [
     "arrow_scans",
     "duckdb",
     "prestart",
     "register_stream",
-    "settle_prestarted",
     "take_prestarted",
 ]
 

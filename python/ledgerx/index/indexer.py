@@ -368,7 +368,7 @@ class _Round:
     last_runs: list[Any] = field(default_factory=list)  # its `_index_runs` row
     in_place: bool = False  # `work` is the alternate, updated in place through `con`
     con: duckdb.DuckDBPyConnection | None = None
-    alias: str | None = None  # in place: `con` is a work cursor with the alternate attached
+    alias: str | None = None  # in place or a small copy: `con` is a work cursor, file attached
     after: dbfile.PublishedState | None = None  # the work file's state once committed
     p_ckpt: Checkpoints = field(default_factory=dict)  # in place: the published checkpoints
     new: NewRows | None = None  # what the round's rows are, when `derive` learned it
@@ -538,7 +538,7 @@ def _account(
     rep.warnings.extend(feed.file_errors)
     bad = list(feed.bad) + arch_bad
     distinct = feed.rows if feed.ids_distinct is True else None  # the scan's ids: distinct
-    files = [s.rel for s in rnd.states if s.end > s.start]
+    files = [s.rel for s in rnd.states if s.moved]
     new = new_rows(con, rnd.gen, files, rep.events) if rnd.incremental else None
     rep.duplicates = drop_duplicates(con, rnd.gen, rnd.incremental, bad, distinct, new)
     _trace("dedupe")

@@ -48,6 +48,15 @@ class FileState:
     old_events: int = 0
     old_bad: int = 0
 
+    @property
+    def moved(self) -> bool:
+        """Whether the round read past this file's checkpoint."""
+        return self.end > self.start
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """The file's checkpoint after the round: (end offset, events, bad lines) so far."""
+        return self.end, self.old_events + self.events, self.old_bad + self.bad
+
 
 def list_part_files(ev: Path, since_date: str | None = None) -> list[tuple[str, str, int]]:
     """(path relative to events/, day, size) of every regular part file, sorted; the size is

@@ -69,8 +69,9 @@ impl<'a> Cur<'a> {
     }
 }
 
-/// The envelope of a line in the writer's form (valid UTF-8 already), or `None`; the members
-/// of `data` and of its objects are recorded into `rec` (for `shape::trial_shape_recorded`).
+/// The envelope of a line in the writer's form (valid UTF-8 already), or `None`; for a
+/// `trial.recorded` line the members of `data` and of its objects are recorded into `rec`
+/// (for `shape::trial_shape_recorded`).
 pub(super) fn envelope<'a>(
     line: &'a [u8],
     strict: bool,
@@ -102,7 +103,13 @@ pub(super) fn envelope<'a>(
         return None;
     }
     let data_start = c.i;
-    c.i = Checker::object_end_recording(line, c.i, DATA_DEPTH, rec).ok()?;
+    // Only a trial's shape is built from the record (`shape::trial_shape_recorded`).
+    c.i = if event_type == b"trial.recorded" {
+        Checker::object_end_recording(line, c.i, DATA_DEPTH, rec)
+    } else {
+        Checker::object_end(line, c.i, DATA_DEPTH)
+    }
+    .ok()?;
     let data = &line[data_start..c.i];
     let signed = c.i;
     if c.lit(b",\"crc\":\"").is_some() {
