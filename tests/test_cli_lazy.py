@@ -144,3 +144,29 @@ def test_console_script_starts_duckdb_before_the_cli_and_the_round_takes_it(
     assert "indexed 1 events" in r.stdout
     assert "cli imported first: False" in r.stdout
     assert "round took it: True" in r.stdout
+
+
+def test_a_returning_cli_rebuild_waits_for_the_instance_it_did_not_take(root: Path) -> None:
+    """`main(argv)` returns (a program embedding the CLI): a rebuild with nothing new never
+    takes the DuckDB instance it started in a thread, and returns only once that thread is out
+    of DuckDB (Python's teardown under it aborted the process about every second run)."""
+    with ledgerx.open(root) as led:
+        led.emit_run_created("r1", "k", {}, "f")
+    build_index(root)
+    r = run_py(
+        "import sys, threading, time\n"
+        "import ledgerx._prestart as p\n"
+        "connect = p.duckdb.connect\n"
+        "def slow(*a):\n"
+        "    time.sleep(0.5)\n"
+        "    return connect(*a)\n"
+        "p.duckdb.connect = slow\n"
+        "from ledgerx.cli import main\n"
+        "rc = main(['rebuild', '--root', sys.argv[1]])\n"
+        "alive = [t for t in threading.enumerate() if t.name == 'ledgerx-duckdb']\n"
+        "print('returned', rc, 'thread alive:', bool(alive))\n",
+        str(root),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "index up to date" in r.stdout
+    assert "returned 0 thread alive: False" in r.stdout

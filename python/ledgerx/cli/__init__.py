@@ -106,7 +106,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rc = _main(argv)
     if argv is None and _QUICK_EXIT:
         _quick_exit(rc)
+    _settle_prestart()
     return rc
+
+
+def _settle_prestart() -> None:
+    """Wait for a DuckDB instance that `rebuild` started in a thread and its round did not take
+    (nothing new to index): Python's teardown must not run while that thread is in DuckDB
+    (it ends such a thread when it asks for the GIL back, and the process aborts)."""
+    pre = sys.modules.get("ledgerx._prestart")
+    if pre is not None:
+        pre.settle_prestarted()
 
 
 _QUICK_EXIT: list[bool] = []

@@ -13,6 +13,7 @@ import re
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,9 +188,16 @@ def work_cursor() -> duckdb.DuckDBPyConnection:
 
 def attach(cur: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> str:
     """ATTACH `path` under a new alias and make it the cursor's default database; the alias.
-    Read-write, DuckDB takes its exclusive lock on the file, as `connect` would."""
+    Read-write, DuckDB takes its exclusive lock on the file, as `connect` would, and the file
+    counts as written through the instance until `release` (see `fsync_off`)."""
     alias = f"ledgerx_{next(_ALIASES)}"
-    cur.execute(f"ATTACH {sql_str(str(path))} AS {alias}{' (READ_ONLY)' if read_only else ''}")
+    if not read_only:
+        _enter_writer(alias)
+    try:
+        cur.execute(f"ATTACH {sql_str(str(path))} AS {alias}{' (READ_ONLY)' if read_only else ''}")
+    except BaseException:
+        _leave_writer(alias)
+        raise
     try:
         cur.execute(f"USE {alias}")
     except BaseException:
@@ -210,6 +218,57 @@ def release(cur: duckdb.DuckDBPyConnection, alias: str | None) -> None:
                 c.execute(f"DETACH DATABASE IF EXISTS {alias}")
             finally:
                 c.close()
+                _leave_writer(alias)
+
+
+# DuckDB's `fsync_mode` is its instance's setting. The files written through this process's
+# instance (by pid: the aliases attached read-write, not yet released) and whether a round has
+# turned its fsyncs off: then no other file may be attached read-write until it is back on.
+_WRITERS: dict[int, set[str]] = {}
+_FSYNC_OFF: set[int] = set()
+_GATE_POLL_S = 0.001
+
+
+def _enter_writer(alias: str) -> None:
+    pid = os.getpid()
+    while True:
+        with _WORK_LOCK:
+            if pid not in _FSYNC_OFF:
+                _WRITERS.setdefault(pid, set()).add(alias)
+                return
+        time.sleep(_GATE_POLL_S)  # another round's side files: a few ms
+
+
+def _leave_writer(alias: str) -> None:
+    with _WORK_LOCK:
+        _WRITERS.get(os.getpid(), set()).discard(alias)
+
+
+@contextlib.contextmanager
+def fsync_off(con: duckdb.DuckDBPyConnection, alias: str | None) -> Iterator[None]:
+    """DuckDB's fsyncs off while the block runs, for files that stay private until `publish`
+    fsyncs them. `alias`: the round's file when `con` is this process's shared instance (else
+    `con` is the round's own instance): the fsyncs go off only while no other file is written
+    through it, and another round's read-write attach waits until they are back on; when
+    another is being written, they stay on (its commits must be durable)."""
+    pid = os.getpid()
+    with _WORK_LOCK:
+        alone = alias is None or (_WRITERS.get(pid, set()) == {alias} and pid not in _FSYNC_OFF)
+        if alone and alias is not None:
+            _FSYNC_OFF.add(pid)
+    if not alone:
+        yield
+        return
+    try:
+        con.execute("SET fsync_mode = 'NONE'")
+        try:
+            yield
+        finally:
+            con.execute("RESET fsync_mode")
+    finally:
+        if alias is not None:
+            with _WORK_LOCK:
+                _FSYNC_OFF.discard(pid)
 
 
 def attach_published(path: Path) -> tuple[duckdb.DuckDBPyConnection, str]:

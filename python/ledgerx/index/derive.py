@@ -10,7 +10,7 @@ from typing import Any
 
 from ledgerx._record import recordclass
 from ledgerx.index import schema as S
-from ledgerx.index.dbfile import json_list, sql_str
+from ledgerx.index.dbfile import fsync_off, json_list, sql_str
 from ledgerx.index.engine import duckdb
 from ledgerx.index.publish import IndexPaths, publish
 from ledgerx.index.scan import FileState
@@ -346,25 +346,23 @@ def write_side(
     select: str,
     params: list[Any],
     durable: bool,
+    alias: str | None,
 ) -> None:
     """Write a small side file (alerts, catalog) from the work index, and publish it.
 
-    DuckDB does not fsync it (`fsync_mode` NONE while it is written; six fdatasyncs of a
-    one-event round): the file is new and private until `publish` fsyncs it, then renames it,
-    and a crash before that leaves a `.building-` file that nothing reads and the next round
-    deletes."""
+    DuckDB need not fsync it (six fdatasyncs of a one-event round): the file is new and
+    private until `publish` fsyncs it, then renames it, and a crash before that leaves a
+    `.building-` file that nothing reads and the next round deletes. `alias`: the round's file
+    when `con` is the process's shared DuckDB instance (`dbfile.fsync_off`)."""
     tmp = target.with_name(f".building-{os.getpid()}-{target.name}")
     unlink_work(tmp)
-    con.execute("SET fsync_mode = 'NONE'")  # the DuckDB instance's: reset below
-    try:
+    with fsync_off(con, alias):
         con.execute(f"ATTACH {sql_str(str(tmp))} AS side")
         try:
             con.execute(f"CREATE TABLE side.{table} AS {select}", params)
             con.execute("CREATE TABLE side._index_meta AS SELECT * FROM _index_meta")
         finally:
             con.execute("DETACH side")
-    finally:
-        con.execute("RESET fsync_mode")
     publish(tmp, target, durable=durable)
 
 
@@ -377,11 +375,12 @@ def write_sides(
     has_dups: bool,
     new: NewRows | None,
     durable: bool,
+    alias: str | None,
 ) -> None:
     """alerts.duckdb and catalog.duckdb, when round `gen` changed them (`new`: what its rows
-    are, when `derive` knows it; else asked here). Side files first: if we die between the
-    renames, runs.duckdb still points at the old checkpoints, so the next round redoes these
-    bytes and rewrites both."""
+    are, when `derive` knows it; else asked here; `alias`: as for `write_side`). Side files
+    first: if we die between the renames, runs.duckdb still points at the old checkpoints, so
+    the next round redoes these bytes and rewrites both."""
     if new is not None:
         new_alerts, touched = "alert.ingested" in new.types, len(new.runs)
     else:  # count(*) always returns one row: fetchone() is never None
@@ -391,10 +390,10 @@ def write_sides(
             [gen],
         ).fetchone()  # type: ignore[misc]
     if not incremental or new_alerts or has_dups or not paths.alerts.exists():
-        write_side(con, paths.alerts, "alerts", S.ALERTS_SELECT, [], durable)
+        write_side(con, paths.alerts, "alerts", S.ALERTS_SELECT, [], durable, alias)
     if not incremental or touched or not paths.catalog.exists():
         rel_index = _rel_to_root(paths.runs, root)
-        write_side(con, paths.catalog, "runs", S.CATALOG_SELECT, [rel_index], durable)
+        write_side(con, paths.catalog, "runs", S.CATALOG_SELECT, [rel_index], durable, alias)
 
 
 def _rel_to_root(p: Path, root: Path) -> str:

@@ -313,7 +313,7 @@ def _index_into_work(
         _trace("commit")
         rnd.after = dbfile.state_after(con, rnd.ckpt, rnd.states, meta, row, rep.duplicates > 0)
         write_sides(con, rnd.paths, rnd.rootp, rnd.gen, rnd.incremental, rep.duplicates > 0,
-                    rnd.new, opts.durable)  # fmt: skip
+                    rnd.new, opts.durable, rnd.alias)  # fmt: skip
         _trace("side files")
         con.execute("CHECKPOINT")
         _trace("checkpoint")
