@@ -199,9 +199,11 @@ def test_consumers_sharing_a_producer_take_each_item_once_and_all_see_its_end(en
 
 
 def test_extra_inserts_only_for_cores_the_scan_leaves_idle() -> None:
-    assert insert_mod.stream_count(2, 1) == 2  # one part file on two cores
+    assert insert_mod.stream_count(2, 1) == 1  # one part file on two cores: scan + one INSERT
+    assert insert_mod.stream_count(3, 1) == 2
     assert insert_mod.stream_count(2, 4) == 1  # the scan keeps both cores busy
     assert insert_mod.stream_count(2, 2) == 1
+    assert insert_mod.stream_count(8, 5) == 3
     assert insert_mod.stream_count(16, 1) == insert_mod.MAX_STREAMS
     assert insert_mod.stream_count(1, 1) == 1
 

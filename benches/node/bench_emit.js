@@ -32,7 +32,7 @@ const pkg = argv.includes('--pkg') ? path.resolve(argv[argv.indexOf('--pkg') + 1
 const lx = require(pkg || path.join(__dirname, '..', '..', 'node'));
 const N = opt('--events', 100000);
 const ROUNDS = opt('--rounds', 5);
-const FSYNC_N = opt('--fsync-events', 1000);
+const FSYNC_N = opt('--fsync-events', 3000);
 const base = fs.mkdtempSync(path.join(process.env.LEDGERX_BENCH_DIR || os.tmpdir(), 'ledgerx-node-bench-'));
 let dirNo = 0;
 const freshRoot = () => path.join(base, `r${dirNo++}`);
