@@ -42,26 +42,45 @@ unsafe impl Send for FfiSchema {}
 // SAFETY: as for FfiSchema above.
 unsafe impl Send for FfiArray {}
 
-impl FfiSchema {
+/// The release protocol of the Arrow C interface's structs: `release` is null once the struct
+/// was released or a consumer moved it out.
+pub trait ArrowC: Sized {
+    fn release_fn(&self) -> Option<unsafe extern "C" fn(*mut Self)>;
+
     /// Free the struct unless a consumer moved it out (which nulls `release`).
-    pub fn release_if_owned(&mut self) {
-        if let Some(r) = self.release {
-            // SAFETY: `release` is set only by `schema_node` to
-            // `release_schema`, which expects exactly this struct; a consumer that moved the
-            // struct out nulled it, so it runs at most once.
+    fn release_if_owned(&mut self) {
+        if let Some(r) = self.release_fn() {
+            // SAFETY: `release` is set only by the exporter that made the struct (`schema_node`,
+            // `into_ffi`, `ScanStream.__arrow_c_stream__`) to its own callback, which expects
+            // exactly this struct; a consumer that moved the struct out nulled it: at most once.
             unsafe { r(self) }
         }
     }
 }
 
-impl FfiArray {
-    /// Free the struct unless a consumer moved it out (which nulls `release`).
-    pub fn release_if_owned(&mut self) {
-        if let Some(r) = self.release {
-            // SAFETY: `release` is set only by `into_ffi` to `release_array`, which expects exactly
-            // this struct; a consumer that moved the struct out nulled it: it runs at most once.
-            unsafe { r(self) }
+impl ArrowC for FfiSchema {
+    fn release_fn(&self) -> Option<unsafe extern "C" fn(*mut Self)> {
+        self.release
+    }
+}
+
+impl ArrowC for FfiArray {
+    fn release_fn(&self) -> Option<unsafe extern "C" fn(*mut Self)> {
+        self.release
+    }
+}
+
+/// Release, then free, boxed children and a dictionary (null pointers skipped).
+///
+/// # Safety
+/// Each non-null pointer came from `Box::into_raw` of a struct that only the caller's private
+/// data owns, and is passed here once.
+unsafe fn release_boxed<T: ArrowC>(nodes: impl Iterator<Item = *mut T>) {
+    for c in nodes.filter(|c| !c.is_null()) {
+        if let Some(r) = (*c).release_fn() {
+            r(c);
         }
+        drop(Box::from_raw(c));
     }
 }
 
@@ -97,15 +116,7 @@ unsafe extern "C" fn release_schema(s: *mut FfiSchema) {
         return;
     }
     let private = Box::from_raw((*s).private_data as *mut SchemaPrivate);
-    for &c in private.children.iter().chain(Some(&private.dictionary)) {
-        if c.is_null() {
-            continue;
-        }
-        if let Some(r) = (*c).release {
-            r(c);
-        }
-        drop(Box::from_raw(c));
-    }
+    release_boxed(private.children.iter().copied().chain([private.dictionary]));
     (*s).release = None;
 }
 
@@ -225,7 +236,7 @@ pub fn export_stream_schema() -> FfiSchema {
 struct ArrayPrivate {
     _owner: Arc<Columns>,
     /// Buffers the array owns itself (a dictionary's indices, offsets and values).
-    _held_i32: Vec<Vec<i32>>,
+    _held_i32: Vec<i32>,
     _held_u8: Vec<u8>,
     buffers: Vec<*const c_void>,
     children: Vec<*mut FfiArray>,
@@ -240,15 +251,7 @@ unsafe extern "C" fn release_array(a: *mut FfiArray) {
         return;
     }
     let private = Box::from_raw((*a).private_data as *mut ArrayPrivate);
-    for &c in private.children.iter().chain(Some(&private.dictionary)) {
-        if c.is_null() {
-            continue;
-        }
-        if let Some(r) = (*c).release {
-            r(c);
-        }
-        drop(Box::from_raw(c));
-    }
+    release_boxed(private.children.iter().copied().chain([private.dictionary]));
     (*a).release = None;
 }
 
@@ -338,7 +341,7 @@ fn const_str_child(owner: &Arc<Columns>, len: usize, value: &str) -> *mut FfiArr
     let dict = into_ffi(
         ArrayPrivate {
             _owner: Arc::clone(owner),
-            _held_i32: vec![offsets],
+            _held_i32: offsets,
             _held_u8: bytes,
             buffers: dict_buffers,
             children: Vec::new(),
@@ -352,7 +355,7 @@ fn const_str_child(owner: &Arc<Columns>, len: usize, value: &str) -> *mut FfiArr
     let a = into_ffi(
         ArrayPrivate {
             _owner: Arc::clone(owner),
-            _held_i32: vec![indices],
+            _held_i32: indices,
             _held_u8: Vec::new(),
             buffers,
             children: Vec::new(),

@@ -1,7 +1,7 @@
 //! `scan_files`: parallel scanning of part files without the GIL; each result is a `ScanBatch`
 //! exported through the Arrow PyCapsule interface (`__arrow_c_array__`).
 
-use super::arrow::{export_array, export_schema, FfiArray, FfiSchema};
+use super::arrow::{export_array, export_schema, ArrowC, FfiArray, FfiSchema};
 use super::to_py;
 use crate::core::appender;
 use crate::core::json::Checker;

@@ -3,7 +3,9 @@
 //! `pyarrow.compute` and the `duckdb` package's Arrow adapters, was ~0.2 s of a 100k-event
 //! `ledgerx rebuild --full-rebuild` process) and no per-batch Python Arrow work.
 
-use super::arrow::{end_of_stream, export_stream_array, export_stream_schema, FfiArray, FfiSchema};
+use super::arrow::{
+    end_of_stream, export_stream_array, export_stream_schema, ArrowC, FfiArray, FfiSchema,
+};
 use super::scan::ScanBatch;
 use crate::core::scanner::Columns;
 use pyo3::exceptions::PyValueError;
@@ -29,15 +31,9 @@ pub struct FfiStream {
 // contract has one consumer at a time call it, so moving it to another thread is sound.
 unsafe impl Send for FfiStream {}
 
-impl FfiStream {
-    /// Free the stream unless a consumer moved it out (which nulls `release`).
-    fn release_if_owned(&mut self) {
-        if let Some(r) = self.release {
-            // SAFETY: `release` is set only by `ScanStream.__arrow_c_stream__` to
-            // `release_stream`, which expects exactly this struct; a consumer that moved the
-            // struct out nulled it, so it runs at most once.
-            unsafe { r(self) }
-        }
+impl ArrowC for FfiStream {
+    fn release_fn(&self) -> Option<unsafe extern "C" fn(*mut Self)> {
+        self.release
     }
 }
 

@@ -21,7 +21,7 @@ from ledgerx._record import recordclass
 from ledgerx.errors import ConfigError, IndexLockedError
 from ledgerx.fsutil import ForkSafeLock
 from ledgerx.index.engine import duckdb, take_prestarted
-from ledgerx.index.publish import TMP_MARK, copy_file, file_ident
+from ledgerx.index.publish import copy_file, file_ident, tmp_for
 from ledgerx.index.safesql import forbid_external_access
 
 Checkpoints = dict[str, tuple[int, int, int]]
@@ -320,7 +320,7 @@ def _save_state(path: Path, ident: str, state: PublishedState) -> None:
     by rename and never fsynced: a missing, unreadable or older one sends the round to the file.
     """
     doc = {"ident": ident, "ckpt": state.ckpt, "meta": state.meta, "last_runs": state.last_runs}
-    tmp = path.with_name(f"{TMP_MARK}{os.getpid()}-{state_file(path).name}")
+    tmp = tmp_for(state_file(path))
     try:
         tmp.write_text(json.dumps(doc), encoding="utf-8")
         os.replace(tmp, state_file(path))

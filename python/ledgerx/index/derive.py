@@ -3,7 +3,6 @@ and bad lines (all in the round's transaction), the side files, and work-file cl
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from ledgerx._record import recordclass
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import fsync_off, json_list, sql_str
 from ledgerx.index.engine import duckdb
-from ledgerx.index.publish import IndexPaths, publish
+from ledgerx.index.publish import IndexPaths, publish, tmp_for
 from ledgerx.index.scan import FileState
 
 
@@ -354,7 +353,7 @@ def write_side(
     private until `publish` fsyncs it, then renames it, and a crash before that leaves a
     `.building-` file that nothing reads and the next round deletes. `alias`: the round's file
     when `con` is the process's shared DuckDB instance (`dbfile.fsync_off`)."""
-    tmp = target.with_name(f".building-{os.getpid()}-{target.name}")
+    tmp = tmp_for(target)
     unlink_work(tmp)
     with fsync_off(con, alias):
         con.execute(f"ATTACH {sql_str(str(tmp))} AS side")

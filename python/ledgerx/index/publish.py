@@ -57,12 +57,18 @@ class IndexPaths:
         return cls(runs=runs, alerts=alerts, catalog=catalog, lock=lock)
 
     def tmp_for(self, target: Path) -> Path:
-        return target.with_name(f"{TMP_MARK}{os.getpid()}-{target.name}")
+        return tmp_for(target)
 
     @property
     def alt(self) -> Path:
         """The previously published runs index, which the next round may update in place."""
         return alt_for(self.runs)
+
+
+def tmp_for(target: Path) -> Path:
+    """This process's work name for `target`, beside it: nothing reads it, and
+    `remove_stale_tmp` deletes what a dead process left."""
+    return target.with_name(f"{TMP_MARK}{os.getpid()}-{target.name}")
 
 
 def alt_for(target: Path) -> Path:
