@@ -151,6 +151,40 @@ def test_a_scan_stream_is_exported_once_and_reports_a_bad_item(tmp_path: Path) -
     assert got.fetchall() == [(sum(b.num_rows for b in batches), rel, "JSON")]
 
 
+class _WithoutPrivateRegistration:
+    """A connection as a DuckDB without the engine's private `_register_arrow_source` has it."""
+
+    def __init__(self, con: Any) -> None:
+        self._con = con
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_register_arrow_source":
+            raise AttributeError(name)
+        return getattr(self._con, name)
+
+
+def test_a_duckdb_without_the_private_registration_reads_the_same_rows(tmp_path: Path) -> None:
+    """`register_stream` falls back to the package's `register` (the engine's
+    `_register_arrow_source` is private API): the same rows, `data` still JSON."""
+    import _duckdb
+
+    from ledgerx.index.engine import register_stream
+
+    write_sweep(tmp_path, runs=2, trials=7)
+    ev = tmp_path / "events"
+    rel = part_files(tmp_path)[0].relative_to(ev).as_posix()
+    con = _duckdb.connect()
+    rows = {}
+    for name, target in (("engine", con), ("package", _WithoutPrivateRegistration(con))):
+        batches = [b for r in _core.Scanner(str(ev), [(rel, 0)]) for b in r]
+        register_stream(target, f"_{name}", _core.ScanStream(iter(batches)))
+        q = f'SELECT *, typeof(data) FROM _{name} ORDER BY "offset"'
+        rows[name] = con.execute(q).fetchall()
+    assert rows["engine"] == rows["package"]
+    lines = (ev / rel).read_bytes().count(b"\n")
+    assert len(rows["engine"]) == lines and rows["engine"][0][-1] == "JSON"
+
+
 def test_a_big_full_rebuild_process_imports_neither_pyarrow_nor_the_duckdb_package(
     root: Path,
 ) -> None:
