@@ -67,3 +67,25 @@ test('fsync: the fdatasync thread asks for a 0.1 ms slice (Linux 6.12+), keeping
   assert.equal(schedField(tid, 'prio'), schedField(process.pid, 'prio'), 'nice value kept');
   await em.close();
 });
+
+// The CPUs a thread may run on (/proc's Cpus_allowed_list, e.g. "0-1" or "1").
+const allowed = (tid) => fs.readFileSync(`/proc/self/task/${tid}/status`, 'utf8').match(/Cpus_allowed_list:\s*(\S+)/)[1];
+
+test('fsync: the fdatasync thread keeps to the event loop\'s CPU while one event at a time is awaited, and may run anywhere while several are in flight', async (t) => {
+  const mine = allowed(process.pid);
+  if (!/[-,]/.test(mine)) {
+    t.skip('one CPU: nothing to keep to');
+    return;
+  }
+  const root = tmpRoot('fsync-follow');
+  const em = getEventEmitter(root, { durability: 'fsync' });
+  await em.emitRunStarted('r');
+  for (let i = 0; i < 3; i++) await em.emitTrialRecorded('r', i, {}, { x: i });
+  const [tid] = syncTids();
+  // Its wake-ups (by the emit, to the event loop) stay on one CPU instead of waking an idle one.
+  assert.match(allowed(tid), /^\d+$/);
+  await Promise.all([...Array(16)].map((_, i) => em.emitTrialRecorded('r', 10 + i, {}, { x: i })));
+  assert.equal(allowed(tid), mine, 'with events in flight it may run on any CPU of the process');
+  await em.close();
+  assert.equal(checkLog(root).length, 20);
+});
