@@ -345,7 +345,7 @@ fn write_number(out: &mut Vec<u8>, f: f64) -> R<()> {
             "{f} is not allowed (I-JSON: finite numbers only)"
         )));
     }
-    if f.fract() == 0.0 && f.abs() < 9.2e18 {
+    if json::is_integral(f) && f.abs() < 9.2e18 {
         json::write_i64(out, f as i64);
     } else {
         json::write_f64(out, f);

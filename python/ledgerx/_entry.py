@@ -15,20 +15,13 @@ _NOT_INCREMENTAL = ("--f", "--so", "-h", "--h")
 
 
 def main() -> int:
-    started = incremental_rebuild(sys.argv[1:])
-    if started:
+    if incremental_rebuild(sys.argv[1:]):
         from ledgerx._prestart import prestart
 
         prestart()
-    try:
-        from ledgerx.cli import main as cli_main
+    from ledgerx.cli import main as cli_main
 
-        return cli_main()
-    finally:
-        if started:  # an early exit (a usage error, --help): never tear down under its thread
-            from ledgerx._prestart import settle_prestarted
-
-            settle_prestarted()
+    return cli_main()  # which waits for the started instance before it returns or raises
 
 
 def incremental_rebuild(argv: Sequence[str]) -> bool:

@@ -490,7 +490,7 @@ mod number;
 mod tape;
 #[cfg(test)]
 use number::write_short_decimal;
-pub use number::{write_f64, write_i64};
+pub use number::{is_integral, write_f64, write_i64};
 pub use tape::{Record, Tape, Tok, TokKind};
 
 #[cfg(test)]

@@ -514,7 +514,7 @@ fn take_line(
     cols.writer.push(&env.writer);
     cols.seq.push(env.seq);
     cols.data.push(env.data);
-    if et == "trial.recorded" {
+    if et == shape::SHAPED_TYPE {
         cols.shape.push(if took_fast {
             shape::trial_shape_recorded(line, &sc.nested, &mut sc.shape)
         } else {

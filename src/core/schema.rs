@@ -65,7 +65,7 @@ impl Num {
     fn is_integral(self) -> bool {
         match self {
             Num::Int(_) => true,
-            Num::Float(f) => f.is_finite() && f.fract() == 0.0,
+            Num::Float(f) => f.is_finite() && crate::core::json::is_integral(f),
         }
     }
 

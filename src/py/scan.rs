@@ -62,7 +62,7 @@ impl ScanBatch {
                 bad_lines: Vec::new(),
                 error: None,
                 columns: Arc::clone(&self.columns),
-                rows: a..(a + step).min(self.rows.end),
+                rows: a..a.saturating_add(step).min(self.rows.end),
             })
             .collect()
     }

@@ -103,11 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. As the process's entry point (`argv` None: the `ledgerx` script,
     `python -m ledgerx`), a command marked `quick_exit` (rebuild) ends the process itself once
     done: see `_quick_exit`."""
-    rc = _main(argv)
-    if argv is None and _QUICK_EXIT:
-        _quick_exit(rc)
-    _settle_prestart()
-    return rc
+    try:
+        rc = _main(argv)
+        if argv is None and _QUICK_EXIT:
+            _quick_exit(rc)
+        return rc
+    finally:  # also after a usage error or --help (SystemExit)
+        _settle_prestart()
 
 
 def _settle_prestart() -> None:

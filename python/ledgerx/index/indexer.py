@@ -236,7 +236,7 @@ def build_index(
                 dbfile.remember_published(paths.runs, ident, rnd.after)
             rep.published = True
             rep.offsets = {rel: off for rel, (off, _, _) in rnd.ckpt.items()}
-            rep.offsets.update((st.rel, st.end) for st in rnd.states if st.end > st.start)
+            rep.offsets.update((st.rel, st.end) for st in rnd.states if st.moved)
             run_publish_hooks(PublishRound(paths, True, durable, hook_options or {}))
             rep.seconds = time.monotonic() - t0
             return rep
@@ -301,8 +301,9 @@ def _index_into_work(
         _prepare_tables(con, rnd)
         if rnd.in_place:  # a published file: rows and checkpoints in one transaction
             con.begin()
-        # In place: rows and checkpoints in one transaction, so one INSERT.
-        streams = 1 if rnd.in_place else stream_count(opts.threads, len(rnd.states))
+        # A file attached into the process's DuckDB (in place: rows and checkpoints in one
+        # transaction; a small copy) takes one INSERT: other cursors would not have its `USE`.
+        streams = 1 if rnd.alias is not None else stream_count(opts.threads, len(rnd.states))
         insert_events(con, feed, rnd.gen, streams)
         _trace("insert events")
         if not rnd.in_place:
@@ -329,7 +330,7 @@ def _index_into_work(
 def _work_connection(rnd: _Round) -> duckdb.DuckDBPyConnection:
     """The alternate's cursor (in place); a small round's copy attached into the process's
     DuckDB like the alternate (no second instance: ~150 M instructions); else its own
-    connection (a big round's INSERTs run on cursors of it: they would not see an ATTACH)."""
+    connection (a big round's INSERTs run on cursors of it: they would not have the `USE`)."""
     if (con := rnd.con) is not None:
         rnd.con = None
         return con

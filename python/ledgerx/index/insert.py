@@ -4,12 +4,11 @@ one-event `ledgerx rebuild` process was that import). Both store the same rows."
 
 from __future__ import annotations
 
-import os
 import threading
 
 from ledgerx.index.dbfile import json_list
 from ledgerx.index.engine import arrow_scans, duckdb, register_stream
-from ledgerx.index.scan import ScanFeed
+from ledgerx.index.scan import ScanFeed, scan_width
 from ledgerx.index.upcast import upcast_rows
 
 # A round with at most this many new log bytes takes `insert_small`: an INSERT per scanned batch,
@@ -52,8 +51,7 @@ def stream_count(threads: int, files: int) -> int:
     own only costs CPU: 0.4 CPU-s and 70 MB peak RSS more for a 1M-event, 4-file rebuild on 2
     cores (under load); for one 100k-event file on 2 cores (quiet, 8 interleaved pairs), two
     INSERTs took 0.48-0.66 s (0.52-0.70 CPU-s) where one took 0.45-0.59 s (0.47-0.60)."""
-    cores = threads or os.cpu_count() or 1
-    return max(1, min(cores - files, MAX_STREAMS))
+    return max(1, min(scan_width(threads) - files, MAX_STREAMS))
 
 
 MAX_STREAMS = 4
@@ -73,6 +71,8 @@ def insert_streams(
     round updating the published file in place takes n = 1). Raises the first error of an
     INSERT once all have ended."""
     curs = [con.cursor() for _ in range(n - 1)]
+    for c in curs:  # per connection: DuckDB's bar goes to stdout
+        c.execute("SET enable_progress_bar = false")
     errors: list[BaseException] = []
 
     def run(c: duckdb.DuckDBPyConnection) -> None:

@@ -253,30 +253,23 @@ class ScanFeed:
         """The scanned batches as one Arrow stream, in scan order. An error of the scan ends
         the stream and is appended to `failed` (for the caller to raise once DuckDB is done:
         raised inside the stream, DuckDB would replace it with its own exception)."""
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                for item in self._p.items():
-                    yield from item
-            except BaseException as e:
-                failed.append(e)
-
-        return pa.RecordBatchReader.from_batches(scan_schema(), batches())
+        return pa.RecordBatchReader.from_batches(scan_schema(), self._batches(failed))
 
     def stream(self, failed: list[BaseException]) -> Any:
         """The core's batches (`start(arrow=False)`) as one Arrow C stream (`_core.ScanStream`:
         `data` typed JSON, `file` added, no upcast columns; no pyarrow), in scan order (in
         pieces of at most PIECE_ROWS rows when several streams share the scan: `start`); an
         error of the scan ends the stream and is appended to `failed`, as in `reader`."""
+        return _core.ScanStream(self._batches(failed))
 
-        def batches() -> Iterator[Any]:
-            try:
-                for item in self._p.items():
-                    yield from item
-            except BaseException as e:
-                failed.append(e)
-
-        return _core.ScanStream(batches())
+    def _batches(self, failed: list[BaseException]) -> Iterator[Any]:
+        """The scanned batches in scan order; an error of the scan ends them, appended to
+        `failed`."""
+        try:
+            for item in self._p.items():
+                yield from item
+        except BaseException as e:
+            failed.append(e)
 
 
 class Producer:

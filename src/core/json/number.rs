@@ -115,3 +115,11 @@ fn write_under_1e8(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&word.to_le_bytes());
     out.truncate(start + n);
 }
+
+/// `v.fract() == 0.0` for a finite `v` without libm's `trunc` (a call where SSE4.1 is not
+/// assumed): from 2^52 up every double is an integer; below, the conversion to i64 is exact
+/// for the integer part, so `v` is integral exactly when it converts back to itself.
+#[inline]
+pub fn is_integral(v: f64) -> bool {
+    v.abs() >= 4_503_599_627_370_496.0 || (v as i64) as f64 == v
+}

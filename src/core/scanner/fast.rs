@@ -6,7 +6,7 @@
 //! takes the general path, which gives the verdict: the fast path accepts only lines the general
 //! path accepts, with the same values (tests: scanner/fast_tests.rs).
 
-use super::shape::DATA_DEPTH;
+use super::shape::{DATA_DEPTH, SHAPED_TYPE};
 use super::{hex8, Envelope};
 use crate::core::clock;
 use crate::core::ids;
@@ -104,7 +104,7 @@ pub(super) fn envelope<'a>(
     }
     let data_start = c.i;
     // Only a trial's shape is built from the record (`shape::trial_shape_recorded`).
-    c.i = if event_type == b"trial.recorded" {
+    c.i = if event_type == SHAPED_TYPE.as_bytes() {
         Checker::object_end_recording(line, c.i, DATA_DEPTH, rec)
     } else {
         Checker::object_end(line, c.i, DATA_DEPTH)

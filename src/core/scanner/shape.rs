@@ -16,6 +16,9 @@ use crate::core::json::{write_str, Nested};
 /// The depth of `data`'s object in a line, as the checker counts it (the line's object is 1).
 pub(super) const DATA_DEPTH: usize = 2;
 
+/// The one event type whose rows get a shape (`trial_shape`, `trial_shape_recorded`).
+pub(super) const SHAPED_TYPE: &str = "trial.recorded";
+
 /// Reused buffers.
 #[derive(Default)]
 pub(super) struct ShapeScratch {

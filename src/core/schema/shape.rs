@@ -10,7 +10,7 @@
 //! stays accepted until the registry changes (a `SchemaRef` is a lookup in one registry).
 
 use super::{Node, Schema};
-use crate::core::json::{Record, Tape, Tok, TokKind};
+use crate::core::json::{is_integral, Record, Tape, Tok, TokKind};
 use std::sync::Mutex;
 
 impl Schema {
@@ -110,13 +110,6 @@ pub fn shape_of_text(src: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     shape_at(src, &tape.toks, 0, &mut out)?;
     Some(out)
-}
-
-/// `v.fract() == 0.0` for a finite `v` without libm's `trunc` (a call where SSE4.1 is not
-/// assumed): from 2^52 up every double is an integer; below, the conversion to i64 is exact
-/// for the integer part, so `v` is integral exactly when it converts back to itself.
-fn is_integral(v: f64) -> bool {
-    v.abs() >= 4_503_599_627_370_496.0 || (v as i64) as f64 == v
 }
 
 /// A shape recorded by a serializer while it writes (`Record`), in `shape_at`'s encoding: an

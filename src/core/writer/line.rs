@@ -95,13 +95,7 @@ impl Heads {
             self.tail.extend_from_slice(b",\"writer\":");
             self.tail.extend_from_slice(&self.writer_json);
             self.tail.extend_from_slice(b",\"seq\":");
-            match (&mut self.tail_run, run_id) {
-                (Some(kept), Some(r)) => {
-                    kept.clear();
-                    kept.push_str(r);
-                }
-                (kept, r) => *kept = r.map(str::to_string),
-            }
+            self.tail_run = run_id.map(str::to_owned);
         }
         &self.tail
     }
