@@ -306,3 +306,19 @@ def test_a_failed_insert_among_several_fails_the_round_and_keeps_the_index(
     monkeypatch.setattr(insert_mod, "register_stream", real)
     build_index(tmp_path, chunk_bytes=1)
     assert index_events(paths.runs) == reference_events(tmp_path)
+
+
+def test_the_core_stream_has_the_scan_schema_columns_without_the_upcast_ones() -> None:
+    """`_core.ScanStream` spells the batch layout a second time (in Rust): the same names and
+    types, in order, as `scan_schema()` less the two upcast columns (`file` dictionary-encoded;
+    nullability aside)."""
+    import pyarrow as pa
+
+    from ledgerx.index.scan import scan_schema
+
+    core = pa.schema(_core.ScanStream(iter([])))
+    want = [f for f in scan_schema() if f.name not in ("data_upcast", "upcast_version")]
+    assert core.names == [f.name for f in want]
+    for got, exp in zip(core, want, strict=True):
+        t = got.type.value_type if pa.types.is_dictionary(got.type) else got.type
+        assert t == exp.type, got.name
