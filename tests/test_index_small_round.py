@@ -49,7 +49,7 @@ def _rows(root: Path) -> dict[str, Any]:
         ev = con.execute(
             """SELECT event_id, event_type, schema_version, ts, run_id, writer, seq,
                       data::VARCHAR, typeof(data), file, "offset", line_bytes, gen,
-                      data_upcast::VARCHAR, typeof(data_upcast), upcast_version, shape
+                      data_upcast::VARCHAR, typeof(data_upcast), upcast_version, shape, tint, tnum
                FROM events ORDER BY file, "offset" """
         ).fetchall()
         files = con.execute("SELECT * EXCLUDE (updated_at) FROM _ledger_files ORDER BY ALL")
@@ -108,9 +108,11 @@ def test_small_and_streamed_rounds_store_the_same_rows(
     ev = got["events"]
     assert {r[8] for r in ev} == {"JSON"}
     assert any(r[4] is None for r in ev) and any(r[16] for r in ev)  # null run ids, shapes
+    assert all((r[16] is None) == (r[17] is None) == (r[18] is None) for r in ev)
+    assert any(r[17] and r[18] for r in ev)  # a trial's typed values
     if not upcasts:
         return
-    assert any(r[13] is not None and r[16] is None for r in ev)  # upcast: no shape
+    assert any(r[13] is not None and r[16] is None for r in ev)  # upcast: no shape, no values
     assert any(r[1] == "trial.recorded" and r[13] is None and r[16] for r in ev)  # trial 3
     assert {r[8] for r in ev} == {"JSON"}
     assert got["bad"] and any("upcast failed" in w for w in reports["small"][0][6])

@@ -244,7 +244,7 @@ def test_extra_inserts_only_for_cores_the_scan_leaves_idle() -> None:
 
 def test_pieces_of_a_batch_hold_its_rows_once_in_order(tmp_path: Path) -> None:
     """`ScanBatch.pieces`: every row once, in order, through the lists and through the Arrow
-    stream (a piece starts at an odd row: string offsets and null bits from there)."""
+    stream (a piece starts at an odd row: string and list offsets and null bits from there)."""
     import _duckdb
 
     from ledgerx.index.engine import register_stream
@@ -265,10 +265,10 @@ def test_pieces_of_a_batch_hold_its_rows_once_in_order(tmp_path: Path) -> None:
         con = _duckdb.connect()
         register_stream(con, "_s", _core.ScanStream(iter(pieces)))
         got = con.execute(
-            'SELECT event_id, run_id, data::VARCHAR, shape, "offset", file FROM _s'
+            'SELECT event_id, run_id, data::VARCHAR, shape, tint, tnum, "offset", file FROM _s'
         ).fetchall()
         want = list(
-            zip(cols[0], cols[4], cols[7], cols[8], cols[9], [rel] * b.num_rows, strict=True)
+            zip(*(cols[i] for i in (0, 4, 7, 8, 9, 10, 11)), [rel] * b.num_rows, strict=True)
         )
         assert got == want
 

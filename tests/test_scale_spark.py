@@ -21,7 +21,7 @@ from ledgerx.index import build_index  # noqa: E402
 from ledgerx.retention import run_retention  # noqa: E402
 
 TABLES = {  # name: (index file, columns the index keeps for itself)
-    "events": ("runs", {"gen", "data_upcast", "upcast_version", "shape"}),
+    "events": ("runs", {"gen", "data_upcast", "upcast_version", "shape", "tint", "tnum"}),
     "runs_d": ("runs", set()),
     "runs_status": ("runs", set()),
     "phase_timings": ("runs", set()),

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from test_results_flatten import reference
 
 import ledgerx
+import ledgerx.typed_trials as tt
 from ledgerx.flatten import flatten_trials
 from ledgerx.index import build_index
 from ledgerx.results import TRIALS_SQL
@@ -172,7 +173,8 @@ def test_rows_without_a_shape_fall_back(root: Path) -> None:
     build_index(root)
     db = root / "index" / "runs.duckdb"
     con = duckdb.connect(str(db))
-    con.execute("ALTER TABLE events DROP COLUMN shape")
+    for col in ("shape", "tint", "tnum"):  # the layout of format 4
+        con.execute(f"ALTER TABLE events DROP COLUMN {col}")
     con.execute("UPDATE _index_meta SET value = '4' WHERE key = 'format'")
     con.close()
     assert fast(root) is None  # no shape column: the former path
@@ -220,3 +222,134 @@ def test_upcast_trials_have_no_shape_and_read_the_upcast_data(root: Path) -> Non
     assert shapes == [(None,), ('["ts","piw"]',)]
     assert t["trial_id"].to_pylist() == ["t-7", "t-8"] and t["params.w"].to_pylist() == [1, 2]
     assert fast(root) is None
+
+
+def values_path(root: Path) -> bool:
+    """Whether trials_table reads the stored typed values (`tint`, `tnum`) rather than JSON."""
+    with ledgerx.Reader(root) as r:
+        got = tt._shapes(r, "", [])
+        assert got is not None
+        shapes, valued = got
+        parsed = tt._parse(shapes)
+        assert parsed is not None
+        return valued and tt._from_values(shapes, *parsed) is not None
+
+
+# Keys whose values keep one kind (a column of ints, of floats or ints, of booleans, of nulls):
+# every column of such a sweep comes from the typed values.
+numeric_keys = {
+    "i": st.integers(min_value=-I64, max_value=I64 - 1),
+    "f": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-3, 3)),
+    "b": st.booleans(),
+    "n": st.none(),
+}
+
+
+def numeric_objects(kinds: str) -> Any:
+    return st.fixed_dictionaries(
+        {}, optional={k + s: numeric_keys[k] for k in kinds for s in ("", ".x", "é")}
+    )
+
+
+numeric_trials = st.lists(
+    st.tuples(
+        st.sampled_from(["run-a", "run-b"]),
+        st.one_of(st.integers(0, 3), st.integers(-3, 2**62)),  # retries, and wide ids
+        numeric_objects("ifbn"),
+        numeric_objects("if"),  # the built-in schema: metrics are numbers
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(first=numeric_trials, second=numeric_trials)
+def test_numeric_sweeps_read_the_typed_values(
+    tmp_path_factory: Any, first: list[Trial], second: list[Trial]
+) -> None:
+    """Integer ids, numbers, booleans and nulls: the typed values answer (no JSON parsed),
+    over a round and an incremental one (retries included), equal to the oracle and to the
+    former path."""
+    root = tmp_path_factory.mktemp("ledger")
+    emit(root, first)
+    build_index(root)
+    assert values_path(root)
+    check(ledgerx.Reader(root).trials_table(), oracle(first))
+    emit(root, second)
+    assert build_index(root).mode == "incremental"
+    both = first + second
+    assert values_path(root)
+    with ledgerx.Reader(root) as r:
+        check(r.trials_table(), oracle(both))
+        check(r.trials_table("run-b"), oracle(both, {"run-b"}))
+    assert fast(root).equals(former(root))  # type: ignore[union-attr]
+
+
+def test_the_typed_values_answer_without_reading_the_json(root: Path) -> None:
+    """With every trial's `data` overwritten in the index, trials_table still gives the emitted
+    values (from `tint`, `tnum`), where the former path now reads the overwritten JSON."""
+    trials: list[Trial] = [
+        ("r", i, {"fast": i, "stop": 0.5 * i, "on": i % 2 == 0, "z": None}, {"m": -1.5 + i})
+        for i in range(4)
+    ] + [("r", 2, {"fast": 20, "stop": 7, "on": True, "z": None}, {"m": 0.25})]  # a retry
+    emit(root, trials)
+    build_index(root)
+    con = duckdb.connect(str(root / "index" / "runs.duckdb"))
+    con.execute(
+        """UPDATE events SET data = '{"trial_id":0,"params":{},"metrics":{}}'
+           WHERE event_type = 'trial.recorded'"""
+    )
+    con.close()
+    assert values_path(root)
+    t = ledgerx.Reader(root).trials_table()
+    check(t, oracle(trials))
+    assert t["params.stop"].to_pylist() == [0.0, 0.5, 7.0, 1.5]  # an int in a float column
+    assert t.schema.field("params.on").type == pa.bool_()
+    assert former(root)["trial_id"].to_pylist() == [0]  # what the JSON now says
+
+
+def test_an_index_without_typed_values_reads_the_json(root: Path) -> None:
+    """Format 5 (shapes, no typed values), then upgraded in place (the rows indexed before have
+    none: the JSON answers), then rebuilt (the typed values answer): the same table."""
+    trials: list[Trial] = [("r", i, {"p": i}, {"m": i / 2}) for i in range(3)]
+    emit(root, trials)
+    build_index(root)
+    con = duckdb.connect(str(root / "index" / "runs.duckdb"))
+    for col in ("tint", "tnum"):  # the layout of format 5
+        con.execute(f"ALTER TABLE events DROP COLUMN {col}")
+    con.execute("UPDATE _index_meta SET value = '5' WHERE key = 'format'")
+    con.close()
+    assert not values_path(root)
+    check(ledgerx.Reader(root).trials_table(), oracle(trials))
+    more: list[Trial] = [("r", 5, {"p": 5}, {"m": 9})]
+    emit(root, more)
+    build_index(root)  # upgrades in place: the columns are back, empty for the old rows
+    assert not values_path(root)
+    check(ledgerx.Reader(root).trials_table(), oracle(trials + more))
+    build_index(root, full_rebuild=True)
+    assert values_path(root)
+    check(ledgerx.Reader(root).trials_table(), oracle(trials + more))
+
+
+def test_a_retry_that_narrows_a_number_column_reads_the_typed_values(root: Path) -> None:
+    """A superseded record made `k` a fraction and a boolean `b`; the records kept make them
+    integers and nulls: the second pass types by the kept records, and the superseded shape's
+    elements (which that type cannot read) give NULL to rows that are dropped anyway."""
+    trials: list[Trial] = [
+        ("r", 1, {"k": 1.5, "b": True}, {"m": 1}),
+        ("r", 2, {"k": 3}, {"m": 2}),
+        ("r", 1, {"k": 2, "b": None}, {"m": 3}),  # the retry
+    ]
+    emit(root, trials)
+    build_index(root)
+    assert values_path(root)
+    t = ledgerx.Reader(root).trials_table()
+    check(t, oracle(trials))
+    assert t.schema.field("params.k").type == pa.int64() and t["params.k"].to_pylist() == [2, 3]
+    assert fast(root).equals(former(root))  # type: ignore[union-attr]

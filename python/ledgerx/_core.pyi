@@ -128,12 +128,14 @@ class ScanBatch:
         list[int],
         list[str],
         list[str | None],
+        list[list[int] | None],
+        list[list[float] | None],
         list[int],
         list[int],
     ]:
         """The columns as Python lists (a small round binds them as DuckDB parameters):
         event_id, event_type, schema_version, ts (microseconds since the epoch, UTC), run_id,
-        writer, seq, data, shape, offset, line_bytes."""
+        writer, seq, data, shape, tint, tnum, offset, line_bytes."""
     def __arrow_c_array__(
         self, requested_schema: object | None = None
     ) -> tuple[object, object]: ...
@@ -204,9 +206,11 @@ def check_json(text: bytes) -> str | None:
     """Why `text` is not one I-JSON value (duplicate key, NaN/Infinity, lone surrogate,
     depth, syntax; with the column), or None."""
 
-def trial_shapes(data: list[str]) -> list[str]:
-    """The shape the scanner stores for a `trial.recorded` event (`events.shape`) of each
-    `data` text."""
+def trial_shapes(
+    data: list[str],
+) -> list[tuple[str, list[int] | None, list[float] | None]]:
+    """The shape and typed values the scanner stores for a `trial.recorded` event
+    (`events.shape`, `tint`, `tnum`) of each `data` text."""
 
 def check_run_id(run_id: str) -> None:
     """Raise `SchemaError` unless `run_id` matches the log's run-id rule

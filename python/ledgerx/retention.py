@@ -204,11 +204,14 @@ def load_archived(
             if not batch.num_rows:
                 continue
             rb = add_upcast_columns(batch, upcaster, newest, upcast_errors)
-            con.register("_arch", pa.Table.from_batches([rb]).append_column("shape", _shapes(rb)))
+            shape, tint, tnum = _shapes(rb)
+            tb = pa.Table.from_batches([rb]).append_column("shape", shape)
+            con.register("_arch", tb.append_column("tint", tint).append_column("tnum", tnum))
             con.execute(
                 """INSERT INTO events
                    SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-                          file, "offset", line_bytes, ?, data_upcast, upcast_version, shape
+                          file, "offset", line_bytes, ?, data_upcast, upcast_version, shape,
+                          tint, tnum
                    FROM _arch""",
                 [gen],
             )
@@ -225,21 +228,26 @@ def load_archived(
     return done, bad, rows, nbytes
 
 
-def _shapes(rb: pa.RecordBatch) -> pa.Array:
-    """`events.shape` of archived rows, as the scanner gives it for the same line: for trial
-    events not upcast, else null."""
+def _shapes(rb: pa.RecordBatch) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """`events.shape`, `tint` and `tnum` of archived rows, as the scanner gives them for the
+    same line: for trial events not upcast, else null."""
     import pyarrow.compute as pc
 
     mask = pc.and_(
         pc.equal(rb.column("event_type"), "trial.recorded"), pc.is_null(rb.column("data_upcast"))
     )
     idx = pc.indices_nonzero(mask).to_pylist()
-    out: list[str | None] = [None] * rb.num_rows
+    out: list[tuple[Any, Any, Any]] = [(None, None, None)] * rb.num_rows
     if idx:
         data = rb.column("data")
-        for i, shape in zip(idx, _core.trial_shapes([data[i].as_py() for i in idx]), strict=True):
-            out[i] = shape
-    return pa.array(out, pa.string())
+        for i, got in zip(idx, _core.trial_shapes([data[i].as_py() for i in idx]), strict=True):
+            out[i] = got
+    shape, tint, tnum = zip(*out, strict=True) if out else ((), (), ())
+    return (
+        pa.array(shape, pa.string()),
+        pa.array(tint, pa.list_(pa.int64())),
+        pa.array(tnum, pa.list_(pa.float64())),
+    )
 
 
 def archived_log_rows(root: Path, present: set[str]) -> Iterator[pa.Table]:

@@ -16,13 +16,21 @@ use std::path::Path;
 mod columns;
 mod fast;
 mod shape;
-pub use columns::{Columns, StrColumn, MAX_COLUMN_BYTES};
+pub use columns::{Columns, ListColumn, StrColumn, MAX_COLUMN_BYTES};
 
-/// The shape of a checked `trial.recorded` event's `data` as the scanner stores it
-/// (scanner/shape.rs); for rows that reach the index another way (an archived day).
-pub fn trial_shape_of(data: &[u8]) -> String {
+/// A trial's shape and typed values: `events.shape`, `tint`, `tnum` (None, None when a number
+/// did not parse as its kind).
+pub type TrialShape = (String, Option<Vec<i64>>, Option<Vec<f64>>);
+
+/// The shape and values of a checked `trial.recorded` event's `data` as the scanner stores
+/// them (scanner/shape.rs); for rows that reach the index another way (an archived day).
+pub fn trial_shape_of(data: &[u8]) -> TrialShape {
     let mut sc = shape::ShapeScratch::default();
-    String::from_utf8_lossy(shape::trial_shape(data, &mut sc)).into_owned()
+    let text = String::from_utf8_lossy(shape::trial_shape(data, &mut sc)).into_owned();
+    if sc.bad {
+        return (text, None, None);
+    }
+    (text, Some(sc.ints), Some(sc.nums))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -520,8 +528,17 @@ fn take_line(
         } else {
             shape::trial_shape(env.data, &mut sc.shape)
         });
+        if sc.shape.bad {
+            cols.tint.push_null();
+            cols.tnum.push_null();
+        } else {
+            cols.tint.push(&sc.shape.ints);
+            cols.tnum.push(&sc.shape.nums);
+        }
     } else {
         cols.shape.push_null();
+        cols.tint.push_null();
+        cols.tnum.push_null();
     }
     cols.offset.push(off as i64);
     cols.line_bytes.push(line.len() as i64 + 1);

@@ -1,8 +1,8 @@
 //! A minimal exporter of scanner columns through the Arrow C data interface (a struct array of
-//! utf8 / int64 / timestamp children), so pyarrow and DuckDB take the batch without copying
+//! utf8 / int64 / timestamp / list children), so pyarrow and DuckDB take the batch without copying
 //! through Python objects. Buffers stay owned by an `Arc<Columns>` until the consumer releases.
 
-use crate::core::scanner::{Columns, StrColumn};
+use crate::core::scanner::{Columns, ListColumn, StrColumn};
 use std::ffi::{c_char, c_void, CString};
 use std::ops::Range;
 use std::ptr;
@@ -86,7 +86,8 @@ unsafe fn release_boxed<T: ArrowC>(nodes: impl Iterator<Item = *mut T>) {
 
 const FLAG_NULLABLE: i64 = 2;
 
-/// The column layout of a scan batch, in order.
+/// The column layout of a scan batch, in order: name, Arrow format (a list's item format in
+/// `list_item`).
 pub const FIELDS: &[(&str, &str)] = &[
     ("event_id", "u"),
     ("event_type", "u"),
@@ -99,7 +100,23 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("offset", "l"),
     ("line_bytes", "l"),
     ("shape", "u"),
+    ("tint", "+l"),
+    ("tnum", "+l"),
 ];
+
+/// The item format of a list field.
+fn list_item(name: &str) -> &'static str {
+    if name == "tint" {
+        "l"
+    } else {
+        "g"
+    }
+}
+
+/// Columns that may hold nulls.
+fn nullable(name: &str) -> bool {
+    matches!(name, "run_id" | "shape" | "tint" | "tnum")
+}
 
 struct SchemaPrivate {
     _strings: Vec<CString>,
@@ -191,10 +208,11 @@ fn batch_fields(json_data: bool) -> Vec<*mut FfiSchema> {
     FIELDS
         .iter()
         .map(|&(n, f)| {
-            let flags = if n == "run_id" || n == "shape" {
-                FLAG_NULLABLE
+            let flags = if nullable(n) { FLAG_NULLABLE } else { 0 };
+            let children = if f == "+l" {
+                vec![leaf_schema("item", list_item(n), false)]
             } else {
-                0
+                Vec::new()
             };
             let metadata = if json_data && n == "data" {
                 encode_metadata(&[
@@ -204,7 +222,7 @@ fn batch_fields(json_data: bool) -> Vec<*mut FfiSchema> {
             } else {
                 Vec::new()
             };
-            let s = schema_node(n, f, flags, metadata, Vec::new(), ptr::null_mut());
+            let s = schema_node(n, f, flags, metadata, children, ptr::null_mut());
             Box::into_raw(Box::new(s))
         })
         .collect()
@@ -295,8 +313,9 @@ fn into_ffi(private: ArrayPrivate, len: usize, null_count: i64) -> FfiArray {
     }
 }
 
-fn str_child(owner: &Arc<Columns>, c: &StrColumn, rows: &Range<usize>) -> *mut FfiArray {
-    let (validity, nulls) = match &c.validity {
+/// The validity buffer and null count of a column's `rows`.
+fn validity<T>(c: &ListColumn<T>, rows: &Range<usize>) -> (*const c_void, i64) {
+    match &c.validity {
         Some(v) => {
             let valid: usize = rows
                 .clone()
@@ -305,13 +324,28 @@ fn str_child(owner: &Arc<Columns>, c: &StrColumn, rows: &Range<usize>) -> *mut F
             (v.as_ptr() as *const c_void, (rows.len() - valid) as i64)
         }
         None => (ptr::null(), 0),
-    };
+    }
+}
+
+fn str_child(owner: &Arc<Columns>, c: &StrColumn, rows: &Range<usize>) -> *mut FfiArray {
+    let (valid, nulls) = validity(c, rows);
     let bufs = vec![
-        validity,
+        valid,
         c.offsets.as_ptr() as *const c_void,
         c.values.as_ptr() as *const c_void,
     ];
     Box::into_raw(Box::new(array(owner, rows, nulls, bufs, Vec::new())))
+}
+
+/// A list column's `rows`: validity and offsets, which index into one child array holding
+/// every value of the column.
+fn list_child<T>(owner: &Arc<Columns>, c: &ListColumn<T>, rows: &Range<usize>) -> *mut FfiArray {
+    let (valid, nulls) = validity(c, rows);
+    let bufs = vec![valid, c.offsets.as_ptr() as *const c_void];
+    let items = vec![ptr::null(), c.values.as_ptr() as *const c_void];
+    let all = array(owner, &(0..c.values.len()), 0, items, Vec::new());
+    let children = vec![Box::into_raw(Box::new(all))];
+    Box::into_raw(Box::new(array(owner, rows, nulls, bufs, children)))
 }
 
 fn i64_child(owner: &Arc<Columns>, v: &[i64], rows: &Range<usize>) -> *mut FfiArray {
@@ -381,6 +415,8 @@ fn batch_children(cols: &Arc<Columns>, rows: &Range<usize>) -> Vec<*mut FfiArray
         i64_child(cols, &c.offset, rows),
         i64_child(cols, &c.line_bytes, rows),
         str_child(cols, &c.shape, rows),
+        list_child(cols, &c.tint, rows),
+        list_child(cols, &c.tnum, rows),
     ]
 }
 

@@ -5,7 +5,9 @@ use super::arrow::{export_array, export_schema, ArrowC, FfiArray, FfiSchema};
 use super::to_py;
 use crate::core::appender;
 use crate::core::json::Checker;
-use crate::core::scanner::{self, scan_file_into, Columns, ScanOptions, ScanResult, StrColumn};
+use crate::core::scanner::{
+    self, scan_file_into, Columns, ListColumn, ScanOptions, ScanResult, StrColumn,
+};
 use crate::core::{Error, Result};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -93,7 +95,7 @@ impl ScanBatch {
     /// parameters instead of the Arrow interface (which needs the `duckdb` package's Python
     /// layer, most of a one-event `ledgerx rebuild` process): event_id, event_type,
     /// schema_version, ts (microseconds since the epoch, UTC), run_id, writer, seq, data,
-    /// shape, offset, line_bytes.
+    /// shape, tint, tnum (lists), offset, line_bytes.
     fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let c = &self.columns;
         let rows = self.rows.clone();
@@ -110,6 +112,7 @@ impl ScanBatch {
             PyList::new(py, items)
         };
         let ints = |v: &Vec<i64>| PyList::new(py, v[rows.clone()].iter().copied());
+
         let cols: Vec<Bound<'py, PyAny>> = vec![
             strs(&c.event_id)?.into_any(),
             strs(&c.event_type)?.into_any(),
@@ -120,6 +123,8 @@ impl ScanBatch {
             ints(&c.seq)?.into_any(),
             strs(&c.data)?.into_any(),
             strs(&c.shape)?.into_any(),
+            list_rows(py, &c.tint, &rows)?.into_any(),
+            list_rows(py, &c.tnum, &rows)?.into_any(),
             ints(&c.offset)?.into_any(),
             ints(&c.line_bytes)?.into_any(),
         ];
@@ -466,6 +471,25 @@ impl Scanner {
     }
 }
 
+/// A list column's `rows` as a Python list of lists (None for a null row).
+fn list_rows<'py, T>(
+    py: Python<'py>,
+    col: &ListColumn<T>,
+    rows: &std::ops::Range<usize>,
+) -> PyResult<Bound<'py, PyList>>
+where
+    T: Copy + IntoPyObject<'py>,
+{
+    let items = rows
+        .clone()
+        .map(|i| match col.get(i) {
+            None => Ok(py.None().into_bound(py)),
+            Some(v) => PyList::new(py, v.iter().copied()).map(|l| l.into_any()),
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
 /// Why one line (its `\n` excluded) is not a valid v1 line, or None: the scanner's rules.
 #[pyfunction]
 #[pyo3(signature = (line, strict = false))]
@@ -477,10 +501,11 @@ pub fn check_line(line: &[u8], strict: bool) -> Option<String> {
     scanner::check_line(line, opts).err()
 }
 
-/// The shape the scanner stores for each `trial.recorded` event (`events.shape`), of each
-/// `data` text given (a row that reached the index another way: an archived day).
+/// The shape and typed values the scanner stores for each `trial.recorded` event
+/// (`events.shape`, `tint`, `tnum`), of each `data` text given (a row that reached the index
+/// another way: an archived day).
 #[pyfunction]
-pub fn trial_shapes(data: Vec<String>) -> Vec<String> {
+pub fn trial_shapes(data: Vec<String>) -> Vec<scanner::TrialShape> {
     data.iter()
         .map(|d| scanner::trial_shape_of(d.as_bytes()))
         .collect()

@@ -41,6 +41,9 @@ def upgrade_format(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("DROP TABLE trial_results")
     # Format 5: trials indexed before have no shape (Reader.trials_table reads them as before).
     con.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS shape VARCHAR")
+    # Format 6: nor typed values (Reader.trials_table parses those rows' JSON).
+    con.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS tint BIGINT[]")
+    con.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS tnum DOUBLE[]")
 
 
 def drop_duplicates(

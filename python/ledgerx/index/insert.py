@@ -108,11 +108,11 @@ def no_upcasts(feed: ScanFeed) -> bool:
 
 _INSERT_READER = """INSERT INTO events
     SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-           file, "offset", line_bytes, ?, data_upcast, upcast_version, shape
+           file, "offset", line_bytes, ?, data_upcast, upcast_version, shape, tint, tnum
     FROM _scan"""
 _INSERT_STREAM = """INSERT INTO events
     SELECT event_id, event_type, schema_version, ts, run_id, writer, seq, data,
-           file, "offset", line_bytes, ?, NULL, NULL, shape
+           file, "offset", line_bytes, ?, NULL, NULL, shape, tint, tnum
     FROM _scan"""
 
 
@@ -150,9 +150,13 @@ def insert_small(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> No
 
 _COLUMNS = """b.event_id, b.event_type, b.schema_version, b.ts, b.run_id, b.writer, b.seq,
               CAST(b.data AS JSON), ?, b."offset", b.line_bytes, ?"""
-_INSERT_PLAIN = f"INSERT INTO events SELECT {_COLUMNS}, NULL, NULL, b.shape FROM _batch b"
+_INSERT_PLAIN = f"""INSERT INTO events
+    SELECT {_COLUMNS}, NULL, NULL, b.shape, b.tint, b.tnum FROM _batch b"""
+# The shape and typed values describe the data as written: none for an upcast row.
 _INSERT_UPCAST = f"""INSERT INTO events
-    SELECT {_COLUMNS}, u.data_upcast, u.v, CASE WHEN u.data_upcast IS NULL THEN b.shape END
+    SELECT {_COLUMNS}, u.data_upcast, u.v, CASE WHEN u.data_upcast IS NULL THEN b.shape END,
+           CASE WHEN u.data_upcast IS NULL THEN b.tint END,
+           CASE WHEN u.data_upcast IS NULL THEN b.tnum END
     FROM _batch b LEFT JOIN _upc u USING ("offset")"""
 
 
@@ -167,10 +171,11 @@ def insert_lists(con: duckdb.DuckDBPyConnection, feed: ScanFeed, gen: int) -> No
 
 _INSERT_LISTS = """INSERT INTO events
     SELECT event_id, event_type, schema_version, make_timestamptz(ts), run_id, writer, seq,
-           CAST(data AS JSON), $12, "offset", line_bytes, $13, NULL, NULL, shape
+           CAST(data AS JSON), $14, "offset", line_bytes, $15, NULL, NULL, shape, tint, tnum
     FROM (SELECT unnest($1::JSON::VARCHAR[]) AS event_id, unnest($2::JSON::VARCHAR[]) AS event_type,
                  unnest($3::JSON::INTEGER[]) AS schema_version, unnest($4::JSON::BIGINT[]) AS ts,
                  unnest($5::JSON::VARCHAR[]) AS run_id, unnest($6::JSON::VARCHAR[]) AS writer,
                  unnest($7::JSON::BIGINT[]) AS seq, unnest($8::JSON::VARCHAR[]) AS data,
-                 unnest($9::JSON::VARCHAR[]) AS shape, unnest($10::JSON::BIGINT[]) AS "offset",
-                 unnest($11::JSON::INTEGER[]) AS line_bytes)"""
+                 unnest($9::JSON::VARCHAR[]) AS shape, unnest($10::JSON::BIGINT[][]) AS tint,
+                 unnest($11::JSON::DOUBLE[][]) AS tnum, unnest($12::JSON::BIGINT[]) AS "offset",
+                 unnest($13::JSON::INTEGER[]) AS line_bytes)"""

@@ -239,9 +239,10 @@ class ScanFeed:
         rb = add_upcast_columns(rb, self.upcaster, self.newest, self.upcast_errors)
         cols = list(rb.columns)
         up = rb.column("data_upcast")
-        if up.null_count < n:  # the shape describes the data as written: none for upcast rows
-            i = rb.schema.get_field_index("shape")
-            cols[i] = pc.if_else(pc.is_null(up), cols[i], pa.scalar(None, pa.string()))
+        if up.null_count < n:  # the shape and values describe the data as written: none for
+            for name in ("shape", "tint", "tnum"):  # upcast rows
+                i = rb.schema.get_field_index(name)
+                cols[i] = pc.if_else(pc.is_null(up), cols[i], pa.scalar(None, cols[i].type))
         # `data` was checked by the scanner: typed as JSON (a zero-copy wrap), DuckDB stores
         # it without parsing it again as it would a VARCHAR cast to JSON.
         i = rb.schema.get_field_index("data")
@@ -351,6 +352,8 @@ def scan_schema() -> pa.Schema:
             ("offset", pa.int64()),
             ("line_bytes", pa.int64()),
             ("shape", pa.string()),
+            ("tint", pa.list_(pa.field("item", pa.int64(), nullable=False))),
+            ("tnum", pa.list_(pa.field("item", pa.float64(), nullable=False))),
             ("data_upcast", pa.string()),
             ("upcast_version", pa.int32()),
             ("file", pa.string()),

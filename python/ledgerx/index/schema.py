@@ -16,7 +16,8 @@ from typing import Any
 # 3: trial_results shows the latest record of a trial (run_id, trial_id) once.
 # 4: trial_results.trial_id keeps its JSON type: TRIAL_ID_TYPE instead of VARCHAR.
 # 5: events.shape: the keys and kinds of a trial's params and metrics (Reader.trials_table).
-INDEX_FORMAT = "5"
+# 6: events.tint, events.tnum: a trial's numbers and booleans in its shape's order, typed.
+INDEX_FORMAT = "6"
 
 # A trial id is a JSON integer or string (the trial.recorded schema); the views keep which one it
 # was, so `ORDER BY trial_id` sorts integers as integers (2 before 10), all integers before all
@@ -95,7 +96,9 @@ CREATE TABLE IF NOT EXISTS events (
     gen BIGINT NOT NULL,
     data_upcast JSON,
     upcast_version INTEGER,
-    shape VARCHAR
+    shape VARCHAR,
+    tint BIGINT[],
+    tnum DOUBLE[]
 )
 """
 

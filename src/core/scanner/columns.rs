@@ -1,24 +1,30 @@
 //! The scanner's output: the envelope of every good event in Arrow layout, column by column.
 
-/// A UTF-8 column in Arrow layout: i32 offsets, values, optional validity bitmap.
+/// A column of variable-length rows in Arrow layout (a `utf8` string or a `list` of numbers):
+/// i32 offsets into `values`, an optional validity bitmap.
 #[derive(Debug, Default, Clone)]
-pub struct StrColumn {
+pub struct ListColumn<T> {
     pub offsets: Vec<i32>,
-    pub values: Vec<u8>,
+    pub values: Vec<T>,
     /// One bit per row, 1 = valid; None when every row is valid.
     pub validity: Option<Vec<u8>>,
     pub len: usize,
 }
 
-impl StrColumn {
+/// A UTF-8 column: the rows' bytes.
+pub type StrColumn = ListColumn<u8>;
+
+impl<T: Copy> ListColumn<T> {
     pub(super) fn new() -> Self {
-        StrColumn {
+        ListColumn {
             offsets: vec![0],
-            ..Default::default()
+            values: Vec::new(),
+            validity: None,
+            len: 0,
         }
     }
 
-    pub(super) fn push(&mut self, s: &[u8]) {
+    pub(super) fn push(&mut self, s: &[T]) {
         self.values.extend_from_slice(s);
         self.offsets.push(arrow_offset(self.values.len()));
         if let Some(v) = &mut self.validity {
@@ -40,7 +46,7 @@ impl StrColumn {
         self.len += 1;
     }
 
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
+    pub fn get(&self, i: usize) -> Option<&[T]> {
         if let Some(v) = &self.validity {
             if v[i / 8] & (1 << (i % 8)) == 0 {
                 return None;
@@ -105,6 +111,11 @@ pub struct Columns {
     /// `trial.recorded` events: the keys and kinds of `params` and `metrics` (scanner/shape.rs);
     /// null for other events.
     pub shape: StrColumn,
+    /// `trial.recorded` events with a shape: the values of its elements of kind `i` (and `b`,
+    /// as 1 or 0), in the shape's order; null for other events (scanner/shape.rs).
+    pub tint: ListColumn<i64>,
+    /// The same for its elements of kind `f`.
+    pub tnum: ListColumn<f64>,
     pub offset: Vec<i64>,
     pub line_bytes: Vec<i64>,
 }
@@ -121,6 +132,8 @@ impl Default for Columns {
             seq: Vec::new(),
             data: StrColumn::new(),
             shape: StrColumn::new(),
+            tint: ListColumn::new(),
+            tnum: ListColumn::new(),
             offset: Vec::new(),
             line_bytes: Vec::new(),
         }

@@ -9,6 +9,11 @@
 //! boolean, `i` an integer in the int64 range, `u` an integer beyond it, `f` a number written
 //! with a fraction or exponent, `s` string, `n` null, `j` array or object. A `params` or
 //! `metrics` that is missing or not an object contributes no key.
+//!
+//! Beside the text, the values of the elements of kind `i` and `b` (true 1, false 0) go to
+//! `ints` and those of kind `f` to `nums`, in the shape's order (`events.tint`, `events.tnum`),
+//! so that the typed columns of numbers are read without parsing JSON; `bad` when a number did
+//! not parse as its kind says (the row then gets no values: readers parse its JSON).
 
 use super::json_string;
 use crate::core::json::{write_str, Nested};
@@ -24,6 +29,59 @@ pub(super) const SHAPED_TYPE: &str = "trial.recorded";
 pub(super) struct ShapeScratch {
     out: Vec<u8>,
     elem: Vec<u8>,
+    pub(super) ints: Vec<i64>,
+    pub(super) nums: Vec<f64>,
+    pub(super) bad: bool,
+}
+
+impl ShapeScratch {
+    fn start(&mut self) {
+        self.out.clear();
+        self.out.push(b'[');
+        self.ints.clear();
+        self.nums.clear();
+        self.bad = false;
+    }
+
+    /// Record the value `v` of kind `k` (`kind(v)`) in `ints` or `nums`.
+    fn value(&mut self, k: u8, v: &[u8]) {
+        match k {
+            b'i' => match parse_i64(v) {
+                Some(n) => self.ints.push(n),
+                None => self.bad = true,
+            },
+            b'b' => self.ints.push(i64::from(v.first() == Some(&b't'))),
+            b'f' => match std::str::from_utf8(v).map(str::parse::<f64>) {
+                Ok(Ok(x)) if x.is_finite() => self.nums.push(x),
+                _ => self.bad = true,
+            },
+            _ => {}
+        }
+    }
+}
+
+/// A JSON integer's value (`-`? digits), None beyond int64: summed as a negative number, whose
+/// range holds `i64::MIN`.
+fn parse_i64(v: &[u8]) -> Option<i64> {
+    let (neg, digits) = match v.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, v),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
+    }
+    if neg {
+        Some(n)
+    } else {
+        n.checked_neg()
+    }
 }
 
 // A minimal walker over JSON the scanner has already checked (I-JSON, one object): it only
@@ -145,9 +203,7 @@ fn key_is(lit: &[u8], name: &[u8]) -> bool {
 
 /// The shape text of `data` (a checked JSON object) into `sc.out`; see the module doc.
 pub(super) fn trial_shape<'a>(data: &[u8], sc: &'a mut ShapeScratch) -> &'a [u8] {
-    let ShapeScratch { out, elem } = sc;
-    out.clear();
-    out.push(b'[');
+    sc.start();
     let start = ws(data, 0);
     // Params and metrics are walked once: their members' walk also finds where they end.
     members(data, start, |k, v| {
@@ -158,7 +214,9 @@ pub(super) fn trial_shape<'a>(data: &[u8], sc: &'a mut ShapeScratch) -> &'a [u8]
         } else {
             let end = value_end(data, v)?;
             if key_is(k, b"trial_id") {
-                push_elem(out, &[b't', kind(&data[v..end])]);
+                let kd = kind(&data[v..end]);
+                push_elem(&mut sc.out, &[b't', kd]);
+                sc.value(kd, &data[v..end]);
             }
             return Some(end);
         };
@@ -168,35 +226,40 @@ pub(super) fn trial_shape<'a>(data: &[u8], sc: &'a mut ShapeScratch) -> &'a [u8]
         members(data, v, |k2, v2| {
             let end = value_end(data, v2)?;
             let esc = k2[1..k2.len() - 1].contains(&b'\\');
-            push_member(out, elem, obj, (k2, esc), &data[v2..end]);
+            push_member(sc, obj, (k2, esc), &data[v2..end]);
             Some(end)
         })
     });
-    out.push(b']');
-    out
+    sc.out.push(b']');
+    &sc.out
 }
 
 /// Append the element of a `params` (`obj` = `p`) or `metrics` (`m`) member.
 /// `key`: the literal and whether it has an escape.
-fn push_member(out: &mut Vec<u8>, elem: &mut Vec<u8>, obj: u8, key: (&[u8], bool), value: &[u8]) {
+fn push_member(sc: &mut ShapeScratch, obj: u8, key: (&[u8], bool), value: &[u8]) {
     let (key, esc) = key;
     let inner = &key[1..key.len() - 1];
+    let kd = kind(value);
+    let ShapeScratch { out, elem, .. } = sc;
     if !esc {
         // No escape: the literal holds no quote, backslash or control character, so it is
         // written as it stands (what write_str would produce, without the scan).
         if out.len() > 1 {
             out.push(b',');
         }
-        out.extend_from_slice(&[b'"', obj, kind(value)]);
+        out.extend_from_slice(&[b'"', obj, kd]);
         out.extend_from_slice(inner);
         out.push(b'"');
     } else if let Some(key) = json_string(key) {
         elem.clear();
         elem.push(obj);
-        elem.push(kind(value));
+        elem.push(kd);
         elem.extend_from_slice(&key);
         push_elem(out, elem);
+    } else {
+        return; // no element: no value either
     }
+    sc.value(kd, value);
 }
 
 /// `trial_shape` from what the checker recorded while checking `data` in `line`
@@ -206,9 +269,7 @@ pub(super) fn trial_shape_recorded<'a>(
     rec: &[Nested],
     sc: &'a mut ShapeScratch,
 ) -> &'a [u8] {
-    let ShapeScratch { out, elem } = sc;
-    out.clear();
-    out.push(b'[');
+    sc.start();
     // Each member of `data` comes after the members of its value's object, if any.
     let mut first = 0;
     for (j, m) in rec.iter().enumerate() {
@@ -233,26 +294,22 @@ pub(super) fn trial_shape_recorded<'a>(
             b'm'
         } else {
             if is(b"trial_id") {
-                if out.len() > 1 {
-                    out.push(b',');
+                let kd = kind(value);
+                if sc.out.len() > 1 {
+                    sc.out.push(b',');
                 }
-                out.extend_from_slice(&[b'"', b't', kind(value), b'"']);
+                sc.out.extend_from_slice(&[b'"', b't', kd, b'"']);
+                sc.value(kd, value);
             }
             continue;
         };
         for n in inner {
             let key = &line[n.key.start..n.key.end];
-            push_member(
-                out,
-                elem,
-                obj,
-                (key, n.esc),
-                &line[n.value.start..n.value.end],
-            );
+            push_member(sc, obj, (key, n.esc), &line[n.value.start..n.value.end]);
         }
     }
-    out.push(b']');
-    out
+    sc.out.push(b']');
+    &sc.out
 }
 
 #[cfg(test)]
@@ -272,6 +329,120 @@ mod tests {
             shape(d),
             r#"["mfs","min","ti","pbb","pnx","pubig","pineg","pfe","pst","pjl","pjo"]"#
         );
+    }
+
+    fn values(data: &str) -> (Vec<i64>, Vec<f64>, bool) {
+        let mut sc = ShapeScratch::default();
+        trial_shape(data.as_bytes(), &mut sc);
+        (sc.ints, sc.nums, sc.bad)
+    }
+
+    #[test]
+    fn numbers_and_booleans_follow_the_shape_order() {
+        let d = r#"{"metrics":{"s":1.5,"n":-3},"trial_id":7,"params":{"b":true,"x":null,
+            "big":9223372036854775808,"neg":-9223372036854775808,"e":1E5,"t":"v","l":[1],"o":{},
+            "f":false,"z":-0.0}}"#;
+        let (ints, nums, bad) = values(d);
+        assert_eq!(ints, vec![-3, 7, 1, i64::MIN, 0]);
+        assert_eq!(nums, vec![1.5, 1e5, -0.0]);
+        assert!(nums[2].is_sign_negative() && !bad);
+        // A number that is not finite as a double: no values for the row.
+        assert!(values(r#"{"params":{"x":1e999}}"#).2);
+    }
+
+    #[test]
+    fn integers_parse_to_the_ends_of_int64() {
+        for n in [
+            0,
+            7,
+            -7,
+            10,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+            123_456_789_012_345_678,
+        ] {
+            assert_eq!(parse_i64(n.to_string().as_bytes()), Some(n));
+        }
+        for bad in [
+            "",
+            "-",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "1.5",
+            "1e3",
+            "+1",
+        ] {
+            assert_eq!(parse_i64(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    /// The oracle: serde_json's reading of the same object, members in order.
+    fn oracle(data: &str) -> (Vec<i64>, Vec<f64>) {
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        let (mut ints, mut nums) = (Vec::new(), Vec::new());
+        let mut take = |x: &serde_json::Value| match x {
+            serde_json::Value::Bool(b) => ints.push(i64::from(*b)),
+            serde_json::Value::Number(n) if n.is_f64() => nums.push(n.as_f64().unwrap()),
+            serde_json::Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    ints.push(i)
+                }
+            }
+            _ => {}
+        };
+        for (k, x) in v.as_object().unwrap() {
+            match (k.as_str(), x) {
+                ("trial_id", _) => take(x),
+                ("params" | "metrics", serde_json::Value::Object(m)) => {
+                    m.values().for_each(&mut take)
+                }
+                _ => {}
+            }
+        }
+        (ints, nums)
+    }
+
+    proptest::proptest! {
+        /// The values of any object of numbers, booleans and strings are serde_json's.
+        #[test]
+        fn values_are_the_parsed_numbers(
+            tid in proptest::option::of(proptest::num::i64::ANY),
+            params in proptest::collection::vec(scalar(), 0..6),
+            metrics in proptest::collection::vec(scalar(), 0..6),
+        ) {
+            let obj = |xs: &[String]| {
+                let m: Vec<String> = xs.iter().enumerate().map(|(i, x)| format!("\"k{i}\":{x}")).collect();
+                format!("{{{}}}", m.join(","))
+            };
+            let t = tid.map(|t| format!("\"trial_id\":{t},")).unwrap_or_default();
+            let d = format!("{{{t}\"params\":{},\"metrics\":{}}}", obj(&params), obj(&metrics));
+            let (ints, nums, bad) = values(&d);
+            proptest::prop_assert!(!bad);
+            let (oi, on) = oracle(&d);
+            proptest::prop_assert_eq!(ints, oi, "{}", d);
+            proptest::prop_assert_eq!(
+                nums.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                on.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{}", d
+            );
+        }
+    }
+
+    fn scalar() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i64>().prop_map(|i| i.to_string()),
+            any::<f64>()
+                .prop_filter("finite", |x| x.is_finite())
+                .prop_map(|x| format!("{x:?}")),
+            any::<f64>()
+                .prop_filter("finite", |x| x.is_finite())
+                .prop_map(|x| format!("{x:e}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            Just("null".to_string()),
+            Just("\"s\"".to_string()),
+            Just("18446744073709551615".to_string()),
+        ]
     }
 
     #[test]
