@@ -8,6 +8,8 @@ integers beyond 64 bits; and it equals what the former path (`ledgerx.flatten`) 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +355,51 @@ def test_a_retry_that_narrows_a_number_column_reads_the_typed_values(root: Path)
     check(t, oracle(trials))
     assert t.schema.field("params.k").type == pa.int64() and t["params.k"].to_pylist() == [2, 3]
     assert fast(root).equals(former(root))  # type: ignore[union-attr]
+
+
+def test_trials_frame_in_a_fresh_process_needs_no_duckdb_package(root: Path) -> None:
+    """The trials path reads through the engine alone (`Reader._arrow`: the package's Python
+    layer cost ~40 ms of the call); `Reader.sql` imports the package when first used and its
+    relations work in that same process."""
+    trials: list[Trial] = [("r", i, {"p": i}, {"m": i / 2}) for i in range(3)]
+    emit(root, trials)
+    build_index(root)
+    code = (
+        "import sys, ledgerx\n"
+        "r = ledgerx.Reader(sys.argv[1])\n"
+        "df = r.trials_frame()\n"
+        "print(len(df), 'duckdb' in sys.modules)\n"
+        "print(r.sql('SELECT count(*) FROM events').fetchall(), 'duckdb' in sys.modules)\n"
+    )
+    got = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.splitlines() == ["3 False", "[(3,)] True"]
+
+
+class _WithoutPrivateArrow:
+    """A cursor as a DuckDB without the engine's private `_result_as_arrow` has it."""
+
+    def __init__(self, con: Any) -> None:
+        self._con = con
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_result_as_arrow":
+            raise AttributeError(name)
+        return getattr(self._con, name)
+
+
+def test_fetch_arrow_without_the_private_engine_call_gives_the_same_table() -> None:
+    """`engine.fetch_arrow` falls back to the package's `to_arrow_table` (the engine's
+    `_result_as_arrow` is private API): the same table."""
+    import _duckdb
+
+    from ledgerx.index.engine import fetch_arrow
+
+    q = "SELECT i, [i, 2 * i] AS l, 'x' || i AS s FROM range(5) t(i)"
+    con = _duckdb.connect()
+    want = fetch_arrow(con.execute(q))
+    got = fetch_arrow(_WithoutPrivateArrow(con.execute(q)))
+    assert got.equals(want) and want.num_rows == 5
+    assert want.column_names == ["i", "l", "s"]

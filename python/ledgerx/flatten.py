@@ -21,10 +21,14 @@ they are, other values as `json.dumps` text, null for none).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
+
+from ledgerx.index.engine import package
+
+if TYPE_CHECKING:
+    import duckdb
 
 _TS = pa.timestamp("us", tz="UTC")
 _INT64_MAX = 2**63 - 1
@@ -173,7 +177,7 @@ def _columns(con: duckdb.DuckDBPyConnection) -> tuple[str, list[tuple[str, str, 
 
 def flatten_trials(base: pa.Table) -> pa.Table:
     """run_id, trial_id, ts, params.<k>..., metrics.<k>... from TRIALS_SQL's Arrow result."""
-    con = duckdb.connect(":memory:")
+    con = package().connect(":memory:")  # scans a Python Arrow table: the package's adapters
     try:
         con.register("base", base)
         tid_sql, tid_type = _tid_column(con, base.num_rows)

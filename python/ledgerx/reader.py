@@ -22,18 +22,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from ledgerx.config import resolve_root
 from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
 from ledgerx.fsutil import ForkSafeLock
 from ledgerx.index.dbfile import open_readonly, raise_if_foreign_lock, remembered_offsets
+from ledgerx.index.engine import duckdb, fetch_arrow, package
 from ledgerx.index.publish import IndexPaths, file_ident, lock_is_free
 from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
 from ledgerx.index.schema import trial_id_sql
 
 if TYPE_CHECKING:  # pyarrow is imported where a table is built, not by every reader
     import pyarrow as pa
+    from duckdb import DuckDBPyRelation
 
 STANDARD_QUERIES: dict[str, str] = {
     "latest_runs": "SELECT * FROM latest_runs",
@@ -191,11 +191,12 @@ class Reader:
         cur.execute(f"SET search_path = '{SEARCH_PATH}'")
         return cur
 
-    def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
+    def sql(self, query: str, params: list[Any] | None = None) -> DuckDBPyRelation:
         """Any read-only SQL over the index (tables, views, `alerts`, `runs_catalog`). With
         `external_access=False`, anything but one read-only statement is QueryRefusedError."""
         if not self.external_access:
             check_read_only_sql(query)
+        package()  # relations are the package's: it adds `sql` to the engine's connections
         for attempt in range(_RETRIES):
             con = self._cursor()
             try:
@@ -206,23 +207,44 @@ class Reader:
                 self._con = None
         raise AssertionError("unreachable")
 
-    def _standard(self, name: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
+    def _execute(self, query: str, params: list[Any]) -> duckdb.DuckDBPyConnection:
+        """A cursor that ran `query` (the library's own, read-only; no relation: without the
+        `duckdb` package's Python layer, ~40 ms of a fresh process)."""
+        for attempt in range(_RETRIES):
+            con = self._cursor()
+            try:
+                return con.execute(query, params)
+            except duckdb.IOException as e:  # the file went away under a lazy scan: reopen
+                if not _retryable(e) or attempt == _RETRIES - 1:
+                    raise
+                self._con = None
+        raise AssertionError("unreachable")
+
+    def _rows(self, query: str, params: list[Any] | None = None) -> list[Any]:
+        """`query`'s rows as tuples (`_execute`)."""
+        return self._execute(query, params or []).fetchall()
+
+    def _arrow(self, query: str, params: list[Any] | None = None) -> pa.Table:
+        """`query`'s rows as a pyarrow Table (`_execute`)."""
+        return fetch_arrow(self._execute(query, params or []))
+
+    def _standard(self, name: str, params: list[Any] | None = None) -> DuckDBPyRelation:
         return self.sql(STANDARD_QUERIES[name], params)
 
-    def latest_runs(self) -> duckdb.DuckDBPyRelation:
+    def latest_runs(self) -> DuckDBPyRelation:
         """One row per run, newest first: run_id, run_kind, status, created_at, started_at,
         completed_at, duration_ms, summary, trials."""
         return self._standard("latest_runs")
 
-    def run(self, run_id: str) -> duckdb.DuckDBPyRelation:
+    def run(self, run_id: str) -> DuckDBPyRelation:
         """The run's row of runs_d with its current status (empty when unknown)."""
         return self._standard("run", [run_id])
 
-    def phases(self, run_id: str) -> duckdb.DuckDBPyRelation:
+    def phases(self, run_id: str) -> DuckDBPyRelation:
         """run_phase_summary for one run, in phase order."""
         return self._standard("phases", [run_id])
 
-    def trials(self, run_id: str) -> duckdb.DuckDBPyRelation:
+    def trials(self, run_id: str) -> DuckDBPyRelation:
         """trial_results for one run in trial_id order (params and metrics as JSON); trial_id
         is BIGINT when every id of the run is an integer, VARCHAR when every one is a string,
         else the view's UNION(int BIGINT, str VARCHAR) (docs/index.md)."""
@@ -237,7 +259,7 @@ class Reader:
                 pass
         return self._standard("trials", [run_id])
 
-    def alerts(self) -> duckdb.DuckDBPyRelation:
+    def alerts(self) -> DuckDBPyRelation:
         """All ingested alerts (alerts.duckdb)."""
         return self._standard("alerts")
 
@@ -283,7 +305,7 @@ class Reader:
         table = self.runs_table(run_ids, best_metric=best_metric, mode=mode)
         return to_pandas(table, "runs_frame")
 
-    def baselines(self, run_id: str) -> duckdb.DuckDBPyRelation:
+    def baselines(self, run_id: str) -> DuckDBPyRelation:
         """The run's baselines: baseline, metrics (JSON), completed_at."""
         return self.sql(
             "SELECT baseline, metrics, completed_at FROM baseline_results WHERE run_id = ? "
@@ -291,7 +313,7 @@ class Reader:
             [run_id],
         )
 
-    def artifacts(self, run_id: str) -> duckdb.DuckDBPyRelation:
+    def artifacts(self, run_id: str) -> DuckDBPyRelation:
         """The run's artifacts: name, path (relative to the root), abs_path, format, bytes,
         sha256, rows, created_at."""
         return self.sql(

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ledgerx.flatten import column_kind, redump
+from ledgerx.index.engine import duckdb
 from ledgerx.index.schema import trial_id_sql
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -202,14 +202,14 @@ def _run(
     if fast is not None:
         tid, cols = fast
         q = _MAIN.format(**_TID_INT | {"tid": tid}, **_VALUES, cols=cols, where=where)
-        got = reader.sql(q, params).to_arrow_table()
+        got = reader._arrow(q, params)
     else:
         cols = "".join(
             f", struct_extract(struct_extract(s, {_sql_str(o)}), {_sql_str(k)}) AS c{i}"
             for i, (o, k) in enumerate(keys)
         )
         q = _MAIN.format(**(_TID_INT if all_int else _TID_ANY), **_JSON, cols=cols, where=where)
-        got = reader.sql(q, [_spec(keys, all_int), *params]).to_arrow_table()
+        got = reader._arrow(q, [_spec(keys, all_int), *params])
     if all_int and not _strictly_sorted(got):
         got = got.take(pc.sort_indices(got, sort_keys=_SORT_KEYS))
     return got.filter(_first_of_each(got))
@@ -258,19 +258,19 @@ def _shapes(reader: Any, where: str, params: list[Any]) -> tuple[list[Any], bool
     """(the selection's distinct shapes, whether every row has its typed values); None for an
     index of format < 5 (no shapes)."""
     try:
-        rows = reader.sql(_SHAPES_VALUES.format(where=where), params).fetchall()
+        rows = reader._rows(_SHAPES_VALUES.format(where=where), params)
         return [s for s, _ in rows], all(v for _, v in rows)
     except duckdb.BinderException:  # format 5: shapes, no typed values
         pass
     try:
-        return [s for (s,) in reader.sql(_SHAPES.format(where=where), params).fetchall()], False
+        return [s for (s,) in reader._rows(_SHAPES.format(where=where), params)], False
     except duckdb.BinderException:  # format < 5: no shape column yet
         return None
 
 
 def typed_trials(reader: Any, where: str, params: list[Any]) -> pa.Table | None:
     """`trials_table` from the stored shapes, or None when `ledgerx.flatten` must do it."""
-    if reader.sql(_OWN_VIEW).fetchall()[0][0]:
+    if reader._rows(_OWN_VIEW)[0][0]:
         return None
     got_shapes = _shapes(reader, where, params)
     if got_shapes is None:

@@ -7,7 +7,9 @@ these very objects, so code that imports `duckdb` meets the same classes.
 
 Scanning a Python Arrow object (`register`) needs the package's adapters: `arrow_scans()` first
 (archived days, rows to upcast). An object that exports an Arrow C stream itself (the core's
-`ScanStream`: a big round's insert) is registered through the engine (`register_stream`)."""
+`ScanStream`: a big round's insert) is registered through the engine (`register_stream`).
+Relations (`con.sql`, what `Reader.sql` returns) are the package's too (`package()`); a query's
+result comes to Arrow without them (`fetch_arrow`: `Reader.trials_table`)."""
 
 from __future__ import annotations
 
@@ -20,15 +22,43 @@ from ledgerx._prestart import duckdb, prestart, take_prestarted
 __all__ = [
     "arrow_scans",
     "duckdb",
+    "fetch_arrow",
+    "package",
     "prestart",
     "register_stream",
     "take_prestarted",
 ]
 
 
+def package() -> Any:
+    """The `duckdb` package, imported on first use: on import it gives the engine's connections
+    the relation API (`sql`, `to_arrow_table`, ...) and lets DuckDB scan Python Arrow objects."""
+    import duckdb as _package
+
+    return _package
+
+
 def arrow_scans() -> None:
     """Let DuckDB scan Python Arrow objects: the `duckdb` package sets that up on import."""
-    import duckdb as _package  # noqa: F401
+    package()
+
+
+# The batch size the package itself fetches Arrow tables with.
+_ARROW_BATCH = 1_000_000
+
+
+def fetch_arrow(con: Any) -> Any:
+    """The rows of the statement `con` last executed, as a pyarrow Table: through the engine
+    (`_result_as_arrow`) when it has it, else through the package's `to_arrow_table`."""
+    take = getattr(con, "_result_as_arrow", None)
+    if take is None:
+        import warnings
+
+        package()
+        with warnings.catch_warnings():  # that it copies the rows once more: the price here
+            warnings.simplefilter("ignore", UserWarning)
+            return con.to_arrow_table()
+    return take(_ARROW_BATCH, reader=False)
 
 
 class _StreamSource:
