@@ -229,7 +229,7 @@ def test_upcast_trials_have_no_shape_and_read_the_upcast_data(root: Path) -> Non
 def values_path(root: Path) -> bool:
     """Whether trials_table reads the stored typed values (`tint`, `tnum`) rather than JSON."""
     with ledgerx.Reader(root) as r:
-        got = tt._shapes(r, "", [])
+        got = tt._shapes(r._cursor(), "", [])
         assert got is not None
         shapes, valued = got
         parsed = tt._parse(shapes)
@@ -391,15 +391,31 @@ class _WithoutPrivateArrow:
 
 
 def test_fetch_arrow_without_the_private_engine_call_gives_the_same_table() -> None:
-    """`engine.fetch_arrow` falls back to the package's `to_arrow_table` (the engine's
-    `_result_as_arrow` is private API): the same table."""
+    """`engine.fetch_arrow` falls back to the package's public relation API (`sql`, then
+    `to_arrow_table`) when the engine lacks `_result_as_arrow` (private API): the same table."""
     import _duckdb
 
     from ledgerx.index.engine import fetch_arrow
 
-    q = "SELECT i, [i, 2 * i] AS l, 'x' || i AS s FROM range(5) t(i)"
+    q = "SELECT i, [i, 2 * i] AS l, 'x' || i AS s FROM range(5) t(i) WHERE i < ?"
     con = _duckdb.connect()
-    want = fetch_arrow(con.execute(q))
-    got = fetch_arrow(_WithoutPrivateArrow(con.execute(q)))
+    want = fetch_arrow(con, q, [9])
+    got = fetch_arrow(_WithoutPrivateArrow(con), q, [9])
     assert got.equals(want) and want.num_rows == 5
     assert want.column_names == ["i", "l", "s"]
+
+
+def test_many_shapes_read_by_position_up_to_a_limit(root: Path) -> None:
+    """Trials whose keys come and go (a shape each): up to `MAX_SHAPES` shapes each row finds
+    its shape's positions; beyond, the JSON path answers; the oracle's table either way."""
+    trials: list[Trial] = [
+        ("r", i, {f"k{j}": j * i for j in range(7) if i >> j & 1}, {"m": i / 4}) for i in range(70)
+    ]
+    emit(root, trials[: tt.MAX_SHAPES])
+    build_index(root)
+    assert values_path(root)
+    check(ledgerx.Reader(root).trials_table(), oracle(trials[: tt.MAX_SHAPES]))
+    emit(root, trials[tt.MAX_SHAPES :])
+    build_index(root)
+    assert not values_path(root)  # 70 shapes
+    check(ledgerx.Reader(root).trials_table(), oracle(trials))

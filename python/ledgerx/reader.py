@@ -26,7 +26,7 @@ from ledgerx.config import resolve_root
 from ledgerx.errors import ConfigError, IndexTimeoutError, LedgerError
 from ledgerx.fsutil import ForkSafeLock
 from ledgerx.index.dbfile import open_readonly, raise_if_foreign_lock, remembered_offsets
-from ledgerx.index.engine import duckdb, fetch_arrow, package
+from ledgerx.index.engine import duckdb, package
 from ledgerx.index.publish import IndexPaths, file_ident, lock_is_free
 from ledgerx.index.safesql import check_read_only_sql, forbid_external_access
 from ledgerx.index.schema import trial_id_sql
@@ -206,27 +206,6 @@ class Reader:
                     raise
                 self._con = None
         raise AssertionError("unreachable")
-
-    def _execute(self, query: str, params: list[Any]) -> duckdb.DuckDBPyConnection:
-        """A cursor that ran `query` (the library's own, read-only; no relation: without the
-        `duckdb` package's Python layer, ~40 ms of a fresh process)."""
-        for attempt in range(_RETRIES):
-            con = self._cursor()
-            try:
-                return con.execute(query, params)
-            except duckdb.IOException as e:  # the file went away under a lazy scan: reopen
-                if not _retryable(e) or attempt == _RETRIES - 1:
-                    raise
-                self._con = None
-        raise AssertionError("unreachable")
-
-    def _rows(self, query: str, params: list[Any] | None = None) -> list[Any]:
-        """`query`'s rows as tuples (`_execute`)."""
-        return self._execute(query, params or []).fetchall()
-
-    def _arrow(self, query: str, params: list[Any] | None = None) -> pa.Table:
-        """`query`'s rows as a pyarrow Table (`_execute`)."""
-        return fetch_arrow(self._execute(query, params or []))
 
     def _standard(self, name: str, params: list[Any] | None = None) -> DuckDBPyRelation:
         return self.sql(STANDARD_QUERIES[name], params)

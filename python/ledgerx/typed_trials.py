@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ledgerx.flatten import column_kind, redump
-from ledgerx.index.engine import duckdb
+from ledgerx.index.engine import duckdb, fetch_arrow
 from ledgerx.index.schema import trial_id_sql
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -55,7 +55,6 @@ FROM (SELECT run_id, {tid} AS trial_id, ts, file, "offset", shape, {src}
 {order}
 """
 _JSON = {"src": "s", "vals": "json_transform(data, ?) AS s"}
-_VALUES = {"src": "tint, tnum", "vals": "tint, tnum"}
 _ORDER = 'ORDER BY run_id, trial_id, ts DESC, file DESC, "offset" DESC'
 _SORT_KEYS = [
     ("run_id", "ascending"),
@@ -121,95 +120,111 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-# Where each element of a shape's values is: {(object, key) or ("t", ""): (letter, list, index)}.
-Slots = dict[tuple[str, str], tuple[str, str, int]]
+# Where each element of a shape's values is: {(object, key) or ("t", ""): (letter, index)},
+# the 1-based index into `tint` (letters i, b) or `tnum` (f); 0 for other letters.
+Slots = dict[tuple[str, str], tuple[str, int]]
+# Above this many shapes in a selection the JSON path answers: each row looks its shape up.
+MAX_SHAPES = 64
 
 
 def _slots(shape: str) -> Slots | None:
-    """The list (`tint`/`tnum`) and 1-based index of each element's value in rows of `shape`;
-    None when the shape names a key twice."""
+    """Where each element's value is in rows of `shape`; None when it names a key twice."""
     out: Slots = {}
     n = {"tint": 0, "tnum": 0}
     for e in json.loads(shape):
         key = ("t", "") if e[0] == "t" else (_OBJECTS[e[0]], e[2:])
-        lst = "tint" if e[1] in "ib" else "tnum" if e[1] == "f" else ""
+        lst = _LIST.get(e[1])
         if lst:
             n[lst] += 1
         if key in out:
             return None
-        out[key] = (e[1], lst, n[lst] if lst else 0)
+        out[key] = (e[1], n[lst] if lst else 0)
     return out
 
 
-# The SQL of an element's value for a column of a kind, by the element's letter.
-_VALUE_SQL = {
-    ("int", "i"): "{l}[{i}]",
-    ("float", "i"): "CAST({l}[{i}] AS DOUBLE)",
-    ("float", "f"): "{l}[{i}]",
-    ("bool", "b"): "CAST({l}[{i}] AS BOOLEAN)",
+_LIST = {"i": "tint", "b": "tint", "f": "tnum"}
+# Each column kind's value SQL from the list elements of the letters it reads: {letter: SQL}.
+# A letter the kind does not read (a shape of superseded records only: the kinds of a second
+# pass are the kept records') leaves those rows NULL; they are dropped.
+_READS = {
+    "int": {"i": "{p}"},
+    "float": {"i": "CAST({p} AS DOUBLE)", "f": "{p}"},
+    "bool": {"b": "CAST({p} AS BOOLEAN)"},
+    "str": {},  # all null
 }
 
 
-def _by_shape(per_shape: list[tuple[str, str]], shapes: int) -> str:
-    """One expression over the rows of the selection's `shapes` shapes, from each shape's own
-    (a shape not in `per_shape` gives NULL): a CASE unless every shape has the same."""
-    if len(per_shape) == shapes and len({x for _, x in per_shape}) == 1:
-        return per_shape[0][1]
-    whens = " ".join(f"WHEN {_sql_str(sh)} THEN {x}" for sh, x in per_shape)
-    return f"CASE shape {whens} END" if whens else "NULL"
+def _element(lst: str, at: list[int | None]) -> str | None:
+    """SQL of list `lst`'s element at the row's shape's position (`at`, by shape number `k`;
+    None: no element), or None when no shape has one."""
+    if not any(at):
+        return None
+    if len(set(at)) == 1:  # every shape puts it at one place
+        return f"{lst}[{at[0]}]"
+    return f"{lst}[[{', '.join('NULL' if a is None else str(a) for a in at)}][k]]"
 
 
-def _from_values(shapes: list[str], keys: Keys, all_int: bool) -> tuple[str, str] | None:
-    """(trial id SQL, columns SQL) reading the typed values (`tint`, `tnum`) instead of the
-    JSON, or None when a column is not a number, a boolean or all null, or a trial id not an
-    integer (each shape's kinds are exact: a column's SQL covers every letter it has)."""
+def _column(slots: list[Slots], key: tuple[str, str], kind: str) -> str:
+    """The value SQL of column `key` of `kind` (NULL where a row's shape lacks it)."""
+    parts = []
+    for letter, sql in _READS[kind].items():
+        at = [sl[key][1] if sl.get(key, ("",))[0] == letter else None for sl in slots]
+        el = _element(_LIST[letter], at)
+        if el is not None:
+            parts.append(sql.format(p=el))
+    if not parts:
+        return "NULL"
+    return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
+
+
+def _from_values(
+    shapes: list[str], keys: Keys, all_int: bool
+) -> tuple[dict[str, str], str, str] | None:
+    """(the inner columns, trial id SQL, columns SQL) reading the typed values (`tint`,
+    `tnum`) instead of the JSON, or None when a column is not a number, a boolean or all null,
+    a trial id not an integer, or the shapes are many. With several shapes each row finds its
+    shape's number `k` once (`list_position`), and each column indexes a list of positions
+    by it."""
     kinds = {k: _kind(ls) for k, ls in keys.items()}
-    if not all_int or any(k not in ("int", "float", "bool", "str") for k in kinds.values()):
+    if not all_int or len(shapes) > MAX_SHAPES:
         return None
-    if any(kinds[k] == "str" and ls != {"n"} for k, ls in keys.items()):
+    if any(kinds[k] not in _READS or (kinds[k] == "str" and ls != {"n"}) for k, ls in keys.items()):
         return None
-    slots: list[tuple[str, Slots]] = []
-    for sh in shapes:
-        sl = _slots(sh)
-        if sl is None:
-            return None
-        slots.append((sh, sl))
-
-    def column(key: tuple[str, str], kind: str) -> str:
-        per_shape = []
-        for sh, sl in slots:
-            letter, lst, idx = sl.get(key, ("n", "", 0))
-            # A letter the kind lacks: a shape of superseded records only (the kinds of a
-            # second pass are the kept records'), whose rows are dropped: NULL.
-            sql = _VALUE_SQL.get((kind, letter))
-            if sql is not None:
-                per_shape.append((sh, sql.format(l=lst, i=idx)))
-        return _by_shape(per_shape, len(slots))
-
+    slots = [_slots(sh) for sh in shapes]
+    if any(sl is None for sl in slots):
+        return None
+    ok = [sl for sl in slots if sl is not None]
+    inner = {"src": "tint, tnum", "vals": "tint, tnum"}
+    if len(shapes) > 1:
+        listed = ", ".join(map(_sql_str, shapes))
+        inner = {
+            "src": "tint, tnum, k",
+            "vals": f"tint, tnum, list_position([{listed}], shape) AS k",
+        }
     cols = "".join(
-        f", CAST({column(key, kind)} AS {_TRANSFORM[kind]}) AS c{i}"
+        f", CAST({_column(ok, key, kind)} AS {_TRANSFORM[kind]}) AS c{i}"
         for i, (key, kind) in enumerate(kinds.items())
     )
-    return column(("t", ""), "int"), cols
+    return inner, _column(ok, ("t", ""), "int"), cols
 
 
 def _run(
-    reader: Any, where: str, params: list[Any], keys: Keys, all_int: bool, shapes: list[str]
+    con: Any, where: str, params: list[Any], keys: Keys, all_int: bool, shapes: list[str]
 ) -> pa.Table:
     """The selection's rows with the columns of `keys` (`c0`, ...); `shapes`: the selection's
     shapes when every row has its typed values (format 6), else empty."""
     fast = _from_values(shapes, keys, all_int) if shapes else None
     if fast is not None:
-        tid, cols = fast
-        q = _MAIN.format(**_TID_INT | {"tid": tid}, **_VALUES, cols=cols, where=where)
-        got = reader._arrow(q, params)
+        inner, tid, cols = fast
+        q = _MAIN.format(**_TID_INT | {"tid": tid}, **inner, cols=cols, where=where)
+        got = fetch_arrow(con, q, params)
     else:
         cols = "".join(
             f", struct_extract(struct_extract(s, {_sql_str(o)}), {_sql_str(k)}) AS c{i}"
             for i, (o, k) in enumerate(keys)
         )
         q = _MAIN.format(**(_TID_INT if all_int else _TID_ANY), **_JSON, cols=cols, where=where)
-        got = reader._arrow(q, [_spec(keys, all_int), *params])
+        got = fetch_arrow(con, q, [_spec(keys, all_int), *params])
     if all_int and not _strictly_sorted(got):
         got = got.take(pc.sort_indices(got, sort_keys=_SORT_KEYS))
     return got.filter(_first_of_each(got))
@@ -254,25 +269,32 @@ def _ordered(got: pa.Table) -> Keys:
     return {k: latest[k] for obj in ("params", "metrics") for k in latest if k[0] == obj}
 
 
-def _shapes(reader: Any, where: str, params: list[Any]) -> tuple[list[Any], bool] | None:
+def _shapes(con: Any, where: str, params: list[Any]) -> tuple[list[Any], bool] | None:
     """(the selection's distinct shapes, whether every row has its typed values); None for an
     index of format < 5 (no shapes)."""
     try:
-        rows = reader._rows(_SHAPES_VALUES.format(where=where), params)
+        rows = con.execute(_SHAPES_VALUES.format(where=where), params).fetchall()
         return [s for s, _ in rows], all(v for _, v in rows)
     except duckdb.BinderException:  # format 5: shapes, no typed values
         pass
     try:
-        return [s for (s,) in reader._rows(_SHAPES.format(where=where), params)], False
+        got = con.execute(_SHAPES.format(where=where), params).fetchall()
+        return [s for (s,) in got], False
     except duckdb.BinderException:  # format < 5: no shape column yet
         return None
 
 
 def typed_trials(reader: Any, where: str, params: list[Any]) -> pa.Table | None:
-    """`trials_table` from the stored shapes, or None when `ledgerx.flatten` must do it."""
-    if reader._rows(_OWN_VIEW)[0][0]:
+    """`trials_table` from the stored shapes, or None when `ledgerx.flatten` must do it. Every
+    query runs on one cursor, so on one published file: the shapes the first query finds are
+    those of the rows the next ones read (a publish in between would change them)."""
+    return _typed(reader._cursor(), where, params)  # not closed: a dual reader's is its own
+
+
+def _typed(con: Any, where: str, params: list[Any]) -> pa.Table | None:
+    if con.execute(_OWN_VIEW).fetchall()[0][0]:
         return None
-    got_shapes = _shapes(reader, where, params)
+    got_shapes = _shapes(con, where, params)
     if got_shapes is None:
         return None
     shapes, valued = got_shapes
@@ -283,12 +305,12 @@ def typed_trials(reader: Any, where: str, params: list[Any]) -> pa.Table | None:
         return None
     keys, all_int = parsed
     with_values = shapes if valued else []
-    got = _run(reader, where, params, keys, all_int, with_values)
+    got = _run(con, where, params, keys, all_int, with_values)
     cols = _ordered(got)
     if any(_kind(cols[k]) != _kind(keys[k]) for k in cols):
         # A record superseded by a retry changed a key's type: type by the kept rows alone.
         keys = cols
-        got = _run(reader, where, params, keys, all_int, with_values)
+        got = _run(con, where, params, keys, all_int, with_values)
     index = {k: i for i, k in enumerate(keys)}
     return _assemble(got, cols, index)
 

@@ -359,8 +359,28 @@ fn json_string(v: &[u8]) -> Option<Cow<'_, [u8]>> {
     })
 }
 
+/// A JSON integer's value (`-`? digits), None beyond int64 (or for anything else): summed as
+/// a negative number, whose range holds `i64::MIN`.
 fn json_int(v: &[u8]) -> Option<i64> {
-    std::str::from_utf8(v).ok()?.parse().ok()
+    let (neg, digits) = match v.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, v),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
+    }
+    if neg {
+        Some(n)
+    } else {
+        n.checked_neg()
+    }
 }
 
 fn hex8(s: &[u8]) -> Option<u32> {

@@ -86,32 +86,23 @@ unsafe fn release_boxed<T: ArrowC>(nodes: impl Iterator<Item = *mut T>) {
 
 const FLAG_NULLABLE: i64 = 2;
 
-/// The column layout of a scan batch, in order: name, Arrow format (a list's item format in
-/// `list_item`).
-pub const FIELDS: &[(&str, &str)] = &[
-    ("event_id", "u"),
-    ("event_type", "u"),
-    ("schema_version", "l"),
-    ("ts", "tsu:UTC"),
-    ("run_id", "u"),
-    ("writer", "u"),
-    ("seq", "l"),
-    ("data", "u"),
-    ("offset", "l"),
-    ("line_bytes", "l"),
-    ("shape", "u"),
-    ("tint", "+l"),
-    ("tnum", "+l"),
+/// The column layout of a scan batch, in order: name, Arrow format, and a list's item format
+/// ("" for other columns).
+pub const FIELDS: &[(&str, &str, &str)] = &[
+    ("event_id", "u", ""),
+    ("event_type", "u", ""),
+    ("schema_version", "l", ""),
+    ("ts", "tsu:UTC", ""),
+    ("run_id", "u", ""),
+    ("writer", "u", ""),
+    ("seq", "l", ""),
+    ("data", "u", ""),
+    ("offset", "l", ""),
+    ("line_bytes", "l", ""),
+    ("shape", "u", ""),
+    ("tint", "+l", "l"),
+    ("tnum", "+l", "g"),
 ];
-
-/// The item format of a list field.
-fn list_item(name: &str) -> &'static str {
-    if name == "tint" {
-        "l"
-    } else {
-        "g"
-    }
-}
 
 /// Columns that may hold nulls.
 fn nullable(name: &str) -> bool {
@@ -207,12 +198,12 @@ fn encode_metadata(pairs: &[(&str, &str)]) -> Vec<u8> {
 fn batch_fields(json_data: bool) -> Vec<*mut FfiSchema> {
     FIELDS
         .iter()
-        .map(|&(n, f)| {
+        .map(|&(n, f, item)| {
             let flags = if nullable(n) { FLAG_NULLABLE } else { 0 };
-            let children = if f == "+l" {
-                vec![leaf_schema("item", list_item(n), false)]
-            } else {
+            let children = if item.is_empty() {
                 Vec::new()
+            } else {
+                vec![leaf_schema("item", item, false)]
             };
             let metadata = if json_data && n == "data" {
                 encode_metadata(&[

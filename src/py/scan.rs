@@ -112,7 +112,6 @@ impl ScanBatch {
             PyList::new(py, items)
         };
         let ints = |v: &Vec<i64>| PyList::new(py, v[rows.clone()].iter().copied());
-
         let cols: Vec<Bound<'py, PyAny>> = vec![
             strs(&c.event_id)?.into_any(),
             strs(&c.event_type)?.into_any(),

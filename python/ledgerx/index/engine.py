@@ -43,21 +43,18 @@ def arrow_scans() -> None:
     package()
 
 
-# The batch size the package itself fetches Arrow tables with.
+# Rows per batch of the Arrow tables `fetch_arrow` makes (few batches: one per million rows).
 _ARROW_BATCH = 1_000_000
 
 
-def fetch_arrow(con: Any) -> Any:
-    """The rows of the statement `con` last executed, as a pyarrow Table: through the engine
-    (`_result_as_arrow`) when it has it, else through the package's `to_arrow_table`."""
+def fetch_arrow(con: Any, query: str, params: list[Any]) -> Any:
+    """`query`'s rows as a pyarrow Table, through the engine (`_result_as_arrow`, private API)
+    when it has it, else through the package's public relation API."""
     take = getattr(con, "_result_as_arrow", None)
     if take is None:
-        import warnings
-
         package()
-        with warnings.catch_warnings():  # that it copies the rows once more: the price here
-            warnings.simplefilter("ignore", UserWarning)
-            return con.to_arrow_table()
+        return con.sql(query, params=params).to_arrow_table()
+    con.execute(query, params)
     return take(_ARROW_BATCH, reader=False)
 
 

@@ -239,8 +239,9 @@ class ScanFeed:
         rb = add_upcast_columns(rb, self.upcaster, self.newest, self.upcast_errors)
         cols = list(rb.columns)
         up = rb.column("data_upcast")
-        if up.null_count < n:  # the shape and values describe the data as written: none for
-            for name in ("shape", "tint", "tnum"):  # upcast rows
+        if up.null_count < n:
+            # The shape and the typed values describe the data as written: none for upcast rows.
+            for name in ("shape", "tint", "tnum"):
                 i = rb.schema.get_field_index(name)
                 cols[i] = pc.if_else(pc.is_null(up), cols[i], pa.scalar(None, cols[i].type))
         # `data` was checked by the scanner: typed as JSON (a zero-copy wrap), DuckDB stores

@@ -15,7 +15,7 @@
 //! so that the typed columns of numbers are read without parsing JSON; `bad` when a number did
 //! not parse as its kind says (the row then gets no values: readers parse its JSON).
 
-use super::json_string;
+use super::{json_int, json_string};
 use crate::core::json::{write_str, Nested};
 
 /// The depth of `data`'s object in a line, as the checker counts it (the line's object is 1).
@@ -46,7 +46,7 @@ impl ShapeScratch {
     /// Record the value `v` of kind `k` (`kind(v)`) in `ints` or `nums`.
     fn value(&mut self, k: u8, v: &[u8]) {
         match k {
-            b'i' => match parse_i64(v) {
+            b'i' => match json_int(v) {
                 Some(n) => self.ints.push(n),
                 None => self.bad = true,
             },
@@ -57,30 +57,6 @@ impl ShapeScratch {
             },
             _ => {}
         }
-    }
-}
-
-/// A JSON integer's value (`-`? digits), None beyond int64: summed as a negative number, whose
-/// range holds `i64::MIN`.
-fn parse_i64(v: &[u8]) -> Option<i64> {
-    let (neg, digits) = match v.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, v),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut n: i64 = 0;
-    for &c in digits {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
-    }
-    if neg {
-        Some(n)
-    } else {
-        n.checked_neg()
     }
 }
 
@@ -173,14 +149,8 @@ fn kind(v: &[u8]) -> u8 {
         Some(b'[') | Some(b'{') => b'j',
         _ if v.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) => b'f',
         // Up to 18 digits always fit int64; only longer ones are parsed.
-        _ if v.len() <= 18 => b'i',
-        _ => match std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-        {
-            Some(_) => b'i',
-            None => b'u',
-        },
+        _ if v.len() <= 18 || json_int(v).is_some() => b'i',
+        _ => b'u',
     }
 }
 
@@ -362,7 +332,7 @@ mod tests {
             i64::MIN + 1,
             123_456_789_012_345_678,
         ] {
-            assert_eq!(parse_i64(n.to_string().as_bytes()), Some(n));
+            assert_eq!(json_int(n.to_string().as_bytes()), Some(n));
         }
         for bad in [
             "",
@@ -373,7 +343,7 @@ mod tests {
             "1e3",
             "+1",
         ] {
-            assert_eq!(parse_i64(bad.as_bytes()), None, "{bad}");
+            assert_eq!(json_int(bad.as_bytes()), None, "{bad}");
         }
     }
 
