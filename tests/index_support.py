@@ -341,3 +341,16 @@ def rebuild_in_fresh_process(
     assert r.returncode == 0, r.stderr
     out = r.stdout.strip().splitlines()
     return out, json.loads(out[-1])
+
+
+class WithoutAttribute:
+    """`obj` as an object without attribute `name` has it: a DuckDB without one of the engine's
+    private calls, for the tests of the fallbacks."""
+
+    def __init__(self, obj: Any, name: str) -> None:
+        self._obj, self._name = obj, name
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self._name:
+            raise AttributeError(name)
+        return getattr(self._obj, name)

@@ -197,6 +197,39 @@ def test_offset_probe_follows_each_publish(root: Path) -> None:
         probe.close()
 
 
+def test_offset_probe_reads_another_process_publish_from_its_state_file(root: Path) -> None:
+    """After a publish by another process (a daemon, a `ledgerx rebuild`), the probe takes the
+    offsets from the state file the publisher left beside the file while the file keeps the
+    identity recorded there (no ATTACH); a missing state file, or one naming another identity,
+    sends it to the file itself: the same offsets either way."""
+    import subprocess
+    import sys
+
+    from ledgerx.index.dbfile import state_file
+    from ledgerx.reader import _OffsetProbe
+
+    write_sweep(root, runs=1, trials=3)
+    runs = IndexPaths.for_root(root).runs
+    cli = [sys.executable, "-m", "ledgerx", "rebuild", "--root", str(root)]
+    subprocess.run(cli, check=True, capture_output=True)
+    part = part_files(root)[0].relative_to(root / "events").as_posix()
+    size = part_files(root)[0].stat().st_size
+    for how in ("state file", "no state file", "another identity"):
+        if how == "no state file":
+            state_file(runs).unlink()
+        elif how == "another identity":
+            subprocess.run(cli + ["--full-rebuild"], check=True, capture_output=True)
+            doc = json.loads(state_file(runs).read_text())
+            doc["ident"], doc["ckpt"] = "0:0:0", {part: [1, 1, 0]}  # another file's state
+            state_file(runs).write_text(json.dumps(doc))
+        probe = _OffsetProbe(runs)
+        try:
+            assert probe.offset(part) == size, how
+            assert probe._attached == (how != "state file"), how
+        finally:
+            probe.close()
+
+
 def test_wait_indexed_in_a_forked_child_after_the_parent_used_it(root: Path) -> None:
     """The probe's in-memory DuckDB is per process: a child forked after the parent waited gets
     its own (DuckDB's threads do not survive a fork) and its wait completes."""
@@ -216,6 +249,8 @@ def test_wait_indexed_in_a_forked_child_after_the_parent_used_it(root: Path) -> 
     parent_work = dbfile._WORK_DB[os.getpid()]  # the indexer's DuckDB is per process too
     pos2 = w.emit("trial.recorded", {"trial_id": 2, "params": {}, "metrics": {}}, run_id="r")
     w.close()
+    # Without the publisher's state file the child's probe opens the published file itself.
+    dbfile.state_file(IndexPaths.for_root(root).runs).unlink()
     pid = os.fork()
     if pid == 0:  # the child: wait for the second event, report through the exit status
         code = 1

@@ -15,6 +15,7 @@ import pytest
 from index_support import (
     DAY_US,
     T0,
+    WithoutAttribute,
     index_events,
     part_files,
     rebuild_in_fresh_process,
@@ -151,18 +152,6 @@ def test_a_scan_stream_is_exported_once_and_reports_a_bad_item(tmp_path: Path) -
     assert got.fetchall() == [(sum(b.num_rows for b in batches), rel, "JSON")]
 
 
-class _WithoutPrivateRegistration:
-    """A connection as a DuckDB without the engine's private `_register_arrow_source` has it."""
-
-    def __init__(self, con: Any) -> None:
-        self._con = con
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_register_arrow_source":
-            raise AttributeError(name)
-        return getattr(self._con, name)
-
-
 def test_a_duckdb_without_the_private_registration_reads_the_same_rows(tmp_path: Path) -> None:
     """`register_stream` falls back to the package's `register` (the engine's
     `_register_arrow_source` is private API): the same rows, `data` still JSON."""
@@ -175,7 +164,10 @@ def test_a_duckdb_without_the_private_registration_reads_the_same_rows(tmp_path:
     rel = part_files(tmp_path)[0].relative_to(ev).as_posix()
     con = _duckdb.connect()
     rows = {}
-    for name, target in (("engine", con), ("package", _WithoutPrivateRegistration(con))):
+    for name, target in (
+        ("engine", con),
+        ("package", WithoutAttribute(con, "_register_arrow_source")),
+    ):
         batches = [b for r in _core.Scanner(str(ev), [(rel, 0)]) for b in r]
         register_stream(target, f"_{name}", _core.ScanStream(iter(batches)))
         q = f'SELECT *, typeof(data) FROM _{name} ORDER BY "offset"'

@@ -231,11 +231,14 @@ def _cli_rebuild(root: Path) -> None:
 
 
 def test_the_wait_probe_reads_a_published_file_once(root: Path) -> None:
-    """While no publish replaces the file, a look is a `stat`: no query."""
+    """While no publish replaces the file, a look is a `stat`: no query (the file is read:
+    its publisher's state file is gone)."""
     from ledgerx import reader
+    from ledgerx.index.dbfile import state_file
 
     write_sweep(root, runs=1, trials=3)
     _cli_rebuild(root)
+    state_file(IndexPaths.for_root(root).runs).unlink()
     part = part_files(root)[0].relative_to(root / "events").as_posix()
     queries: list[str] = []
 
@@ -259,6 +262,7 @@ def test_the_wait_probe_reads_a_published_file_once(root: Path) -> None:
         assert len(queries) == 1
         pos = _emit(root, 1)
         _cli_rebuild(root)
+        state_file(IndexPaths.for_root(root).runs).unlink()
         assert probe.offset(pos[0]) > pos[1]
         assert probe.offset(pos[0]) > pos[1]
         assert len(queries) == 2
@@ -299,8 +303,10 @@ def test_a_cli_rebuild_without_a_projection_loads_no_legacy_code(root: Path) -> 
 
 def test_the_wait_probe_knows_the_file_this_process_published(root: Path) -> None:
     """After this process published, `wait_indexed`'s first look needs no ATTACH: the
-    checkpoints are those it published. A file another process published is read."""
+    checkpoints are those it published. A file another process published is known from the
+    state file it left beside it, and read when that is gone."""
     from ledgerx import reader
+    from ledgerx.index.dbfile import state_file
 
     write_sweep(root, runs=1, trials=3)
     build_index(root)
@@ -314,6 +320,11 @@ def test_the_wait_probe_knows_the_file_this_process_published(root: Path) -> Non
         pos = _emit(root, 2)
         assert probe.offset(pos[0]) <= pos[1]
         _cli_rebuild(root)
+        assert probe.offset(pos[0]) > pos[1]
+        assert probe._con is None  # from the publisher's state file
+        pos = _emit(root, 3)
+        _cli_rebuild(root)
+        state_file(IndexPaths.for_root(root).runs).unlink()
         assert probe.offset(pos[0]) > pos[1]
         assert probe._con is not None  # read from the file
     finally:

@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from index_support import WithoutAttribute
 from test_results_flatten import reference
 
 import ledgerx
@@ -378,18 +379,6 @@ def test_trials_frame_in_a_fresh_process_needs_no_duckdb_package(root: Path) -> 
     assert got.stdout.splitlines() == ["3 False", "[(3,)] True"]
 
 
-class _WithoutPrivateArrow:
-    """A cursor as a DuckDB without the engine's private `_result_as_arrow` has it."""
-
-    def __init__(self, con: Any) -> None:
-        self._con = con
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_result_as_arrow":
-            raise AttributeError(name)
-        return getattr(self._con, name)
-
-
 def test_fetch_arrow_without_the_private_engine_call_gives_the_same_table() -> None:
     """`engine.fetch_arrow` falls back to the package's public relation API (`sql`, then
     `to_arrow_table`) when the engine lacks `_result_as_arrow` (private API): the same table."""
@@ -400,7 +389,7 @@ def test_fetch_arrow_without_the_private_engine_call_gives_the_same_table() -> N
     q = "SELECT i, [i, 2 * i] AS l, 'x' || i AS s FROM range(5) t(i) WHERE i < ?"
     con = _duckdb.connect()
     want = fetch_arrow(con, q, [9])
-    got = fetch_arrow(_WithoutPrivateArrow(con), q, [9])
+    got = fetch_arrow(WithoutAttribute(con, "_result_as_arrow"), q, [9])
     assert got.equals(want) and want.num_rows == 5
     assert want.column_names == ["i", "l", "s"]
 

@@ -392,13 +392,14 @@ def _probe_cursor() -> duckdb.DuckDBPyConnection:
 
 
 class _OffsetProbe:
-    """How far the published runs index has indexed a part, for `wait_indexed`: one cursor on
-    an in-memory DuckDB for the whole wait, into which the published file is attached again (a
-    few ms) only when a publish replaced it; a fresh connection per look (a new DuckDB instance)
-    cost more than the look. The file attached must be the one the name pointed at before and
-    after the ATTACH (a publish may swap the names meanwhile), as in `open_readonly`. Nothing
-    stays attached after `close`: a file held open would keep the next round from updating the
-    alternate in place."""
+    """How far the published runs index has indexed a part, for `wait_indexed`: from the state
+    its publisher recorded (in this process, or in the state file beside it) while the file
+    keeps the identity recorded there; else from one cursor on an in-memory DuckDB for the whole
+    wait, into which the published file is attached again (a few ms) only when a publish
+    replaced it; a fresh connection per look (a new DuckDB instance) cost more than the look.
+    The file attached must be the one the name pointed at before and after the ATTACH (a publish
+    may swap the names meanwhile), as in `open_readonly`. Nothing stays attached after `close`:
+    a file held open would keep the next round from updating the alternate in place."""
 
     def __init__(self, runs: Path) -> None:
         self.runs = runs
@@ -407,7 +408,7 @@ class _OffsetProbe:
         self._ident = ""  # of the file attached and verified
         self._attached = False
         self._seen: dict[str, int] = {}  # offsets read from that file: it cannot change
-        self._all = False  # `_seen` has every part of that file (this process published it)
+        self._all = False  # `_seen` has every part of that file (its publisher's state)
 
     def offset(self, file: str) -> int:
         """The part's indexed offset; -1 with no published index."""
@@ -420,7 +421,7 @@ class _OffsetProbe:
                 break
             self._detach()
             known = remembered_offsets(self.runs, ident)
-            if known is not None:  # the file this process published: its checkpoints are known
+            if known is not None:  # its publisher's state: its checkpoints are known
                 self._ident, self._seen, self._all = ident, known, True
                 break
             try:

@@ -344,12 +344,14 @@ def _load_state(path: Path, ident: str) -> PublishedState | None:
 
 def remembered_offsets(path: Path, ident: str) -> dict[str, int] | None:
     """{part: indexed offset} of the published file `path` whose identity is `ident`, when this
-    process published that very file (None otherwise): `wait_indexed`'s first look."""
+    process published that very file or its publisher's state file describes it (None
+    otherwise): `wait_indexed`'s look after a publish, without opening the file."""
     with _WORK_LOCK:
         hit = _PUBLISHED.get((os.getpid(), str(path)))
-    if hit is None or hit[0] != ident:
+    st = hit[1] if hit is not None and hit[0] == ident else _load_state(path, ident)
+    if st is None:
         return None
-    return {rel: off for rel, (off, _, _) in hit[1].ckpt.items()}
+    return {rel: off for rel, (off, _, _) in st.ckpt.items()}
 
 
 def forget_published(path: Path) -> None:
