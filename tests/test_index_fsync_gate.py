@@ -8,7 +8,10 @@ import threading
 import time
 from pathlib import Path
 
-from ledgerx.index import dbfile
+from index_support import write_sweep
+
+from ledgerx import _core
+from ledgerx.index import build_index, dbfile
 from ledgerx.index.engine import duckdb
 
 
@@ -71,3 +74,34 @@ def test_a_private_instance_turns_its_own_fsyncs_off(tmp_path: Path) -> None:
     finally:
         own.close()
         dbfile.release(shared, alias)
+
+
+def test_a_side_file_attaches_under_a_name_of_its_own(tmp_path: Path) -> None:
+    """Rounds of two roots in two threads share the process's DuckDB, whose database names are
+    instance-wide: a side file attached under a fixed name ("side") failed the other round's
+    ("database with name side already exists"). With one attached under that name meanwhile,
+    small incremental rounds (side files through the shared instance) still publish."""
+    root = tmp_path / "ledger"
+    write_sweep(root, runs=1, trials=3)
+    build_index(root)
+    other = dbfile.work_cursor()
+    other.execute(f"ATTACH {dbfile.sql_str(str(tmp_path / 'other.duckdb'))} AS side")
+    try:
+        for i in range(2):  # a copy, then the alternate in place
+            w = _core.Writer(str(root), durability="os")
+            w.emit("trial.recorded", {"trial_id": i, "params": {}, "metrics": {}}, run_id="r")
+            w.close()
+            rep = build_index(root)
+            assert rep.mode == "incremental" and rep.published
+    finally:
+        other.execute("DETACH side")
+        other.close()
+    assert not [n for (n,) in _database_names() if n.startswith("side_")]  # none left attached
+
+
+def _database_names() -> list[tuple[str]]:
+    cur = dbfile.work_cursor()
+    try:
+        return cur.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+    finally:
+        cur.close()

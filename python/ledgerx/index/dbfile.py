@@ -186,11 +186,17 @@ def work_cursor() -> duckdb.DuckDBPyConnection:
         return db.cursor()
 
 
+def new_alias(prefix: str = "ledgerx") -> str:
+    """A database name no other ATTACH in this process uses: names are the DuckDB instance's,
+    and rounds of several roots may share this process's instance from several threads."""
+    return f"{prefix}_{next(_ALIASES)}"
+
+
 def attach(cur: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> str:
     """ATTACH `path` under a new alias and make it the cursor's default database; the alias.
     Read-write, DuckDB takes its exclusive lock on the file, as `connect` would, and the file
     counts as written through the instance until `release` (see `fsync_off`)."""
-    alias = f"ledgerx_{next(_ALIASES)}"
+    alias = new_alias()
     if not read_only:
         _enter_writer(alias)
     try:

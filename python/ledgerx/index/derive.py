@@ -9,7 +9,7 @@ from typing import Any
 
 from ledgerx._record import recordclass
 from ledgerx.index import schema as S
-from ledgerx.index.dbfile import fsync_off, json_list, sql_str
+from ledgerx.index.dbfile import fsync_off, json_list, new_alias, sql_str
 from ledgerx.index.engine import duckdb
 from ledgerx.index.publish import IndexPaths, publish, tmp_for
 from ledgerx.index.scan import FileState
@@ -358,13 +358,14 @@ def write_side(
     when `con` is the process's shared DuckDB instance (`dbfile.fsync_off`)."""
     tmp = tmp_for(target)
     unlink_work(tmp)
+    side = new_alias("side")  # a round of another root may be writing its own meanwhile
     with fsync_off(con, alias):
-        con.execute(f"ATTACH {sql_str(str(tmp))} AS side")
+        con.execute(f"ATTACH {sql_str(str(tmp))} AS {side}")
         try:
-            con.execute(f"CREATE TABLE side.{table} AS {select}", params)
-            con.execute("CREATE TABLE side._index_meta AS SELECT * FROM _index_meta")
+            con.execute(f"CREATE TABLE {side}.{table} AS {select}", params)
+            con.execute(f"CREATE TABLE {side}._index_meta AS SELECT * FROM _index_meta")
         finally:
-            con.execute("DETACH side")
+            con.execute(f"DETACH {side}")
     publish(tmp, target, durable=durable)
 
 
