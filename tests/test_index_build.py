@@ -150,6 +150,28 @@ def test_format_1_index_is_upgraded_in_place(ledger: Path) -> None:
     assert index_derived(paths.runs, paths.alerts)["trial_results"] == want
 
 
+def test_format_6_catalog_is_rewritten_with_nothing_new_to_index(ledger: Path) -> None:
+    """Format 7's catalog.duckdb holds what points at a run (no status, counts or index time,
+    which went stale in it): a format 6 index gets the new catalog on its next round, even
+    with no new bytes, since a round of ordinary events leaves the catalog as it is."""
+    import duckdb
+
+    build_index(ledger)
+    paths = IndexPaths.for_root(ledger)
+    con = duckdb.connect(str(paths.catalog))
+    con.execute("ALTER TABLE runs ADD COLUMN n_events BIGINT")  # as format 6 had it
+    con.close()
+    con = duckdb.connect(str(paths.runs))
+    con.execute("UPDATE _index_meta SET value = '6' WHERE key = 'format'")
+    con.close()
+    assert build_index(ledger).events == 0
+    cols = "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'"
+    assert [c for (c,) in q(paths.catalog, cols)] == [
+        "run_id", "run_kind", "created_at", "days", "index_path", "artifact_dir"
+    ]  # fmt: skip
+    assert q(paths.runs, "SELECT value FROM _index_meta WHERE key = 'format'") == [("7",)]
+
+
 def test_since_date_and_full_rebuild(ledger: Path) -> None:
     paths = IndexPaths.for_root(ledger)
     build_index(ledger, since_date="2026-01-02")

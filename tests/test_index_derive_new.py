@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from index_support import DAY_US, T0
+from index_support import DAY_US, T0, file_id
 
 from ledgerx import _core
 from ledgerx.index import IndexPaths, build_index, dbfile
@@ -26,7 +26,7 @@ TABLES = {
     "artifacts_catalog": "SELECT * FROM artifacts_catalog",
     "_ledger_files": 'SELECT file, day, "offset", size_seen, events, bad_lines FROM _ledger_files',
 }
-CATALOG = "SELECT * EXCLUDE (indexed_at, index_path) FROM runs"
+CATALOG = "SELECT * EXCLUDE (index_path) FROM runs"
 
 
 def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -86,6 +86,11 @@ ROUNDS: list[tuple[int, list[tuple[str, dict[str, Any], str | None]]]] = [
     (T0 + DAY_US + 4 * 10**6, [("trial.recorded", _trial(2), "A")]),
     (T0 - 10**6, [("trial.recorded", _trial(3), "B"), ("trial.recorded", _trial(4), "B")]),
     (T0 + 2 * DAY_US, [("trial.recorded", _trial(5), "C")]),
+    # B's run.created, late: its kind and creation time (catalog columns) appear
+    (
+        T0 + 2 * DAY_US + 10**6,
+        [("run.created", {"run_kind": "backtest", "config": {}, "data_fingerprint": "f"}, "B")],
+    ),
 ]
 
 
@@ -132,13 +137,13 @@ def test_a_round_with_only_trials_takes_the_update_and_skips_other_tables(
     seen: list[str] = []
     real = D.derive_new
 
-    def spy(con: Any, gen: int, new: D.NewRows) -> None:
+    def spy(con: Any, gen: int, new: D.NewRows) -> bool:
         class Con:
             def execute(self, q: str, *a: Any) -> Any:
                 seen.append(q)
                 return con.execute(q, *a)
 
-        real(Con(), gen, new)  # type: ignore[arg-type]
+        return real(Con(), gen, new)  # type: ignore[arg-type]
 
     monkeypatch.setattr(D, "derive_new", spy)
     _emit(root, T0 + 10**7, [("trial.recorded", _trial(9), "A")])
@@ -148,6 +153,32 @@ def test_a_round_with_only_trials_takes_the_update_and_skips_other_tables(
     _emit(root, T0 + 2 * 10**7, [("run.completed", {"summary": {}, "artifact_paths": []}, "A")])
     build_index(root)
     assert len(seen) == 2 and "INSERT INTO runs_d" in seen[1]
+
+
+def test_a_round_of_a_known_runs_trials_leaves_the_catalog_file_as_it_is(tmp_path: Path) -> None:
+    """catalog.duckdb holds what points at a run (`S.CATALOG_SELECT`), which a run's ordinary
+    events leave as it is: a round of a known run's trials on one of its days does not rewrite
+    it (a daemon's warm round, ~10 ms less), whether it works on a copy or in place (replaying
+    the round before); a new day does, and the catalog equals a full rebuild's."""
+    root = tmp_path / "ledger"
+    paths = IndexPaths.for_root(root)
+    _emit(root, T0, ROUNDS[0][1] + ROUNDS[1][1])
+    build_index(root)
+    _emit(root, T0 + 10**7, [("trial.recorded", _trial(7), "A")])
+    build_index(root)  # the next in-place round replays this one: no catalog change in it
+    before = file_id(paths.catalog)
+    for k in range(3):
+        _emit(root, T0 + (2 + k) * 10**7, [("trial.recorded", _trial(8 + k), "A")])
+        assert build_index(root).events == 1
+        assert file_id(paths.catalog) == before, k
+    _emit(root, T0 + DAY_US, [("trial.recorded", _trial(20), "A")])  # a day A had no event on
+    build_index(root)
+    assert file_id(paths.catalog) != before
+    full = tmp_path / "full.duckdb"
+    build_index(root, db=full, full_rebuild=True)
+    days = "SELECT run_id, days FROM runs"
+    assert _rows(paths.catalog, days) == _rows(full.with_name("full.catalog.duckdb"), days)
+    assert len(dict(_rows(paths.catalog, days))["A"]) == 2
 
 
 def test_a_small_round_repeating_an_indexed_event_id_drops_the_repeat(tmp_path: Path) -> None:

@@ -172,13 +172,13 @@ def derive(
     incremental: bool,
     has_dups: bool,
     new: NewRows | None = None,
-) -> NewRows | None:
-    """Derived tables from the rows of round `gen` (plus re-derived duplicates). With `new`
-    (an incremental round's `new_rows`), no duplicate and a few runs: `derive_new`, which
-    returns `new` (then it still describes the round's rows); else None."""
+) -> tuple[NewRows | None, bool]:
+    """Derived tables from the rows of round `gen` (plus re-derived duplicates); returns `new`
+    when it still describes the round's rows, else None, and whether the catalog's rows
+    (`S.CATALOG_SELECT`) may have changed. With `new` (an incremental round's `new_rows`), no
+    duplicate and a few runs: `derive_new`, which knows; otherwise they may have."""
     if incremental and not has_dups and new is not None and len(new.runs) <= FEW_RUNS:
-        derive_new(con, gen, new)
-        return new
+        return new, derive_new(con, gen, new)
     sel = f"gen = {int(gen)}"
     if has_dups:
         sel += " OR event_id IN (SELECT event_id FROM _dups)"
@@ -207,33 +207,38 @@ def derive(
     con.execute(S.DERIVE_PHASES.replace("{runs}", runs), args)
     for q in S.DERIVE_APPEND:
         con.execute(q.replace("{sel}", sel))
-    return None
+    return None, True
 
 
 LIFECYCLE = frozenset({"run.created", "run.started", "run.completed", "run.failed"})
 PHASE_TYPES = frozenset({"phase.started", "phase.completed"})
 
 
-def derive_new(con: duckdb.DuckDBPyConnection, gen: int, new: NewRows) -> None:
+def derive_new(con: duckdb.DuckDBPyConnection, gen: int, new: NewRows) -> bool:
     """`derive` of an incremental round without duplicates that touched at most FEW_RUNS runs,
     doing only what its event types can change (each statement costs a millisecond or more to
     plan, most of a one-event round): a table whose source types the round lacks is left as
     it is; without lifecycle events a run's `runs_d` row is updated from the new rows alone
     (`S.UPDATE_RUNS`: counts, first and last times, 'created' becomes 'running'; the days only
     when a run may lack one of the round's, `S.UPDATE_RUN_DAYS`), and only
-    a run new to the index is derived from its rows."""
+    a run new to the index is derived from its rows. Returns whether a catalog column (kind,
+    creation, days: `S.CATALOG_SELECT`) may have changed: lifecycle events, a new run, days."""
     runs = new.runs
+    changed = False
     if runs:
         ph = f"run_id IN ({', '.join(f'${i + 1}' for i in range(len(runs)))})"
         if new.types & LIFECYCLE:
             con.execute(f"DELETE FROM runs_d WHERE {ph}", runs)
             con.execute(S.DERIVE_RUNS.replace("{runs}", ph), runs)
+            changed = True
         else:
             done = dict(con.execute(S.UPDATE_RUNS, [gen]).fetchall())  # {run: its days}
             if any(not new.days <= set(days) for days in done.values()):
                 con.execute(S.UPDATE_RUN_DAYS, [gen])
+                changed = True
             fresh = [r for r in runs if r not in done]  # no row yet: derived from its rows
             if fresh:
+                changed = True
                 ph2 = f"run_id IN ({', '.join(f'${i + 1}' for i in range(len(fresh)))})"
                 con.execute(S.DERIVE_RUNS.replace("{runs}", ph2), fresh)
         if new.types & PHASE_TYPES:
@@ -242,6 +247,7 @@ def derive_new(con: duckdb.DuckDBPyConnection, gen: int, new: NewRows) -> None:
     for q, t in zip(S.DERIVE_APPEND, S.APPEND_TYPES, strict=True):
         if t in new.types:
             con.execute(q.replace("{sel}", f"gen = {int(gen)}"))
+    return changed
 
 
 def record(
@@ -377,24 +383,25 @@ def write_sides(
     incremental: bool,
     has_dups: bool,
     new: NewRows | None,
+    catalog: bool,
     durable: bool,
     alias: str | None,
 ) -> None:
     """alerts.duckdb and catalog.duckdb, when round `gen` changed them (`new`: what its rows
-    are, when `derive` knows it; else asked here; `alias`: as for `write_side`). Side files
-    first: if we die between the renames, runs.duckdb still points at the old checkpoints, so
-    the next round redoes these bytes and rewrites both."""
+    are, when `derive` knows it, else the alerts are counted here; `catalog`: whether the
+    catalog's rows may have changed, as `derive` says; `alias`: as for `write_side`). Side
+    files first: if we die between the renames, runs.duckdb still points at the old
+    checkpoints, so the next round redoes these bytes and rewrites what they change."""
     if new is not None:
-        new_alerts, touched = "alert.ingested" in new.types, len(new.runs)
+        new_alerts = "alert.ingested" in new.types
     else:  # count(*) always returns one row: fetchone() is never None
-        new_alerts, touched = con.execute(
-            """SELECT (SELECT count(*) FROM events WHERE gen = ? AND event_type = 'alert.ingested'),
-                      (SELECT count(*) FROM _touched)""",
+        new_alerts = con.execute(
+            "SELECT count(*) > 0 FROM events WHERE gen = ? AND event_type = 'alert.ingested'",
             [gen],
-        ).fetchone()  # type: ignore[misc]
+        ).fetchone()[0]  # type: ignore[index]
     if not incremental or new_alerts or has_dups or not paths.alerts.exists():
         write_side(con, paths.alerts, "alerts", S.ALERTS_SELECT, [], durable, alias)
-    if not incremental or touched or not paths.catalog.exists():
+    if not incremental or catalog or not paths.catalog.exists():
         rel_index = _rel_to_root(paths.runs, root)
         write_side(con, paths.catalog, "runs", S.CATALOG_SELECT, [rel_index], durable, alias)
 

@@ -11,18 +11,16 @@ One round:
      round: batch by batch, without pyarrow; `insert`), drop duplicate event ids, derive the
      other tables from the new rows, record the new checkpoints (a fresh or copied work file
      commits the big INSERT on its own: it is private until published, and dropped on failure);
-  5. checkpoint, fsync, and publish alerts/catalog, then runs.duckdb: a rename (full rebuild) or
-     an exchange of names that keeps the replaced file as the next alternate.
+  5. checkpoint, fsync, and publish alerts/catalog (those the round changed), then runs.duckdb:
+     a rename (full rebuild) or an exchange of names keeping the replaced file as the alternate.
 
 A crash before the final rename leaves the published index as it was (a work file is deleted by
 the next round, an alternate touched by a killed round no longer matches the identity recorded
 in the published file and is replaced by a copy); a crash after it leaves the new one. Either
-way the checkpoints and the rows moved together, so the next round neither skips nor repeats a
-byte.
+way the checkpoints and the rows moved together: the next round neither skips nor repeats a byte.
 
-The round's parts live beside this module: `scan` (part files, the scanner feed), `insert` (the
-scanned rows into `events`), `dbfile` (published files, checkpoints), `derive` (dedupe, derived
-tables, checkpoints, side files).
+The round's parts beside this module: `scan` (part files, the scanner feed), `insert` (rows into
+`events`), `dbfile` (published files, checkpoints), `derive` (dedupe, derived tables, side files).
 """
 
 from __future__ import annotations
@@ -314,7 +312,7 @@ def _index_into_work(
         _trace("commit")
         rnd.after = dbfile.state_after(con, rnd.ckpt, rnd.states, meta, row, rep.duplicates > 0)
         write_sides(con, rnd.paths, rnd.rootp, rnd.gen, rnd.incremental, rep.duplicates > 0,
-                    rnd.new, opts.durable, rnd.alias)  # fmt: skip
+                    rnd.new, rnd.catalog, opts.durable, rnd.alias)  # fmt: skip
         _trace("side files")
         con.execute("CHECKPOINT")
         _trace("checkpoint")
@@ -373,6 +371,7 @@ class _Round:
     after: dbfile.PublishedState | None = None  # the work file's state once committed
     p_ckpt: Checkpoints = field(default_factory=dict)  # in place: the published checkpoints
     new: NewRows | None = None  # what the round's rows are, when `derive` learned it
+    catalog: bool = True  # whether the catalog's rows may have changed (`derive`)
 
 
 def _plan(
@@ -546,7 +545,8 @@ def _account(
     rep.events -= rep.duplicates
     rep.bad_lines = len(bad)
     rep.bad = bad[:MAX_REPORTED_BAD]
-    rnd.new = derive(con, rnd.gen, rnd.incremental, rep.duplicates > 0, new)
+    rnd.new, changed = derive(con, rnd.gen, rnd.incremental, rep.duplicates > 0, new)
+    rnd.catalog = changed or rnd.meta.get("format") != S.INDEX_FORMAT  # or its columns did
     _trace("derive")
     record(con, rnd.gen, rnd.states, bad, rep.duplicates > 0)
     if rnd.in_place:

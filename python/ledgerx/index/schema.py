@@ -17,7 +17,9 @@ from typing import Any
 # 4: trial_results.trial_id keeps its JSON type: TRIAL_ID_TYPE instead of VARCHAR.
 # 5: events.shape: the keys and kinds of a trial's params and metrics (Reader.trials_table).
 # 6: events.tint, events.tnum: a trial's numbers and booleans in its shape's order, typed.
-INDEX_FORMAT = "6"
+# 7: catalog.duckdb holds what points at a run (kind, creation, days, index, artifact folder),
+#    so a round of a run's trials leaves it as it is; status and counts are in runs.duckdb.
+INDEX_FORMAT = "7"
 
 # A trial id is a JSON integer or string (the trial.recorded schema); the views keep which one it
 # was, so `ORDER BY trial_id` sorts integers as integers (2 before 10), all integers before all
@@ -424,10 +426,11 @@ FROM (SELECT event_id, ts, run_id,
 ORDER BY ts, event_id
 """
 
+# What points at each run, and nothing a run's ordinary events change (`derive` says when a
+# round may have changed it: a new run, a lifecycle event, a new day).
 CATALOG_SELECT = """
-SELECT r.run_id, s.status, r.log_status, r.run_kind, r.created_at, r.last_event_at, r.days,
-       r.n_events, ? AS index_path, 'artifacts/runs/' || r.run_id AS artifact_dir,
-       now() AS indexed_at
-FROM runs_d r JOIN runs_status s USING (run_id)
-ORDER BY r.run_id
+SELECT run_id, run_kind, created_at, days, ? AS index_path,
+       'artifacts/runs/' || run_id AS artifact_dir
+FROM runs_d
+ORDER BY run_id
 """
