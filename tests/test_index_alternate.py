@@ -98,6 +98,89 @@ def test_incremental_rounds_update_the_alternate_in_place_and_swap(tmp_path: Pat
     _exact(root, paths.runs)
 
 
+def test_the_alternates_state_comes_from_memory_in_the_process_that_published_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process that published the alternate (before the current file) knows what it holds
+    (`dbfile.replaced_state`): its in-place round reads no checkpoints from it. Without that
+    memory (another process) the round reads them from the file. Both rounds are exact."""
+    from ledgerx.index import dbfile
+    from ledgerx.index import indexer as ix
+
+    root = tmp_path / "ledger"
+    paths = _two_files(root)
+    reads: list[int] = []
+    real = ix.state_of
+
+    def counted(con: object) -> object:
+        reads.append(1)
+        return real(con)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ix, "state_of", counted)
+    pub, alt = _ino(paths.runs), _ino(paths.alt)
+    _round(root, 2)
+    assert (_ino(paths.runs), _ino(paths.alt)) == (alt, pub) and reads == []
+    _exact(root, paths.runs)
+    dbfile._REPLACED.clear()  # as in another process
+    _round(root, 3)
+    assert (_ino(paths.runs), _ino(paths.alt)) == (pub, alt) and reads == [1]
+    _exact(root, paths.runs)
+
+
+def test_an_in_place_round_with_a_duplicate_reports_only_its_new_lines(tmp_path: Path) -> None:
+    """An in-place round discounts the rows it replayed (the previous round's) by the
+    checkpoints: with a duplicate among its new lines it reports exactly those."""
+    root = tmp_path / "ledger"
+    paths = _two_files(root)
+    n = len(reference_events(root))
+    part = sorted((root / "events").rglob("*.jsonl"))[0]
+    with part.open("ab") as f:
+        f.write(part.read_bytes().splitlines(keepends=True)[0])  # an event indexed long ago
+    write_sweep(root, runs=1, trials=30, seed=7, day_us=T0)
+    rep = _round_in_place(root, paths)
+    assert (rep.events, rep.duplicates, rep.bad_lines) == (len(reference_events(root)) - n, 1, 1)
+    _exact(root, paths.runs)
+
+
+def test_a_new_line_that_wins_over_a_replayed_row_is_counted_once(tmp_path: Path) -> None:
+    """Of two lines with one id the first in (file, offset) order stays: a new line in an
+    earlier part file than the replayed copy of that id (the previous round's, in a later part)
+    drops the replayed row. The round adds no event, and reports none: the rounds' events in
+    `_index_runs` still sum to the index's (counting its replayed rows below the published
+    checkpoints instead would report one)."""
+    from ledgerx import _core
+
+    root = tmp_path / "ledger"
+    paths = _two_files(root)
+    writers = [_core.Writer(str(root), durability="os") for _ in range(2)]
+    for w in writers:  # both open at once: two part files
+        w._set_fake_now(T0 + 10**6)
+        w.emit("run.heartbeat", {}, run_id="run-x")
+    for w in writers:
+        w.close()
+    _round_in_place(root, paths)  # the previous round: one line in each of two parts
+    parts = sorted((root / "events" / "day=2026-01-01").glob("*.jsonl"))
+    assert [p.name for p in parts] == ["part-000001.jsonl", "part-000002.jsonl"]
+    n = len(reference_events(root))
+    with parts[0].open("ab") as f:  # the later part's line, now in the earlier part
+        f.write(parts[1].read_bytes().splitlines(keepends=True)[-1])
+    rep = _round_in_place(root, paths)
+    assert len(reference_events(root)) == n and rep.events == 0
+    _exact(root, paths.runs)
+    con = open_readonly(paths.runs)
+    try:
+        assert con.execute("SELECT sum(events) FROM _index_runs").fetchall() == [(n,)]
+    finally:
+        con.close()
+
+
+def _round_in_place(root: Path, paths: IndexPaths) -> ledgerx.IndexReport:
+    pub, alt = _ino(paths.runs), _ino(paths.alt)
+    rep = build_index(root)
+    assert (_ino(paths.runs), _ino(paths.alt)) == (alt, pub)
+    return rep
+
+
 HOLD_RO = textwrap.dedent(
     """
     import sys, duckdb

@@ -306,12 +306,26 @@ def attach_published(path: Path) -> tuple[duckdb.DuckDBPyConnection, str]:
 # the index) and no other process holds it read-write: the daemon's rounds, and
 # `wait_indexed`'s in a loop, skip the read.
 _PUBLISHED: dict[tuple[int, str], tuple[str, PublishedState]] = {}
+# The same for the file it published before that one: the alternate, once replaced.
+_REPLACED: dict[tuple[int, str], tuple[str, PublishedState]] = {}
 
 
 def remember_published(path: Path, ident: str, state: PublishedState) -> None:
+    key = (os.getpid(), str(path))
     with _WORK_LOCK:
-        _PUBLISHED[(os.getpid(), str(path))] = (ident, state)
+        if (prev := _PUBLISHED.get(key)) is not None:
+            _REPLACED[key] = prev
+        _PUBLISHED[key] = (ident, state)
     _save_state(path, ident, state)
+
+
+def replaced_state(path: Path, ident: str) -> PublishedState | None:
+    """The state this process published in the file whose identity is `ident` before it
+    published another over `path` (the alternate, when it is still that very file: same inode,
+    size and mtime); None when it does not know: the round reads the file."""
+    with _WORK_LOCK:
+        hit = _REPLACED.get((os.getpid(), str(path)))
+    return hit[1] if hit is not None and hit[0] == ident else None
 
 
 def state_file(path: Path) -> Path:
@@ -363,6 +377,7 @@ def remembered_offsets(path: Path, ident: str) -> dict[str, int] | None:
 def forget_published(path: Path) -> None:
     with _WORK_LOCK:
         _PUBLISHED.pop((os.getpid(), str(path)), None)
+        _REPLACED.pop((os.getpid(), str(path)), None)
 
 
 def published_state(path: Path, work: Path) -> PublishedState:

@@ -191,9 +191,8 @@ def build_index(
     running run with no new event counts as abandoned; `upcaster` defaults to the root's schema
     registry (None disables upcasting). Raises IndexBusyError when another indexer holds the
     lock. Returns an IndexReport; `mode == "noop"` means no file was touched.
-    After each round the registered publish hooks run (`ledgerx.index.hooks`), given
-    `hook_options`; e.g. `{"legacy_projection": True}` for the legacy projection, which
-    `ledgerx.legacy` registers.
+    After each round the publish hooks (`ledgerx.index.hooks`) run with `hook_options`, e.g.
+    `{"legacy_projection": True}` for the legacy projection (`ledgerx.legacy` registers it).
     `prescan`: a scan started before this call (`ledgerx.index.prescan.Prescan`, the CLI's full
     rebuild), used when it scans exactly what the round plans to, else dropped.
     """
@@ -462,8 +461,9 @@ def _use_alternate(rnd: _Round) -> None:
     except duckdb.Error:  # someone holds it (a reader's lock) or it is damaged: copy instead
         con.close()
         return
-    try:
-        ckpt, alt_meta = state_of(con)
+    try:  # the state this process wrote in it, or read from it
+        known = dbfile.replaced_state(rnd.paths.runs, meta["alt_ident"])
+        ckpt, alt_meta = (dict(known.ckpt), dict(known.meta)) if known else state_of(con)
         same = all(alt_meta.get(k) == meta.get(k) for k in ("lineage", "format", "since_date"))
         states = _new_bytes(rnd.ev, rnd.parts, ckpt, [])
         arch = _pending_archived(rnd.rootp, ckpt, rnd.since, rnd.parts)
@@ -550,7 +550,7 @@ def _account(
     _trace("derive")
     record(con, rnd.gen, rnd.states, bad, rep.duplicates > 0)
     if rnd.in_place:
-        discount_replay(con, rnd.gen, rnd.states, rnd.p_ckpt, rep, bad, MAX_REPORTED_BAD)
+        discount_replay(rnd.states, rnd.p_ckpt, rep, bad, MAX_REPORTED_BAD)
 
 
 def _write_meta(
