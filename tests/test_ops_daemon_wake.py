@@ -110,3 +110,72 @@ def test_the_daemon_makes_its_rounds_duckdb_while_it_waits(
         assert rep.mode == "incremental" and rep.offsets[pos[0]] > pos[1]
     assert made == []
     assert _indexed(root, pos)
+
+
+def _sleep_until_an_emit(root: Path, d: object) -> None:
+    """`d.sleep` in a thread while one event is appended; it returns well before its interval."""
+    import threading
+
+    from ledgerx.daemon import Daemon
+
+    assert isinstance(d, Daemon)
+    ev = root / "events"
+    t = threading.Thread(target=d.sleep, args=(ev, growth_mark(ev)))
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive()  # nothing changed: still asleep
+    _emit_one(root, 7)
+    t.join(20)  # the interval is 120 s
+    assert not t.is_alive()
+
+
+def test_the_daemon_sleeps_on_a_watch_of_the_log_and_wakes_on_an_append(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between cycles the daemon waits on an inotify watch of the log's newest directories
+    (`watch_log`): an append wakes it (the watch reports the change), and while nothing
+    changes it looks at the part files every WATCH_SLICE_S, not every WAKE_POLL_S."""
+    import ledgerx.daemon as dm
+
+    write_sweep(root, runs=1, trials=3)
+    woke: list[bool] = []
+    looks: list[int] = []
+    real_watch, real_mark = dm.watch_log, dm.growth_mark
+
+    class Recorded:
+        def __init__(self, w: object) -> None:
+            self.w = w
+
+        def wait(self, timeout_s: float) -> bool:
+            r = self.w.wait(timeout_s)  # type: ignore[attr-defined]
+            woke.append(r)
+            return r
+
+    def watch(ev: Path, mark: tuple[object, ...]) -> object:
+        w = real_watch(ev, mark)
+        assert w is not None  # Linux: inotify
+        return Recorded(w)
+
+    def mark(ev: Path) -> tuple[object, ...]:
+        looks.append(1)
+        return real_mark(ev)
+
+    monkeypatch.setattr(dm, "watch_log", watch)
+    monkeypatch.setattr(dm, "growth_mark", mark)
+    _sleep_until_an_emit(root, dm.Daemon(root, interval=120))
+    assert woke and woke[-1] is True  # woken by the watch, not by the end of a slice
+    assert len(looks) <= 0.3 / dm.WATCH_SLICE_S + 4  # not 0.3 / WAKE_POLL_S = 60
+
+
+def test_without_a_watch_the_daemon_polls(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ledgerx.daemon as dm
+
+    write_sweep(root, runs=1, trials=3)
+    monkeypatch.setattr(dm, "watch_log", lambda ev, mark: None)
+    _sleep_until_an_emit(root, dm.Daemon(root, interval=120))
+
+
+def test_watch_log_is_none_where_no_watch_can_be_made(root: Path) -> None:
+    from ledgerx.daemon import watch_log
+
+    assert watch_log(root / "no-such-events", ()) is None

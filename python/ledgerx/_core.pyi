@@ -13,6 +13,7 @@ __all__ = [
     "ScanBatch",
     "Scanner",
     "ScanStream",
+    "DirWatch",
     "scan_files",
     "check_line",
     "check_json",
@@ -196,6 +197,16 @@ class ScanStream:
     def __new__(cls, batches: Iterable[ScanBatch]) -> ScanStream: ...
     def __arrow_c_schema__(self) -> object: ...
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+@final
+class DirWatch:
+    """Wakes when a file in one of the watched directories is written, created, moved in or
+    deleted (Linux inotify); raises LedgerIOError when a directory cannot be watched."""
+
+    def __new__(cls, dirs: list[str]) -> DirWatch: ...
+    def wait(self, timeout_s: float) -> bool:
+        """True when something changed since the last call; False after `timeout_s` seconds or
+        when a signal arrived. Without the GIL."""
 
 def check_line(line: bytes, strict: bool = False) -> str | None:
     """Why one line (without its newline) is not a valid v1 line, or None: the rules the

@@ -51,9 +51,12 @@ BUSY_RETRY_S = 1.0
 HEALTH_CACHE_S = 0.5
 HEALTH_TIMEOUT_S = 5.0
 HEALTH_MAX_CONNECTIONS = 16
-# Between cycles the daemon polls the sizes of the part files of the newest WAKE_DAYS days (and
-# the list of days) this often, and starts the next cycle as soon as they change.
+# Between cycles the daemon sleeps on a watch of the log's directory and its newest WAKE_DAYS
+# day directories (`watch_log`), looking at the sizes of their part files (and the list of
+# days) when woken or every WATCH_SLICE_S, and starts the next cycle as soon as they change.
+# Where no watch can be made it polls them every WAKE_POLL_S instead.
 WAKE_POLL_S = 0.005
+WATCH_SLICE_S = 0.05
 WAKE_DAYS = 2
 
 
@@ -121,6 +124,18 @@ def growth_mark(ev: Path) -> tuple[Any, ...]:
         except OSError:
             continue
     return (tuple(days), tuple(sorted(parts)))
+
+
+def watch_log(ev: Path, mark: tuple[Any, ...]) -> Any:
+    """A `_core.DirWatch` of `ev` and the newest days of `mark` (`growth_mark`), or None where
+    none can be made (no inotify, a directory gone): the caller polls instead."""
+    from ledgerx import _core
+
+    days = mark[0][-WAKE_DAYS:] if mark else ()
+    try:
+        return _core.DirWatch([str(ev)] + [str(ev / d) for d in days])
+    except OSError:
+        return None
 
 
 def _iso(t: float | None) -> str | None:
@@ -305,7 +320,8 @@ class Daemon:
 
     def sleep(self, ev: Path, mark: tuple[Any, ...]) -> None:
         """Until the next cycle: `interval` seconds, or less when the log grows past `mark`
-        (with `wake`), or stop."""
+        (with `wake`: woken by `watch_log`, made before the first look so that no change slips
+        between them), or stop."""
         from ledgerx.index.dbfile import prepare_work_db
 
         prepare_work_db()  # the rounds' DuckDB, made once, while nothing happens
@@ -313,11 +329,15 @@ class Daemon:
             self.stop.wait(self.interval)
             return
         deadline = time.monotonic() + self.interval
+        watch = watch_log(ev, mark)
         while not self.stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0 or growth_mark(ev) != mark:
                 return
-            self.stop.wait(min(WAKE_POLL_S, left))
+            if watch is None:
+                self.stop.wait(min(WAKE_POLL_S, left))
+            else:
+                watch.wait(min(WATCH_SLICE_S, left))
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, frame: object) -> None:

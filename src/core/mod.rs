@@ -16,6 +16,7 @@ pub mod schema;
 pub mod schema_file;
 #[cfg(test)]
 mod testutil;
+pub mod watch;
 pub mod writer;
 
 pub use error::{Error, Result};

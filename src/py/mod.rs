@@ -10,6 +10,7 @@ mod schema;
 mod sigterm;
 mod stream;
 mod values;
+mod watch;
 mod writer;
 
 use crate::core;
@@ -57,6 +58,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scan::ScanBatch>()?;
     m.add_class::<scan::Scanner>()?;
     m.add_class::<stream::ScanStream>()?;
+    m.add_class::<watch::DirWatch>()?;
     m.add_function(wrap_pyfunction!(scan::scan_files, m)?)?;
     m.add_function(wrap_pyfunction!(scan::check_line, m)?)?;
     m.add_function(wrap_pyfunction!(scan::check_json, m)?)?;
