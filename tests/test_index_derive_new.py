@@ -181,6 +181,39 @@ def test_a_round_of_a_known_runs_trials_leaves_the_catalog_file_as_it_is(tmp_pat
     assert len(dict(_rows(paths.catalog, days))["A"]) == 2
 
 
+def test_a_catalog_left_by_a_round_that_died_is_rewritten_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full rebuild publishes the side files before the runs file: one that dies in between
+    (here its runs file cannot be published) leaves its own catalog, of other days, beside the
+    old runs file. The runs file records which catalog was written with it, so the next round,
+    of ordinary trials, rewrites the catalog; it then equals a full rebuild's."""
+    from ledgerx.index import indexer as ix
+
+    root = tmp_path / "ledger"
+    paths = IndexPaths.for_root(root)
+    _emit(root, T0, ROUNDS[0][1] + ROUNDS[1][1])
+    _emit(root, T0 + DAY_US, [("trial.recorded", _trial(1), "A")])
+    build_index(root)
+    day1 = _core.day_of(T0 + DAY_US)
+
+    def dies(*a: Any, **k: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ix, "publish", dies)
+    with pytest.raises(OSError):
+        build_index(root, full_rebuild=True, since_date=day1)
+    monkeypatch.undo()
+    assert dict(_rows(paths.catalog, "SELECT run_id, days FROM runs")) == {"A": [day1]}
+    _emit(root, T0 + DAY_US + 10**6, [("trial.recorded", _trial(2), "A")])
+    assert build_index(root).events == 1
+    full = tmp_path / "full.duckdb"
+    build_index(root, db=full, full_rebuild=True)
+    want = _rows(full.with_name("full.catalog.duckdb"), CATALOG)
+    assert _rows(paths.catalog, CATALOG) == want and len(want) == 2
+    assert build_index(root).mode == "noop"  # and then nothing is stale: a quiet round
+
+
 def test_a_small_round_repeating_an_indexed_event_id_drops_the_repeat(tmp_path: Path) -> None:
     """A small round sums up its ids in Python (`derive.FEW_ROWS`) and looks them up in the whole
     table: a line that repeats an event already indexed is a duplicate, as in a full rebuild."""

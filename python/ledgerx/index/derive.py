@@ -11,7 +11,7 @@ from ledgerx._record import recordclass
 from ledgerx.index import schema as S
 from ledgerx.index.dbfile import fsync_off, json_list, new_alias, sql_str
 from ledgerx.index.engine import duckdb
-from ledgerx.index.publish import IndexPaths, publish, tmp_for
+from ledgerx.index.publish import IndexPaths, file_ident, publish, tmp_for
 from ledgerx.index.scan import FileState
 
 
@@ -298,12 +298,13 @@ def record(
                 gen,
             ],
         )
-    if has_dups:  # per-file counts of the files whose duplicates were dropped
+    if has_dups:  # per-file counts of the files whose duplicates were dropped (to 0, maybe)
         con.execute(
             """UPDATE _ledger_files SET events = c.n,
                    bad_lines = (SELECT count(*) FROM _bad_lines b WHERE b.file = _ledger_files.file)
-               FROM (SELECT file, count(*) AS n FROM events
-                     WHERE file IN (SELECT DISTINCT file FROM _dup_rows) GROUP BY file) c
+               FROM (SELECT d.file, count(e.file) AS n
+                     FROM (SELECT DISTINCT file FROM _dup_rows) d LEFT JOIN events e USING (file)
+                     GROUP BY d.file) c
                WHERE _ledger_files.file = c.file"""
         )
 
@@ -311,22 +312,24 @@ def record(
 def discount_replay(
     states: list[FileState],
     p_ckpt: dict[str, tuple[int, int, int]],
+    alt_ckpt: dict[str, tuple[int, int, int]],
     rep: Any,
     bad: list[tuple[str, int, int, str]],
     max_bad: int,
 ) -> None:
     """An in-place round indexes the previous round's bytes again (the alternate lagged one
     round): report in `rep` (an `IndexReport`, logged in `_index_runs`) only what lies past the
-    published checkpoints `p_ckpt`."""
+    published checkpoints `p_ckpt` (the alternate's: `alt_ckpt`). A line that a new line's
+    repeat of its id drops below `p_ckpt` is discounted as if reported before (a round on a
+    copy reports it as a duplicate): the counts of rows are exact, that of duplicates not."""
     floor = {rel: off for rel, (off, _, _) in p_ckpt.items()}
     replayed = [st for st in states if floor.get(st.rel, 0) > st.start]
     if not replayed:
         return
-    # The replayed bytes of a file are the previous round's, which counted as many rows for
-    # them as its checkpoint holds beyond the alternate's (no statement: ~2 ms of a round). A
-    # row of them that a new line's repeat of its id drops now counts among this round's
-    # duplicates, as in a round on a copy (counting its rows below `floor` would miss it).
-    old_rows = sum(p_ckpt[st.rel][1] - st.old_events for st in replayed)
+    # The rows the previous round added, net (its checkpoints' events beyond the alternate's,
+    # over all files: a row it dropped as a duplicate in a file it did not read counts too),
+    # come again in this round's rows, net of its duplicates (no statement: ~2 ms of a round).
+    old_rows = sum(p[1] for p in p_ckpt.values()) - sum(a[1] for a in alt_ckpt.values())
 
     def old(b: tuple[str, int, int, str]) -> bool:
         return b[1] < floor.get(b[0], 0)
@@ -378,12 +381,16 @@ def write_sides(
     catalog: bool,
     durable: bool,
     alias: str | None,
-) -> None:
+) -> str | None:
     """alerts.duckdb and catalog.duckdb, when round `gen` changed them (`new`: what its rows
     are, when `derive` knows it, else the alerts are counted here; `catalog`: whether the
-    catalog's rows may have changed, as `derive` says; `alias`: as for `write_side`). Side
-    files first: if we die between the renames, runs.duckdb still points at the old
-    checkpoints, so the next round redoes these bytes and rewrites what they change."""
+    catalog's rows may have changed; `alias`: as for `write_side`). Side files first: if we
+    die between the renames, runs.duckdb still points at the old checkpoints, so the next
+    round redoes these bytes and rewrites the alerts they change. The catalog is rewritten only
+    when `derive` says its rows changed, so runs.duckdb records the identity of the catalog
+    written with it (`_index_meta.catalog_ident`, returned when it was rewritten): one left
+    by a round that died before its runs file was published (a full rebuild of other days,
+    say) no longer matches, and the next round rewrites it."""
     if new is not None:
         new_alerts = "alert.ingested" in new.types
     else:  # count(*) always returns one row: fetchone() is never None
@@ -393,9 +400,13 @@ def write_sides(
         ).fetchone()[0]  # type: ignore[index]
     if not incremental or new_alerts or has_dups or not paths.alerts.exists():
         write_side(con, paths.alerts, "alerts", S.ALERTS_SELECT, [], durable, alias)
-    if not incremental or catalog or not paths.catalog.exists():
-        rel_index = _rel_to_root(paths.runs, root)
-        write_side(con, paths.catalog, "runs", S.CATALOG_SELECT, [rel_index], durable, alias)
+    if not (not incremental or catalog or not paths.catalog.exists()):
+        return None
+    rel_index = _rel_to_root(paths.runs, root)
+    write_side(con, paths.catalog, "runs", S.CATALOG_SELECT, [rel_index], durable, alias)
+    ident = file_ident(paths.catalog)
+    con.execute("UPDATE _index_meta SET value = ? WHERE key = 'catalog_ident'", [ident])
+    return ident
 
 
 def _rel_to_root(p: Path, root: Path) -> str:

@@ -78,9 +78,9 @@ from ledgerx.index.scan import (
     FileState,
     Progress,
     ScanFeed,
-    has_newline,
     irregular_entries,
     list_part_files,
+    new_bytes,
     scan_files,
 )
 from ledgerx.index.upcast import Upcaster, default_upcaster
@@ -309,9 +309,12 @@ def _index_into_work(
         meta, row = _write_meta(con, rnd, rep, strict=opts.strict, started_at=started_at, t0=t0)
         con.commit()
         _trace("commit")
-        rnd.after = dbfile.state_after(con, rnd.ckpt, rnd.states, meta, row, rep.duplicates > 0)
-        write_sides(con, rnd.paths, rnd.rootp, rnd.gen, rnd.incremental, rep.duplicates > 0,
-                    rnd.new, rnd.catalog, opts.durable, rnd.alias)  # fmt: skip
+        dups = rnd.dropped > 0  # not rep.duplicates: an in-place round discounts the replayed
+        rnd.after = dbfile.state_after(con, rnd.ckpt, rnd.states, meta, row, dups)
+        cat = write_sides(con, rnd.paths, rnd.rootp, rnd.gen, rnd.incremental, dups, rnd.new,
+                          rnd.catalog, opts.durable, rnd.alias)  # fmt: skip
+        if cat:
+            rnd.after.meta["catalog_ident"] = cat
         _trace("side files")
         con.execute("CHECKPOINT")
         _trace("checkpoint")
@@ -371,6 +374,7 @@ class _Round:
     p_ckpt: Checkpoints = field(default_factory=dict)  # in place: the published checkpoints
     new: NewRows | None = None  # what the round's rows are, when `derive` learned it
     catalog: bool = True  # whether the catalog's rows may have changed (`derive`)
+    dropped: int = 0  # rows the round dropped as duplicates (`drop_duplicates`)
 
 
 def _plan(
@@ -398,10 +402,10 @@ def _plan(
         rep.offsets = {rel: off for rel, (off, _, _) in ckpt.items()}
     parts = list_part_files(ev, since)
     rep.warnings.extend(irregular_entries(ev))
-    states = _new_bytes(ev, parts, ckpt, rep.warnings)
+    states = new_bytes(ev, parts, ckpt, rep.warnings)
     want_stale = str(float(stale_after)) if stale_after is not None else None
     meta_change = want_stale is not None and meta.get("stale_after_s") != want_stale
-    sides_missing = not (paths.alerts.exists() and paths.catalog.exists())
+    sides_missing = not paths.alerts.exists() or _catalog_stale(paths, meta)
     arch = _pending_archived(rootp, ckpt, since, parts)
     # An index of an older format is upgraded (its views replaced) even with no new bytes.
     old_format = incremental and meta.get("format") != S.INDEX_FORMAT
@@ -424,20 +428,6 @@ def _pending_archived(
     from ledgerx.retention import pending_archived
 
     return pending_archived(rootp, ckpt, since, {rel for rel, _, _ in parts})
-
-
-def _new_bytes(
-    ev: Path, parts: list[tuple[str, str, int]], ckpt: Checkpoints, warnings: list[str]
-) -> list[FileState]:
-    """The part files with new complete lines past their checkpoints."""
-    states: list[FileState] = []
-    for rel, day, size in parts:
-        off, n_ev, n_bad = ckpt.get(rel, (0, 0, 0))
-        if size < off:
-            warnings.append(f"{rel}: file is {size} bytes, below its indexed offset {off}")
-        elif size > off and has_newline(ev / rel, off, size):
-            states.append(FileState(rel, day, off, size, old_events=n_ev, old_bad=n_bad))
-    return states
 
 
 def _use_alternate(rnd: _Round) -> None:
@@ -465,7 +455,7 @@ def _use_alternate(rnd: _Round) -> None:
         known = dbfile.replaced_state(rnd.paths.runs, meta["alt_ident"])
         ckpt, alt_meta = (dict(known.ckpt), dict(known.meta)) if known else state_of(con)
         same = all(alt_meta.get(k) == meta.get(k) for k in ("lineage", "format", "since_date"))
-        states = _new_bytes(rnd.ev, rnd.parts, ckpt, [])
+        states = new_bytes(rnd.ev, rnd.parts, ckpt, [])
         arch = _pending_archived(rnd.rootp, ckpt, rnd.since, rnd.parts)
         lag = sum(st.size - st.start for st in states)
         ok = same and int(alt_meta.get("gen", "0")) == rnd.gen - 2
@@ -545,12 +535,20 @@ def _account(
     rep.events -= rep.duplicates
     rep.bad_lines = len(bad)
     rep.bad = bad[:MAX_REPORTED_BAD]
+    rnd.dropped = rep.duplicates
     rnd.new, changed = derive(con, rnd.gen, rnd.incremental, rep.duplicates > 0, new)
-    rnd.catalog = changed or rnd.meta.get("format") != S.INDEX_FORMAT  # or its columns did
+    rnd.catalog = changed or rnd.meta.get("format") != S.INDEX_FORMAT
+    rnd.catalog = rnd.catalog or _catalog_stale(rnd.paths, rnd.meta)
     _trace("derive")
     record(con, rnd.gen, rnd.states, bad, rep.duplicates > 0)
     if rnd.in_place:
-        discount_replay(rnd.states, rnd.p_ckpt, rep, bad, MAX_REPORTED_BAD)
+        discount_replay(rnd.states, rnd.p_ckpt, rnd.ckpt, rep, bad, MAX_REPORTED_BAD)
+
+
+def _catalog_stale(paths: IndexPaths, meta: dict[str, str]) -> bool:
+    """The catalog is missing, or not the one written with the published runs file."""
+    ident = file_ident(paths.catalog)
+    return not ident or ident != meta.get("catalog_ident")
 
 
 def _write_meta(
@@ -576,6 +574,7 @@ def _write_meta(
         "last_rebuild_at": started_at.isoformat(),
         # the file this one replaces, which becomes the alternate the next round may update
         "alt_ident": rnd.p_ident if incremental else "",
+        "catalog_ident": meta.get("catalog_ident", "") if incremental else "",  # write_sides
     }
     con.execute("DELETE FROM _index_meta")
     con.execute(  # one statement: an executemany is a statement per row

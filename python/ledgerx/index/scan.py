@@ -110,6 +110,24 @@ def has_newline(path: Path, start: int, size: int) -> bool:
         return True  # let the scanner report it
 
 
+def new_bytes(
+    ev: Path,
+    parts: list[tuple[str, str, int]],
+    ckpt: dict[str, tuple[int, int, int]],
+    warnings: list[str],
+) -> list[FileState]:
+    """The part files (rel, day, size) with new complete lines past their checkpoints
+    {rel: (offset, events, bad lines)}; a file below its checkpoint is a warning."""
+    states: list[FileState] = []
+    for rel, day, size in parts:
+        off, n_ev, n_bad = ckpt.get(rel, (0, 0, 0))
+        if size < off:
+            warnings.append(f"{rel}: file is {size} bytes, below its indexed offset {off}")
+        elif size > off and has_newline(ev / rel, off, size):
+            states.append(FileState(rel, day, off, size, old_events=n_ev, old_bad=n_bad))
+    return states
+
+
 class ScanFeed:
     """Runs the Rust scanner in a producer thread (it releases the GIL), so the next chunk is
     read and parsed while DuckDB stores the previous one. Memory stays bounded: at most
