@@ -145,7 +145,8 @@ def test_an_in_place_round_with_a_duplicate_reports_only_its_new_lines(tmp_path:
 def test_a_new_line_that_wins_over_a_replayed_row_is_counted_once(tmp_path: Path) -> None:
     """Of two lines with one id the first in (file, offset) order stays: a new line in an
     earlier part file than the replayed copy of that id (the previous round's, in a later part)
-    drops the replayed row. The round adds no event, and reports none, and the next round,
+    drops the replayed row. The round adds no event, and reports the dropped row as a
+    duplicate, as a round on a copy does; the next round,
     which replays the new line but not the later part, reports just its own: the rounds'
     events in `_index_runs` sum to the index's (counting the replayed rows below the published
     checkpoints, or by the checkpoints of the files replayed only, would miss by one)."""
@@ -166,13 +167,14 @@ def test_a_new_line_that_wins_over_a_replayed_row_is_counted_once(tmp_path: Path
     with parts[0].open("ab") as f:  # the later part's line, now in the earlier part
         f.write(parts[1].read_bytes().splitlines(keepends=True)[-1])
     rep = _round_in_place(root, paths)
-    assert len(reference_events(root)) == n and rep.events == 0
+    assert len(reference_events(root)) == n
+    assert (rep.events, rep.duplicates, rep.bad_lines) == (0, 1, 1)  # as a copy round says
     _exact(root, paths.runs)
     # the next round replays that line (dropping the row again) but not the later part, which
     # it does not read: its report still counts only its own new lines
     write_sweep(root, runs=1, trials=5, seed=11, day_us=T0)
     rep = _round_in_place(root, paths)
-    assert rep.events == len(reference_events(root)) - n
+    assert (rep.events, rep.duplicates) == (len(reference_events(root)) - n, 0)
     _exact(root, paths.runs)
     con = open_readonly(paths.runs)
     try:

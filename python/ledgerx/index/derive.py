@@ -53,9 +53,11 @@ def drop_duplicates(
     bad: list[Any],
     distinct_rows: int | None = None,
     new: NewRows | None = None,
+    kept: dict[tuple[str, int], tuple[str, int]] | None = None,
 ) -> int:
     """`event_id` is unique in the index: of several lines with one id, the first in
-    (file, offset) order stays, the others are reported as bad lines. Returns rows dropped.
+    (file, offset) order stays, the others are reported as bad lines. Returns rows dropped;
+    `kept` gets {(file, offset) of each dropped line: (file, offset) of the line kept}.
     `distinct_rows`: the rows of this round's scan when it saw no id hash twice
     (`Scanner.ids_distinct`); a full rebuild whose table holds exactly those rows has no
     duplicate, and the check over every id in DuckDB is skipped. `new`: an incremental round's
@@ -96,20 +98,24 @@ def drop_duplicates(
         f"""CREATE OR REPLACE TEMP TABLE _dup_rows AS
             SELECT rowid AS rid, event_id, file, "offset", line_bytes, run_id,
                    row_number() OVER (PARTITION BY event_id ORDER BY file, "offset") AS rn,
-                   first_value(file || ':' || "offset") OVER
-                       (PARTITION BY event_id ORDER BY file, "offset") AS first_at
+                   first_value(file) OVER (PARTITION BY event_id ORDER BY file, "offset")
+                       AS first_file,
+                   first_value("offset") OVER (PARTITION BY event_id ORDER BY file, "offset")
+                       AS first_off
             FROM events {scope}
             QUALIFY count(*) OVER (PARTITION BY event_id) > 1""",
         args,
     )
     con.execute("CREATE OR REPLACE TEMP TABLE _dups AS SELECT DISTINCT event_id FROM _dup_rows")
     rows = con.execute(
-        """SELECT file, "offset", line_bytes, event_id, first_at FROM _dup_rows WHERE rn > 1
-           ORDER BY file, "offset" """
+        """SELECT file, "offset", line_bytes, event_id, first_file, first_off FROM _dup_rows
+           WHERE rn > 1 ORDER BY file, "offset" """
     ).fetchall()
     con.execute("DELETE FROM events WHERE rowid IN (SELECT rid FROM _dup_rows WHERE rn > 1)")
-    for f, off, ln, eid, first in rows:
-        bad.append((f, off, ln, f"duplicate event_id {eid} (kept the line at {first})"))
+    for f, off, ln, eid, kf, ko in rows:
+        bad.append((f, off, ln, f"duplicate event_id {eid} (kept the line at {kf}:{ko})"))
+        if kept is not None:
+            kept[(f, off)] = (kf, ko)
     return len(rows)
 
 
@@ -315,13 +321,14 @@ def discount_replay(
     alt_ckpt: dict[str, tuple[int, int, int]],
     rep: Any,
     bad: list[tuple[str, int, int, str]],
+    kept: dict[tuple[str, int], tuple[str, int]],
     max_bad: int,
 ) -> None:
     """An in-place round indexes the previous round's bytes again (the alternate lagged one
     round): report in `rep` (an `IndexReport`, logged in `_index_runs`) only what lies past the
-    published checkpoints `p_ckpt` (the alternate's: `alt_ckpt`). A line that a new line's
-    repeat of its id drops below `p_ckpt` is discounted as if reported before (a round on a
-    copy reports it as a duplicate): the counts of rows are exact, that of duplicates not."""
+    published checkpoints `p_ckpt` (the alternate's: `alt_ckpt`). A bad line below them was
+    reported before, unless it is a duplicate whose kept line (`kept`, from `drop_duplicates`)
+    is new: a new line repeating the id of an older one in a later part drops that one now."""
     floor = {rel: off for rel, (off, _, _) in p_ckpt.items()}
     replayed = [st for st in states if floor.get(st.rel, 0) > st.start]
     if not replayed:
@@ -331,8 +338,11 @@ def discount_replay(
     # come again in this round's rows, net of its duplicates (no statement: ~2 ms of a round).
     old_rows = sum(p[1] for p in p_ckpt.values()) - sum(a[1] for a in alt_ckpt.values())
 
-    def old(b: tuple[str, int, int, str]) -> bool:
-        return b[1] < floor.get(b[0], 0)
+    def below(at: tuple[str, int]) -> bool:
+        return at[1] < floor.get(at[0], 0)
+
+    def old(b: tuple[str, int, int, str]) -> bool:  # reported by the previous round
+        return below((b[0], b[1])) and below(kept.get((b[0], b[1]), (b[0], b[1])))
 
     old_bad = [b for b in bad if old(b)]
     rep.events -= old_rows

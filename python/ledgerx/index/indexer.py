@@ -530,7 +530,8 @@ def _account(
     distinct = feed.rows if feed.ids_distinct is True else None  # the scan's ids: distinct
     files = [s.rel for s in rnd.states if s.moved]
     new = new_rows(con, rnd.gen, files, rep.events) if rnd.incremental else None
-    rep.duplicates = drop_duplicates(con, rnd.gen, rnd.incremental, bad, distinct, new)
+    kept: dict[tuple[str, int], tuple[str, int]] = {}
+    rep.duplicates = drop_duplicates(con, rnd.gen, rnd.incremental, bad, distinct, new, kept)
     _trace("dedupe")
     rep.events -= rep.duplicates
     rep.bad_lines = len(bad)
@@ -542,7 +543,7 @@ def _account(
     _trace("derive")
     record(con, rnd.gen, rnd.states, bad, rep.duplicates > 0)
     if rnd.in_place:
-        discount_replay(rnd.states, rnd.p_ckpt, rnd.ckpt, rep, bad, MAX_REPORTED_BAD)
+        discount_replay(rnd.states, rnd.p_ckpt, rnd.ckpt, rep, bad, kept, MAX_REPORTED_BAD)
 
 
 def _catalog_stale(paths: IndexPaths, meta: dict[str, str]) -> bool:
