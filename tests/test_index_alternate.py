@@ -150,19 +150,9 @@ def test_a_new_line_that_wins_over_a_replayed_row_is_counted_once(tmp_path: Path
     which replays the new line but not the later part, reports just its own: the rounds'
     events in `_index_runs` sum to the index's (counting the replayed rows below the published
     checkpoints, or by the checkpoints of the files replayed only, would miss by one)."""
-    from ledgerx import _core
-
     root = tmp_path / "ledger"
     paths = _two_files(root)
-    writers = [_core.Writer(str(root), durability="os") for _ in range(2)]
-    for w in writers:  # both open at once: two part files
-        w._set_fake_now(T0 + 10**6)
-        w.emit("run.heartbeat", {}, run_id="run-x")
-    for w in writers:
-        w.close()
-    _round_in_place(root, paths)  # the previous round: one line in each of two parts
-    parts = sorted((root / "events" / "day=2026-01-01").glob("*.jsonl"))
-    assert [p.name for p in parts] == ["part-000001.jsonl", "part-000002.jsonl"]
+    parts = _two_parts(root, paths)  # the previous round: one line in each of two parts
     n = len(reference_events(root))
     with parts[0].open("ab") as f:  # the later part's line, now in the earlier part
         f.write(parts[1].read_bytes().splitlines(keepends=True)[-1])
@@ -184,11 +174,70 @@ def test_a_new_line_that_wins_over_a_replayed_row_is_counted_once(tmp_path: Path
         con.close()
 
 
+def test_a_new_line_that_wins_over_lines_reported_before_counts_one_duplicate(
+    tmp_path: Path,
+) -> None:
+    """Of a repeated id's lines below the published checkpoints the previous round kept the
+    first and reported the others: a new line in an earlier part drops them all, and only the
+    first is a new duplicate. The rounds' bad lines in `_index_runs` sum to `_bad_lines`."""
+    root = tmp_path / "ledger"
+    paths = _two_files(root)
+    parts = _two_parts(root, paths)
+    x = parts[1].read_bytes().splitlines(keepends=True)[-1]
+    with parts[1].open("ab") as f:
+        f.write(x)  # repeats the line before it, in its own part: a duplicate
+    rep = _round_in_place(root, paths)
+    assert (rep.events, rep.duplicates, rep.bad_lines) == (0, 1, 1)
+    with parts[0].open("ab") as f:
+        f.write(x)  # the same id in the earlier part: kept, both lines of the later part dropped
+    rep = _round_in_place(root, paths)
+    assert (rep.events, rep.duplicates, rep.bad_lines) == (0, 1, 1)
+    _exact(root, paths.runs)
+    con = open_readonly(paths.runs)
+    try:
+        logged = con.execute("SELECT sum(bad_lines) FROM _index_runs").fetchall()[0][0]
+        assert logged == con.execute("SELECT count(*) FROM _bad_lines").fetchall()[0][0] == 2
+    finally:
+        con.close()
+
+
+def _two_parts(root: Path, paths: IndexPaths) -> list[Path]:
+    """Two writers at once write a line each into two parts of the first day; one round, in
+    place. Returns the two parts."""
+    from ledgerx import _core
+
+    writers = [_core.Writer(str(root), durability="os") for _ in range(2)]
+    for w in writers:  # both open at once: two part files
+        w._set_fake_now(T0 + 10**6)
+        w.emit("run.heartbeat", {}, run_id="run-x")
+    for w in writers:
+        w.close()
+    _round_in_place(root, paths)
+    parts = sorted((root / "events" / "day=2026-01-01").glob("*.jsonl"))
+    assert [p.name for p in parts] == ["part-000001.jsonl", "part-000002.jsonl"]
+    return parts
+
+
 def _round_in_place(root: Path, paths: IndexPaths) -> ledgerx.IndexReport:
     pub, alt = _ino(paths.runs), _ino(paths.alt)
     rep = build_index(root)
     assert (_ino(paths.runs), _ino(paths.alt)) == (alt, pub)
     return rep
+
+
+def test_a_round_of_later_days_only_does_not_update_the_alternate_in_place(tmp_path: Path) -> None:
+    """The alternate lags a round, which an in-place round indexes again; a round limited by
+    `--since-date` to later days would not read the previous round's bytes of an earlier day,
+    and would publish the alternate without them: it works on a copy instead."""
+    root = tmp_path / "ledger"
+    paths = _two_files(root)
+    write_sweep(root, runs=1, trials=10, seed=20, day_us=T0)  # the earlier day
+    _round_in_place(root, paths)
+    write_sweep(root, runs=1, trials=10, seed=21, day_us=T0 + DAY_US)
+    pub, alt = _ino(paths.runs), _ino(paths.alt)
+    rep = build_index(root, since_date="2026-01-02")
+    assert rep.mode == "incremental" and _ino(paths.runs) not in (pub, alt)  # a copy
+    _exact(root, paths.runs)
 
 
 HOLD_RO = textwrap.dedent(

@@ -185,14 +185,15 @@ def test_a_catalog_left_by_a_round_that_died_is_rewritten_by_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A full rebuild publishes the side files before the runs file: one that dies in between
-    (here its runs file cannot be published) leaves its own catalog, of other days, beside the
-    old runs file. The runs file records which catalog was written with it, so the next round,
-    of ordinary trials, rewrites the catalog; it then equals a full rebuild's."""
+    (here its runs file cannot be published) leaves its own catalog and alerts, of other days,
+    beside the old runs file. The runs file records which side files were written with it, so
+    the next round, of ordinary trials, rewrites both; they then equal a full rebuild's."""
     from ledgerx.index import indexer as ix
 
     root = tmp_path / "ledger"
     paths = IndexPaths.for_root(root)
-    _emit(root, T0, ROUNDS[0][1] + ROUNDS[1][1])
+    alert = ("alert.ingested", {"alert_id": "a0", "source": "s", "severity": "low", "payload": {}})
+    _emit(root, T0, [*ROUNDS[0][1], *ROUNDS[1][1], (*alert, None)])
     _emit(root, T0 + DAY_US, [("trial.recorded", _trial(1), "A")])
     build_index(root)
     day1 = _core.day_of(T0 + DAY_US)
@@ -205,12 +206,16 @@ def test_a_catalog_left_by_a_round_that_died_is_rewritten_by_the_next(
         build_index(root, full_rebuild=True, since_date=day1)
     monkeypatch.undo()
     assert dict(_rows(paths.catalog, "SELECT run_id, days FROM runs")) == {"A": [day1]}
+    assert _rows(paths.alerts, "SELECT alert_id FROM alerts") == []  # the dead round's too
     _emit(root, T0 + DAY_US + 10**6, [("trial.recorded", _trial(2), "A")])
     assert build_index(root).events == 1
     full = tmp_path / "full.duckdb"
     build_index(root, db=full, full_rebuild=True)
     want = _rows(full.with_name("full.catalog.duckdb"), CATALOG)
     assert _rows(paths.catalog, CATALOG) == want and len(want) == 2
+    alerts = "SELECT * FROM alerts"
+    assert _rows(paths.alerts, alerts) == _rows(full.with_name("full.alerts.duckdb"), alerts)
+    assert len(_rows(paths.alerts, alerts)) == 1
     assert build_index(root).mode == "noop"  # and then nothing is stale: a quiet round
 
 

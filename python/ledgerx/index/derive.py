@@ -341,8 +341,19 @@ def discount_replay(
     def below(at: tuple[str, int]) -> bool:
         return at[1] < floor.get(at[0], 0)
 
+    # Of the lines of one id below the checkpoints, the previous round kept the first and
+    # reported the others; a new line kept now drops that first one too, which is new.
+    first_dropped: set[tuple[str, int]] = set()
+
     def old(b: tuple[str, int, int, str]) -> bool:  # reported by the previous round
-        return below((b[0], b[1])) and below(kept.get((b[0], b[1]), (b[0], b[1])))
+        at = (b[0], b[1])
+        k = kept.get(at, at)
+        if not below(at) or below(k):
+            return below(at)
+        if k in first_dropped:
+            return True
+        first_dropped.add(k)
+        return False
 
     old_bad = [b for b in bad if old(b)]
     rep.events -= old_rows
@@ -389,34 +400,46 @@ def write_sides(
     has_dups: bool,
     new: NewRows | None,
     catalog: bool,
+    meta: dict[str, str],
     durable: bool,
     alias: str | None,
-) -> str | None:
+) -> dict[str, str]:
     """alerts.duckdb and catalog.duckdb, when round `gen` changed them (`new`: what its rows
     are, when `derive` knows it, else the alerts are counted here; `catalog`: whether the
-    catalog's rows may have changed; `alias`: as for `write_side`). Side files first: if we
-    die between the renames, runs.duckdb still points at the old checkpoints, so the next
-    round redoes these bytes and rewrites the alerts they change. The catalog is rewritten only
-    when `derive` says its rows changed, so runs.duckdb records the identity of the catalog
-    written with it (`_index_meta.catalog_ident`, returned when it was rewritten): one left
-    by a round that died before its runs file was published (a full rebuild of other days,
-    say) no longer matches, and the next round rewrites it."""
-    if new is not None:
-        new_alerts = "alert.ingested" in new.types
-    else:  # count(*) always returns one row: fetchone() is never None
-        new_alerts = con.execute(
-            "SELECT count(*) > 0 FROM events WHERE gen = ? AND event_type = 'alert.ingested'",
-            [gen],
-        ).fetchone()[0]  # type: ignore[index]
-    if not incremental or new_alerts or has_dups or not paths.alerts.exists():
+    catalog's rows may have changed; `alias`: as for `write_side`), or when they are not the
+    files written with the published runs file (`meta`, `side_stale`). Side files first: if
+    we die between the renames, runs.duckdb still points at the old checkpoints and records
+    the identities of the old side files (`_index_meta.alerts_ident`, `catalog_ident`), so the
+    next round redoes these bytes and rewrites a side file left by the dead round even when
+    the bytes do not change it (a full rebuild of other days, say). Returns the identities of
+    the files written, which it also records in the work file's `_index_meta`."""
+    written: dict[str, str] = {}
+    if (
+        not incremental
+        or has_dups
+        or side_stale(paths.alerts, meta, "alerts_ident")
+        or ("alert.ingested" in new.types if new is not None else _new_alerts(con, gen))
+    ):
         write_side(con, paths.alerts, "alerts", S.ALERTS_SELECT, [], durable, alias)
-    if not (not incremental or catalog or not paths.catalog.exists()):
-        return None
-    rel_index = _rel_to_root(paths.runs, root)
-    write_side(con, paths.catalog, "runs", S.CATALOG_SELECT, [rel_index], durable, alias)
-    ident = file_ident(paths.catalog)
-    con.execute("UPDATE _index_meta SET value = ? WHERE key = 'catalog_ident'", [ident])
-    return ident
+        written["alerts_ident"] = file_ident(paths.alerts)
+    if not incremental or catalog or side_stale(paths.catalog, meta, "catalog_ident"):
+        rel_index = _rel_to_root(paths.runs, root)
+        write_side(con, paths.catalog, "runs", S.CATALOG_SELECT, [rel_index], durable, alias)
+        written["catalog_ident"] = file_ident(paths.catalog)
+    for key, ident in written.items():
+        con.execute("UPDATE _index_meta SET value = ? WHERE key = ?", [ident, key])
+    return written
+
+
+def side_stale(path: Path, meta: dict[str, str], key: str) -> bool:
+    """The side file `path` is missing, or not the one whose identity `meta[key]` records."""
+    ident = file_ident(path)
+    return not ident or ident != meta.get(key)
+
+
+def _new_alerts(con: duckdb.DuckDBPyConnection, gen: int) -> bool:
+    q = "SELECT count(*) > 0 FROM events WHERE gen = ? AND event_type = 'alert.ingested'"
+    return bool(con.execute(q, [gen]).fetchone()[0])  # type: ignore[index]  # one row
 
 
 def _rel_to_root(p: Path, root: Path) -> str:

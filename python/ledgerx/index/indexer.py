@@ -55,6 +55,7 @@ from ledgerx.index.derive import (
     drop_duplicates,
     new_rows,
     record,
+    side_stale,
     unlink_spill,
     unlink_work,
     upgrade_format,
@@ -81,6 +82,7 @@ from ledgerx.index.scan import (
     irregular_entries,
     list_part_files,
     new_bytes,
+    replays_all,
     scan_files,
 )
 from ledgerx.index.upcast import Upcaster, default_upcaster
@@ -311,10 +313,9 @@ def _index_into_work(
         _trace("commit")
         dups = rnd.dropped > 0  # not rep.duplicates: an in-place round discounts the replayed
         rnd.after = dbfile.state_after(con, rnd.ckpt, rnd.states, meta, row, dups)
-        cat = write_sides(con, rnd.paths, rnd.rootp, rnd.gen, rnd.incremental, dups, rnd.new,
-                          rnd.catalog, opts.durable, rnd.alias)  # fmt: skip
-        if cat:
-            rnd.after.meta["catalog_ident"] = cat
+        sides = write_sides(con, rnd.paths, rnd.rootp, rnd.gen, rnd.incremental, dups, rnd.new,
+                            rnd.catalog, rnd.meta, opts.durable, rnd.alias)  # fmt: skip
+        rnd.after.meta.update(sides)
         _trace("side files")
         con.execute("CHECKPOINT")
         _trace("checkpoint")
@@ -405,7 +406,8 @@ def _plan(
     states = new_bytes(ev, parts, ckpt, rep.warnings)
     want_stale = str(float(stale_after)) if stale_after is not None else None
     meta_change = want_stale is not None and meta.get("stale_after_s") != want_stale
-    sides_missing = not paths.alerts.exists() or _catalog_stale(paths, meta)
+    sides_missing = side_stale(paths.alerts, meta, "alerts_ident")
+    sides_missing = sides_missing or side_stale(paths.catalog, meta, "catalog_ident")
     arch = _pending_archived(rootp, ckpt, since, parts)
     # An index of an older format is upgraded (its views replaced) even with no new bytes.
     old_format = incremental and meta.get("format") != S.INDEX_FORMAT
@@ -459,7 +461,7 @@ def _use_alternate(rnd: _Round) -> None:
         arch = _pending_archived(rnd.rootp, ckpt, rnd.since, rnd.parts)
         lag = sum(st.size - st.start for st in states)
         ok = same and int(alt_meta.get("gen", "0")) == rnd.gen - 2
-        ok = ok and not arch and lag <= IN_PLACE_MAX_BYTES
+        ok = ok and not arch and lag <= IN_PLACE_MAX_BYTES and replays_all(rnd.ckpt, ckpt, states)
     except duckdb.Error:  # not an index we can read: copy instead
         ok = False
     except BaseException:
@@ -539,17 +541,10 @@ def _account(
     rnd.dropped = rep.duplicates
     rnd.new, changed = derive(con, rnd.gen, rnd.incremental, rep.duplicates > 0, new)
     rnd.catalog = changed or rnd.meta.get("format") != S.INDEX_FORMAT
-    rnd.catalog = rnd.catalog or _catalog_stale(rnd.paths, rnd.meta)
     _trace("derive")
     record(con, rnd.gen, rnd.states, bad, rep.duplicates > 0)
     if rnd.in_place:
         discount_replay(rnd.states, rnd.p_ckpt, rnd.ckpt, rep, bad, kept, MAX_REPORTED_BAD)
-
-
-def _catalog_stale(paths: IndexPaths, meta: dict[str, str]) -> bool:
-    """The catalog is missing, or not the one written with the published runs file."""
-    ident = file_ident(paths.catalog)
-    return not ident or ident != meta.get("catalog_ident")
 
 
 def _write_meta(
@@ -575,7 +570,9 @@ def _write_meta(
         "last_rebuild_at": started_at.isoformat(),
         # the file this one replaces, which becomes the alternate the next round may update
         "alt_ident": rnd.p_ident if incremental else "",
-        "catalog_ident": meta.get("catalog_ident", "") if incremental else "",  # write_sides
+        # the side files published with this file: `write_sides` sets them when it writes one
+        "alerts_ident": meta.get("alerts_ident", "") if incremental else "",
+        "catalog_ident": meta.get("catalog_ident", "") if incremental else "",
     }
     con.execute("DELETE FROM _index_meta")
     con.execute(  # one statement: an executemany is a statement per row

@@ -128,6 +128,21 @@ def new_bytes(
     return states
 
 
+def replays_all(
+    p_ckpt: dict[str, tuple[int, int, int]],
+    alt_ckpt: dict[str, tuple[int, int, int]],
+    states: list[FileState],
+) -> bool:
+    """Whether the round reads again every file the previous round advanced (one it does not
+    list, a day before its `--since-date`, would drop those rows from the alternate)."""
+    read = {st.rel: st.size for st in states}
+    return all(
+        read.get(rel, -1) >= off
+        for rel, (off, _, _) in p_ckpt.items()
+        if (alt_ckpt.get(rel) or (0,))[0] != off
+    )
+
+
 class ScanFeed:
     """Runs the Rust scanner in a producer thread (it releases the GIL), so the next chunk is
     read and parsed while DuckDB stores the previous one. Memory stays bounded: at most
