@@ -99,6 +99,32 @@ def test_a_new_process_takes_the_published_state_from_the_state_file(
         con.close()
 
 
+def test_the_state_file_describes_both_files_while_the_publish_renames(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The round writes the new file's state before it publishes, keeping the published one's:
+    whichever file the name points at during the rename, a waiter (`wait_indexed`, another
+    process's round) finds its state and does not open the file."""
+    from ledgerx.index import indexer as ix
+
+    write_sweep(root, runs=1, trials=3)
+    build_index(root)
+    seen: list[tuple[bool, bool]] = []
+    real = ix.publish_keeping_alt
+
+    def checked(src: Path, dst: Path, **k: object) -> None:
+        new = dbfile._load_state(dst, dbfile.file_ident(src))
+        old = dbfile._load_state(dst, dbfile.file_ident(dst))
+        seen.append((new is not None, old is not None))
+        real(src, dst, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ix, "publish_keeping_alt", checked)
+    for i in range(3):  # on a copy, then in place
+        _emit(root, i)
+        assert build_index(root).events == 1
+    assert seen == [(True, True)] * 3
+
+
 @pytest.mark.parametrize("change", ["touched", "unreadable", "missing"])
 def test_a_state_file_that_may_not_describe_the_file_is_not_used(
     root: Path, monkeypatch: pytest.MonkeyPatch, change: str

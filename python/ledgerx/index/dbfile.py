@@ -311,12 +311,13 @@ _REPLACED: dict[tuple[int, str], tuple[str, PublishedState]] = {}
 
 
 def remember_published(path: Path, ident: str, state: PublishedState) -> None:
+    """After publishing over `path` the file whose identity is `ident` (its state file is
+    written before the publish: `save_state_ahead`)."""
     key = (os.getpid(), str(path))
     with _WORK_LOCK:
         if (prev := _PUBLISHED.get(key)) is not None:
             _REPLACED[key] = prev
         _PUBLISHED[key] = (ident, state)
-    _save_state(path, ident, state)
 
 
 def replaced_state(path: Path, ident: str) -> PublishedState | None:
@@ -333,13 +334,25 @@ def state_file(path: Path) -> Path:
     return path.with_name(f".{path.name}.state.json")
 
 
-def _save_state(path: Path, ident: str, state: PublishedState) -> None:
-    """`state` of the file `path` whose identity is `ident`, for the next process's round: it
-    reads this instead of the file (an ATTACH, three queries and a DETACH, ~8 ms of a one-event
-    `ledgerx rebuild`) while the file keeps that identity (`published_state`). A cache, written
-    by rename and never fsynced: a missing, unreadable or older one sends the round to the file.
-    """
-    doc = {"ident": ident, "ckpt": state.ckpt, "meta": state.meta, "last_runs": state.last_runs}
+def save_state_ahead(path: Path, ident: str, state: PublishedState) -> None:
+    """Before publishing over `path` the file whose identity is `ident`: its `state`, for the
+    next process's round, which reads this instead of the file (an ATTACH, three queries and a
+    DETACH, ~8 ms of a one-event `ledgerx rebuild`) while the file keeps that identity
+    (`published_state`), and for `wait_indexed`. The state of the file published now stays
+    beside it (`previous`), so that whichever file the name points at while the publish
+    renames, its state is there: a waiter woken by the rename reads it instead of the file.
+    A cache, written by rename and never fsynced: a missing, unreadable or older one sends the
+    reader to the file."""
+    doc: dict[str, Any] = {
+        "ident": ident,
+        "ckpt": state.ckpt,
+        "meta": state.meta,
+        "last_runs": state.last_runs,
+    }
+    now = file_ident(path)
+    prev = next((e for e in _state_entries(path) if now and e.get("ident") == now), None)
+    if prev is not None:
+        doc["previous"] = {k: v for k, v in prev.items() if k != "previous"}
     tmp = tmp_for(state_file(path))
     try:
         tmp.write_text(json.dumps(doc), encoding="utf-8")
@@ -349,17 +362,29 @@ def _save_state(path: Path, ident: str, state: PublishedState) -> None:
             tmp.unlink()
 
 
-def _load_state(path: Path, ident: str) -> PublishedState | None:
-    """The state `_save_state` wrote for the file `path` with identity `ident`; else None."""
+def _state_entries(path: Path) -> list[dict[str, Any]]:
+    """The entries of the state file beside `path` (the newest, then the one before)."""
     try:
         doc = json.loads(state_file(path).read_text(encoding="utf-8"))
-        if doc["ident"] != ident:
+    except (OSError, ValueError):
+        return []
+    if not isinstance(doc, dict):
+        return []
+    return [e for e in (doc, doc.get("previous")) if isinstance(e, dict)]
+
+
+def _load_state(path: Path, ident: str) -> PublishedState | None:
+    """The state `save_state_ahead` wrote for the file `path` with identity `ident`; else None."""
+    for e in _state_entries(path):
+        try:
+            if e["ident"] != ident:
+                continue
+            ckpt = {str(f): (int(o), int(e2), int(b)) for f, (o, e2, b) in e["ckpt"].items()}
+            meta = {str(k): str(v) for k, v in e["meta"].items()}
+            return PublishedState(ckpt, meta, [tuple(r) for r in e["last_runs"]], False)
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
-        ckpt = {str(f): (int(o), int(e), int(b)) for f, (o, e, b) in doc["ckpt"].items()}
-        meta = {str(k): str(v) for k, v in doc["meta"].items()}
-        return PublishedState(ckpt, meta, [tuple(r) for r in doc["last_runs"]], False)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None
+    return None
 
 
 def remembered_offsets(path: Path, ident: str) -> dict[str, int] | None:
@@ -382,7 +407,7 @@ def forget_published(path: Path) -> None:
 
 def published_state(path: Path, work: Path) -> PublishedState:
     """`read_state_any(path, work)`, answered from memory when this process published `path`,
-    or from its state file (`_save_state`) when another did, and nothing can have changed it
+    or from its state file (`save_state_ahead`) when another did, and nothing can have changed it
     since (the same inode, size and mtime)."""
     with _WORK_LOCK:
         hit = _PUBLISHED.get((os.getpid(), str(path)))

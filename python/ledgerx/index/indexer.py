@@ -225,6 +225,8 @@ def build_index(
             dbfile.release(con, rnd.alias)  # an attached alternate: detached, unlocked
             unlink_spill(rnd.work)
             ident = file_ident(rnd.work)
+            if rnd.after is not None:  # before the rename: a waiter woken by it finds it
+                dbfile.save_state_ahead(paths.runs, ident, rnd.after)
             if rnd.incremental:
                 publish_keeping_alt(rnd.work, paths.runs, durable=durable)
             else:  # a new lineage: the old file is no base for the next round
