@@ -2,11 +2,15 @@
 //! directories instead of polling their sizes, so a new line starts the next round at once.
 //! A wake-up is only a hint: the caller still compares what it cares about (`growth_mark`).
 
+use super::error::{Error, Result};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+/// The path errors of the instance itself name (it has none of its own).
+const INOTIFY: &str = "inotify";
 
 /// What counts as a change: a file written, created, moved in, closed after writing, or its
 /// metadata (an fsync-mode append lands in preallocated space: a write all the same).
@@ -24,11 +28,11 @@ pub struct DirWatch {
 }
 
 impl DirWatch {
-    pub fn new() -> io::Result<Self> {
+    pub fn new() -> Result<Self> {
         // SAFETY: no pointer arguments; a new descriptor or -1.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if fd < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(Error::io(Path::new(INOTIFY), io::Error::last_os_error()));
         }
         // SAFETY: `fd` was just returned by inotify_init1 and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -36,15 +40,17 @@ impl DirWatch {
     }
 
     /// Watch the directory `dir` (changes of the files in it, and of itself).
-    pub fn add(&self, dir: &Path) -> io::Result<()> {
-        let c = CString::new(dir.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    pub fn add(&self, dir: &Path) -> Result<()> {
+        let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
+            let nul = io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL");
+            Error::io(dir, nul)
+        })?;
         // SAFETY: a valid descriptor and a NUL-terminated path that outlives the call.
         let wd = unsafe {
             libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), MASK | libc::IN_ONLYDIR)
         };
         if wd < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(Error::io(dir, io::Error::last_os_error()));
         }
         Ok(())
     }
@@ -52,7 +58,7 @@ impl DirWatch {
     /// Block until something changed in a watched directory since the last call (true), or
     /// `timeout_ms` passed or a signal arrived (false: the caller looks again anyway). Drains
     /// the pending notifications.
-    pub fn wait(&self, timeout_ms: i32) -> io::Result<bool> {
+    pub fn wait(&self, timeout_ms: i32) -> Result<bool> {
         let mut p = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
@@ -65,7 +71,7 @@ impl DirWatch {
             return if e.kind() == io::ErrorKind::Interrupted {
                 Ok(false)
             } else {
-                Err(e)
+                Err(Error::io(Path::new(INOTIFY), e))
             };
         }
         if n == 0 {

@@ -1,6 +1,6 @@
 //! `DirWatch`: the core's directory watch (`core::watch`), waited on without the GIL.
 
-use crate::core::{watch, Error};
+use crate::core::watch;
 use pyo3::prelude::*;
 use std::path::PathBuf;
 
@@ -16,10 +16,9 @@ pub struct DirWatch {
 impl DirWatch {
     #[new]
     fn new(dirs: Vec<PathBuf>) -> PyResult<Self> {
-        let inner =
-            watch::DirWatch::new().map_err(|e| to_py(Error::io(&PathBuf::from("inotify"), e)))?;
+        let inner = watch::DirWatch::new().map_err(to_py)?;
         for d in &dirs {
-            inner.add(d).map_err(|e| to_py(Error::io(d, e)))?;
+            inner.add(d).map_err(to_py)?;
         }
         Ok(DirWatch { inner })
     }
@@ -28,7 +27,6 @@ impl DirWatch {
     /// when a signal arrived.
     fn wait(&self, py: Python<'_>, timeout_s: f64) -> PyResult<bool> {
         let ms = (timeout_s.max(0.0) * 1000.0).ceil().min(i32::MAX as f64) as i32;
-        py.allow_threads(|| self.inner.wait(ms))
-            .map_err(|e| to_py(Error::io(&PathBuf::from("inotify"), e)))
+        py.allow_threads(|| self.inner.wait(ms)).map_err(to_py)
     }
 }

@@ -375,13 +375,13 @@ def _state_entries(path: Path) -> list[dict[str, Any]]:
 
 def _load_state(path: Path, ident: str) -> PublishedState | None:
     """The state `save_state_ahead` wrote for the file `path` with identity `ident`; else None."""
-    for e in _state_entries(path):
+    for entry in _state_entries(path):
         try:
-            if e["ident"] != ident:
+            if entry["ident"] != ident:
                 continue
-            ckpt = {str(f): (int(o), int(e2), int(b)) for f, (o, e2, b) in e["ckpt"].items()}
-            meta = {str(k): str(v) for k, v in e["meta"].items()}
-            return PublishedState(ckpt, meta, [tuple(r) for r in e["last_runs"]], False)
+            ckpt = {str(f): (int(o), int(e), int(b)) for f, (o, e, b) in entry["ckpt"].items()}
+            meta = {str(k): str(v) for k, v in entry["meta"].items()}
+            return PublishedState(ckpt, meta, [tuple(r) for r in entry["last_runs"]], False)
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
     return None

@@ -97,12 +97,10 @@ def drop_duplicates(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dup_rows AS
             SELECT rowid AS rid, event_id, file, "offset", line_bytes, run_id,
-                   row_number() OVER (PARTITION BY event_id ORDER BY file, "offset") AS rn,
-                   first_value(file) OVER (PARTITION BY event_id ORDER BY file, "offset")
-                       AS first_file,
-                   first_value("offset") OVER (PARTITION BY event_id ORDER BY file, "offset")
-                       AS first_off
+                   row_number() OVER w AS rn, first_value(file) OVER w AS first_file,
+                   first_value("offset") OVER w AS first_off
             FROM events {scope}
+            WINDOW w AS (PARTITION BY event_id ORDER BY file, "offset")
             QUALIFY count(*) OVER (PARTITION BY event_id) > 1""",
         args,
     )

@@ -139,7 +139,7 @@ def replays_all(
     return all(
         read.get(rel, -1) >= off
         for rel, (off, _, _) in p_ckpt.items()
-        if (alt_ckpt.get(rel) or (0,))[0] != off
+        if alt_ckpt.get(rel, (0, 0, 0))[0] != off
     )
 
 
